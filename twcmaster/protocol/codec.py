@@ -1,0 +1,177 @@
+"""Wire framing of the TWC Gen2 RS-485 protocol (sans-I/O).
+
+Knows bytes only: SLIP-style escaping, the 8-bit checksum, frame delimiters, the trailer byte
+real TWCs send after a frame, and how to find frames in a noisy byte stream. Message layouts
+live in ``messages.py``. Section numbers refer to ``shared/protocol/twc-rs485.md``.
+
+A *body* is a frame after un-escaping, without its two ``C0`` delimiters; its last byte is the
+checksum. A *payload* is a body without the checksum (what message classes build).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRAME_END = 0xC0  # opens and closes every frame (SLIP END)
+ESC = 0xDB  # escape introducer (SLIP ESC)
+ESC_END = 0xDC  # DB DC on the wire stands for a C0 body byte
+ESC_ESC = 0xDD  # DB DD on the wire stands for a DB body byte
+
+#: Body lengths (checksum included) real units send: 14 = protocol 1, 16 = protocol 2,
+#: 20 = firmware 4.5.3 extended replies (§2.5).
+VALID_BODY_LENGTHS = frozenset({14, 16, 20})
+#: Lengths the lenient decoder (``twcmaster decode``) also accepts: TWCManager sends 15-byte VIN
+#: and kWh requests and ESP32 masters 13-byte ones (§2.5, vector T27).
+LENIENT_BODY_LENGTHS = frozenset({13, 14, 15, 16, 20})
+
+#: A closing C0 after fewer raw bytes than this (opening C0 included) cannot end a real frame:
+#: it is taken as the opening of a new one (§2.4 step 2).
+MIN_COLLECTED_BEFORE_END = 15
+#: Longest plausible raw frame (20-byte body, every byte escaped would be 42, plus delimiters).
+MAX_RAW_FRAME_BYTES = 48
+#: A partial frame that gets no byte for this long is dropped (§2.4 step 3).
+PARTIAL_FRAME_TIMEOUT_S = 2.0
+
+
+class FramingError(ValueError):
+    """Bytes that cannot be a TWC frame."""
+
+
+def checksum(payload: bytes) -> int:
+    """8-bit sum of every payload byte except the first (type) byte (§2.3)."""
+    return sum(payload[1:]) & 0xFF
+
+
+def escape(body: bytes) -> bytes:
+    """SLIP-escape a body: C0 -> DB DC, DB -> DB DD (§2.2)."""
+    return body.replace(bytes([ESC]), bytes([ESC, ESC_ESC])).replace(
+        bytes([FRAME_END]), bytes([ESC, ESC_END])
+    )
+
+
+def unescape(raw: bytes) -> bytes:
+    """Reverse ``escape``. A DB followed by anything else than DC/DD is corrupt (§2.2)."""
+    out = bytearray()
+    it = iter(raw)
+    for byte in it:
+        if byte != ESC:
+            out.append(byte)
+            continue
+        follower = next(it, None)
+        if follower == ESC_END:
+            out.append(FRAME_END)
+        elif follower == ESC_ESC:
+            out.append(ESC)
+        else:
+            shown = "end of frame" if follower is None else f"{follower:02X}"
+            raise FramingError(f"bad escape: DB followed by {shown}")
+    return bytes(out)
+
+
+def frame(payload: bytes, trailer: int | None = None) -> bytes:
+    """Wire bytes for a payload: checksum appended, escaped, delimited, optional trailer.
+
+    This is the raw framing layer; it checks nothing about what the payload means. The daemon
+    sends through ``messages.encode_for_tx``, which applies the allow-list.
+    """
+    body = payload + bytes([checksum(payload)])
+    wire = bytes([FRAME_END]) + escape(body) + bytes([FRAME_END])
+    if trailer is not None:
+        wire += bytes([trailer])
+    return wire
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A complete frame found on the wire, already un-escaped and length-checked."""
+
+    body: bytes  # checksum included
+
+    @property
+    def payload(self) -> bytes:
+        return self.body[:-1]
+
+    @property
+    def checksum_ok(self) -> bool:
+        return checksum(self.payload) == self.body[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    """Bytes that looked like a frame but were rejected; reported for diagnostics only."""
+
+    raw: bytes  # as received, delimiters included
+    reason: str
+
+
+class FrameParser:
+    """Finds frames in a byte stream, resynchronising on garbage (§2.4).
+
+    Feed it whatever the serial port returned, with the time it arrived; it returns the
+    complete frames (and rejected candidates) in order. Frames with a bad checksum are rejected
+    unless ``keep_bad_checksums`` is set (the decoder shows them with ``checksum_ok: false``).
+    """
+
+    def __init__(
+        self,
+        *,
+        accepted_lengths: frozenset[int] = VALID_BODY_LENGTHS,
+        keep_bad_checksums: bool = False,
+        partial_timeout_s: float = PARTIAL_FRAME_TIMEOUT_S,
+    ) -> None:
+        self._accepted_lengths = accepted_lengths
+        self._keep_bad_checksums = keep_bad_checksums
+        self._partial_timeout_s = partial_timeout_s
+        self._collected = bytearray()  # raw bytes since the opening C0 (included); empty = idle
+        self._last_byte_s = 0.0
+
+    @property
+    def receiving(self) -> bool:
+        """True while a frame is half received: the master must not talk now (§5.2)."""
+        return bool(self._collected)
+
+    def expire(self, now_s: float) -> None:
+        """Drop a partial frame that has been silent for too long."""
+        if self._collected and now_s - self._last_byte_s > self._partial_timeout_s:
+            self._collected.clear()
+
+    def feed(self, data: bytes, now_s: float) -> list[Frame | BadFrame]:
+        self.expire(now_s)
+        self._last_byte_s = now_s
+        events: list[Frame | BadFrame] = []
+        for byte in data:
+            if not self._collected:
+                if byte == FRAME_END:  # idle: everything but an opening C0 is trailer or noise
+                    self._collected.append(byte)
+                continue
+            if byte != FRAME_END:
+                self._collected.append(byte)
+                if len(self._collected) > MAX_RAW_FRAME_BYTES:
+                    events.append(BadFrame(bytes(self._collected), "too long, no closing C0"))
+                    self._collected.clear()
+                continue
+            if len(self._collected) < MIN_COLLECTED_BEFORE_END:
+                # Too short to be an end: we started mid-frame or saw C0 C0. Start again here.
+                self._collected[:] = bytes([FRAME_END])
+                continue
+            raw = bytes(self._collected) + bytes([FRAME_END])
+            event = self._check(raw)
+            events.append(event)
+            # After a rejected candidate the closing C0 may really be the opening of the next
+            # frame (noise that began with C0): keep it as an opening.
+            self._collected[:] = b"" if isinstance(event, Frame) else bytes([FRAME_END])
+        return events
+
+    def _check(self, raw: bytes) -> Frame | BadFrame:
+        try:
+            body = unescape(raw[1:-1])
+        except FramingError as exc:
+            return BadFrame(raw, str(exc))
+        if len(body) not in self._accepted_lengths:
+            return BadFrame(raw, f"body length {len(body)} is not one of 14, 16, 20")
+        candidate = Frame(body)
+        if not candidate.checksum_ok and not self._keep_bad_checksums:
+            return BadFrame(
+                raw, f"checksum {body[-1]:02X} != {checksum(candidate.payload):02X} computed"
+            )
+        return candidate
