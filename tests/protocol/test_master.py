@@ -1,0 +1,275 @@
+"""Bus master unit tests, sans-I/O with a fake clock (no sleeping). Replies are hand-built
+frames, so these tests pin the master to the protocol notes, not to our simulator."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from twcmaster.protocol import codec
+from twcmaster.protocol import master as bm
+from twcmaster.protocol import messages as m
+from twcmaster.protocol.messages import Code
+
+ME = 0x7777
+SLAVE_TX = m.SLAVE_TX_CODES
+
+
+def slave_wire(message: m.Message) -> bytes:
+    return m.encode_for_tx(message, trailer=0xFE, allowed_codes=SLAVE_TX)
+
+
+def decode_wire(wire: bytes) -> m.Message:
+    (frame,) = codec.FrameParser().feed(wire, 0.0)
+    return m.decode(frame.body)
+
+
+class Bus:
+    """Drives a master with a fake clock; records what it sends."""
+
+    def __init__(self, **settings) -> None:
+        self.master = bm.BusMaster(bm.MasterSettings(**settings))
+        self.now = 0.0
+        self.sent: list[tuple[float, m.Message]] = []
+        self.events: list[bm.Event] = []
+        self.repliers: dict[int, object] = {}
+        self.master.start(self.now)
+
+    def feed(self, message: m.Message) -> list[bm.Event]:
+        events = self.master.receive(slave_wire(message), self.now)
+        self.events += events
+        return events
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            wire, events = self.master.poll(self.now)
+            self.events += events
+            if wire is not None:
+                message = decode_wire(wire)
+                self.sent.append((self.now, message))
+                reply = self._reply(message)
+                if reply is not None:
+                    self.now += len(wire) * bm.BYTE_TIME_S + 0.01
+                    self.events += self.master.receive(slave_wire(reply), self.now)
+                continue
+            self.now = min(end, max(self.master.next_wakeup_s(self.now), self.now + 1e-4))
+
+    def _reply(self, message: m.Message) -> m.Message | None:
+        replier = self.repliers.get(message.receiver) if message.receiver is not None else None
+        return replier(message) if replier else None
+
+    def heartbeats_to(self, twcid: int) -> list[tuple[float, m.MasterHeartbeat]]:
+        return [
+            (t, msg)
+            for t, msg in self.sent
+            if isinstance(msg, m.MasterHeartbeat) and msg.receiver == twcid
+        ]
+
+
+def answering_slave(twcid: int, protocol: int = 2, state: int = 1, actual: int = 0):
+    """A replier that echoes each offer as its allowed amps, like a slave accepting limits."""
+    current = {"allowed": 0}
+
+    def reply(message: m.Message) -> m.Message | None:
+        if isinstance(message, m.MasterHeartbeat):
+            if message.command in (0x05, 0x09):
+                current["allowed"] = message.centiamps
+            return m.SlaveHeartbeat.build(twcid, ME, state, current["allowed"], actual, protocol)
+        return None
+
+    return reply
+
+
+def link(bus: Bus, twcid: int, protocol: int = 2, max_centiamps: int = 3200, **kw) -> None:
+    bus.repliers[twcid] = answering_slave(twcid, protocol, **kw)
+    bus.feed(m.SlaveLinkReady(twcid, 0x55, max_centiamps, protocol))
+
+
+def test_startup_burst_is_five_lr1_then_five_lr2_100ms_apart():
+    bus = Bus()
+    bus.run(2.0)
+    burst = [(t, msg) for t, msg in bus.sent if isinstance(msg, m.MasterLinkReady)]
+    assert [msg.which for _, msg in burst] == [1] * 5 + [2] * 5
+    assert all(msg.sender == ME and msg.sign == 0x77 for _, msg in burst)
+    gaps = [b[0] - a[0] for a, b in pairwise(burst)]
+    assert min(gaps) >= 0.1
+    assert len(bus.sent) == 10  # nothing else without slaves
+
+
+def test_new_slave_gets_heartbeat_at_once_and_protocol_from_length():
+    bus = Bus()
+    bus.run(1.5)
+    link(bus, 0x1234, protocol=1, max_centiamps=8000)
+    assert isinstance(bus.events[-1], bm.SlaveLinked) and bus.events[-1].protocol == 1
+    start = bus.now
+    bus.run(0.05)
+    ((t, hb),) = bus.heartbeats_to(0x1234)
+    assert t - start < 0.05
+    assert len(hb.data) == 7  # P1: 7 data bytes (§8 Q2)
+    assert hb.command == 0x05 and hb.centiamps == 0  # 0 A always as "05 00 00" (§6.6)
+
+
+def test_offer_becomes_set_limit_then_no_change_once_reported():
+    bus = Bus()
+    link(bus, 0x1234, protocol=2)
+    bus.run(1.5)
+    bus.master.set_offer(0x1234, 16)
+    bus.run(3.0)
+    blocks = [hb.data for _, hb in bus.heartbeats_to(0x1234)]
+    assert bytes.fromhex("09 06 40 00 00 00 00 00 00") in blocks  # 16.00 A, P2 uses 09
+    assert blocks[-1] == bytes(9)  # slave reports 16 A: "no change"
+
+
+def test_offer_is_capped_by_the_link_ready_max_and_the_ceiling():
+    bus = Bus(max_offer_amps=20)
+    link(bus, 0x1234, max_centiamps=1600)
+    bus.master.set_offer(0x1234, 40)
+    assert bus.master.slaves[0x1234].offer_amps == 16
+    link(bus, 0x2345, max_centiamps=8000)
+    bus.master.set_offer(0x2345, 40)
+    assert bus.master.slaves[0x2345].offer_amps == 20
+
+
+def test_each_of_three_slaves_gets_a_heartbeat_about_every_second():
+    bus = Bus()
+    bus.run(1.5)
+    for twcid in (0x1111, 0x2222, 0x3333):
+        link(bus, twcid)
+    bus.run(60.0)
+    for twcid in (0x1111, 0x2222, 0x3333):
+        times = [t for t, _ in bus.heartbeats_to(twcid)]
+        gaps = [b - a for a, b in pairwise(times)]
+        assert len(times) >= 58
+        assert max(gaps) <= 1.2, (twcid, max(gaps))
+
+
+def test_silent_slave_is_dropped_after_the_timeout():
+    bus = Bus(slave_timeout_s=26.0)
+    bus.run(1.5)
+    bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))  # links, then never answers
+    bus.run(25.0)
+    assert 0x1234 in bus.master.slaves
+    bus.run(2.0)
+    assert 0x1234 not in bus.master.slaves
+    lost = [e for e in bus.events if isinstance(e, bm.SlaveLost)]
+    assert lost and lost[0].twcid == 0x1234 and 26.0 < lost[0].silent_s < 27.0
+
+
+def test_slave_with_the_masters_id_restarts_the_burst():
+    bus = Bus()
+    bus.run(2.0)
+    events = bus.feed(m.SlaveLinkReady(ME, 0x55, 3200, 2))
+    assert any(isinstance(e, bm.Alarm) and e.kind == "id_collision" for e in events)
+    assert ME not in bus.master.slaves
+    before = len(bus.sent)
+    bus.run(2.0)
+    again = [msg for _, msg in bus.sent[before:] if isinstance(msg, m.MasterLinkReady)]
+    assert len(again) == 10
+
+
+def test_foreign_master_raises_an_alarm_but_our_echo_does_not():
+    bus = Bus()
+    bus.run(0.01)  # first link-ready goes out
+    _, first = bus.sent[0]
+    echo = bus.master.receive(codec.frame(first.to_payload()), bus.now + 0.02)
+    assert not [e for e in echo if isinstance(e, bm.Alarm)]
+    foreign = m.MasterLinkReady(1, 0x4242, 0x11)
+    events = bus.master.receive(codec.frame(foreign.to_payload()), bus.now + 0.03)
+    alarms = [e for e in events if isinstance(e, bm.Alarm)]
+    assert alarms and alarms[0].kind == "foreign_master" and alarms[0].twcid == 0x4242
+    hb = m.MasterHeartbeat.build(0x4242, 0x1234, 0x05, 600, 2)
+    events = bus.master.receive(codec.frame(hb.to_payload()), bus.now + 0.04)
+    assert any(isinstance(e, bm.Alarm) and e.kind == "foreign_master" for e in events)
+
+
+def test_heartbeat_from_unknown_slave_or_for_other_master_is_ignored():
+    bus = Bus()
+    events = bus.feed(m.SlaveHeartbeat.build(0x1234, ME, 1, 600, 550, 2))
+    assert isinstance(events[0], bm.Ignored)
+    link(bus, 0x1234)
+    events = bus.feed(m.SlaveHeartbeat.build(0x1234, 0x0000, 1, 600, 550, 2))
+    assert isinstance(events[0], bm.Ignored) and "not us" in events[0].reason
+
+
+def test_fourth_slave_allowed_up_to_max_then_refused():
+    bus = Bus(max_slaves=3)
+    for twcid in (0x1111, 0x2222, 0x3333):
+        link(bus, twcid)
+    events = bus.feed(m.SlaveLinkReady(0x4444, 0x55, 3200, 2))
+    assert any(isinstance(e, bm.Alarm) and e.kind == "too_many_slaves" for e in events)
+    assert set(bus.master.slaves) == {0x1111, 0x2222, 0x3333}
+
+
+def vin_replier(twcid: int, vin: str, actual: int = 1000):
+    heartbeat = answering_slave(twcid, actual=actual)
+    parts = (vin[:7], vin[7:14], vin[14:])
+
+    def reply(message):
+        if isinstance(message, m.AddressedRequest) and message.code in m.VIN_REQUEST_CODES:
+            part = m.VIN_REQUEST_CODES.index(message.code) + 1
+            return m.VinPart(part, twcid, parts[part - 1])
+        if isinstance(message, m.AddressedRequest) and message.code == Code.REQUEST_ENERGY:
+            return m.EnergyReport(twcid, 56, (230, 0, 0))
+        return heartbeat(message)
+
+    return reply
+
+
+def test_vin_sequence_with_check_digit():
+    bus = Bus()
+    bus.run(1.5)
+    bus.repliers[0x1234] = vin_replier(0x1234, "5YJ3E1EA8KF000001")
+    bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))
+    bus.run(10.0)
+    vins = [e for e in bus.events if isinstance(e, bm.VinReported)]
+    assert vins and vins[0].vin == "5YJ3E1EA8KF000001"
+    assert bus.master.slaves[0x1234].vin == "5YJ3E1EA8KF000001"
+    energy = [e for e in bus.events if isinstance(e, bm.EnergyReported)]
+    assert energy and energy[0].voltages == (230, 0, 0)
+
+
+def test_invalid_vin_is_asked_again_later_and_empty_vin_stops_asking():
+    bus = Bus(vin_retry_s=60.0)
+    bus.run(1.5)
+    bus.repliers[0x1234] = vin_replier(0x1234, "5YJ3E1EA9KF000001")  # wrong check digit
+    bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))
+    bus.run(10.0)
+    assert bus.master.slaves[0x1234].vin is None
+    asked = lambda: sum(  # noqa: E731
+        1 for _, msg in bus.sent if getattr(msg, "code", None) == Code.REQUEST_VIN1
+    )
+    assert asked() == 1
+    bus.run(60.0)
+    assert asked() == 2
+    bus.repliers[0x1234] = vin_replier(0x1234, "")
+    bus.run(61.0)
+    assert bus.master.slaves[0x1234].vin_done and asked() == 3
+    bus.run(120.0)
+    assert asked() == 3
+
+
+def test_vin_validation():
+    assert bm.vin_is_valid("5YJ3E1EA8KF000001")
+    assert bm.vin_is_valid("1M8GDM9AXKP042788")  # check digit X
+    assert not bm.vin_is_valid("5YJ3E1EA8KF00000")
+    assert not bm.vin_is_valid("5YJ3E1EO8KF000001")
+
+
+def test_wakeups_are_not_a_busy_loop():
+    bus = Bus()
+    link(bus, 0x1234)
+    polls = 0
+    end = bus.now + 30.0
+    while bus.now < end:
+        wire, _ = bus.master.poll(bus.now)
+        polls += 1
+        if wire is not None:
+            reply = bus.repliers[0x1234](decode_wire(wire))
+            if reply is not None:
+                bus.now += 0.03
+                bus.master.receive(slave_wire(reply), bus.now)
+            continue
+        nxt = bus.master.next_wakeup_s(bus.now)
+        assert nxt > bus.now
+        bus.now = nxt
+    assert polls < 30 * 6  # a few polls per heartbeat, not a spin

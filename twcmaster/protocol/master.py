@@ -1,0 +1,534 @@
+"""The bus master: the TWC conversation, sans-I/O (h11 style).
+
+Feed it received bytes (``receive``) and ask it what to send (``poll``), always with the current
+time; it returns wire bytes and events, and says when it next needs to run (``next_wakeup_s``).
+It knows link-ready bursts, the slave registry, per-slave heartbeats, half-duplex gaps,
+timeouts, collisions, foreign masters and slow queries (energy, VIN). It knows nothing of solar
+or policy: offers come in through ``set_offer``. Section numbers refer to
+``shared/protocol/twc-rs485.md``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from twcmaster.protocol import codec
+from twcmaster.protocol import messages as m
+from twcmaster.protocol.messages import Code
+
+BYTE_TIME_S = 10 / 9600  # one 8N1 byte at 9600 baud on the wire (§5.1)
+LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
+ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's echo
+CHARGING_AMPS = 1.0  # a car drawing at least this is charging (§6.2, §5.4 VIN polling)
+VIN_FORGET_AFTER_S = 5.0  # forget the VIN once the draw stayed below 1 A this long (§5.4)
+VIN_UNANSWERED_LIMIT = 3  # VIN requests left unanswered before the sequence waits a minute
+
+
+@dataclass(frozen=True)
+class MasterSettings:
+    master_twcid: int = 0x7777
+    master_sign: int = 0x77
+    slave_timeout_s: float = 26.0  # drop a slave silent this long (§5.1, §8 Q13)
+    heartbeat_interval_s: float = 1.0  # to EACH slave, like a real master (§5.1)
+    max_slaves: int = 6  # real masters handle 3; more only if bus time allows (see README)
+    linkready_spacing_s: float = 0.1  # >= 100 ms between link-ready copies (§8 Q15)
+    reply_timeout_s: float = 0.2  # wait this long for a reply before the next transmission
+    gap_after_rx_s: float = 0.02  # quiet time after a received frame before we talk
+    energy_poll_interval_s: float = 60.0  # FB EB per slave at most this often (§5.1)
+    vin_retry_s: float = 60.0  # start the VIN sequence over after this (§5.4)
+    vin_max_attempts: int = 6  # first try + 5 retries (§5.4)
+    trailer_byte: int | None = None  # byte sent after each closing C0 (§8 Q1): none by default
+    max_offer_amps: int | None = None  # last-resort ceiling (the per-TWC wiring limit)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    pass
+
+
+@dataclass(frozen=True)
+class SlaveLinked(Event):
+    twcid: int
+    protocol: int
+    max_amps: float
+
+
+@dataclass(frozen=True)
+class SlaveLost(Event):
+    twcid: int
+    silent_s: float
+
+
+@dataclass(frozen=True)
+class HeartbeatExchanged(Event):
+    """A slave answered its heartbeat: what the console prints and the controller needs."""
+
+    twcid: int
+    slave_data: bytes
+    master_data: bytes  # the data block of the heartbeat this reply answers
+    state: int
+    allowed_amps: float
+    actual_amps: float
+
+
+@dataclass(frozen=True)
+class EnergyReported(Event):
+    twcid: int
+    lifetime_kwh: int
+    voltages: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class VinReported(Event):
+    twcid: int
+    vin: str | None  # None: the car gives no VIN (non-Tesla, CAN off)
+
+
+@dataclass(frozen=True)
+class Alarm(Event):
+    """Something the user must fix or know: logged loudly and shown in the status."""
+
+    kind: str  # "foreign_master", "id_collision", "too_many_slaves", "slave_error", ...
+    message: str
+    twcid: int | None = None
+
+
+@dataclass(frozen=True)
+class FrameRejected(Event):
+    raw: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ignored(Event):
+    message: m.Message
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sent(Event):
+    """A frame went out (for debug logs and statistics)."""
+
+    message: m.Message
+    wire: bytes
+
+
+# --- slave registry ---------------------------------------------------------------------------
+
+
+@dataclass
+class Slave:
+    """What the master knows of one linked slave (mutable; owned by the master)."""
+
+    twcid: int
+    sign: int
+    protocol: int
+    max_centiamps: int
+    linked_s: float
+    last_rx_s: float
+    next_heartbeat_s: float
+    state: int = 0
+    allowed_centiamps: int = 0
+    actual_centiamps: int = 0
+    slave_data: bytes = b""
+    master_data: bytes = b""  # the last heartbeat data block sent
+    offer_amps: int = 0
+    heartbeat_tx_s: deque = field(default_factory=lambda: deque(maxlen=4096))
+    lifetime_kwh: int | None = None
+    voltages: tuple[int, int, int] | None = None
+    next_energy_poll_s: float = 0.0
+    vin: str | None = None
+    vin_parts: list[str | None] = field(default_factory=lambda: [None, None, None])
+    vin_next_part: int = 0  # 0 = no sequence running, else the part to ask next
+    vin_attempts: int = 0
+    vin_unanswered: int = 0
+    vin_next_try_s: float = 0.0
+    vin_done: bool = False  # a valid VIN, or none available: stop asking
+    below_charging_since_s: float | None = None
+
+    @property
+    def min_amps_supported(self) -> int:
+        return 5 if self.protocol == 1 else 6  # §6.1
+
+    @property
+    def actual_amps(self) -> float:
+        return self.actual_centiamps / 100
+
+    @property
+    def allowed_amps(self) -> float:
+        return self.allowed_centiamps / 100
+
+
+# --- the master -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """A transmission that expects a reply from ``twcid`` (or none, for broadcasts)."""
+
+    twcid: int | None
+    until_s: float
+
+
+class BusMaster:
+    def __init__(self, settings: MasterSettings | None = None) -> None:
+        self.settings = settings or MasterSettings()
+        self.slaves: dict[int, Slave] = {}
+        self.foreign_master_seen_s: float | None = None
+        self._parser = codec.FrameParser()
+        self._burst_left = 0  # link-ready frames still to send
+        self._bus_free_s = 0.0  # earliest time we may transmit
+        self._pending: _Pending | None = None
+        self._recent_tx: deque[tuple[float, bytes]] = deque(maxlen=16)
+        self._started = False
+
+    # -- control from the daemon
+
+    def start(self, now_s: float) -> None:
+        """Begin with the link-ready burst (§5.3 STARTUP)."""
+        self._started = True
+        self._burst_left = 2 * LINKREADY_COPIES
+        self._bus_free_s = now_s
+
+    def set_offer(self, twcid: int, amps: int) -> None:
+        """The whole amps to offer this slave from its next heartbeat on."""
+        slave = self.slaves.get(twcid)
+        if slave is None:
+            return
+        amps = max(0, int(amps))
+        ceiling = self.settings.max_offer_amps
+        if ceiling is not None:
+            amps = min(amps, ceiling)
+        slave.offer_amps = min(amps, slave.max_centiamps // 100)
+
+    # -- receiving
+
+    @property
+    def receiving(self) -> bool:
+        return self._parser.receiving
+
+    def receive(self, data: bytes, now_s: float) -> list[Event]:
+        events: list[Event] = []
+        for item in self._parser.feed(data, now_s):
+            if isinstance(item, codec.BadFrame):
+                events.append(FrameRejected(item.raw, item.reason))
+                continue
+            self._bus_free_s = max(self._bus_free_s, now_s + self.settings.gap_after_rx_s)
+            events += self._dispatch(item.body, now_s)
+        return events
+
+    def _dispatch(self, body: bytes, now_s: float) -> list[Event]:
+        payload = body[:-1]
+        if self._is_echo(payload, now_s):
+            return []
+        message = m.decode(body)
+        if isinstance(message, m.SlaveLinkReady):
+            return self._on_slave_linkready(message, len(body), now_s)
+        if isinstance(message, m.SlaveHeartbeat):
+            return self._on_slave_heartbeat(message, now_s)
+        if isinstance(message, m.EnergyReport):
+            return self._on_energy(message, now_s)
+        if isinstance(message, m.VinPart):
+            return self._on_vin_part(message, now_s)
+        if isinstance(message, m.MasterLinkReady | m.MasterHeartbeat) or (
+            isinstance(message, m.Unknown)
+            and message.code in (Code.FOREIGN_MASTER_FC_E2, Code.FOREIGN_MASTER_FB_E1)
+        ):
+            return self._on_foreign_master(message, payload, now_s)
+        if isinstance(message, m.SlaveReply | m.FirmwareVersion | m.SerialNumber):
+            self._mark_rx(message.sender, now_s)
+            return [Ignored(message, "informational")]
+        if isinstance(message, m.UnaddressedMessage) and message.kind == Code.IDLE:
+            return [Ignored(message, "idle message")]
+        return [Ignored(message, "not handled")]
+
+    def _is_echo(self, payload: bytes, now_s: float) -> bool:
+        return any(p == payload and now_s - t <= ECHO_WINDOW_S for t, p in self._recent_tx)
+
+    def _mark_rx(self, twcid: int | None, now_s: float) -> Slave | None:
+        slave = self.slaves.get(twcid) if twcid is not None else None
+        if slave is not None:
+            slave.last_rx_s = now_s
+            if self._pending is not None and self._pending.twcid == twcid:
+                self._pending = None
+        return slave
+
+    def _on_slave_linkready(self, msg: m.SlaveLinkReady, length: int, now_s: float) -> list:
+        if msg.sender == self.settings.master_twcid:
+            # The slave must move, not us: a new burst makes it pick another ID (§5.4, §5.5).
+            self.start(now_s)
+            return [Alarm("id_collision", "a slave uses the master's ID: asking it to move")]
+        slave = self.slaves.get(msg.sender)
+        if slave is not None:
+            events: list[Event] = []
+            if slave.sign != msg.sign:
+                text = f"two slaves seem to use ID {msg.sender:04X} (signs differ)"
+                events.append(Alarm("slave_id_clash", text, msg.sender))
+                slave.sign = msg.sign
+            # A known slave announcing itself lost us: heartbeat it right away.
+            slave.last_rx_s = now_s
+            slave.next_heartbeat_s = now_s
+            return events
+        if len(self.slaves) >= self.settings.max_slaves:
+            text = f"slave {msg.sender:04X} ignored: already {len(self.slaves)} slaves linked"
+            return [Alarm("too_many_slaves", text, msg.sender)]
+        self.slaves[msg.sender] = Slave(
+            twcid=msg.sender,
+            sign=msg.sign,
+            protocol=1 if length == 14 else 2,
+            max_centiamps=msg.max_centiamps,
+            linked_s=now_s,
+            last_rx_s=now_s,
+            next_heartbeat_s=now_s,  # answer right away (§5.4)
+            next_energy_poll_s=now_s + 5.0,
+        )
+        events = [SlaveLinked(msg.sender, 1 if length == 14 else 2, msg.max_centiamps / 100)]
+        if len(self.slaves) > 3:
+            text = f"{len(self.slaves)} slaves: real TWC masters support at most 3"
+            events.append(Alarm("many_slaves", text))
+        return events
+
+    def _on_slave_heartbeat(self, msg: m.SlaveHeartbeat, now_s: float) -> list[Event]:
+        if msg.receiver != self.settings.master_twcid:
+            return [Ignored(msg, f"addressed to master {msg.receiver:04X}, not us")]
+        slave = self._mark_rx(msg.sender, now_s)
+        if slave is None:
+            return [Ignored(msg, "unknown slave: waiting for its link-ready")]
+        slave.state = msg.state
+        slave.allowed_centiamps = msg.allowed_centiamps
+        slave.actual_centiamps = msg.actual_centiamps
+        slave.slave_data = msg.data
+        self._track_charging(slave, now_s)
+        events: list[Event] = [
+            HeartbeatExchanged(
+                slave.twcid,
+                msg.data,
+                slave.master_data,
+                msg.state,
+                msg.allowed_centiamps / 100,
+                msg.actual_centiamps / 100,
+            )
+        ]
+        if msg.state == 0x02:
+            text = f"slave {slave.twcid:04X} reports an error state"
+            events.append(Alarm("slave_error", text, slave.twcid))
+        return events
+
+    def _track_charging(self, slave: Slave, now_s: float) -> None:
+        """Start the VIN sequence when a car starts drawing; forget the VIN after it stops."""
+        if slave.actual_amps >= CHARGING_AMPS:
+            slave.below_charging_since_s = None
+            if not slave.vin_done and slave.vin_next_part == 0 and now_s >= slave.vin_next_try_s:
+                if slave.vin_attempts < self.settings.vin_max_attempts and slave.protocol == 2:
+                    slave.vin_next_part = 1
+                    slave.vin_attempts += 1
+                    slave.vin_unanswered = 0
+            return
+        if slave.below_charging_since_s is None:
+            slave.below_charging_since_s = now_s
+        elif now_s - slave.below_charging_since_s >= VIN_FORGET_AFTER_S and (
+            slave.vin is not None or slave.vin_attempts
+        ):
+            slave.vin = None
+            slave.vin_done = False
+            slave.vin_attempts = 0
+            slave.vin_next_part = 0
+            slave.vin_parts = [None, None, None]
+
+    def _on_energy(self, msg: m.EnergyReport, now_s: float) -> list[Event]:
+        slave = self._mark_rx(msg.sender, now_s)
+        if slave is None:
+            return [Ignored(msg, "energy report from an unknown unit")]
+        slave.lifetime_kwh = msg.counter
+        slave.voltages = msg.voltages
+        return [EnergyReported(slave.twcid, msg.counter, msg.voltages)]
+
+    def _on_vin_part(self, msg: m.VinPart, now_s: float) -> list[Event]:
+        slave = self._mark_rx(msg.sender, now_s)
+        if slave is None or slave.vin_next_part != msg.part:
+            return [Ignored(msg, "VIN part not asked for")]
+        slave.vin_parts[msg.part - 1] = msg.text
+        slave.vin_unanswered = 0
+        if msg.part < 3:
+            slave.vin_next_part = msg.part + 1
+            return []
+        slave.vin_next_part = 0
+        vin = "".join(p or "" for p in slave.vin_parts).upper()
+        slave.vin_parts = [None, None, None]
+        if vin == "":
+            slave.vin, slave.vin_done = None, True  # no VIN available: stop asking
+            return [VinReported(slave.twcid, None)]
+        if vin_is_valid(vin):
+            slave.vin, slave.vin_done = vin, True
+            return [VinReported(slave.twcid, vin)]
+        slave.vin_next_try_s = now_s + self.settings.vin_retry_s
+        return [Ignored(msg, f"VIN {vin!r} fails its check digit: will ask again")]
+
+    def _on_foreign_master(self, msg: m.Message, payload: bytes, now_s: float) -> list:
+        sender = int.from_bytes(payload[2:4], "big") if len(payload) >= 4 else None
+        self.foreign_master_seen_s = now_s
+        text = (
+            f"another master ({sender:04X}) is on the bus: set every TWC's rotary switch to F "
+            "and run only one master"
+        )
+        return [Alarm("foreign_master", text, sender)]
+
+    # -- transmitting
+
+    def poll(self, now_s: float) -> tuple[bytes | None, list[Event]]:
+        """What to transmit now (at most one frame), and the events of housekeeping."""
+        events = self._expire(now_s)
+        if not self._started or not self._may_transmit(now_s):
+            return None, events
+        message, expects_reply_from = self._next_message(now_s)
+        if message is None:
+            return None, events
+        wire = m.encode_for_tx(message, self.settings.trailer_byte)
+        self._recent_tx.append((now_s, message.to_payload()))
+        tx_end_s = now_s + len(wire) * BYTE_TIME_S
+        if expects_reply_from is None:
+            self._bus_free_s = tx_end_s + self.settings.linkready_spacing_s
+        else:
+            self._bus_free_s = tx_end_s + self.settings.gap_after_rx_s
+            self._pending = _Pending(expects_reply_from, tx_end_s + self.settings.reply_timeout_s)
+        return wire, events + [Sent(message, wire)]
+
+    def next_wakeup_s(self, now_s: float) -> float:
+        """When ``poll`` may next have something to do (never later than 1 s from now)."""
+        if not self._started:
+            return now_s + 1.0
+        free_s = max(self._bus_free_s, self._pending.until_s if self._pending else 0.0)
+        if self._parser.receiving:
+            free_s = max(free_s, now_s + 0.05)  # a frame is arriving: look again shortly
+        times = [now_s + 1.0]
+        times += [s.last_rx_s + self.settings.slave_timeout_s for s in self.slaves.values()]
+        if self._burst_left:
+            times.append(free_s)
+        if self.slaves:
+            times.append(max(free_s, min(s.next_heartbeat_s for s in self.slaves.values())))
+            if self._query_fits(free_s) and any(
+                self._has_query(s, free_s) for s in self.slaves.values()
+            ):
+                times.append(free_s)
+        return max(now_s, min(times))
+
+    def _may_transmit(self, now_s: float) -> bool:
+        if self._parser.receiving or now_s < self._bus_free_s:
+            return False
+        return self._pending is None or now_s >= self._pending.until_s
+
+    def _expire(self, now_s: float) -> list[Event]:
+        self._parser.expire(now_s)
+        if self._pending is not None and now_s >= self._pending.until_s:
+            self._pending = None
+        events: list[Event] = []
+        for twcid, slave in list(self.slaves.items()):
+            silent_s = now_s - slave.last_rx_s
+            if silent_s > self.settings.slave_timeout_s:
+                del self.slaves[twcid]
+                events.append(SlaveLost(twcid, silent_s))
+        return events
+
+    def _next_message(self, now_s: float) -> tuple[m.Message | None, int | None]:
+        if self._burst_left:
+            return self._linkready(), None
+        due = [s for s in self.slaves.values() if s.next_heartbeat_s <= now_s]
+        if due:
+            slave = min(due, key=lambda s: s.next_heartbeat_s)
+            return self._heartbeat(slave, now_s), slave.twcid
+        for slave in sorted(self.slaves.values(), key=lambda s: s.next_heartbeat_s):
+            query = self._query(slave, now_s)
+            if query is not None:
+                return query, slave.twcid
+        return None, None
+
+    def _linkready(self) -> m.Message:
+        which = 1 if self._burst_left > LINKREADY_COPIES else 2
+        self._burst_left -= 1
+        return m.MasterLinkReady(which, self.settings.master_twcid, self.settings.master_sign)
+
+    def _heartbeat(self, slave: Slave, now_s: float) -> m.MasterHeartbeat:
+        interval = self.settings.heartbeat_interval_s
+        # Keep a steady cadence: schedule from the due time, unless we fell a period behind.
+        slave.next_heartbeat_s = max(slave.next_heartbeat_s + interval, now_s + interval / 2)
+        slave.heartbeat_tx_s.append(now_s)
+        message = heartbeat_for_offer(self.settings.master_twcid, slave)
+        slave.master_data = message.data
+        return message
+
+    def _has_query(self, slave: Slave, now_s: float) -> bool:
+        if slave.protocol != 2:
+            return False  # P1 firmware predates the data queries
+        return slave.vin_next_part != 0 or now_s >= slave.next_energy_poll_s
+
+    def _query_fits(self, at_s: float) -> bool:
+        """A query exchange started at ``at_s`` ends before any heartbeat falls due."""
+        exchange_s = 2 * 20 * BYTE_TIME_S + self.settings.reply_timeout_s
+        return all(s.next_heartbeat_s >= at_s + exchange_s for s in self.slaves.values())
+
+    def _query(self, slave: Slave, now_s: float) -> m.Message | None:
+        """One housekeeping query, only if it fits before the next heartbeat (§5.3 step 3)."""
+        if not self._has_query(slave, now_s) or not self._query_fits(now_s):
+            return None
+        me = self.settings.master_twcid
+        if slave.vin_next_part:
+            slave.vin_unanswered += 1
+            if slave.vin_unanswered <= VIN_UNANSWERED_LIMIT:
+                code = m.VIN_REQUEST_CODES[slave.vin_next_part - 1]
+                return m.AddressedRequest(code, me, slave.twcid, 16)
+            # The slave does not answer VIN requests: try again later (§5.4).
+            slave.vin_next_part = 0
+            slave.vin_next_try_s = now_s + self.settings.vin_retry_s
+            if not now_s >= slave.next_energy_poll_s:
+                return None
+        slave.next_energy_poll_s = now_s + self.settings.energy_poll_interval_s
+        return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, 16)
+
+
+def heartbeat_for_offer(master_twcid: int, slave: Slave) -> m.MasterHeartbeat:
+    """The heartbeat carrying ``slave.offer_amps`` (§6.6).
+
+    A set-limit command when the offer differs from what the slave reports, and always at 0 A
+    (a constant ``05 00 00`` stops the relay chatter of "no change" at 0 A); otherwise
+    "no change". ``05`` on protocol 1, ``09`` on protocol 2 (§8 Q9).
+    """
+    offer_centiamps = slave.offer_amps * 100
+    if offer_centiamps != slave.allowed_centiamps or offer_centiamps == 0:
+        command = m.HeartbeatCommand.SET_LIMIT_P1 if slave.protocol == 1 else 0x09
+    else:
+        command = m.HeartbeatCommand.NO_CHANGE
+    return m.MasterHeartbeat.build(
+        master_twcid, slave.twcid, int(command), offer_centiamps, slave.protocol
+    )
+
+
+_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+# Transliteration of VIN letters (I, O and Q are not used in VINs).
+_VIN_LETTER_VALUES = dict(
+    zip(
+        "ABCDEFGHJKLMNPRSTUVWXYZ",
+        (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9),
+        strict=True,
+    )
+)
+
+
+def vin_is_valid(vin: str) -> bool:
+    """ISO 3779 / North American check digit at position 9 (§5.4)."""
+    if len(vin) != 17:
+        return False
+    total = 0
+    for char, weight in zip(vin, _VIN_WEIGHTS, strict=True):
+        if char.isdigit():
+            value = int(char)
+        elif char in _VIN_LETTER_VALUES:
+            value = _VIN_LETTER_VALUES[char]
+        else:
+            return False  # I, O, Q and anything else are not VIN characters
+        total += value * weight
+    remainder = total % 11
+    return vin[8] == ("X" if remainder == 10 else str(remainder))
