@@ -1,0 +1,165 @@
+"""The foreground status console, in TWCManager's line format (people grep for it).
+
+One line per slave heartbeat exchange, for example (P2, 9-byte data blocks)::
+
+    11:57:49: SHB 1234: 00 00.00/00.00A 0000 0000  M: 09 00.00/17.00A 0000 0000
+
+Fields, left to right (the same layout as TWCManager's ``TWCSlave.print_status``):
+
+``11:57:49:``
+    local time ``%H:%M:%S`` (``11:57:49.123:`` with milliseconds), then a colon.
+``SHB 1234:``
+    "slave heartbeat" and the slave's TWCID as 4 hex digits.
+``00``
+    S0, the slave's state byte (00 ready, 01 charging, 03 do not charge, 04 ready to
+    charge, 08 starting, 09 acknowledged ...).
+``00.00/00.00A``
+    the amps the car actually draws (S3-S4) / the limit the slave applies (S1-S2), from
+    centiamps, printed like ``%05.2f`` (``655.35`` for FF FF).
+``0000 0000``
+    the remaining bytes in pairs of hex: S5-S6, and S7-S8 on protocol 2.
+``  M:``
+    two spaces, then the master block as last sent to that slave (we are the master, so
+    TWCManager's optional master TWCID after the ``M`` never appears):
+``09``
+    M0, the command byte (00 no change, 05 set limit (P1), 09 set limit (P2) ...).
+``00.00/17.00A``
+    M3-M4 / M1-M2 read as amps, the same positions as for the slave. M1-M2 is the limit
+    offered; M3-M4 is not an amp value (M3 is the "master has a car plugged in" flag, 00
+    for us), TWCManager prints it as one anyway and so do we.
+``0000 0000``
+    M5-M6, and M7-M8 on protocol 2.
+
+Other status lines (green energy, limits) are printed with the same time stamp prefix.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+TIME_FORMAT = "%H:%M:%S"
+MIN_BLOCK_BYTES = 5  # state/command byte + two amp fields
+FIRST_PAIR_INDEX = 5  # bytes from here on are printed as hex pairs
+DEFAULT_REPEAT_AFTER_S = 60.0
+
+
+def format_timestamp(now_local: datetime, *, milliseconds: bool = False) -> str:
+    """ "11:57:49" or "11:57:49.123"."""
+    text = now_local.strftime(TIME_FORMAT)
+    if milliseconds:
+        text += f".{now_local.microsecond // 1000:03d}"
+    return text
+
+
+def format_heartbeat_body(slave_twcid: int, slave_data: bytes, master_data: bytes) -> str:
+    """The heartbeat line without its time stamp: "SHB 1234: ...  M: ..."."""
+    return f"SHB {slave_twcid:04X}: {_format_block(slave_data)}  M: {_format_block(master_data)}"
+
+
+def format_heartbeat_line(
+    now_local: datetime,
+    slave_twcid: int,
+    slave_data: bytes,
+    master_data: bytes,
+    *,
+    milliseconds: bool = False,
+) -> str:
+    """One TWCManager-style line for a heartbeat exchange with one slave.
+
+    ``slave_data`` is S0..S6 (P1) or S0..S8 (P2); ``master_data`` is M0..M6 / M0..M8 as
+    last sent to that slave.
+    """
+    stamp = format_timestamp(now_local, milliseconds=milliseconds)
+    return f"{stamp}: {format_heartbeat_body(slave_twcid, slave_data, master_data)}"
+
+
+def _format_block(data: bytes) -> str:
+    """``SS aa.aa/ll.llA PPPP PPPP``: byte 0, amps of bytes 3-4 / 1-2, then pairs."""
+    if len(data) < MIN_BLOCK_BYTES:
+        raise ValueError(f"heartbeat data {data.hex(' ')!r}: expected at least 5 bytes")
+    head = f"{data[0]:02X} {_format_amps(data[3], data[4])}/{_format_amps(data[1], data[2])}A"
+    pairs = [data[i : i + 2].hex().upper() for i in range(FIRST_PAIR_INDEX, len(data), 2)]
+    return " ".join([head, *pairs])
+
+
+def _format_amps(high: int, low: int) -> str:
+    """Big-endian centiamps as ``%05.2f`` would print them, without floats."""
+    centiamps = high << 8 | low
+    return f"{centiamps // 100:02d}.{centiamps % 100:02d}"
+
+
+def _actual_centiamps(slave_data: bytes) -> int:
+    return slave_data[3] << 8 | slave_data[4]
+
+
+@dataclass(frozen=True)
+class _Printed:
+    key: str  # the line without time stamp and with the actual amps blanked
+    actual_centiamps: int
+    at_s: float
+
+
+class ConsoleStatus:
+    """Prints heartbeat lines (de-duplicated per slave) and other status lines.
+
+    A heartbeat line is skipped when it equals, time stamp aside, the last one printed for
+    that slave less than ``repeat_after_s`` ago. ``amps_jitter_a`` (default 0: off) also
+    skips lines whose only change is the car's actual current moving by less than that
+    many amps since the last printed line; TWCManager uses 1.0 (and 600 s for
+    ``repeat_after_s``) so a charging car does not print a line every second.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        milliseconds: bool = False,
+        repeat_after_s: float = DEFAULT_REPEAT_AFTER_S,
+        amps_jitter_a: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self._stream = stream  # None: sys.stdout at the time of printing
+        self._milliseconds = milliseconds
+        self._repeat_after_s = repeat_after_s
+        self._jitter_centiamps = round(amps_jitter_a * 100)
+        self._clock = clock
+        self._wallclock = wallclock
+        self._last: dict[int, _Printed] = {}
+
+    def heartbeat(self, slave_twcid: int, slave_data: bytes, master_data: bytes) -> None:
+        body = format_heartbeat_body(slave_twcid, slave_data, master_data)  # validates too
+        # Compare with the actual amps blanked, so a jitter-only change can compare equal.
+        key = format_heartbeat_body(slave_twcid, _without_actual(slave_data), master_data)
+        actual = _actual_centiamps(slave_data)
+        now_s = self._clock()
+        if self._is_repeat(self._last.get(slave_twcid), key, actual, now_s):
+            return
+        self._last[slave_twcid] = _Printed(key, actual, now_s)
+        self.line(body)
+
+    def line(self, text: str) -> None:
+        """Print a status line after the time stamp; continuation lines are indented."""
+        prefix = format_timestamp(self._wallclock(), milliseconds=self._milliseconds) + ": "
+        indent = "\n" + " " * len(prefix)
+        self._write(prefix + indent.join(text.splitlines() or [""]) + "\n")
+
+    def _is_repeat(self, last: _Printed | None, key: str, actual: int, now_s: float) -> bool:
+        if last is None or now_s - last.at_s >= self._repeat_after_s:
+            return False
+        amps_moved = abs(actual - last.actual_centiamps)
+        return key == last.key and (amps_moved == 0 or amps_moved < self._jitter_centiamps)
+
+    def _write(self, text: str) -> None:
+        stream = self._stream if self._stream is not None else sys.stdout
+        stream.write(text)
+        stream.flush()  # docker logs and pipes must see each line as it happens
+
+
+def _without_actual(slave_data: bytes) -> bytes:
+    return slave_data[:3] + b"\x00\x00" + slave_data[5:]
