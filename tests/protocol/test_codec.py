@@ -264,3 +264,10 @@ def test_garbage_with_delimiters_never_hides_the_frame_after_it(items):
             if isinstance(event, Frame):
                 got.append(messages.decode(event.body))
         assert got and got[-1] == message
+
+
+def test_lenient_parser_accepts_13_byte_requests_of_esp32_masters():
+    thirteen = codec.frame(bytes.fromhex("FBEE7777032E000000000000"))
+    (event,) = parse_all(thirteen, accepted_lengths=codec.LENIENT_BODY_LENGTHS)
+    assert isinstance(event, Frame) and len(event.body) == 13
+    assert parse_all(thirteen) == []  # the strict parser (the master's) waits for 14+ bytes

@@ -9,6 +9,7 @@ from twcmaster.protocol import codec
 from twcmaster.protocol import master as bm
 from twcmaster.protocol import messages as m
 from twcmaster.protocol.messages import Code
+from twcmaster.protocol.vin import vin_check_digit_ok
 
 ME = 0x7777
 SLAVE_TX = m.SLAVE_TX_CODES
@@ -249,10 +250,10 @@ def test_invalid_vin_is_asked_again_later_and_empty_vin_stops_asking():
 
 
 def test_vin_validation():
-    assert bm.vin_is_valid("5YJ3E1EA8KF000001")
-    assert bm.vin_is_valid("1M8GDM9AXKP042788")  # check digit X
-    assert not bm.vin_is_valid("5YJ3E1EA8KF00000")
-    assert not bm.vin_is_valid("5YJ3E1EO8KF000001")
+    assert vin_check_digit_ok("5YJ3E1EA8KF000001")
+    assert vin_check_digit_ok("1M8GDM9AXKP042788")  # check digit X
+    assert not vin_check_digit_ok("5YJ3E1EA8KF00000")
+    assert not vin_check_digit_ok("5YJ3E1EO8KF000001")
 
 
 def test_wakeups_are_not_a_busy_loop():

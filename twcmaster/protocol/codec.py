@@ -24,9 +24,9 @@ VALID_BODY_LENGTHS = frozenset({14, 16, 20})
 #: and kWh requests and ESP32 masters 13-byte ones (§2.5, vector T27).
 LENIENT_BODY_LENGTHS = frozenset({13, 14, 15, 16, 20})
 
-#: A closing C0 after fewer raw bytes than this (opening C0 included) cannot end a real frame:
-#: it is taken as the opening of a new one (§2.4 step 2).
-MIN_COLLECTED_BEFORE_END = 15
+#: A closing C0 after fewer raw bytes than the shortest accepted body + 1 (the opening C0)
+#: cannot end a real frame: it is taken as the opening of a new one (§2.4 step 2). With the
+#: standard lengths that is 15, as in TWCManager.
 #: Longest plausible raw frame (20-byte body, every byte escaped would be 42, plus delimiters).
 MAX_RAW_FRAME_BYTES = 48
 #: A partial frame that gets no byte for this long is dropped (§2.4 step 3).
@@ -122,6 +122,7 @@ class FrameParser:
         self._accepted_lengths = accepted_lengths
         self._keep_bad_checksums = keep_bad_checksums
         self._partial_timeout_s = partial_timeout_s
+        self._min_collected = min(accepted_lengths) + 1
         self._collected = bytearray()  # raw bytes since the opening C0 (included); empty = idle
         self._last_byte_s = 0.0
 
@@ -150,7 +151,7 @@ class FrameParser:
                     events.append(BadFrame(bytes(self._collected), "too long, no closing C0"))
                     self._collected.clear()
                 continue
-            if len(self._collected) < MIN_COLLECTED_BEFORE_END:
+            if len(self._collected) < self._min_collected:
                 # Too short to be an end: we started mid-frame or saw C0 C0. Start again here.
                 self._collected[:] = bytes([FRAME_END])
                 continue

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from twcmaster.protocol import codec
 from twcmaster.protocol import messages as m
 from twcmaster.protocol.messages import Code
+from twcmaster.protocol.vin import vin_check_digit_ok
 
 BYTE_TIME_S = 10 / 9600  # one 8N1 byte at 9600 baud on the wire (§5.1)
 LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
@@ -362,7 +363,7 @@ class BusMaster:
         if vin == "":
             slave.vin, slave.vin_done = None, True  # no VIN available: stop asking
             return [VinReported(slave.twcid, None)]
-        if vin_is_valid(vin):
+        if vin_check_digit_ok(vin):
             slave.vin, slave.vin_done = vin, True
             return [VinReported(slave.twcid, vin)]
         slave.vin_next_try_s = now_s + self.settings.vin_retry_s
@@ -504,31 +505,3 @@ def heartbeat_for_offer(master_twcid: int, slave: Slave) -> m.MasterHeartbeat:
     return m.MasterHeartbeat.build(
         master_twcid, slave.twcid, int(command), offer_centiamps, slave.protocol
     )
-
-
-_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
-# Transliteration of VIN letters (I, O and Q are not used in VINs).
-_VIN_LETTER_VALUES = dict(
-    zip(
-        "ABCDEFGHJKLMNPRSTUVWXYZ",
-        (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9),
-        strict=True,
-    )
-)
-
-
-def vin_is_valid(vin: str) -> bool:
-    """ISO 3779 / North American check digit at position 9 (§5.4)."""
-    if len(vin) != 17:
-        return False
-    total = 0
-    for char, weight in zip(vin, _VIN_WEIGHTS, strict=True):
-        if char.isdigit():
-            value = int(char)
-        elif char in _VIN_LETTER_VALUES:
-            value = _VIN_LETTER_VALUES[char]
-        else:
-            return False  # I, O, Q and anything else are not VIN characters
-        total += value * weight
-    remainder = total % 11
-    return vin[8] == ("X" if remainder == 10 else str(remainder))

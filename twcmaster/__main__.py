@@ -1,0 +1,5 @@
+import sys
+
+from twcmaster.cli import main
+
+sys.exit(main())

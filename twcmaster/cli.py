@@ -1,0 +1,197 @@
+"""Command line: ``twcmaster run | demo | decode | check-config | slave-sim``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+
+from twcmaster import __version__
+from twcmaster.config import ConfigError, LoadedConfig, load_config
+
+DEFAULT_CONFIG_PATH = "/etc/twcmanager/config.json"
+EXIT_CONFIG_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twcmaster",
+        description="Master of a Tesla Wall Connector Gen2 load-sharing bus.",
+    )
+    parser.add_argument("--version", action="version", version=f"twcmaster {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="be the master on the configured RS-485 port")
+    _config_option(run)
+    run.set_defaults(handler=_cmd_run)
+
+    demo = sub.add_parser("demo", help="the master against simulated TWCs with cars (no hardware)")
+    demo.add_argument("--config", help="config file (default: a built-in demo configuration)")
+    demo.add_argument("--slaves", type=int, default=2, help="simulated TWCs, 1-6 (default 2)")
+    demo.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl+C)")
+    demo.add_argument("--protocol", type=int, choices=(1, 2), default=2)
+    demo.add_argument("--seed", type=int, help="seed for the simulated cars' comings and goings")
+    demo.set_defaults(handler=_cmd_demo)
+
+    decode = sub.add_parser("decode", help="decode TWC frames given as hex, one JSON per line")
+    decode.add_argument("hex", nargs="*", help="frames as hex (framed or not); '-' reads stdin")
+    decode.set_defaults(handler=_cmd_decode)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    _config_option(check)
+    check.set_defaults(handler=_cmd_check_config)
+
+    sim = sub.add_parser("slave-sim", help="simulated slave TWCs on a serial port, for any master")
+    where = sim.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="device path or pyserial URL (socket://host:port)")
+    where.add_argument(
+        "--pty",
+        nargs="?",
+        const="",
+        metavar="LINK",
+        help="create a pty pair (optionally symlinked at LINK) and print the path to give a master",
+    )
+    sim.add_argument("--protocol", type=int, choices=(1, 2), default=2)
+    sim.add_argument("--count", type=int, default=1, help="number of slaves, 1-6 (default 1)")
+    sim.add_argument("--max-amps", type=float, default=32.0, help="each TWC's own max amps")
+    sim.add_argument("--voltage", type=float, default=230.0)
+    sim.add_argument("--unplugged", action="store_true", help="start with no car plugged in")
+    sim.add_argument("--seed", type=int)
+    sim.set_defaults(handler=_cmd_slave_sim)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG_PATH,
+        help=f"config file (default {DEFAULT_CONFIG_PATH})",
+    )
+
+
+def _load_or_report(path: str) -> LoadedConfig | None:
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        print(f"twcmaster: {exc}", file=sys.stderr)
+        return None
+    for warning in loaded.warnings:
+        print(f"twcmaster: warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+# -- commands
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return EXIT_CONFIG_ERROR
+    print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from twcmaster.decode import decode_all, inputs_from_args
+
+    texts = sys.stdin if args.hex in ([], ["-"]) else inputs_from_args(args.hex)
+    for item in decode_all(texts):
+        print(json.dumps(item), flush=True)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return EXIT_CONFIG_ERROR
+    if not loaded.settings.rs485.enabled:
+        print("twcmaster: interface.RS485.enabled is false: nothing to run", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    return _run_daemon(loaded, port=None, duration_s=None)
+
+
+def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | None) -> int:
+    from twcmaster.daemon import Daemon
+    from twcmaster.logs import configure_logging
+    from twcmaster.outputs.console import ConsoleStatus
+
+    settings = loaded.settings
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        stream=sys.stderr,
+        display_milliseconds=settings.display_milliseconds,
+    )
+    # Like TWCManager: a line that only differs by < 1 A of actual draw is not reprinted.
+    console = ConsoleStatus(
+        sys.stdout, milliseconds=settings.display_milliseconds, amps_jitter_a=1.0
+    )
+    daemon = Daemon(settings, port=port, console=console)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(daemon.run(duration_s))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from twcmaster.demo import demo_config, run_demo
+
+    if args.config:
+        loaded = _load_or_report(args.config)
+        if loaded is None:
+            return EXIT_CONFIG_ERROR
+    else:
+        loaded = demo_config()
+    if not 1 <= args.slaves <= 6:
+        print("twcmaster: --slaves must be 1 to 6", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        run_demo(
+            loaded, slaves=args.slaves, protocol=args.protocol, seconds=args.seconds, seed=args.seed
+        )
+    return 0
+
+
+def _cmd_slave_sim(args: argparse.Namespace) -> int:
+    from twcmaster.logs import configure_logging
+    from twcmaster.sim.runner import open_pty_pair, run_slave_sim
+
+    configure_logging(20, "auto", stream=sys.stderr)
+    if not 1 <= args.count <= 6:
+        print("twcmaster: --count must be 1 to 6", file=sys.stderr)
+        return 2
+    port = args.port
+    if args.pty is not None:
+        fd, path = open_pty_pair(args.pty or None)
+        port = f"fd:{fd}"  # the simulator serves the pty's master side; the master opens path
+        print(f"slave-sim: give the master this port: {args.pty or path}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_slave_sim(
+                port,
+                count=args.count,
+                protocol=args.protocol,
+                plugged=not args.unplugged,
+                max_amps=args.max_amps,
+                voltage_v=args.voltage,
+                seed=args.seed,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

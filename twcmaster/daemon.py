@@ -1,0 +1,295 @@
+"""The daemon: one asyncio loop wiring the serial transport, the bus master, the controller
+and the outputs together.
+
+Data flows one way (design.md): serial bytes -> bus master -> controller -> offers -> bus
+master -> serial bytes, and every output reads the same snapshot. The sans-I/O parts never see
+asyncio; this module owns the clock and the waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twcmaster.config import AppConfig
+from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
+from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
+from twcmaster.logs import get_logger
+from twcmaster.outputs.console import ConsoleStatus
+from twcmaster.protocol import master as bm
+from twcmaster.protocol.messages import SLAVE_STATE_NAMES
+from twcmaster.transport import SerialTransport
+
+ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
+
+
+@dataclass(frozen=True)
+class SlaveSnapshot:
+    twcid: str  # 4 upper-case hex digits, as TWCManager shows it
+    protocol: int
+    state: int
+    state_name: str
+    allowed_amps: float
+    actual_amps: float
+    offer_amps: int
+    offer_reason: str
+    max_amps: float
+    vin: str | None
+    lifetime_kwh: int | None
+    voltages: tuple[int, int, int] | None
+    seconds_since_reply: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What every output shows for one moment, so they never disagree."""
+
+    budget: Budget
+    slaves: tuple[SlaveSnapshot, ...]
+    link_up: bool
+    alarms: tuple[str, ...]
+
+    @property
+    def total_actual_amps(self) -> float:
+        return sum(s.actual_amps for s in self.slaves)
+
+    @property
+    def total_offer_amps(self) -> int:
+        return sum(s.offer_amps for s in self.slaves)
+
+
+def master_settings(config: AppConfig) -> bm.MasterSettings:
+    rs485 = config.rs485
+    return bm.MasterSettings(
+        master_twcid=rs485.master_twcid,
+        master_sign=rs485.master_sign,
+        slave_timeout_s=rs485.slave_timeout_s,
+        trailer_byte=rs485.trailer_byte,
+        max_offer_amps=config.wiring.max_amps_per_twc,
+    )
+
+
+def allocation_settings(config: AppConfig) -> AllocationSettings:
+    return AllocationSettings(
+        wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs,
+        wiring_max_amps_per_twc=config.wiring.max_amps_per_twc,
+        min_amps_per_twc=config.min_amps_per_twc,
+        spike_amps_proactively=config.spike_amps_proactively,
+        spike_amps_reactively=config.spike_amps_reactively,
+        spike_amps=config.spike_amps,
+        stop_hold_s=config.start_stop_delay_s,
+    )
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: AppConfig,
+        *,
+        port: str | None = None,
+        console: ConsoleStatus | None = None,
+        policy: FixedBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        log=None,
+    ) -> None:
+        self.config = config
+        self.log = log or get_logger("twcmaster")
+        self.clock = clock
+        self.master = bm.BusMaster(master_settings(config))
+        self.controller = Controller(allocation_settings(config))
+        self.policy = policy or fixed_budget_from_config(
+            config.non_scheduled_amps_max, config.wiring.max_amps_all_twcs
+        )
+        self.console = console
+        self.port = port or config.rs485.port
+        self.transport = SerialTransport(
+            self.port,
+            baud=config.rs485.baud,
+            on_bytes=self._on_bytes,
+            on_link=self._on_link,
+            clock=clock,
+            log=self.log,
+        )
+        self.budget = self.policy.decide(clock())
+        self.offers: dict[int, Offer] = {}
+        self._wake = asyncio.Event()
+        self._alarms: dict[str, tuple[float, str]] = {}
+        self._log_frames = config.log_level <= 10
+
+    # -- running
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Run until cancelled, or for ``duration_s`` seconds."""
+        self.log.info(
+            "twcmaster starting",
+            port=self.port,
+            master_id=f"{self.master.settings.master_twcid:04X}",
+            wiring_max_amps_all_twcs=self.config.wiring.max_amps_all_twcs,
+            wiring_max_amps_per_twc=self.config.wiring.max_amps_per_twc,
+            min_amps_per_twc=self.config.min_amps_per_twc,
+            budget=self.budget.reason,
+        )
+        transport_task = asyncio.create_task(self.transport.run(), name="serial transport")
+        bus_task = asyncio.create_task(self._bus_loop(), name="bus master")
+        try:
+            if duration_s is None:
+                await asyncio.gather(transport_task, bus_task)
+            else:
+                await asyncio.wait({transport_task, bus_task}, timeout=duration_s)
+        finally:
+            for task in (bus_task, transport_task):
+                task.cancel()
+            await asyncio.gather(bus_task, transport_task, return_exceptions=True)
+            self.log.info("twcmaster stopped")
+
+    async def _bus_loop(self) -> None:
+        self.master.start(self.clock())
+        while True:
+            now = self.clock()
+            wire, events = self.master.poll(now)
+            self._handle(events, now)
+            if wire is not None:
+                self.transport.send(wire)
+                continue
+            self._wake.clear()
+            delay_s = self.master.next_wakeup_s(now) - now
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(delay_s, 0.001))
+            except TimeoutError:
+                pass
+
+    def _on_bytes(self, data: bytes, now: float) -> None:
+        if self._log_frames:
+            self.log.debug("rx", bytes=data.hex(" "))
+        self._handle(self.master.receive(data, now), now)
+        self._wake.set()
+
+    def _on_link(self, is_open: bool, reason: str | None) -> None:
+        if is_open:
+            # Slaves that lost us send link-ready again; a new burst announces us at once.
+            self.master.start(self.clock())
+            self._wake.set()
+
+    # -- events
+
+    def _handle(self, events: list[bm.Event], now: float) -> None:
+        for event in events:
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(self, event, now)
+
+    def _on_heartbeat(self, event: bm.HeartbeatExchanged, now: float) -> None:
+        self._allocate(now)
+        if self.console is not None:
+            self.console.heartbeat(event.twcid, event.slave_data, event.master_data)
+
+    def _on_linked(self, event: bm.SlaveLinked, now: float) -> None:
+        self.log.info(
+            "slave linked",
+            twcid=f"{event.twcid:04X}",
+            protocol=event.protocol,
+            max_amps=event.max_amps,
+        )
+        if event.max_amps < self.config.wiring.max_amps_per_twc:
+            self.log.warning(
+                "slave's own maximum is below wiringMaxAmpsPerTWC: offers are capped at it",
+                twcid=f"{event.twcid:04X}",
+                slave_max_amps=event.max_amps,
+                wiring_max_amps_per_twc=self.config.wiring.max_amps_per_twc,
+            )
+        self._allocate(now)
+
+    def _on_lost(self, event: bm.SlaveLost, now: float) -> None:
+        self.controller.forget(event.twcid)
+        self.offers.pop(event.twcid, None)
+        self.log.warning(
+            "slave lost", twcid=f"{event.twcid:04X}", silent_s=round(event.silent_s, 1)
+        )
+
+    def _on_alarm(self, event: bm.Alarm, now: float) -> None:
+        key = f"{event.kind}:{event.twcid}"
+        last = self._alarms.get(key)
+        self._alarms[key] = (now, event.message)
+        if last is None or now - last[0] >= ALARM_REPEAT_S:
+            self.log.error(event.message, alarm=event.kind)
+
+    def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
+        self.log.info(
+            "energy report",
+            twcid=f"{event.twcid:04X}",
+            lifetime_kwh=event.lifetime_kwh,
+            voltages=list(event.voltages),
+        )
+
+    def _on_vin(self, event: bm.VinReported, now: float) -> None:
+        self.log.info("vehicle", twcid=f"{event.twcid:04X}", vin=event.vin or "none")
+
+    def _on_sent(self, event: bm.Sent, now: float) -> None:
+        if self._log_frames:
+            self.log.debug("tx", frame=event.wire.hex(" "), message=event.message.name)
+
+    def _on_rejected(self, event: bm.FrameRejected, now: float) -> None:
+        if self._log_frames:
+            self.log.debug("frame rejected", raw=event.raw.hex(" "), reason=event.reason)
+
+    def _on_ignored(self, event: bm.Ignored, now: float) -> None:
+        if self._log_frames:
+            self.log.debug("ignored", message=event.message.name, reason=event.reason)
+
+    _handlers = {
+        bm.HeartbeatExchanged: _on_heartbeat,
+        bm.SlaveLinked: _on_linked,
+        bm.SlaveLost: _on_lost,
+        bm.Alarm: _on_alarm,
+        bm.EnergyReported: _on_energy,
+        bm.VinReported: _on_vin,
+        bm.Sent: _on_sent,
+        bm.FrameRejected: _on_rejected,
+        bm.Ignored: _on_ignored,
+    }
+
+    # -- allocation
+
+    def _allocate(self, now: float) -> None:
+        self.budget = self.policy.decide(now)
+        readings = [
+            SlaveReading(
+                twcid=s.twcid,
+                protocol=s.protocol,
+                link_max_amps=s.max_centiamps / 100,
+                state=s.state,
+                reported_allowed_amps=s.allowed_amps,
+                actual_amps=s.actual_amps,
+            )
+            for s in self.master.slaves.values()
+        ]
+        self.offers = self.controller.allocate(self.budget.amps, readings, now)
+        for twcid, offer in self.offers.items():
+            self.master.set_offer(twcid, offer.offer_amps)
+
+    # -- status
+
+    def snapshot(self) -> Snapshot:
+        now = self.clock()
+        slaves = tuple(
+            SlaveSnapshot(
+                twcid=f"{s.twcid:04X}",
+                protocol=s.protocol,
+                state=s.state,
+                state_name=SLAVE_STATE_NAMES.get(s.state, "unknown"),
+                allowed_amps=s.allowed_amps,
+                actual_amps=s.actual_amps,
+                offer_amps=s.offer_amps,
+                offer_reason=self.offers[s.twcid].reason if s.twcid in self.offers else "",
+                max_amps=s.max_centiamps / 100,
+                vin=s.vin,
+                lifetime_kwh=s.lifetime_kwh,
+                voltages=s.voltages,
+                seconds_since_reply=round(now - s.last_rx_s, 3),
+            )
+            for s in self.master.slaves.values()
+        )
+        recent = tuple(text for at, text in self._alarms.values() if now - at < 2 * ALARM_REPEAT_S)
+        return Snapshot(self.budget, slaves, self.transport.is_open, recent)
