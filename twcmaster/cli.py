@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -126,6 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | None) -> int:
     from twcmaster.daemon import Daemon
+    from twcmaster.demo import run_until_signalled
     from twcmaster.logs import configure_logging
     from twcmaster.outputs.console import ConsoleStatus
 
@@ -141,8 +141,7 @@ def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | N
         sys.stdout, milliseconds=settings.display_milliseconds, amps_jitter_a=1.0
     )
     daemon = Daemon(settings, port=port, console=console)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(daemon.run(duration_s))
+    run_until_signalled(daemon.run(duration_s))
     return 0
 
 
@@ -178,18 +177,19 @@ def _cmd_slave_sim(args: argparse.Namespace) -> int:
         fd, path = open_pty_pair(args.pty or None)
         port = f"fd:{fd}"  # the simulator serves the pty's master side; the master opens path
         print(f"slave-sim: give the master this port: {args.pty or path}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            run_slave_sim(
-                port,
-                count=args.count,
-                protocol=args.protocol,
-                plugged=not args.unplugged,
-                max_amps=args.max_amps,
-                voltage_v=args.voltage,
-                seed=args.seed,
-            )
+    from twcmaster.demo import run_until_signalled
+
+    run_until_signalled(
+        run_slave_sim(
+            port,
+            count=args.count,
+            protocol=args.protocol,
+            plugged=not args.unplugged,
+            max_amps=args.max_amps,
+            voltage_v=args.voltage,
+            seed=args.seed,
         )
+    )
     return 0
 
 

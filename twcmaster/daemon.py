@@ -9,6 +9,7 @@ asyncio; this module owns the clock and the waiting.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from twcmaster.protocol.messages import SLAVE_STATE_NAMES
 from twcmaster.transport import SerialTransport
 
 ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
+# The allocation re-runs when a slave's state or acknowledged limit changes, when a car's draw
+# moved by this much, and otherwise at this cadence (for its hold timers).
+ALLOCATE_EVERY_S = 2.0
+REALLOCATE_ON_DRAW_CHANGE_A = 0.5
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,10 @@ class Daemon:
         )
         self.budget = self.policy.decide(clock())
         self.offers: dict[int, Offer] = {}
-        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._allocated_s = -math.inf
+        self._last_seen: dict[int, tuple[int, float, float]] = {}
         self._alarms: dict[str, tuple[float, str]] = {}
         self._log_frames = config.log_level <= 10
 
@@ -131,46 +139,50 @@ class Daemon:
             min_amps_per_twc=self.config.min_amps_per_twc,
             budget=self.budget.reason,
         )
+        self._loop = asyncio.get_running_loop()
+        self.master.start(self.clock())
+        self._service()
         transport_task = asyncio.create_task(self.transport.run(), name="serial transport")
-        bus_task = asyncio.create_task(self._bus_loop(), name="bus master")
         try:
-            if duration_s is None:
-                await asyncio.gather(transport_task, bus_task)
-            else:
-                await asyncio.wait({transport_task, bus_task}, timeout=duration_s)
+            await asyncio.wait_for(transport_task, duration_s)
+        except TimeoutError:
+            pass
         finally:
-            for task in (bus_task, transport_task):
-                task.cancel()
-            await asyncio.gather(bus_task, transport_task, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            transport_task.cancel()
+            await asyncio.gather(transport_task, return_exceptions=True)
             self.log.info("twcmaster stopped")
 
-    async def _bus_loop(self) -> None:
-        self.master.start(self.clock())
+    def _service(self) -> None:
+        """Send what the master has due, then sleep until it next needs us (a timer, not a
+        polling loop: the bus costs CPU only when something happens)."""
+        now = self.clock()
         while True:
-            now = self.clock()
             wire, events = self.master.poll(now)
             self._handle(events, now)
-            if wire is not None:
-                self.transport.send(wire)
-                continue
-            self._wake.clear()
-            delay_s = self.master.next_wakeup_s(now) - now
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(delay_s, 0.001))
-            except TimeoutError:
-                pass
+            if wire is None:
+                break
+            self.transport.send(wire)
+        wake_s = max(self.master.next_wakeup_s(now), now + 0.001)
+        if self._timer is not None:
+            if abs(self._timer.when() - wake_s) < 0.0005:
+                return  # already set for then
+            self._timer.cancel()
+        self._timer = self._loop.call_at(wake_s, self._service)
 
     def _on_bytes(self, data: bytes, now: float) -> None:
         if self._log_frames:
             self.log.debug("rx", bytes=data.hex(" "))
         self._handle(self.master.receive(data, now), now)
-        self._wake.set()
+        self._service()
 
     def _on_link(self, is_open: bool, reason: str | None) -> None:
         if is_open:
             # Slaves that lost us send link-ready again; a new burst announces us at once.
             self.master.start(self.clock())
-            self._wake.set()
+            if self._loop is not None:
+                self._service()
 
     # -- events
 
@@ -181,7 +193,18 @@ class Daemon:
                 handler(self, event, now)
 
     def _on_heartbeat(self, event: bm.HeartbeatExchanged, now: float) -> None:
-        self._allocate(now)
+        # Allocation needs fresh readings, not one run per reply (it is the costliest step of
+        # an exchange): at once when something moved, else every ALLOCATE_EVERY_S.
+        seen = self._last_seen.get(event.twcid)
+        changed = (
+            seen is None
+            or seen[:2] != (event.state, event.allowed_amps)
+            or abs(seen[2] - event.actual_amps) >= REALLOCATE_ON_DRAW_CHANGE_A
+        )
+        if changed or now - self._allocated_s >= ALLOCATE_EVERY_S:
+            self._allocate(now)
+        if changed:
+            self._last_seen[event.twcid] = (event.state, event.allowed_amps, event.actual_amps)
         if self.console is not None:
             self.console.heartbeat(event.twcid, event.slave_data, event.master_data)
 
@@ -203,6 +226,7 @@ class Daemon:
 
     def _on_lost(self, event: bm.SlaveLost, now: float) -> None:
         self.controller.forget(event.twcid)
+        self._last_seen.pop(event.twcid, None)
         self.offers.pop(event.twcid, None)
         self.log.warning(
             "slave lost", twcid=f"{event.twcid:04X}", silent_s=round(event.silent_s, 1)
@@ -253,6 +277,7 @@ class Daemon:
     # -- allocation
 
     def _allocate(self, now: float) -> None:
+        self._allocated_s = now
         self.budget = self.policy.decide(now)
         readings = [
             SlaveReading(

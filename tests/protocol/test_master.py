@@ -274,3 +274,18 @@ def test_wakeups_are_not_a_busy_loop():
         assert nxt > bus.now
         bus.now = nxt
     assert polls < 30 * 6  # a few polls per heartbeat, not a spin
+
+
+def test_noise_opening_with_c0_does_not_block_the_master():
+    """A stray C0 + noise leaves the parser mid-frame; once it has been silent for a frame's
+    byte time, the master talks again instead of waiting for the 2 s partial timeout."""
+    bus = Bus()
+    link(bus, 0x1234)
+    bus.run(3.0)
+    noisy_from = bus.now
+    for _ in range(10):
+        bus.master.receive(b"\xc0\x01\x02", bus.now)
+        bus.run(0.4)
+    times = [t for t, _ in bus.heartbeats_to(0x1234) if t >= noisy_from]
+    assert len(times) >= 3
+    assert max(b - a for a, b in pairwise(times)) <= 1.1

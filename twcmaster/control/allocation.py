@@ -458,15 +458,25 @@ class Controller:
             if w.cand <= w.prev:
                 w.new = w.cand
 
-        for w in order:  # raises, charging cars first, then lowest TWCID
-            if w.new is not None:
-                continue
+        # Raises: starts (0 -> the planned minimum) first, then charging cars, then lowest
+        # TWCID. A start that must wait keeps its minimum reserved, so freed headroom goes to
+        # the car the plan admitted rather than to a partial raise of a car already charging.
+        raises = sorted(
+            (w for w in order if w.new is None), key=lambda w: 0 if w.prev < w.min_amps else 1
+        )
+        reserved = 0.0
+        for w in raises:
             others = absent + sum(v.committed(self._ghost(v)) for v in order if v is not w)
+            others += reserved
             room = wiring - others
             # A spike may only use headroom the others' plans leave spare: it must not delay
             # their share.
-            planned = absent + sum(
-                max(v.committed(self._ghost(v)), float(v.target)) for v in order if v is not w
+            planned = (
+                reserved
+                + absent
+                + sum(
+                    max(v.committed(self._ghost(v)), float(v.target)) for v in order if v is not w
+                )
             )
             for amps in (w.cand, w.fallback):
                 limit = wiring - planned if w.spike and amps == w.cand else room
@@ -484,6 +494,8 @@ class Controller:
                     w.cand_reason = f"capped by wiringMaxAmpsAllTWCs at {w.new}A until others lower"
                 else:
                     w.new = w.prev if w.valid(w.prev) else 0
+                    if w.prev < w.min_amps:
+                        reserved += w.min_amps
                     w.cand_reason = (
                         f"raise to {w.cand}A waits: the others still hold {others:.4g}A "
                         f"of wiringMaxAmpsAllTWCs {wiring}A"

@@ -99,7 +99,7 @@ def _actual_centiamps(slave_data: bytes) -> int:
 
 @dataclass(frozen=True)
 class _Printed:
-    key: str  # the line without time stamp and with the actual amps blanked
+    key: bytes  # the data blocks, with the actual amps blanked
     actual_centiamps: int
     at_s: float
 
@@ -133,13 +133,14 @@ class ConsoleStatus:
         self._last: dict[int, _Printed] = {}
 
     def heartbeat(self, slave_twcid: int, slave_data: bytes, master_data: bytes) -> None:
-        body = format_heartbeat_body(slave_twcid, slave_data, master_data)  # validates too
-        # Compare with the actual amps blanked, so a jitter-only change can compare equal.
-        key = format_heartbeat_body(slave_twcid, _without_actual(slave_data), master_data)
+        # Compare raw bytes with the actual amps blanked, so a jitter-only change compares
+        # equal; formatting waits until a line is really printed (this runs every second).
+        key = _without_actual(slave_data) + b"|" + bytes(master_data)
         actual = _actual_centiamps(slave_data)
         now_s = self._clock()
         if self._is_repeat(self._last.get(slave_twcid), key, actual, now_s):
             return
+        body = format_heartbeat_body(slave_twcid, slave_data, master_data)  # validates too
         self._last[slave_twcid] = _Printed(key, actual, now_s)
         self.line(body)
 
@@ -149,7 +150,7 @@ class ConsoleStatus:
         indent = "\n" + " " * len(prefix)
         self._write(prefix + indent.join(text.splitlines() or [""]) + "\n")
 
-    def _is_repeat(self, last: _Printed | None, key: str, actual: int, now_s: float) -> bool:
+    def _is_repeat(self, last: _Printed | None, key: bytes, actual: int, now_s: float) -> bool:
         if last is None or now_s - last.at_s >= self._repeat_after_s:
             return False
         amps_moved = abs(actual - last.actual_centiamps)

@@ -31,6 +31,10 @@ LENIENT_BODY_LENGTHS = frozenset({13, 14, 15, 16, 20})
 MAX_RAW_FRAME_BYTES = 48
 #: A partial frame that gets no byte for this long is dropped (§2.4 step 3).
 PARTIAL_FRAME_TIMEOUT_S = 2.0
+#: A frame being sent at 9600 baud brings a byte every ~1 ms (a USB adapter may batch a few
+#: ms). A partial frame silent for longer is noise that opened with a C0, not a frame in
+#: flight: the master may talk over it rather than wait for the 2 s timeout.
+FRAME_IN_FLIGHT_SILENCE_S = 0.05
 
 
 class FramingError(ValueError):
@@ -128,8 +132,12 @@ class FrameParser:
 
     @property
     def receiving(self) -> bool:
-        """True while a frame is half received: the master must not talk now (§5.2)."""
+        """True while a frame is half received (§5.2)."""
         return bool(self._collected)
+
+    def receiving_at(self, now_s: float) -> bool:
+        """True while a frame is arriving now: the master must not talk (§5.2)."""
+        return bool(self._collected) and now_s - self._last_byte_s < FRAME_IN_FLIGHT_SILENCE_S
 
     def expire(self, now_s: float) -> None:
         """Drop a partial frame that has been silent for too long."""

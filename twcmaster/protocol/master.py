@@ -10,6 +10,7 @@ or policy: offers come in through ``set_offer``. Section numbers refer to
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -35,7 +36,11 @@ class MasterSettings:
     max_slaves: int = 6  # real masters handle 3; more only if bus time allows (see README)
     linkready_spacing_s: float = 0.1  # >= 100 ms between link-ready copies (§8 Q15)
     reply_timeout_s: float = 0.2  # wait this long for a reply before the next transmission
-    gap_after_rx_s: float = 0.02  # quiet time after a received frame before we talk
+    gap_after_rx_s: float = 0.02  # quiet time after an unsolicited frame before we talk
+    # After the reply we were waiting for, the line is ours again at once: the reply's trailer
+    # byte arrives with it, and the adapter's own latency (a USB frame at least) has passed
+    # before we even see it. This lets one wake-up read a reply and send the next heartbeat.
+    gap_after_reply_s: float = 0.0
     energy_poll_interval_s: float = 60.0  # FB EB per slave at most this often (§5.1)
     vin_retry_s: float = 60.0  # start the VIN sequence over after this (§5.4)
     vin_max_attempts: int = 6  # first try + 5 retries (§5.4)
@@ -183,6 +188,8 @@ class BusMaster:
         self._parser = codec.FrameParser()
         self._burst_left = 0  # link-ready frames still to send
         self._bus_free_s = 0.0  # earliest time we may transmit
+        self._tx_end_s = 0.0  # when our last frame has left the wire
+        self._round_anchor_s = 0.0  # heartbeat rounds start at anchor + k * interval
         self._pending: _Pending | None = None
         self._recent_tx: deque[tuple[float, bytes]] = deque(maxlen=16)
         self._started = False
@@ -194,6 +201,7 @@ class BusMaster:
         self._started = True
         self._burst_left = 2 * LINKREADY_COPIES
         self._bus_free_s = now_s
+        self._round_anchor_s = now_s
 
     def set_offer(self, twcid: int, amps: int) -> None:
         """The whole amps to offer this slave from its next heartbeat on."""
@@ -218,8 +226,12 @@ class BusMaster:
             if isinstance(item, codec.BadFrame):
                 events.append(FrameRejected(item.raw, item.reason))
                 continue
-            self._bus_free_s = max(self._bus_free_s, now_s + self.settings.gap_after_rx_s)
+            awaited = self._pending
             events += self._dispatch(item.body, now_s)
+            if awaited is not None and self._pending is None:  # the reply we waited for
+                self._bus_free_s = max(self._tx_end_s, now_s + self.settings.gap_after_reply_s)
+            else:
+                self._bus_free_s = max(self._bus_free_s, now_s + self.settings.gap_after_rx_s)
         return events
 
     def _dispatch(self, body: bytes, now_s: float) -> list[Event]:
@@ -391,6 +403,7 @@ class BusMaster:
         wire = m.encode_for_tx(message, self.settings.trailer_byte)
         self._recent_tx.append((now_s, message.to_payload()))
         tx_end_s = now_s + len(wire) * BYTE_TIME_S
+        self._tx_end_s = tx_end_s
         if expects_reply_from is None:
             self._bus_free_s = tx_end_s + self.settings.linkready_spacing_s
         else:
@@ -403,8 +416,8 @@ class BusMaster:
         if not self._started:
             return now_s + 1.0
         free_s = max(self._bus_free_s, self._pending.until_s if self._pending else 0.0)
-        if self._parser.receiving:
-            free_s = max(free_s, now_s + 0.05)  # a frame is arriving: look again shortly
+        if self._parser.receiving_at(now_s):
+            free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
         times = [now_s + 1.0]
         times += [s.last_rx_s + self.settings.slave_timeout_s for s in self.slaves.values()]
         if self._burst_left:
@@ -418,7 +431,7 @@ class BusMaster:
         return max(now_s, min(times))
 
     def _may_transmit(self, now_s: float) -> bool:
-        if self._parser.receiving or now_s < self._bus_free_s:
+        if self._parser.receiving_at(now_s) or now_s < self._bus_free_s:
             return False
         return self._pending is None or now_s >= self._pending.until_s
 
@@ -453,13 +466,20 @@ class BusMaster:
         return m.MasterLinkReady(which, self.settings.master_twcid, self.settings.master_sign)
 
     def _heartbeat(self, slave: Slave, now_s: float) -> m.MasterHeartbeat:
-        interval = self.settings.heartbeat_interval_s
-        # Keep a steady cadence: schedule from the due time, unless we fell a period behind.
-        slave.next_heartbeat_s = max(slave.next_heartbeat_s + interval, now_s + interval / 2)
+        slave.next_heartbeat_s = self._next_round_s(now_s)
         slave.heartbeat_tx_s.append(now_s)
         message = heartbeat_for_offer(self.settings.master_twcid, slave)
         slave.master_data = message.data
         return message
+
+    def _next_round_s(self, now_s: float) -> float:
+        """Start of the heartbeat round after ``now_s``. Every slave is due at the start of
+        each round and served one after the other, each as soon as the previous one answered,
+        so a round costs one timer wake-up plus one per reply, and each slave keeps its place
+        in the round: a steady 1 s interval per slave (§5.1)."""
+        interval = self.settings.heartbeat_interval_s
+        rounds = math.floor((now_s - self._round_anchor_s) / interval) + 1
+        return self._round_anchor_s + rounds * interval
 
     def _has_query(self, slave: Slave, now_s: float) -> bool:
         if slave.protocol != 2:

@@ -1,0 +1,167 @@
+"""``make bench``: the daemon as a separate process against simulated slaves over a pty.
+
+For each slave count, ``twcmaster run`` runs as its own process (so its CPU time and peak
+RSS are its alone, read with ``os.wait4``) with its port on a pty whose other side this process
+serves with the simulator, which records when each heartbeat arrives. Prints one table.
+
+    python -m twcmaster.bench [--seconds 60] [--slaves 1,2,3] [--protocol 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from itertools import pairwise
+
+from twcmaster.logs import configure_logging, get_logger
+from twcmaster.sim.bus import SimulatedBus, make_slaves
+from twcmaster.sim.runner import BusServer, FdTransport, close_pty_pair, open_pty_pair
+
+#: Heartbeats in the first seconds are excluded: the link-ready burst and the first exchange
+#: are start-up, not the steady cadence the targets are about.
+SETTLE_S = 3.0
+#: The steady CPU figure starts once imports, link-up, the first queries and the cars' ramps
+#: are over.
+CPU_SETTLE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Result:
+    slaves: int
+    seconds: float
+    cpu_s: float  # the whole run, start-up included
+    steady_cpu_s_per_min: float  # after start-up
+    peak_rss_mb: float
+    intervals: dict[str, list[float]]  # per slave ID
+
+    def row(self) -> list[str]:
+        cells = [
+            str(self.slaves),
+            f"{self.cpu_s:.3f}",
+            f"{self.steady_cpu_s_per_min:.3f}",
+            f"{self.peak_rss_mb:.1f}",
+        ]
+        stats = []
+        for twcid, gaps in sorted(self.intervals.items()):
+            if not gaps:
+                stats.append(f"{twcid}: no heartbeats")
+                continue
+            gaps = sorted(gaps)
+            p99 = gaps[min(len(gaps) - 1, int(round(0.99 * (len(gaps) - 1))))]
+            stats.append(
+                f"{twcid}: n={len(gaps)} median {statistics.median(gaps):.3f}s "
+                f"p99 {p99:.3f}s max {gaps[-1]:.3f}s"
+            )
+        return cells + ["; ".join(stats)]
+
+
+def _profiler() -> list[str]:
+    """``BENCH_PROFILE=FILE`` runs the daemon under cProfile, writing FILE at exit."""
+    path = os.environ.get("BENCH_PROFILE")
+    return ["-m", "cProfile", "-o", path] if path else []
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc (10 ms resolution)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _config_file(port: str, directory: str) -> str:
+    path = os.path.join(directory, "config.json")
+    config = {
+        "config": {"wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6},
+        "interface": {"RS485": {"port": port}},
+        "logging": {"format": "json"},
+    }
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+    return path
+
+
+async def _measure(count: int, seconds: float, protocol: int) -> Result:
+    loop = asyncio.get_running_loop()
+    log = get_logger("bench.sim")
+    master_fd, tty_path = open_pty_pair()
+    bus = SimulatedBus(
+        make_slaves(count, protocol=protocol, plugged=True, seed=count, powered_on_s=loop.time())
+    )
+    server = BusServer(bus, loop, log)
+    sim = FdTransport(master_fd, on_bytes=server.on_bytes, on_link=server.on_link)
+    server.attach(sim)
+    sim_task = asyncio.create_task(sim.run())
+    keep = os.environ.get("BENCH_KEEP")  # a folder to keep the daemon's output in
+    with tempfile.TemporaryDirectory() as directory:
+        directory = keep or directory
+        config = _config_file(tty_path, directory)
+        with open(os.path.join(directory, "out.log"), "w") as out:
+            child = subprocess.Popen(
+                [sys.executable, *_profiler(), "-m", "twcmaster", "run", "--config", config],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            started = loop.time()
+            # Steady state: CPU from the end of start-up (imports, link-up) to the end.
+            await asyncio.sleep(CPU_SETTLE_S)
+            cpu_at_settle_s = _cpu_s(child.pid)
+            await asyncio.sleep(seconds - CPU_SETTLE_S)
+            cpu_at_end_s = _cpu_s(child.pid)
+            child.send_signal(signal.SIGTERM)
+            _, status, usage = await asyncio.to_thread(os.wait4, child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+    sim_task.cancel()
+    await asyncio.gather(sim_task, return_exceptions=True)
+    server.stop()
+    close_pty_pair(master_fd)
+    intervals = {}
+    for slave in bus.slaves:
+        times = [t for t in slave.stats.heartbeat_times_s if t >= started + SETTLE_S]
+        intervals[f"{slave.twcid:04X}"] = [b - a for a, b in pairwise(times)]
+    return Result(
+        slaves=count,
+        seconds=seconds,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        steady_cpu_s_per_min=(cpu_at_end_s - cpu_at_settle_s) * 60.0 / (seconds - CPU_SETTLE_S),
+        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+        intervals=intervals,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m twcmaster.bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--slaves", default="1,2,3", help="comma-separated slave counts")
+    parser.add_argument("--protocol", type=int, choices=(1, 2), default=2)
+    args = parser.parse_args(argv)
+    configure_logging(30, "console", stream=sys.stderr)
+    counts = [int(c) for c in args.slaves.split(",")]
+    print(
+        f"twcmaster bench: daemon process vs simulated protocol-{args.protocol} slaves over a "
+        f"pty, {args.seconds:g} s each"
+    )
+    header = [
+        "slaves",
+        "CPU s (whole run)",
+        "CPU s/min (steady)",
+        "peak RSS MB",
+        "heartbeat interval per slave",
+    ]
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for count in counts:
+        result = asyncio.run(_measure(count, args.seconds, args.protocol))
+        print(" | ".join(result.row()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

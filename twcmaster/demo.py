@@ -1,0 +1,136 @@
+"""``twcmaster demo``: the real daemon against simulated TWCs with cars, no hardware.
+
+The simulated bus is served on the master side of a pty pair and the daemon opens the pty's
+slave path through its ordinary serial transport, so the demo runs the very code path of
+``twcmaster run`` with a USB adapter: pyserial, framing, timing and all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from collections.abc import Coroutine
+from typing import Any
+
+from twcmaster.config import LoadedConfig, config_from_dict
+from twcmaster.daemon import Daemon
+from twcmaster.logs import configure_logging, get_logger
+from twcmaster.outputs.console import ConsoleStatus
+from twcmaster.sim.bus import DemoScenario, SimulatedBus, make_slaves
+from twcmaster.sim.runner import BusServer, FdTransport, close_pty_pair, open_pty_pair
+
+#: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC.
+DEMO_CONFIG = {
+    "config": {
+        "wiringMaxAmpsAllTWCs": 32,
+        "wiringMaxAmpsPerTWC": 32,
+        "minAmpsPerTWC": 6,
+    },
+}
+
+
+def demo_config() -> LoadedConfig:
+    return config_from_dict(DEMO_CONFIG, tempfile.gettempdir())
+
+
+def run_demo(
+    loaded: LoadedConfig,
+    *,
+    slaves: int = 2,
+    protocol: int = 2,
+    seconds: float | None = None,
+    seed: int | None = None,
+) -> None:
+    settings = loaded.settings
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        stream=sys.stderr,
+        display_milliseconds=settings.display_milliseconds,
+    )
+    console = ConsoleStatus(
+        sys.stdout, milliseconds=settings.display_milliseconds, amps_jitter_a=1.0
+    )
+    run_until_signalled(_demo(loaded, console, slaves, protocol, seconds, seed))
+
+
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; SIGINT and SIGTERM (``docker stop``) cancel it cleanly."""
+
+    async def guarded() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(guarded())
+
+
+async def _demo(
+    loaded: LoadedConfig,
+    console: ConsoleStatus,
+    count: int,
+    protocol: int,
+    seconds: float | None,
+    seed: int | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    log = get_logger("twcmaster.demo")
+    master_fd, tty_path = open_pty_pair()
+    bus = SimulatedBus(
+        make_slaves(count, protocol=protocol, plugged=True, seed=seed, powered_on_s=loop.time())
+    )
+    server = BusServer(bus, loop, log)
+    sim_transport = FdTransport(master_fd, on_bytes=server.on_bytes, on_link=server.on_link)
+    server.attach(sim_transport)
+    ids = ", ".join(f"{s.twcid:04X}" for s in bus.slaves)
+    console.line(f"Demo: {count} simulated TWC(s) {ids} (protocol {protocol}) on {tty_path}")
+    daemon = Daemon(loaded.settings, port=tty_path, console=console, clock=loop.time, log=log)
+    tasks = [
+        asyncio.create_task(sim_transport.run(), name="simulated bus"),
+        asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars"),
+    ]
+    try:
+        await daemon.run(seconds)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.stop()
+        close_pty_pair(master_fd)
+        _summary(daemon, bus, console, loop.time())
+
+
+async def _scenario(
+    bus: SimulatedBus, console: ConsoleStatus, seed: int | None, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Cars come and go now and then, as in a real driveway."""
+    scenario = DemoScenario(bus, seed=seed or 0, start_s=loop.time())
+    while True:
+        await asyncio.sleep(max(0.0, scenario.next_event_s() - loop.time()))
+        for change in scenario.step(loop.time()):
+            console.line(change)
+
+
+def _summary(daemon: Daemon, bus: SimulatedBus, console: ConsoleStatus, now_s: float) -> None:
+    bus.advance(now_s)
+    snapshot = daemon.snapshot()
+    console.line(
+        f"Demo stopped: budget {snapshot.budget.amps:g}A ({snapshot.budget.reason}), "
+        f"{len(snapshot.slaves)} slave(s) linked"
+    )
+    for slave in bus.slaves:
+        car = slave.car
+        energy = f"{car.energy_kwh:.3f} kWh" if car is not None else "no car"
+        stats = slave.stats
+        intervals = stats.heartbeat_intervals_s()
+        worst = f", longest heartbeat gap {max(intervals):.2f}s" if intervals else ""
+        console.line(
+            f"  TWC {slave.twcid:04X}: {len(stats.heartbeat_times_s)} heartbeats{worst}, "
+            f"highest limit accepted {stats.max_limit_centiamps / 100:.2f}A, charged {energy}"
+        )
