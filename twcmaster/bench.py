@@ -21,9 +21,9 @@ import tempfile
 from dataclasses import dataclass
 from itertools import pairwise
 
-from twcmaster.logs import configure_logging, get_logger
+from twcmaster.logs import configure_logging
 from twcmaster.sim.bus import SimulatedBus, make_slaves
-from twcmaster.sim.runner import BusServer, FdTransport, close_pty_pair, open_pty_pair
+from twcmaster.sim.runner import PtyBus
 
 #: Heartbeats in the first seconds are excluded: the link-ready burst and the first exchange
 #: are start-up, not the steady cadence the targets are about.
@@ -90,15 +90,12 @@ def _config_file(port: str, directory: str) -> str:
 
 async def _measure(count: int, seconds: float, protocol: int) -> Result:
     loop = asyncio.get_running_loop()
-    log = get_logger("bench.sim")
-    master_fd, tty_path = open_pty_pair()
     bus = SimulatedBus(
         make_slaves(count, protocol=protocol, plugged=True, seed=count, powered_on_s=loop.time())
     )
-    server = BusServer(bus, loop, log)
-    sim = FdTransport(master_fd, on_bytes=server.on_bytes, on_link=server.on_link)
-    server.attach(sim)
-    sim_task = asyncio.create_task(sim.run())
+    sim = PtyBus(bus)
+    sim.start()
+    tty_path = sim.path
     keep = os.environ.get("BENCH_KEEP")  # a folder to keep the daemon's output in
     with tempfile.TemporaryDirectory() as directory:
         directory = keep or directory
@@ -118,10 +115,7 @@ async def _measure(count: int, seconds: float, protocol: int) -> Result:
             child.send_signal(signal.SIGTERM)
             _, status, usage = await asyncio.to_thread(os.wait4, child.pid, 0)
             child.returncode = os.waitstatus_to_exitcode(status)
-    sim_task.cancel()
-    await asyncio.gather(sim_task, return_exceptions=True)
-    server.stop()
-    close_pty_pair(master_fd)
+    await sim.close()
     intervals = {}
     for slave in bus.slaves:
         times = [t for t in slave.stats.heartbeat_times_s if t >= started + SETTLE_S]

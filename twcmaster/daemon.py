@@ -238,6 +238,8 @@ class Daemon:
         self._alarms[key] = (now, event.message)
         if last is None or now - last[0] >= ALARM_REPEAT_S:
             self.log.error(event.message, alarm=event.kind)
+            if self.console is not None:
+                self.console.line(f"ALARM: {event.message}")
 
     def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
         self.log.info(

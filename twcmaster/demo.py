@@ -17,10 +17,10 @@ from typing import Any
 
 from twcmaster.config import LoadedConfig, config_from_dict
 from twcmaster.daemon import Daemon
-from twcmaster.logs import configure_logging, get_logger
+from twcmaster.logs import configure_logging
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import DemoScenario, SimulatedBus, make_slaves
-from twcmaster.sim.runner import BusServer, FdTransport, close_pty_pair, open_pty_pair
+from twcmaster.sim.runner import PtyBus
 
 #: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC.
 DEMO_CONFIG = {
@@ -80,29 +80,22 @@ async def _demo(
     seed: int | None,
 ) -> None:
     loop = asyncio.get_running_loop()
-    log = get_logger("twcmaster.demo")
-    master_fd, tty_path = open_pty_pair()
     bus = SimulatedBus(
         make_slaves(count, protocol=protocol, plugged=True, seed=seed, powered_on_s=loop.time())
     )
-    server = BusServer(bus, loop, log)
-    sim_transport = FdTransport(master_fd, on_bytes=server.on_bytes, on_link=server.on_link)
-    server.attach(sim_transport)
+    sim = PtyBus(bus)
+    sim.start()
+    tty_path = sim.path
     ids = ", ".join(f"{s.twcid:04X}" for s in bus.slaves)
     console.line(f"Demo: {count} simulated TWC(s) {ids} (protocol {protocol}) on {tty_path}")
-    daemon = Daemon(loaded.settings, port=tty_path, console=console, clock=loop.time, log=log)
-    tasks = [
-        asyncio.create_task(sim_transport.run(), name="simulated bus"),
-        asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars"),
-    ]
+    daemon = Daemon(loaded.settings, port=tty_path, console=console, clock=loop.time)
+    cars = asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars")
     try:
         await daemon.run(seconds)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        server.stop()
-        close_pty_pair(master_fd)
+        cars.cancel()
+        await asyncio.gather(cars, return_exceptions=True)
+        await sim.close()
         _summary(daemon, bus, console, loop.time())
 
 

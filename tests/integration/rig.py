@@ -4,17 +4,15 @@ pty's master side. Nothing is mocked: bytes cross the kernel's pty like a USB ad
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from itertools import pairwise
 
 from twcmaster.config import config_from_dict
 from twcmaster.daemon import Daemon
-from twcmaster.logs import get_logger
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import SimulatedBus
 from twcmaster.sim.car import SimulatedCar
-from twcmaster.sim.runner import BusServer, FdTransport, close_pty_pair, open_pty_pair
+from twcmaster.sim.runner import PtyBus
 from twcmaster.sim.slave import SimulatedSlave
 
 WIRING = {"wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6}
@@ -53,14 +51,9 @@ class Rig:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.bus = SimulatedBus(slaves)
-        self.master_fd, path = open_pty_pair(self.link_path)
-        self.path = self.link_path or path
-        self.server = BusServer(self.bus, loop, get_logger("test.sim"))
-        self.sim = FdTransport(
-            self.master_fd, on_bytes=self.server.on_bytes, on_link=self.server.on_link
-        )
-        self.server.attach(self.sim)
-        self.sim_task = asyncio.create_task(self.sim.run())
+        self.sim = PtyBus(self.bus, link_path=self.link_path)
+        self.sim.start()
+        self.path = self.link_path or self.sim.path
         loaded = config_from_dict(
             {"config": self.config, "interface": {"RS485": {"port": self.path, **self.rs485}}},
             "/tmp",
@@ -75,36 +68,22 @@ class Rig:
                 await asyncio.sleep(seconds)
         finally:
             daemon_task.cancel()
-            self.sim_task.cancel()
-            await asyncio.gather(daemon_task, self.sim_task, return_exceptions=True)
-            self.server.stop()
-            if self.master_fd is not None:
-                close_pty_pair(self.master_fd)
+            await asyncio.gather(daemon_task, return_exceptions=True)
+            await self.sim.close()
             self.bus.advance(loop.time())
         return self.daemon
 
     async def unplug_adapter(self) -> None:
         """The USB adapter goes away: its pty (and the link to it) disappears."""
-        self.server.stop()
-        self.sim_task.cancel()
-        await asyncio.gather(self.sim_task, return_exceptions=True)
-        close_pty_pair(self.master_fd)
-        self.master_fd = None
-        if self.link_path:
-            os.unlink(self.link_path)
+        await self.sim.close()
 
     def replug_adapter(self) -> None:
         """A new pty appears at the same path, the simulated slaves still on it."""
-        self.master_fd, _ = open_pty_pair(self.link_path)
-        self.sim = FdTransport(
-            self.master_fd, on_bytes=self.server.on_bytes, on_link=self.server.on_link
-        )
-        self.server.attach(self.sim)
-        self.sim_task = asyncio.create_task(self.sim.run())
+        self.sim.start()
 
     def write_raw(self, data: bytes) -> None:
         """Bytes onto the bus as if another unit sent them."""
-        os.write(self.master_fd, data)
+        self.sim.write_raw(data)
 
 
 class _Lines:

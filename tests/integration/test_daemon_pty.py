@@ -105,6 +105,7 @@ def test_second_master_on_the_bus_raises_an_alarm():
     alarms = rig.daemon.snapshot().alarms
     assert any("another master (4242)" in a for a in alarms), alarms
     assert rig.daemon.master.foreign_master_seen_s is not None
+    assert any("ALARM: another master (4242)" in line for line in rig.lines), rig.lines
 
 
 def test_port_vanishing_and_returning(tmp_path):

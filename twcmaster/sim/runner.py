@@ -254,3 +254,51 @@ def _replace_symlink(target: str, link_path: str) -> None:
     temporary = f"{link_path}.{os.getpid()}.tmp"
     os.symlink(target, temporary)
     os.replace(temporary, link_path)  # atomic: a master never sees the link missing
+
+
+class PtyBus:
+    """A ``SimulatedBus`` served in this process on the master side of a new pty pair.
+
+    ``path`` (or ``link_path`` when given) is the port a master opens, exactly as it would
+    open a USB adapter. Used by the demo, the benchmark and the integration tests.
+    """
+
+    def __init__(self, bus: SimulatedBus, *, link_path: str | None = None, log: Any = None):
+        self.bus = bus
+        self._link_path = link_path
+        self._log = log if log is not None else get_logger("twcmaster.sim")
+        self._master_fd: int | None = None
+        self._task: asyncio.Task | None = None
+        self.server: BusServer | None = None
+        self.path = ""
+
+    def start(self) -> None:
+        """Create the pty (again, after ``close``) and start answering on it."""
+        loop = asyncio.get_running_loop()
+        self._master_fd, self.path = open_pty_pair(self._link_path)
+        self.server = BusServer(self.bus, loop, self._log)
+        transport = FdTransport(
+            self._master_fd, on_bytes=self.server.on_bytes, on_link=self.server.on_link
+        )
+        self.server.attach(transport)
+        self._task = asyncio.create_task(transport.run(), name="simulated bus")
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes onto the bus as if another unit sent them."""
+        if self._master_fd is not None:
+            os.write(self._master_fd, data)
+
+    async def close(self) -> None:
+        """Stop answering and remove the pty (and its link), like an unplugged adapter."""
+        if self.server is not None:
+            self.server.stop()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._master_fd is not None:
+            close_pty_pair(self._master_fd)
+            self._master_fd = None
+        if self._link_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._link_path)

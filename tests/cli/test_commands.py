@@ -1,0 +1,130 @@
+"""The commands as a user runs them: real subprocesses, real ptys, no hardware."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(90)
+
+
+def twcmaster(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "twcmaster", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
+
+
+def test_check_config_accepts_the_shipped_default():
+    result = twcmaster("check-config", "--config", str(REPO / "etc/twcmanager/config.json"))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_check_config_names_every_bad_key(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text(
+        "# a comment\n"
+        '{"config": {"wiringMaxAmpsAllTWCs": "forty", "wiringMaxAmpsPerTWC": 32,\n'
+        '            "minAmpPerTWC": 6},\n'
+        ' "interface": {"RS485": {"baud": "fast"}}}\n'
+    )
+    result = twcmaster("check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert "config.wiringMaxAmpsAllTWCs" in result.stderr
+    assert "config.minAmpPerTWC" in result.stderr and "minAmpsPerTWC" in result.stderr
+    assert "interface.RS485.baud" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_says_where_the_default_is(tmp_path):
+    result = twcmaster("run", "--config", str(tmp_path / "nope.json"))
+    assert result.returncode == 2
+    assert "config.json" in result.stderr and "shipped default" in result.stderr
+
+
+def test_demo_runs_the_daemon_against_simulated_cars():
+    result = twcmaster("demo", "--slaves", "2", "--seconds", "8", "--seed", "3", timeout=40)
+    assert result.returncode == 0, result.stderr
+    ids = re.findall(r"SHB ([0-9A-F]{4}): ", result.stdout)
+    assert len(set(ids)) == 2, result.stdout
+    assert "Demo stopped" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_run_against_slave_sim_processes_over_a_pty(tmp_path):
+    """Two processes as a user would start them: the simulator makes a pty, the master opens it
+    through its config, and the console shows both simulated TWCs charging."""
+    link = tmp_path / "ttyTWC"
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "twcmaster",
+            "slave-sim",
+            "--pty",
+            str(link),
+            "--count",
+            "2",
+            "--protocol",
+            "2",
+            "--seed",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.exists(), "slave-sim did not create its pty"
+        config = tmp_path / "config.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "config": {
+                        "wiringMaxAmpsAllTWCs": 32,
+                        "wiringMaxAmpsPerTWC": 32,
+                        "minAmpsPerTWC": 6,
+                    },
+                    "interface": {"RS485": {"port": str(link)}},
+                }
+            )
+        )
+        master = subprocess.Popen(
+            [sys.executable, "-m", "twcmaster", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(12)
+        master.send_signal(signal.SIGTERM)  # as docker stop does
+        out, err = master.communicate(timeout=10)
+        assert master.returncode == 0, err
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=10)
+    lines = [line for line in out.splitlines() if "SHB " in line]
+    ids = {re.search(r"SHB ([0-9A-F]{4}):", line).group(1) for line in lines}
+    assert len(ids) == 2, out
+    charging = [line for line in lines if re.search(r"SHB [0-9A-F]{4}: 01 ", line)]
+    assert charging, out  # state 01: the simulated cars charge at the amps offered
+    assert "Traceback" not in err and "twcmaster stopped" in err
+
+
+def test_slave_sim_rejects_a_bad_count():
+    result = twcmaster("slave-sim", "--pty", "--count", "9")
+    assert result.returncode == 2
