@@ -124,24 +124,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | None) -> int:
-    from twcmaster.daemon import Daemon
-    from twcmaster.demo import run_until_signalled
-    from twcmaster.logs import configure_logging
-    from twcmaster.outputs.console import ConsoleStatus
+    from twcmaster.daemon import Daemon, run_until_signalled, start_outputs
 
-    settings = loaded.settings
-    configure_logging(
-        settings.log_level,
-        settings.log_format,
-        stream=sys.stderr,
-        display_milliseconds=settings.display_milliseconds,
-    )
-    # Like TWCManager: a line that only differs by < 1 A of actual draw is not reprinted.
-    console = ConsoleStatus(
-        sys.stdout, milliseconds=settings.display_milliseconds, amps_jitter_a=1.0
-    )
-    daemon = Daemon(settings, port=port, console=console)
-    run_until_signalled(daemon.run(duration_s))
+    console = start_outputs(loaded.settings)
+    run_until_signalled(Daemon(loaded.settings, port=port, console=console).run(duration_s))
     return 0
 
 
@@ -177,7 +163,7 @@ def _cmd_slave_sim(args: argparse.Namespace) -> int:
         fd, path = open_pty_pair(args.pty or None)
         port = f"fd:{fd}"  # the simulator serves the pty's master side; the master opens path
         print(f"slave-sim: give the master this port: {args.pty or path}", flush=True)
-    from twcmaster.demo import run_until_signalled
+    from twcmaster.daemon import run_until_signalled
 
     run_until_signalled(
         run_slave_sim(

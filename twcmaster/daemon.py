@@ -9,15 +9,19 @@ asyncio; this module owns the clock and the waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
-from twcmaster.logs import get_logger
+from twcmaster.logs import configure_logging, get_logger
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.protocol import master as bm
 from twcmaster.protocol.messages import SLAVE_STATE_NAMES
@@ -320,3 +324,29 @@ class Daemon:
         )
         recent = tuple(text for at, text in self._alarms.values() if now - at < 2 * ALARM_REPEAT_S)
         return Snapshot(self.budget, slaves, self.transport.is_open, recent)
+
+
+def start_outputs(config: AppConfig) -> ConsoleStatus:
+    """Logging (stderr) and the status console (stdout) as the config asks."""
+    configure_logging(
+        config.log_level,
+        config.log_format,
+        stream=sys.stderr,
+        display_milliseconds=config.display_milliseconds,
+    )
+    # Like TWCManager: a line that only differs by < 1 A of actual draw is not reprinted.
+    return ConsoleStatus(sys.stdout, milliseconds=config.display_milliseconds, amps_jitter_a=1.0)
+
+
+def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main``; SIGINT (Ctrl+C) and SIGTERM (``docker stop``) cancel it cleanly."""
+
+    async def guarded() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(guarded())

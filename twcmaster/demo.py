@@ -8,16 +8,10 @@ slave path through its ordinary serial transport, so the demo runs the very code
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import sys
 import tempfile
-from collections.abc import Coroutine
-from typing import Any
 
 from twcmaster.config import LoadedConfig, config_from_dict
-from twcmaster.daemon import Daemon
-from twcmaster.logs import configure_logging
+from twcmaster.daemon import Daemon, run_until_signalled, start_outputs
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import DemoScenario, SimulatedBus, make_slaves
 from twcmaster.sim.runner import PtyBus
@@ -44,31 +38,8 @@ def run_demo(
     seconds: float | None = None,
     seed: int | None = None,
 ) -> None:
-    settings = loaded.settings
-    configure_logging(
-        settings.log_level,
-        settings.log_format,
-        stream=sys.stderr,
-        display_milliseconds=settings.display_milliseconds,
-    )
-    console = ConsoleStatus(
-        sys.stdout, milliseconds=settings.display_milliseconds, amps_jitter_a=1.0
-    )
+    console = start_outputs(loaded.settings)
     run_until_signalled(_demo(loaded, console, slaves, protocol, seconds, seed))
-
-
-def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main``; SIGINT and SIGTERM (``docker stop``) cancel it cleanly."""
-
-    async def guarded() -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(main)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(guarded())
 
 
 async def _demo(
