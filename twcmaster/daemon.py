@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import signal
 import sys
@@ -144,6 +145,9 @@ class Daemon:
             budget=self.budget.reason,
         )
         self._loop = asyncio.get_running_loop()
+        # Everything imported and built so far lives as long as the process: keep it out of
+        # the garbage collector's scans, which otherwise revisit it on every full collection.
+        gc.freeze()
         self.master.start(self.clock())
         self._service()
         transport_task = asyncio.create_task(self.transport.run(), name="serial transport")
@@ -159,15 +163,26 @@ class Daemon:
             self.log.info("twcmaster stopped")
 
     def _service(self) -> None:
-        """Send what the master has due, then sleep until it next needs us (a timer, not a
-        polling loop: the bus costs CPU only when something happens)."""
+        """Read what is waiting, send what the master has due, then sleep until it next needs
+        us (a timer, not a polling loop: the bus costs CPU only when something happens).
+
+        While a reply is due, reading is paused and the reply is read here when its window
+        ends, in the same wake-up that sends the next heartbeat: one wake-up per exchange
+        instead of two (the daemon's CPU time is mostly the cost of waking up)."""
         now = self.clock()
+        data = self.transport.read_now(now)
+        if data:
+            self._feed(data, now)
         while True:
             wire, events = self.master.poll(now)
             self._handle(events, now)
             if wire is None:
                 break
             self.transport.send(wire)
+        if self.master.awaiting_reply and now < self.master.reply_window_end_s:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
         wake_s = max(self.master.next_wakeup_s(now), now + 0.001)
         if self._timer is not None:
             if abs(self._timer.when() - wake_s) < 0.0005:
@@ -176,10 +191,13 @@ class Daemon:
         self._timer = self._loop.call_at(wake_s, self._service)
 
     def _on_bytes(self, data: bytes, now: float) -> None:
+        self._feed(data, now)
+        self._service()
+
+    def _feed(self, data: bytes, now: float) -> None:
         if self._log_frames:
             self.log.debug("rx", bytes=data.hex(" "))
         self._handle(self.master.receive(data, now), now)
-        self._service()
 
     def _on_link(self, is_open: bool, reason: str | None) -> None:
         if is_open:

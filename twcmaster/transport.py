@@ -91,6 +91,29 @@ class SerialTransport:
             session.queue(bytes(data))
         return True
 
+    def pause_reading(self) -> None:
+        """Stop waking the loop for incoming bytes; they wait in the OS buffer for
+        ``read_now``. The bus master pauses while a reply is due, then reads it in the same
+        wake-up that sends the next frame: one wake-up per exchange instead of two."""
+        if self._session is not None:
+            self._session.set_paused(True)
+
+    def resume_reading(self) -> None:
+        """Wake the loop for incoming bytes again (``on_bytes``)."""
+        if self._session is not None:
+            self._session.set_paused(False)
+
+    def read_now(self, now: float | None = None) -> bytes:
+        """Whatever the OS holds for us, without blocking (b"" for threaded ports, whose
+        bytes always arrive through ``on_bytes``). A lost port is reported as usual."""
+        session = self._session
+        if session is None or not session.alive:
+            return b""
+        data = session.read_now()
+        if data:
+            self._last_rx_at = self._clock() if now is None else now
+        return data
+
     async def drain(self) -> None:
         """Wait until the queued bytes were handed to the OS (or the port was lost)."""
         session = self._session
@@ -236,6 +259,12 @@ class _Session:
     def stop_io(self) -> None:
         """Stop watching the port, as soon as the session ends. Idempotent."""
 
+    def set_paused(self, paused: bool) -> None:
+        """Readers that cannot pause (threads) keep delivering through on_bytes."""
+
+    def read_now(self) -> bytes:
+        return b""
+
     async def close(self) -> None:
         self.fail("closed")
         self.stop_io()  # again: a cancelled run() leaves `lost` cancelled, not failed
@@ -249,27 +278,54 @@ class _FdSession(_Session):
         super().__init__(transport, port, loop)
         self.fd = fd
         self.writing = False
+        self.paused = False
 
     def start(self) -> None:
         os.set_blocking(self.fd, False)
+        self.paused = False
         self.loop.add_reader(self.fd, self._on_readable)
 
     def stop_io(self) -> None:
         self.loop.remove_reader(self.fd)
         self.loop.remove_writer(self.fd)
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self.fd, READ_CHUNK_BYTES)
-        except (BlockingIOError, InterruptedError):
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused or not self.alive:
             return
+        self.paused = paused
+        if paused:
+            self.loop.remove_reader(self.fd)
+        else:
+            self.loop.add_reader(self.fd, self._on_readable)
+
+    def read_now(self) -> bytes:
+        # A tty in raw mode with VMIN = VTIME = 0 answers "nothing yet" with 0 bytes, so an
+        # empty read here is not end of file; a vanished device shows as EIO here, or as EOF
+        # once reading resumes (the selector then says readable).
+        chunks = []
+        while self.alive:
+            data = self._read()
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def _read(self) -> bytes:
+        """One non-blocking read; b"" when nothing is waiting (or the port failed)."""
+        try:
+            return os.read(self.fd, READ_CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return b""
         except OSError as exc:  # EIO: USB adapter gone, pty other side closed
             self.fail(f"read failed: {exc}")
-            return
-        if not data:  # readable but empty: end of file, the device went away
+            return b""
+
+    def _on_readable(self) -> None:
+        data = self._read()
+        if data:
+            self.transport._received(data)
+        elif self.alive:  # readable but empty: end of file, the device went away
             self.fail("read failed: end of file (device disconnected)")
-            return
-        self.transport._received(data)
 
     def queue(self, data: bytes) -> None:
         self.tx += data

@@ -347,3 +347,25 @@ def test_socket_url_both_ways_and_survives_server_restart() -> None:
         assert [up for up, _ in recorder.links] == [True, False, True, False]
 
     run_scenario(scenario)
+
+
+def test_paused_reading_keeps_bytes_for_read_now_then_resumes() -> None:
+    """The daemon pauses reading while a reply is due and reads it when its window ends."""
+
+    async def scenario() -> None:
+        pty, recorder = Pty(), Recorder()
+        transport = make_transport(pty.path, recorder, **FAST_REOPEN)
+        async with running(transport):
+            await recorder.until_link(True)
+            assert transport.read_now() == b""  # nothing waiting is not end of file
+            transport.pause_reading()
+            pty.write(FRAME)
+            await asyncio.sleep(0.2)
+            assert recorder.received == b""  # no wake-up while paused
+            assert transport.read_now() == FRAME
+            assert transport.is_open
+            transport.resume_reading()
+            await assert_data_flows(transport, pty, recorder)
+        pty.close()
+
+    run_scenario(scenario)

@@ -148,28 +148,42 @@ class FrameParser:
         self.expire(now_s)
         self._last_byte_s = now_s
         events: list[Frame | BadFrame] = []
-        for byte in data:
-            if not self._collected:
-                if byte == FRAME_END:  # idle: everything but an opening C0 is trailer or noise
-                    self._collected.append(byte)
+        collected = self._collected
+        position, end = 0, len(data)
+        # Work from delimiter to delimiter (bytes.find) rather than byte by byte: this runs
+        # for every reply, and the per-byte loop was the daemon's largest single cost.
+        while position < end:
+            delimiter = data.find(FRAME_END, position)
+            if not collected:  # idle: everything but an opening C0 is trailer or noise
+                if delimiter < 0:
+                    break
+                collected.append(FRAME_END)
+                position = delimiter + 1
                 continue
-            if byte != FRAME_END:
-                self._collected.append(byte)
-                if len(self._collected) > MAX_RAW_FRAME_BYTES:
-                    events.append(BadFrame(bytes(self._collected), "too long, no closing C0"))
-                    self._collected.clear()
+            stop = end if delimiter < 0 else delimiter
+            collected += data[position:stop]
+            if len(collected) > MAX_RAW_FRAME_BYTES:
+                events.append(BadFrame(bytes(collected), "too long, no closing C0"))
+                collected.clear()
+                position = stop  # what follows is looked at again from idle
                 continue
-            if len(self._collected) < self._min_collected:
-                # Too short to be an end: we started mid-frame or saw C0 C0. Start again here.
-                self._collected[:] = bytes([FRAME_END])
-                continue
-            raw = bytes(self._collected) + bytes([FRAME_END])
-            event = self._check(raw)
-            events.append(event)
-            # After a rejected candidate the closing C0 may really be the opening of the next
-            # frame (noise that began with C0): keep it as an opening.
-            self._collected[:] = b"" if isinstance(event, Frame) else bytes([FRAME_END])
+            if delimiter < 0:
+                break
+            position = delimiter + 1
+            events += self._close(collected)
         return events
+
+    def _close(self, collected: bytearray) -> list[Frame | BadFrame]:
+        """A C0 arrived while collecting: a frame's end, or the start of a new one."""
+        if len(collected) < self._min_collected:
+            # Too short to be an end: we started mid-frame or saw C0 C0. Start again here.
+            collected[:] = bytes([FRAME_END])
+            return []
+        event = self._check(bytes(collected) + bytes([FRAME_END]))
+        # After a rejected candidate the closing C0 may really be the opening of the next
+        # frame (noise that began with C0): keep it as an opening.
+        collected[:] = b"" if isinstance(event, Frame) else bytes([FRAME_END])
+        return [event]
 
     def _check(self, raw: bytes) -> Frame | BadFrame:
         try:

@@ -35,11 +35,13 @@ class MasterSettings:
     heartbeat_interval_s: float = 1.0  # to EACH slave, like a real master (§5.1)
     max_slaves: int = 6  # real masters handle 3; more only if bus time allows (see README)
     linkready_spacing_s: float = 0.1  # >= 100 ms between link-ready copies (§8 Q15)
-    reply_timeout_s: float = 0.2  # wait this long for a reply before the next transmission
+    # Leave a slave at least this long to answer a request before we talk again (§5.2), and
+    # give up waiting for its reply after reply_timeout_s.
+    reply_window_s: float = 0.1
+    reply_timeout_s: float = 0.25
     gap_after_rx_s: float = 0.02  # quiet time after an unsolicited frame before we talk
-    # After the reply we were waiting for, the line is ours again at once: the reply's trailer
-    # byte arrives with it, and the adapter's own latency (a USB frame at least) has passed
-    # before we even see it. This lets one wake-up read a reply and send the next heartbeat.
+    # After the reply we waited for (and the reply window), the line is ours again: the
+    # reply's trailer byte came with it.
     gap_after_reply_s: float = 0.0
     energy_poll_interval_s: float = 60.0  # FB EB per slave at most this often (§5.1)
     vin_retry_s: float = 60.0  # start the VIN sequence over after this (§5.4)
@@ -188,7 +190,7 @@ class BusMaster:
         self._parser = codec.FrameParser()
         self._burst_left = 0  # link-ready frames still to send
         self._bus_free_s = 0.0  # earliest time we may transmit
-        self._tx_end_s = 0.0  # when our last frame has left the wire
+        self._window_end_s = 0.0  # end of the reply window of our last request
         self._round_anchor_s = 0.0  # heartbeat rounds start at anchor + k * interval
         self._pending: _Pending | None = None
         self._recent_tx: deque[tuple[float, bytes]] = deque(maxlen=16)
@@ -220,6 +222,16 @@ class BusMaster:
     def receiving(self) -> bool:
         return self._parser.receiving
 
+    @property
+    def awaiting_reply(self) -> bool:
+        """A request is out and its reply has not come yet."""
+        return self._pending is not None
+
+    @property
+    def reply_window_end_s(self) -> float:
+        """When the reply to the last request is due (see ``next_wakeup_s``)."""
+        return self._window_end_s
+
     def receive(self, data: bytes, now_s: float) -> list[Event]:
         events: list[Event] = []
         for item in self._parser.feed(data, now_s):
@@ -229,7 +241,8 @@ class BusMaster:
             awaited = self._pending
             events += self._dispatch(item.body, now_s)
             if awaited is not None and self._pending is None:  # the reply we waited for
-                self._bus_free_s = max(self._tx_end_s, now_s + self.settings.gap_after_reply_s)
+                gap_s = self.settings.gap_after_reply_s
+                self._bus_free_s = max(self._window_end_s, now_s + gap_s)
             else:
                 self._bus_free_s = max(self._bus_free_s, now_s + self.settings.gap_after_rx_s)
         return events
@@ -260,6 +273,8 @@ class BusMaster:
         return [Ignored(message, "not handled")]
 
     def _is_echo(self, payload: bytes, now_s: float) -> bool:
+        if payload[0] == 0xFD:  # slaves' frames: never ours
+            return False
         return any(p == payload and now_s - t <= ECHO_WINDOW_S for t, p in self._recent_tx)
 
     def _mark_rx(self, twcid: int | None, now_s: float) -> Slave | None:
@@ -403,11 +418,11 @@ class BusMaster:
         wire = m.encode_for_tx(message, self.settings.trailer_byte)
         self._recent_tx.append((now_s, message.to_payload()))
         tx_end_s = now_s + len(wire) * BYTE_TIME_S
-        self._tx_end_s = tx_end_s
         if expects_reply_from is None:
             self._bus_free_s = tx_end_s + self.settings.linkready_spacing_s
         else:
-            self._bus_free_s = tx_end_s + self.settings.gap_after_rx_s
+            self._window_end_s = max(tx_end_s, now_s + self.settings.reply_window_s)
+            self._bus_free_s = self._window_end_s
             self._pending = _Pending(expects_reply_from, tx_end_s + self.settings.reply_timeout_s)
         return wire, events + [Sent(message, wire)]
 
@@ -420,6 +435,10 @@ class BusMaster:
             free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
         times = [now_s + 1.0]
         times += [s.last_rx_s + self.settings.slave_timeout_s for s in self.slaves.values()]
+        if self._pending is not None and self._window_end_s > now_s:
+            # The reply is due by then: a caller that reads the port on its own schedule
+            # (to save a wake-up per reply) looks then; the next request may follow at once.
+            times.append(self._window_end_s)
         if self._burst_left:
             times.append(free_s)
         if self.slaves:
