@@ -1,0 +1,13 @@
+"""Green-energy sources. ``SOURCE_MODULES`` maps each TWCManager ``sources.<Name>`` section
+to the class that reads it (imported only when that source is enabled)."""
+
+SOURCE_MODULES = {
+    "Fronius": "twcmaster.sources.fronius:FroniusSource",
+    "SolarEdge": "twcmaster.sources.solaredge:SolarEdgeSource",
+    "Enphase": "twcmaster.sources.enphase:EnphaseSource",
+    "Powerwall2": "twcmaster.sources.powerwall:PowerwallSource",
+    "HASS": "twcmaster.sources.hass:HassSource",
+    "MQTT": "twcmaster.sources.mqtt:MqttSource",
+    "URL": "twcmaster.sources.url:UrlSource",
+    "openHAB": "twcmaster.sources.openhab:OpenHabSource",
+}

@@ -1,0 +1,74 @@
+"""Green-energy sources: one small module per device API, behind one interface.
+
+A source turns its device's answer into a ``Reading`` (watts, normalised signs). Polled
+sources implement ``fetch`` (blocking, run in a worker thread with a timeout, so a slow
+inverter never blocks the bus); push sources (MQTT) implement ``start``/``stop`` and hand
+readings to ``SourceRunner.push``. The runner keeps the latest reading of each source and
+combines them; a reading older than its source's ``max_age_s`` counts as missing, so the
+budget falls back to the safe value (fail safe, design.md principle 4).
+
+Sign conventions (anchors §7): ``generation_w >= 0`` (PV output), ``consumption_w >= 0``
+(house load; includes the chargers only when the config says ``subtractChargerLoad``),
+``grid_w`` + import / - export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_INTERVAL_S = 10.0  # TWCManager caches most sources for 10 s
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_MAX_AGE_S = 60.0  # older than this: treated as missing (fail safe)
+
+
+class SourceError(Exception):
+    """A source could not produce a reading: unreachable, HTTP error, bad payload.
+
+    The message is for the user's log: it names the source and what went wrong.
+    """
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One source's view of the site, in watts. None: this source does not measure it."""
+
+    generation_w: float | None = None
+    consumption_w: float | None = None
+    grid_w: float | None = None  # + import / - export
+    voltage_v: float | None = None
+
+
+@dataclass(frozen=True)
+class SourceTiming:
+    interval_s: float = DEFAULT_INTERVAL_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_age_s: float = DEFAULT_MAX_AGE_S
+
+
+class Source:
+    """Base of every source. ``name`` is its TWCManager section name (``sources.<name>``)."""
+
+    name: str = "source"
+    push: bool = False  # True: readings arrive by themselves (MQTT); no fetch()
+
+    def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
+        self.config = config
+        self.timing = timing
+
+    def fetch(self) -> Reading:
+        """Blocking: ask the device once. Raise ``SourceError`` on any failure."""
+        raise NotImplementedError
+
+    def start(self, deliver) -> None:  # pragma: no cover - push sources only
+        """Push sources: begin delivering ``Reading``s by calling ``deliver(reading)`` from
+        any thread."""
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - push sources only
+        pass
+
+    def describe(self) -> str:
+        """Where it reads from, for logs (never a password or token)."""
+        return self.name
