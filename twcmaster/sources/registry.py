@@ -1,0 +1,367 @@
+"""From the ``sources`` section of config.json to running ``Source`` objects, and the checks
+that come first.
+
+* ``check_sources(section)`` lists problems as ``(key_path, message)`` pairs, e.g.
+  ``("sources.Fronius.serverIP", "required when the source is enabled: ...")``. It contacts
+  nothing and loads no network library: it imports only the modules of enabled sources, and
+  those import ``requests``/``paho`` on first use.
+* ``build_sources(section)`` makes one ``Source`` per enabled section (after the checks; a
+  problem raises ``SourceConfigError``).
+
+Each source class owns its key rules: a classmethod ``check(config) -> [(key, message)]``
+(keys relative to its section) and, optionally, ``default_interval_s`` (10 s unless the
+class says otherwise, e.g. 90 s for the SolarEdge cloud quota). The keys every source takes
+are checked here:
+
+* ``interval`` (s between polls; default 10), ``timeout`` (s a request, and a whole poll, may
+  take; default 5), ``maxAge`` (s after which the last reading counts as missing; default
+  ``max(60, 3 * interval)``).
+
+The ``read_*`` and ``check_*`` helpers below are shared by the source classes so that one
+kind of key is read and checked one way everywhere (a port is 1..65535, given as a number or
+as TWCManager's string ``"80"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from twcmaster.sources import SOURCE_MODULES
+from twcmaster.sources.base import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_TIMEOUT_S,
+    Source,
+    SourceTiming,
+)
+
+Problem = tuple[str, str]
+
+MIN_MAX_AGE_INTERVALS = 3  # default maxAge: this many intervals (at least DEFAULT_MAX_AGE_S)
+
+# TWCManager's energy sources (anchors §2.2); those without a twcmaster module are reported
+# only when enabled (TWCManager's sample config lists them all, switched off).
+TWCMANAGER_SOURCES = (
+    "DSMR DSMRreader Efergy EmonCMS Enphase Fronius Growatt HASS IotaWatt Kostal MQTT openHAB"
+    " OpenWeatherMap P1Monitor Powerwall2 SmartMe SmartPi SolarEdge SolarLog TED URL Victron"
+    " Volkszahler"
+).split()
+
+
+class SourceConfigError(ValueError):
+    """The sources section cannot be used; ``problems`` holds (key_path, message) pairs."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {message}" for path, message in problems)
+        super().__init__(f"{len(problems)} problem(s) in the sources section:\n{lines}")
+
+
+# ----------------------------------------------------------------------- public API
+
+
+def check_sources(sources_section: Any) -> list[Problem]:
+    """Every problem in ``sources``: unknown names, and for enabled sources, missing or bad
+    keys. Disabled sections are only checked for their name and ``enabled`` switch."""
+    if sources_section is None:
+        return []
+    if not isinstance(sources_section, Mapping):
+        return [("sources", f"expected a section {{...}}, got {_describe(sources_section)}")]
+    problems: list[Problem] = []
+    for name, config in sources_section.items():
+        path = f"sources.{name}"
+        if not isinstance(config, Mapping):
+            problems.append((path, f"expected a section {{...}}, got {_describe(config)}"))
+            continue
+        enabled = config.get("enabled", False)
+        if not isinstance(enabled, bool):
+            problems.append((f"{path}.enabled", f"expected true or false, got {enabled!r}"))
+            continue
+        if name not in SOURCE_MODULES:
+            if name in TWCMANAGER_SOURCES:
+                if enabled:
+                    problems.append((path, _unsupported_message(name)))
+            else:
+                problems.append((path, _unknown_message(name)))
+            continue
+        if not enabled:
+            continue
+        try:
+            cls = load_source_class(name)
+        except (ImportError, AttributeError) as exc:
+            problems.append((path, f"cannot load {SOURCE_MODULES[name]}: {exc}"))
+            continue
+        problems.extend(_prefixed(path, check_timing(config, _default_interval(cls))))
+        check = getattr(cls, "check", None)
+        if check is not None:
+            problems.extend(_prefixed(path, check(config)))
+    return problems
+
+
+def build_sources(sources_section: Mapping[str, Any] | None) -> list[Source]:
+    """One ``Source`` per enabled section, in the order of the file."""
+    problems = check_sources(sources_section)
+    if problems:
+        raise SourceConfigError(problems)
+    built: list[Source] = []
+    for name, config in (sources_section or {}).items():
+        if name in SOURCE_MODULES and config.get("enabled", False):
+            cls = load_source_class(name)
+            built.append(cls(config, source_timing(config, _default_interval(cls))))
+    return built
+
+
+def load_source_class(name: str) -> type[Source]:
+    """The class behind ``SOURCE_MODULES[name]`` (imports its module)."""
+    module_name, _, class_name = SOURCE_MODULES[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def source_timing(config: Mapping[str, Any], default_interval_s: float) -> SourceTiming:
+    """``interval`` / ``timeout`` / ``maxAge`` of one section (checked values assumed)."""
+    interval_s = read_number(config, "interval", default_interval_s)
+    timeout_s = read_number(config, "timeout", DEFAULT_TIMEOUT_S)
+    default_max_age_s = max(DEFAULT_MAX_AGE_S, MIN_MAX_AGE_INTERVALS * interval_s)
+    max_age_s = read_number(config, "maxAge", default_max_age_s)
+    return SourceTiming(interval_s=interval_s, timeout_s=timeout_s, max_age_s=max_age_s)
+
+
+def check_timing(config: Mapping[str, Any], default_interval_s: float) -> list[Problem]:
+    problems: list[Problem] = []
+    for key in ("interval", "timeout", "maxAge"):
+        problems += check_number(config, key, minimum=0, exclusive=True, unit="seconds")
+    if not problems and "maxAge" in config:
+        interval_s = read_number(config, "interval", default_interval_s)
+        if read_number(config, "maxAge", 0) < interval_s:
+            problems.append(
+                (
+                    "maxAge",
+                    f"{config['maxAge']!r} is shorter than interval ({interval_s:g} s): "
+                    "every reading would go stale before the next poll",
+                )
+            )
+    return problems
+
+
+# ------------------------------------------------------ shared key readers and checks
+
+
+def read_number(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key)
+    if value is None or value == "":
+        return float(default)
+    number = _to_number(value)
+    if number is None:
+        raise ValueError(f"{key}: expected a number, got {value!r}")
+    return number
+
+
+def read_port(config: Mapping[str, Any], key: str, default: int) -> int:
+    value = config.get(key)
+    if value is None or value == "":
+        return default
+    port = _to_port(value)
+    if port is None:
+        raise ValueError(f"{key}: expected a port 1-65535, got {value!r}")
+    return port
+
+
+def read_flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = config.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def read_text(config: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+    value = config.get(key)
+    if value is None:
+        return default
+    text = str(value).strip()
+    return text or default
+
+
+def read_verify(config: Mapping[str, Any], default: bool) -> bool | str:
+    """TLS verification for a local gateway: ``caFile`` (a CA or the gateway's own
+    certificate) wins, else ``verifyTLS``, else ``default`` (False for self-signed
+    gateways)."""
+    ca_file = read_text(config, "caFile")
+    if ca_file:
+        return ca_file
+    return read_flag(config, "verifyTLS", default)
+
+
+def check_verify(config: Mapping[str, Any]) -> list[Problem]:
+    return check_flag(config, "verifyTLS") + check_file(
+        config, "caFile", "a PEM certificate to verify the gateway with"
+    )
+
+
+def check_required(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
+    """A non-empty text (or number, for ids) is required."""
+    value = config.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return [(key, f"required when the source is enabled: {what}")]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return [(key, f"expected {what}, got {_describe(value)}")]
+    return []
+
+
+def check_host(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
+    """A host name or IP address (required), without scheme, port or path."""
+    value = config.get(key)
+    problems = check_required(config, key, what)
+    if problems or not isinstance(value, str):
+        return problems or [(key, f"expected {what}, got {_describe(value)}")]
+    return _host_problems(key, value.strip(), what)
+
+
+def _host_problems(key: str, host: str, what: str) -> list[Problem]:
+    if "://" in host or "/" in host:
+        return [(key, f"{host!r}: give only the host name or IP address, not a URL")]
+    if any(ch.isspace() for ch in host):
+        return [(key, f"{host!r}: a host name or IP address has no spaces")]
+    if host.count(":") == 1:
+        return [(key, f"{host!r}: put the port in serverPort, not in {key}")]
+    return []
+
+
+def check_hosts(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
+    """A host, or a non-empty list of hosts (TWCManager's Fronius ``serverIP``)."""
+    value = config.get(key)
+    if isinstance(value, list):
+        if not value:
+            return [(key, f"required when the source is enabled: {what} (the list is empty)")]
+        problems: list[Problem] = []
+        for index, item in enumerate(value):
+            item_key = f"{key}[{index}]"
+            if not isinstance(item, str) or not item.strip():
+                problems.append((item_key, f"expected {what}, got {_describe(item)}"))
+            else:
+                problems += _host_problems(item_key, item.strip(), what)
+        return problems
+    return check_host(config, key, what)
+
+
+def check_port(config: Mapping[str, Any], key: str) -> list[Problem]:
+    value = config.get(key)
+    if value is None or value == "" or _to_port(value) is not None:
+        return []
+    return [(key, f"expected a port number 1-65535, got {_describe(value)}")]
+
+
+def check_flag(config: Mapping[str, Any], key: str) -> list[Problem]:
+    value = config.get(key)
+    if value is None or isinstance(value, bool):
+        return []
+    return [(key, f"expected true or false, got {_describe(value)}")]
+
+
+def check_number(
+    config: Mapping[str, Any],
+    key: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive: bool = False,
+    unit: str = "",
+) -> list[Problem]:
+    value = config.get(key)
+    if value is None:
+        return []
+    number = _to_number(value)
+    suffix = f" {unit}" if unit else ""
+    if number is None:
+        return [(key, f"expected a number{suffix}, got {_describe(value)}")]
+    if minimum is not None and (number <= minimum if exclusive else number < minimum):
+        bound = f"greater than {minimum:g}" if exclusive else f"at least {minimum:g}"
+        return [(key, f"{value!r}: must be {bound}{suffix}")]
+    if maximum is not None and number > maximum:
+        return [(key, f"{value!r}: must be at most {maximum:g}{suffix}")]
+    return []
+
+
+def check_file(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
+    value = config.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, str) or not value.strip():
+        return [(key, f"expected the path of {what}, got {_describe(value)}")]
+    if not os.path.isfile(value):
+        return [(key, f"{value!r}: no such file ({what})")]
+    return []
+
+
+# ------------------------------------------------------------------------- internals
+
+
+def _default_interval(cls: type) -> float:
+    return float(getattr(cls, "default_interval_s", DEFAULT_INTERVAL_S))
+
+
+def _prefixed(path: str, problems: list[Problem]) -> list[Problem]:
+    return [(f"{path}.{key}" if key else path, message) for key, message in problems]
+
+
+def _to_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _to_port(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 1 <= value <= 65535:
+        return value
+    return None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a section {...}"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _unknown_message(name: str) -> str:
+    known = list(SOURCE_MODULES)
+    by_lower = {k.lower(): k for k in known}
+    suggestion = by_lower.get(name.lower())
+    if suggestion is None:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        suggestion = close[0] if close else None
+    if suggestion:
+        return f'unknown energy source; did you mean "{suggestion}"?'
+    return f"unknown energy source; twcmaster reads: {', '.join(known)}"
+
+
+def _unsupported_message(name: str) -> str:
+    return (
+        f"TWCManager's {name} source is not supported by twcmaster yet; "
+        f"supported: {', '.join(SOURCE_MODULES)}"
+    )

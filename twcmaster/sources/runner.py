@@ -1,0 +1,403 @@
+"""Runs the energy sources on the event loop and combines their readings.
+
+``SourceRunner`` owns one asyncio task per polled source. Each round calls the source's
+blocking ``fetch`` in a worker thread (``asyncio.to_thread``) and waits at most the source's
+``timeout_s`` for it, so a slow or hung inverter never holds up the bus or another source.
+A fetch that overruns is left to finish in its thread (a thread cannot be cancelled); the
+next round waits for that same call instead of starting a second one, so a hung device never
+piles up threads.
+
+After a success the next poll comes ``interval_s`` later; after a failure the delay starts
+at ``interval_s`` and doubles up to ``MAX_BACKOFF_S``. An outage is logged once (warning)
+when it starts and once (info) when it ends; the failures in between go to debug. Nothing a
+source does raises into the caller.
+
+Push sources (``Source.push``, e.g. MQTT) get ``start(deliver)``; ``deliver(reading)`` may be
+called from any thread and hands over to the loop with ``call_soon_threadsafe``. A push
+source may also deliver a ``SourceError`` to report why readings stopped.
+
+``combined(now_s)`` is what the policy consumes: a ``SiteReading`` summing generation and
+consumption over the sources with a fresh reading (TWCManager sums its modules), and
+``stale=True`` with a ``reason`` when any source has no reading younger than its
+``max_age_s``: the policy then falls back to the safe budget (fail safe, never open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twcmaster.logs import get_logger
+from twcmaster.sources.base import Reading, Source, SourceError
+
+MAX_BACKOFF_S = 300.0  # failures are retried at most this far apart
+STOP_GRACE_S = 1.0  # stop() waits this long for fetches under way and a push source's stop()
+
+
+@dataclass(frozen=True)
+class SiteReading:
+    """The site's energy as the policy sees it, from every enabled source combined."""
+
+    generation_w: float  # summed PV output of the fresh sources (>= 0)
+    consumption_w: float  # summed house load of the fresh sources (>= 0)
+    grid_w: float | None  # + import / - export; None when no fresh source measures it
+    voltage_v: float | None  # the first fresh source that measures it
+    at_s: float  # oldest contributing reading's time (now_s when none contributes)
+    stale: bool  # True when any enabled source has no reading younger than its maxAge
+    reason: str  # "" or why it is stale, per source, "; "-separated
+    sources: tuple[str, ...]  # the sources that contributed
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source's state, for the status outputs."""
+
+    name: str
+    description: str
+    reading: Reading | None
+    at_s: float | None  # when the last reading arrived
+    fresh: bool
+    error: str | None  # the last failure, None after a success
+    failures: int  # consecutive failures
+
+
+class _State:
+    """What the runner knows about one source (touched only on the loop's thread)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.reading: Reading | None = None
+        self.at_s: float | None = None
+        self.error: str | None = None
+        self.failures = 0
+        self.outage_since_s: float | None = None
+        self.in_flight: asyncio.Future | None = None
+        self.warned_negative = False
+
+
+class SourceRunner:
+    """Polls the sources, collects pushed readings, and combines them."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        *,
+        clock: Callable[[], float] | None = None,
+        log: Any = None,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
+        names = [source.name for source in sources]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"two sources with the same name: {', '.join(duplicates)}")
+        self._states = {source.name: _State(source) for source in sources}
+        self._clock = clock
+        self._log = log if log is not None else get_logger(__name__)
+        self._max_backoff_s = max_backoff_s
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started_at_s: float | None = None
+
+    # -- life cycle ----------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    def start(self) -> None:
+        """Start polling (call from within the running loop)."""
+        if self._tasks:
+            return
+        self._loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._clock = self._loop.time
+        self._started_at_s = self._clock()
+        for state in self._states.values():
+            self._log.info(
+                "energy source",
+                source=state.source.name,
+                reads=state.source.describe(),
+                interval_s=state.source.timing.interval_s,
+                max_age_s=state.source.timing.max_age_s,
+            )
+            body = self._run_push(state) if state.source.push else self._poll(state)
+            self._tasks.append(asyncio.create_task(body, name=f"source:{state.source.name}"))
+
+    async def stop(self) -> None:
+        """Stop every task and push source; close the sources' sessions. Never raises."""
+        tasks, self._tasks = self._tasks, []
+        pending = set(tasks)
+        while pending:  # cancel until done: a task must not outlive stop()
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                self._log.error(
+                    "energy source task failed", task=task.get_name(), exc_info=task.exception()
+                )
+        in_flight = {s.in_flight for s in self._states.values() if s.in_flight is not None}
+        if in_flight:  # a fetch under way most likely ends within moments: let it
+            await asyncio.wait(in_flight, timeout=STOP_GRACE_S)
+        for state in self._states.values():
+            if state.in_flight is not None and not state.in_flight.done():
+                # Still hanging in its thread (a thread cannot be cancelled): let it go.
+                state.in_flight.add_done_callback(_discard_result)
+            state.in_flight = None
+            if state.source.push:
+                stopping = asyncio.ensure_future(asyncio.to_thread(state.source.stop))
+                done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE_S)
+                problem = None
+                if not done:
+                    stopping.add_done_callback(_discard_result)
+                    problem = f"no return within {STOP_GRACE_S:g} s"
+                elif stopping.exception() is not None:  # must not break the shutdown
+                    problem = _describe_error(stopping.exception())
+                if problem:
+                    self._log.warning(
+                        "energy source did not stop cleanly",
+                        source=state.source.name,
+                        error=problem,
+                    )
+            close = getattr(state.source, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    self._log.exception("closing energy source failed", source=state.source.name)
+
+    # -- readings ------------------------------------------------------------------
+
+    def push(self, name: str, reading: Reading, at_s: float | None = None) -> None:
+        """A reading for source ``name`` (on the loop's thread). ``at_s``: when it was
+        measured (default: now)."""
+        state = self._states.get(name)
+        if state is None:
+            self._log.warning("reading from an unknown energy source ignored", source=name)
+            return
+        self._accept(state, reading, self._now() if at_s is None else at_s)
+
+    def combined(self, now_s: float | None = None) -> SiteReading:
+        """All fresh readings combined, as of ``now_s`` (default: the clock)."""
+        now_s = self._now() if now_s is None else now_s
+        if not self._states:
+            return SiteReading(0.0, 0.0, None, None, now_s, True, "no energy source enabled", ())
+        generation_w = consumption_w = 0.0
+        grid_w: float | None = None
+        voltage_v: float | None = None
+        oldest_s: float | None = None
+        used: list[str] = []
+        problems: list[str] = []
+        for name, state in self._states.items():
+            if not self._fresh(state, now_s):
+                problems.append(self._stale_reason(state, now_s))
+                continue
+            reading = state.reading
+            assert reading is not None and state.at_s is not None
+            if reading.generation_w is not None:
+                generation_w += reading.generation_w
+            if reading.consumption_w is not None:
+                consumption_w += reading.consumption_w
+            if reading.grid_w is not None:
+                grid_w = (grid_w or 0.0) + reading.grid_w
+            if voltage_v is None and reading.voltage_v:
+                voltage_v = reading.voltage_v
+            oldest_s = state.at_s if oldest_s is None else min(oldest_s, state.at_s)
+            used.append(name)
+        return SiteReading(
+            generation_w=generation_w,
+            consumption_w=consumption_w,
+            grid_w=grid_w,
+            voltage_v=voltage_v,
+            at_s=now_s if oldest_s is None else oldest_s,
+            stale=bool(problems),
+            reason="; ".join(problems),
+            sources=tuple(used),
+        )
+
+    def status(self, now_s: float | None = None) -> tuple[SourceStatus, ...]:
+        now_s = self._now() if now_s is None else now_s
+        return tuple(
+            SourceStatus(
+                name=name,
+                description=state.source.describe(),
+                reading=state.reading,
+                at_s=state.at_s,
+                fresh=self._fresh(state, now_s),
+                error=state.error,
+                failures=state.failures,
+            )
+            for name, state in self._states.items()
+        )
+
+    # -- polling -------------------------------------------------------------------
+
+    async def _poll(self, state: _State) -> None:
+        source = state.source
+        while True:
+            started_s = self._now()
+            ok = await self._poll_once(state)
+            delay_s = source.timing.interval_s if ok else self._backoff(state)
+            await asyncio.sleep(max(0.0, delay_s - (self._now() - started_s)))
+
+    async def _poll_once(self, state: _State) -> bool:
+        """One fetch, waited for at most ``timeout_s``; True when a reading came in."""
+        source = state.source
+        timeout_s = source.timing.timeout_s
+        if state.in_flight is None or state.in_flight.done():
+            state.in_flight = asyncio.ensure_future(asyncio.to_thread(source.fetch))
+        # asyncio.wait, not wait_for: it leaves the fetch running on timeout, and it never
+        # swallows a cancellation that races the fetch's completion (wait_for does on Python
+        # 3.11, which left stop() waiting for a task that went on polling).
+        done, _ = await asyncio.wait({state.in_flight}, timeout=timeout_s)
+        if not done:
+            self._failed(state, f"{source.name}: no answer within {timeout_s:g} s")
+            return False
+        try:
+            reading = state.in_flight.result()
+        except Exception as exc:  # SourceError, or a bug in the source: never raise
+            self._failed(state, _describe_error(exc, source.name), exc)
+            return False
+        if not isinstance(reading, Reading):
+            self._failed(
+                state, f"{source.name}: fetch() returned {type(reading).__name__}, not a Reading"
+            )
+            return False
+        self._accept(state, reading, self._now())
+        return True
+
+    def _backoff(self, state: _State) -> float:
+        interval_s = state.source.timing.interval_s
+        doubled = interval_s * 2 ** min(state.failures - 1, 30)
+        return max(interval_s, min(doubled, self._max_backoff_s))
+
+    async def _run_push(self, state: _State) -> None:
+        """Start a push source (in a thread: it may resolve names or connect), retrying with
+        back-off until it starts."""
+        loop = asyncio.get_running_loop()
+        name = state.source.name
+
+        def deliver(item: Reading | BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(self._delivered, name, item)
+            except RuntimeError:  # the loop has closed: the daemon is shutting down
+                pass
+
+        while True:
+            try:
+                await asyncio.to_thread(state.source.start, deliver)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(state, _describe_error(exc, name), exc)
+                await asyncio.sleep(self._backoff(state))
+
+    def _delivered(self, name: str, item: Reading | BaseException) -> None:
+        state = self._states[name]
+        if isinstance(item, BaseException):
+            self._failed(state, _describe_error(item, name))
+        elif isinstance(item, Reading):
+            self._accept(state, item, self._now())
+        else:
+            self._failed(state, f"{name}: delivered {type(item).__name__}, not a Reading")
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _accept(self, state: _State, reading: Reading, at_s: float) -> None:
+        name = state.source.name
+        if reading.generation_w is not None and reading.generation_w < 0:
+            # A CT clamped the wrong way round reports PV as negative (TWCManager #442).
+            if not state.warned_negative:
+                state.warned_negative = True
+                self._log.warning(
+                    "energy source reports negative generation; using its magnitude "
+                    "(is a CT clamp the wrong way round?)",
+                    source=name,
+                    generation_w=reading.generation_w,
+                )
+            reading = Reading(
+                -reading.generation_w, reading.consumption_w, reading.grid_w, reading.voltage_v
+            )
+        if state.outage_since_s is not None:
+            self._log.info(
+                "energy source recovered",
+                source=name,
+                outage_s=round(at_s - state.outage_since_s, 1),
+                failures=state.failures,
+            )
+        state.reading, state.at_s = reading, at_s
+        state.error, state.failures, state.outage_since_s = None, 0, None
+
+    def _failed(self, state: _State, message: str, exc: BaseException | None = None) -> None:
+        state.failures += 1
+        state.error = message
+        if state.outage_since_s is None:
+            state.outage_since_s = self._now()
+            # A SourceError says it all; anything else is a bug in the source: keep the trace.
+            trace = {} if exc is None or isinstance(exc, SourceError) else {"exc_info": exc}
+            self._log.warning(
+                "energy source failed",
+                source=state.source.name,
+                error=message,
+                retry_in_s=self._backoff(state),
+                **trace,
+            )
+        else:
+            self._log.debug(
+                "energy source still failing",
+                source=state.source.name,
+                error=message,
+                failures=state.failures,
+            )
+
+    def _fresh(self, state: _State, now_s: float) -> bool:
+        return state.at_s is not None and now_s - state.at_s <= state.source.timing.max_age_s
+
+    def _stale_reason(self, state: _State, now_s: float) -> str:
+        name = state.source.name
+        max_age_s = state.source.timing.max_age_s
+        if state.at_s is None:
+            since = ""
+            if self._started_at_s is not None:
+                since = f" (started {_seconds(now_s - self._started_at_s)} s ago)"
+            text = f"{name}: no reading yet{since}"
+        else:
+            text = (
+                f"{name}: no reading for {_seconds(now_s - state.at_s)} s (maxAge {max_age_s:g} s)"
+            )
+        if state.error:
+            text += f": {_strip_name(state.error, name)}"
+        return text
+
+    def _now(self) -> float:
+        if self._clock is None:
+            try:
+                self._clock = asyncio.get_running_loop().time
+            except RuntimeError:
+                raise RuntimeError("SourceRunner needs a clock or a running loop") from None
+        return self._clock()
+
+
+def _discard_result(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _describe_error(exc: BaseException, name: str = "") -> str:
+    if isinstance(exc, SourceError):
+        return str(exc)
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"{name}: {text}" if name else text
+
+
+def _strip_name(message: str, name: str) -> str:
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _seconds(value: float) -> str:
+    """75 -> "75", 30.14 -> "30.1"."""
+    return f"{round(value, 1):g}"
