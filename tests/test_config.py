@@ -73,6 +73,9 @@ def test_shipped_default_uses_both_comment_styles_and_documents_every_used_key()
         " nonScheduledAmpsMax startStopDelay defaultVoltage numberOfPhases settingsPath"
         " logLevel displayMilliseconds fakeMaster spikeAmpsProactively spikeAmpsReactively"
         " spikeAmps greenEnergyFlexAmps useFlexAmpsToStartCharge enabled port baud"
+        " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset"
+        " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay"
+        " greenEnergyMinOnTime greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyLatch"
         " slaveTimeout masterTWCID masterSign trailerByte format"
     )
     for key in used.split():
@@ -224,6 +227,17 @@ def test_common_syntax_mistakes_get_a_hint(text, hint):
         ({"fakeMaster": 2}, "config.fakeMaster", "listen only"),
         ({"fakeMaster": [1]}, "config.fakeMaster", "supports only 1"),
         ({"wiringMaxAmpsAllTWCs": float("nan")}, "config.wiringMaxAmpsAllTWCs", "NaN"),
+        ({"subtractChargerLoad": "yes"}, "config.subtractChargerLoad", "true or false"),
+        ({"treatGenerationAsGridDelivery": 2}, "config.treatGenerationAsGridDelivery", "true"),
+        ({"greenEnergyAmpsOffset": "2"}, "config.greenEnergyAmpsOffset", "number of amps"),
+        ({"greenEnergyLatch": -5}, "config.greenEnergyLatch", "minutes >= 0"),
+        ({"greenEnergySafeAmps": 41}, "config.greenEnergySafeAmps", "0 to wiringMaxAmps"),
+        ({"greenEnergySafeAmps": -1}, "config.greenEnergySafeAmps", "got -1"),
+        ({"greenEnergyStartMarginAmps": -1}, "config.greenEnergyStartMarginAmps", ">= 0"),
+        ({"greenEnergyStartDelay": -1}, "config.greenEnergyStartDelay", "seconds >= 0"),
+        ({"greenEnergyMinOnTime": "long"}, "config.greenEnergyMinOnTime", "seconds >= 0"),
+        ({"greenEnergyMinOffTime": -60}, "config.greenEnergyMinOffTime", "seconds >= 0"),
+        ({"greenEnergySmoothingSeconds": -1}, "config.greenEnergySmoothingSeconds", ">= 0"),
     ],
 )
 def test_each_bad_value_is_an_error_naming_key_path_value_and_expectation(
@@ -390,6 +404,65 @@ def test_float_settings_are_floats_even_when_written_as_integers():
     assert [type(value) for value in floats] == [float] * 4
 
 
+def test_green_energy_keys_have_documented_defaults_matching_the_policy():
+    from twcmaster.control import policy
+
+    settings = load().settings
+    assert settings.subtract_charger_load is False
+    assert settings.treat_generation_as_grid_delivery is False
+    assert settings.green_energy_amps_offset == 0.0
+    assert settings.green_energy_latch_min == 0.0
+    assert settings.green_energy_safe_amps == 0.0
+    assert settings.green_energy_start_margin_amps == policy.DEFAULT_START_MARGIN_AMPS
+    assert settings.green_energy_start_delay_s == policy.DEFAULT_START_DELAY_S
+    assert settings.green_energy_min_on_time_s == policy.DEFAULT_MIN_ON_TIME_S
+    assert settings.green_energy_min_off_time_s == policy.DEFAULT_MIN_OFF_TIME_S
+    assert settings.green_energy_smoothing_s == policy.DEFAULT_SMOOTHING_S
+    # The shipped file spells out the same values.
+    shipped = load_config(SHIPPED).settings
+    for name in (
+        "green_energy_start_delay_s", "green_energy_min_on_time_s",
+        "green_energy_min_off_time_s", "green_energy_smoothing_s", "green_energy_safe_amps",
+    ):  # fmt: skip
+        assert getattr(shipped, name) == getattr(settings, name), name
+
+
+def test_green_energy_keys_are_typed():
+    settings = load(
+        {
+            "subtractChargerLoad": True,
+            "treatGenerationAsGridDelivery": 1,
+            "greenEnergyAmpsOffset": -2.5,
+            "greenEnergyLatch": 15,
+            "greenEnergySafeAmps": 6,
+            "greenEnergyStartMarginAmps": 1,
+            "greenEnergyStartDelay": 45,
+            "greenEnergyMinOnTime": 600,
+            "greenEnergyMinOffTime": 120,
+            "greenEnergySmoothingSeconds": 20,
+        }
+    ).settings
+    assert settings.subtract_charger_load is True
+    assert settings.treat_generation_as_grid_delivery is True
+    assert settings.green_energy_amps_offset == -2.5
+    assert settings.green_energy_latch_min == 15.0
+    assert settings.green_energy_safe_amps == 6.0
+    assert settings.green_energy_start_margin_amps == 1.0
+    assert settings.green_energy_start_delay_s == 45.0
+    assert settings.green_energy_min_on_time_s == 600.0
+    assert settings.green_energy_min_off_time_s == 120.0
+    assert settings.green_energy_smoothing_s == 20.0
+    assert type(settings.green_energy_start_delay_s) is float
+
+
+def test_export_meter_without_subtract_charger_load_is_a_warning():
+    loaded = load({"treatGenerationAsGridDelivery": True})
+    assert paths(loaded.warnings) == ["config.treatGenerationAsGridDelivery"]
+    assert "subtractChargerLoad" in loaded.warnings[0].message
+    both = {"treatGenerationAsGridDelivery": True, "subtractChargerLoad": True}
+    assert load(both).warnings == ()
+
+
 def test_settings_path_defaults_to_the_config_folder_and_resolves_relative_paths(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"config": WIRING}))
@@ -538,11 +611,11 @@ def test_every_twcmanager_source_is_accepted_and_warns_only_when_enabled(source)
 
 def test_known_but_unused_config_keys_are_warnings_naming_the_key():
     loaded = load(
-        {"maxAmpsAllowedFromGrid": 15, "subtractChargerLoad": False, "teslaApiClientID": "x"}
+        {"maxAmpsAllowedFromGrid": 15, "realPowerFactorMinAmps": 1, "teslaApiClientID": "x"}
     )
     assert paths(loaded.warnings) == [
         "config.maxAmpsAllowedFromGrid",
-        "config.subtractChargerLoad",
+        "config.realPowerFactorMinAmps",
         "config.teslaApiClientID",
     ]
     assert all("not used by twcmaster yet" in w.message for w in loaded.warnings)
@@ -716,9 +789,6 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
     assert webhooks["Charge Now"]["start"] == "http://hooks.lan/start#now"
     assert paths(loaded.warnings) == [
         "config.maxAmpsAllowedFromGrid",
-        "config.greenEnergyAmpsOffset",
-        "config.subtractChargerLoad",
-        "config.treatGenerationAsGridDelivery",
         "config.cloudUpdateInterval",
         "config.onlyChargeMultiCarsAtHome",
         "config.teslaApiClientID",

@@ -1,4 +1,4 @@
-"""Command line: ``twcmaster run | demo | decode | check-config | slave-sim``."""
+"""Command line: ``twcmaster run | demo | simulate | decode | check-config | slave-sim``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,41 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--protocol", type=int, choices=(1, 2), default=2)
     demo.add_argument("--seed", type=int, help="seed for the simulated cars' comings and goings")
     demo.set_defaults(handler=_cmd_demo)
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="a day of solar charging in virtual time: the real master vs simulated TWCs",
+        description=(
+            "Run the real controller, policy and bus master against simulated TWCs with cars, "
+            "in virtual time, fed from a CSV profile (timestamp_s,generation_w,consumption_w; "
+            "seconds of the day; consumption without the chargers; values hold until the next "
+            "row). Prints energies, the ideal surplus follower's energy, starts, stops and "
+            "offer changes."
+        ),
+    )
+    simulate.add_argument("--profile", required=True, metavar="FILE.csv", help="site profile")
+    simulate.add_argument(
+        "--config",
+        help="config file (default: built-in: 1 TWC, 230 V, 1 phase, 6 A floor, 32 A wiring)",
+    )
+    simulate.add_argument("--json", action="store_true", help="print one JSON object")
+    simulate.add_argument(
+        "--policy",
+        help="force this policy all day (default 'Track Green Energy'; also 'Charge Now', "
+        "'Scheduled Charging', 'Non Scheduled Charging', or 'rules' to follow the schedule)",
+    )
+    simulate.add_argument("--slaves", type=int, default=1, help="simulated TWCs, 1-6 (default 1)")
+    simulate.add_argument(
+        "--protocol", type=int, choices=(1, 2), default=2, help="TWC protocol (default 2)"
+    )
+    simulate.add_argument(
+        "--stale",
+        action="append",
+        default=[],
+        metavar="FROM-TO",
+        help="energy readings are stale in this period (e.g. 12:00-12:10); repeatable",
+    )
+    simulate.set_defaults(handler=_cmd_simulate)
 
     decode = sub.add_parser("decode", help="decode TWC frames given as hex, one JSON per line")
     decode.add_argument("hex", nargs="*", help="frames as hex (framed or not); '-' reads stdin")
@@ -148,6 +183,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             loaded, slaves=args.slaves, protocol=args.protocol, seconds=args.seconds, seed=args.seed
         )
     return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from twcmaster.simulate import run_command
+
+    loaded = None
+    if args.config:
+        loaded = _load_or_report(args.config)
+        if loaded is None:
+            return EXIT_CONFIG_ERROR
+    return run_command(
+        args.profile,
+        loaded,
+        as_json=args.json,
+        policy=args.policy,
+        slaves=args.slaves,
+        protocol=args.protocol,
+        stale=args.stale,
+    )
 
 
 def _cmd_slave_sim(args: argparse.Namespace) -> int:

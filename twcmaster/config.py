@@ -345,7 +345,11 @@ _TWCMANAGER_KEYS: dict[str, Any] = {
 
 # Keys only twcmaster reads.
 _TWCMASTER_EXTRAS: dict[str, Any] = {
-    "config": _keys("nonScheduledAmpsMax spikeAmpsProactively spikeAmpsReactively spikeAmps"),
+    "config": _keys(
+        "nonScheduledAmpsMax spikeAmpsProactively spikeAmpsReactively spikeAmps"
+        " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay"
+        " greenEnergyMinOnTime greenEnergyMinOffTime greenEnergySmoothingSeconds"
+    ),
     "interface": {"RS485": _keys("masterTWCID masterSign trailerByte")},
     "logging": _keys("format"),
 }
@@ -355,7 +359,10 @@ _USED_CONFIG_KEYS = frozenset(
     "settingsPath wiringMaxAmpsAllTWCs wiringMaxAmpsPerTWC minAmpsPerTWC maxAmpsPerTWC"
     " nonScheduledAmpsMax startStopDelay defaultVoltage numberOfPhases logLevel debugLevel"
     " displayMilliseconds fakeMaster spikeAmpsProactively spikeAmpsReactively spikeAmps"
-    " greenEnergyFlexAmps useFlexAmpsToStartCharge baud rs485adapter".split()
+    " greenEnergyFlexAmps useFlexAmpsToStartCharge baud rs485adapter"
+    " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset greenEnergyLatch"
+    " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
+    " greenEnergyMinOffTime greenEnergySmoothingSeconds".split()
 )
 _USED_MODULES = frozenset({"interface.RS485", "logging.Console"})
 # Modules TWCManager runs when their "enabled" key is absent; all others default to off.
@@ -559,6 +566,17 @@ class AppConfig:
     log_format: str  # "auto", "console" or "json"
     # The whole file as loaded, for sections later modules parse themselves.
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+    # Green-energy tracking (control/green.py, control/policy.py; defaults = policy.DEFAULT_*).
+    subtract_charger_load: bool = False
+    treat_generation_as_grid_delivery: bool = False
+    green_energy_amps_offset: float = 0.0  # A; + means more consumption
+    green_energy_latch_min: float = 0.0  # minutes; 0 = off
+    green_energy_safe_amps: float = 0.0  # A while the energy reading is stale or missing
+    green_energy_start_margin_amps: float = 0.0
+    green_energy_start_delay_s: float = 60.0
+    green_energy_min_on_time_s: float = 1800.0
+    green_energy_min_off_time_s: float = 60.0
+    green_energy_smoothing_s: float = 0.0  # 0 = off
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""
@@ -736,6 +754,7 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: _Report) -
             "greenEnergyFlexAmps", 0.0, "a number of amps >= 0", lambda x: x >= 0
         ),
         use_flex_amps_to_start_charge=cfg.boolean("useFlexAmpsToStartCharge", False),
+        **_parse_green(cfg, wiring),
         rs485=_parse_rs485(data, report),
         log_format=_parse_log_format(data, report),
     )
@@ -743,6 +762,41 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: _Report) -
     if report.errors:
         return None
     return AppConfig(**fields, raw=MappingProxyType(copy.deepcopy(dict(data))))
+
+
+def _parse_green(cfg: _Section, wiring: WiringConfig | None) -> dict[str, Any]:
+    seconds, at_least_0 = "seconds >= 0", lambda x: x >= 0
+    limit = wiring.max_amps_all_twcs if wiring else math.inf
+    subtract = cfg.boolean("subtractChargerLoad", False)
+    treat = cfg.boolean("treatGenerationAsGridDelivery", False)
+    if treat and subtract is False:
+        cfg.report.warn(
+            cfg.key_path("treatGenerationAsGridDelivery"),
+            "an export meter's value already has the chargers' load taken off; without "
+            '"subtractChargerLoad": true it is not added back, so the budget falls as the car '
+            "draws more (TWCManager behaves the same); set subtractChargerLoad too",
+        )
+    return dict(
+        subtract_charger_load=subtract,
+        treat_generation_as_grid_delivery=treat,
+        green_energy_amps_offset=cfg.number("greenEnergyAmpsOffset", 0.0, "a number of amps"),
+        green_energy_latch_min=cfg.number("greenEnergyLatch", 0.0, "minutes >= 0", at_least_0),
+        green_energy_safe_amps=cfg.number(
+            "greenEnergySafeAmps", 0.0,
+            f"amps from 0 to wiringMaxAmpsAllTWCs ({limit:g})", lambda x: 0 <= x <= limit,
+        ),
+        green_energy_start_margin_amps=cfg.number(
+            "greenEnergyStartMarginAmps", 0.0, "a number of amps >= 0", at_least_0
+        ),
+        green_energy_start_delay_s=cfg.number("greenEnergyStartDelay", 60.0, seconds, at_least_0),
+        green_energy_min_on_time_s=cfg.number("greenEnergyMinOnTime", 1800.0, seconds, at_least_0),
+        green_energy_min_off_time_s=cfg.number(
+            "greenEnergyMinOffTime", 60.0, seconds, at_least_0
+        ),
+        green_energy_smoothing_s=cfg.number(
+            "greenEnergySmoothingSeconds", 0.0, seconds, at_least_0
+        ),
+    )  # fmt: skip
 
 
 def _parse_wiring(cfg: _Section) -> WiringConfig | None:

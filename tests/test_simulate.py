@@ -1,0 +1,263 @@
+"""The day simulator: the real core against simulated TWCs in virtual time, and its accounting."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from twcmaster.config import config_from_dict
+from twcmaster.sim.sky import Outage, Profile, Sky, load_profile
+from twcmaster.simulate import (
+    REFERENCE_CONFIG,
+    DaySimulation,
+    parse_outage,
+    policy_choice,
+    simulate,
+    simulation_config,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLOUDY_DAY = os.path.join(REPO, "profiles", "cloudy-day.csv")
+REQUIRED_KEYS = {
+    "generation_kwh", "consumption_kwh", "surplus_kwh", "charged_kwh",
+    "charged_from_surplus_kwh", "grid_import_for_charging_kwh", "charge_starts",
+    "charge_stops", "offer_changes", "ideal_kwh", "ratio_to_ideal", "grid_import_share",
+    "wall_time_s",
+}  # fmt: skip
+
+
+def config(**overrides):
+    data = {"config": {**REFERENCE_CONFIG["config"], **overrides}}
+    return config_from_dict(data, tempfile.gettempdir()).settings
+
+
+def half_hour() -> Profile:
+    """30 minutes of a sunny noon with a 3-minute cloud and a kettle, 1 s rows."""
+    rows = []
+    for t in range(1800):
+        generation = 1400 if 600 <= t < 780 else 4200 + 50 * math.sin(t / 30)
+        consumption = 2500 if 1200 <= t < 1380 else 300
+        rows.append((t, round(generation), consumption))
+    return Profile.from_rows(rows, name="half hour")
+
+
+def assert_identities(result):
+    assert result.charged_kwh == pytest.approx(
+        result.charged_from_surplus_kwh + result.grid_import_for_charging_kwh, abs=1e-9
+    )
+    assert 0 <= result.charged_from_surplus_kwh <= result.surplus_kwh + 1e-9
+    assert result.charged_from_surplus_kwh <= result.charged_kwh + 1e-9
+    assert result.grid_import_for_charging_kwh >= 0
+    assert result.surplus_kwh <= result.generation_kwh + 1e-9
+    # The accounting integrates the car model's own energy counter.
+    assert result.charged_kwh == pytest.approx(sum(result.cars_kwh), abs=1e-9)
+
+
+def test_half_an_hour_runs_in_virtual_time_with_the_real_master():
+    started = time.perf_counter()
+    result = simulate(simulation_config().settings, half_hour())
+    assert time.perf_counter() - started < 20  # virtual time: 1800 s would be real time
+    assert result.simulated_s == 1800
+    assert result.policy == "Track Green Energy"
+    assert (result.voltage_v, result.phases, result.min_amps, result.limit_amps) == (230, 1, 6, 32)
+    assert_identities(result)
+    # One heartbeat a second to the one TWC, none late; nothing went wrong on the bus.
+    assert 1795 <= result.heartbeats <= 1801
+    assert result.longest_heartbeat_gap_s <= 1.01
+    assert result.warnings == ()
+    # Green tracking charged, mostly from the surplus, and moved its offers with the sun.
+    assert result.charge_starts == 1
+    assert result.charged_kwh > 0.5
+    assert result.ratio_to_ideal > 0.8
+    assert result.grid_import_share < 0.1
+    assert result.offer_changes >= 3
+
+
+def test_the_ideal_is_computed_as_documented_on_a_hand_checkable_profile():
+    profile = Profile.from_rows(
+        [
+            (0, 3000, 500),  # 2500 W: floor(2500 / 230) = 10 A -> 2300 W
+            (600, 1500, 300),  # 1200 W: 5 A, below the 6 A floor -> 0
+            (1200, 10_000, 0),  # 43 A, capped at the 32 A wiring limit -> 7360 W
+            (1500, 100, 400),  # no surplus
+        ],
+        end_s=1800,
+    )
+    result = simulate(simulation_config().settings, profile)
+    assert result.ideal_kwh == pytest.approx((2300 * 600 + 0 + 7360 * 300) / 3.6e6)
+    assert result.generation_kwh == pytest.approx(
+        (3000 + 1500) * 600 / 3.6e6 + 10_100 * 300 / 3.6e6
+    )
+    assert result.consumption_kwh == pytest.approx((500 + 300) * 600 / 3.6e6 + 400 * 300 / 3.6e6)
+    assert result.surplus_kwh == pytest.approx((2500 + 1200) * 600 / 3.6e6 + 10_000 * 300 / 3.6e6)
+    assert_identities(result)
+
+
+def test_the_ideal_uses_the_configs_volts_phases_floor_and_limits():
+    three_phase = config(defaultVoltage=240, numberOfPhases=3, minAmpsPerTWC=8)
+    sim = DaySimulation(three_phase, Sky(Profile.from_rows([(0, 0, 0)])), slaves=2)
+    assert sim.limit_amps == 32  # min(all TWCs 32, 2 x 32)
+    assert sim.ideal_amps(7 * 720 + 719) == 0  # 7 A: below the 8 A floor
+    assert sim.ideal_amps(8 * 720) == 8
+    assert sim.ideal_amps(1e6) == 32
+    narrow = DaySimulation(config(wiringMaxAmpsPerTWC=16), Sky(Profile.from_rows([(0, 0, 0)])))
+    assert narrow.limit_amps == 16
+    # The simulated TWCs report the config's voltage on its phases.
+    assert [s.voltage_v for s in sim.bus.slaves] == [(240, 240, 240)] * 2
+
+
+def test_a_fixed_policy_charges_through_the_night_from_the_grid():
+    profile = Profile.from_rows([(0, 0, 200), (300, 5000, 200)], end_s=600)
+    result = simulate(simulation_config().settings, profile, policy_name="Charge Now")
+    assert result.policy == "Charge Now"
+    assert result.charge_starts == 1 and result.charge_stops == 0
+    assert result.offer_changes == 1  # 0 -> 32 A once
+    assert_identities(result)
+    # A car at 32 A draws ~31 A: ~7.1 kW. The dark half comes from the grid, the sunny half
+    # from the surplus (4.8 kW of it).
+    assert result.grid_import_for_charging_kwh == pytest.approx(
+        result.charged_kwh - result.charged_from_surplus_kwh
+    )
+    assert result.charged_from_surplus_kwh == pytest.approx(4800 * 300 / 3.6e6, rel=0.01)
+    assert result.grid_import_for_charging_kwh > 0.5
+
+
+def test_a_stale_reading_stops_green_charging_and_is_counted():
+    profile = Profile.from_rows([(0, 4500, 300)], end_s=900)
+    result = simulate(simulation_config().settings, profile, outages=[Outage(400, 500)], protocol=1)
+    assert result.stale_s == 100
+    assert result.charge_starts == 2 and result.charge_stops == 1  # fail safe, then back
+    assert_identities(result)
+
+
+def test_slaves_and_protocol_are_simulated():
+    result = simulate(
+        simulation_config().settings, half_hour(), slaves=2, protocol=1, policy_name="green"
+    )
+    assert result.slaves == 2 and len(result.cars_kwh) == 2
+    assert result.warnings == ()
+    assert_identities(result)
+
+
+def test_run_until_can_look_in_between():
+    sim = DaySimulation(simulation_config().settings, Sky(half_hour()))
+    sim.run_until(300)
+    assert sim.now == 300 and sim.totals.charged_j > 0
+    assert len(sim.core.master.slaves) == 1
+    assert sim.core.budget.policy == "Track Green Energy"
+    result = sim.run()
+    assert result.simulated_s == 1800
+
+
+def test_policy_names_and_stale_periods_parse():
+    assert policy_choice(None) == "Track Green Energy"
+    assert policy_choice("charge now") == "Charge Now"
+    assert policy_choice("non-scheduled") == "Non Scheduled Charging"
+    assert policy_choice("RULES") == "rules"
+    with pytest.raises(ValueError, match="unknown policy 'solar'"):
+        policy_choice("solar")
+    assert parse_outage("12:00-12:10:30") == Outage(43_200, 43_830)
+    assert parse_outage("100-200") == Outage(100, 200)
+    with pytest.raises(ValueError, match="FROM-TO"):
+        parse_outage("12:00")
+    with pytest.raises(ValueError, match="after the start"):
+        parse_outage("200-100")
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "twcmaster", "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_cli_prints_one_json_object(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text(
+        "timestamp_s,generation_w,consumption_w\n0,4000,300\n300,1000,300\n400,4000,300\n600,0,0\n"
+    )
+    done = run_cli("--profile", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert REQUIRED_KEYS <= set(result)
+    assert result["charged_kwh"] == pytest.approx(
+        result["charged_from_surplus_kwh"] + result["grid_import_for_charging_kwh"], abs=2e-4
+    )
+    assert "floor" in result["ideal_definition"]
+    assert result["policy"] == "Track Green Energy" and result["slaves"] == 1
+
+
+def test_cli_text_summary_with_a_config_and_options(tmp_path):
+    profile = tmp_path / "p.csv"
+    profile.write_text("timestamp_s,generation_w,consumption_w\n0,9000,0\n120,9000,0\n")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"config": {"wiringMaxAmpsAllTWCs": 16, "wiringMaxAmpsPerTWC": 16,
+                                          "minAmpsPerTWC": 6, "defaultVoltage": 240}}))  # fmt: skip
+    done = run_cli("--profile", str(profile), "--config", str(cfg), "--policy", "charge-now")
+    assert done.returncode == 0, done.stderr
+    assert "240 V x 1 phase(s), 6-16 A, policy Charge Now" in done.stdout
+    assert "ideal:" in done.stdout and "charge start" in done.stdout
+
+
+def test_cli_reports_bad_input(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp_s,generation_w,consumption_w\n0,1,2\n1,x,2\n")
+    done = run_cli("--profile", str(bad))
+    assert done.returncode == 2
+    assert f"{bad}, line 3, column generation_w: 'x' is not a number" in done.stderr
+    done = run_cli("--profile", str(bad), "--policy", "solar")
+    assert done.returncode == 2 and "unknown policy" in done.stderr
+
+
+# --- the shipped cloudy day, whole (~20 s of simulation, run once for both tests) ----------
+
+
+@pytest.fixture(scope="module")
+def cloudy_day_result():
+    """FULL DAY: the shipped cumulus day, reference config, default policy (Track Green
+    Energy), one protocol-2 TWC with a never-full car."""
+    result = simulate(simulation_config().settings, load_profile(CLOUDY_DAY))
+    print(result.summary())
+    return result
+
+
+@pytest.mark.integration
+def test_full_day_runs_a_day_of_bytes_in_virtual_time(cloudy_day_result):
+    result = cloudy_day_result
+    assert result.simulated_s == 86_400
+    assert_identities(result)
+    assert result.heartbeats >= 86_000 and result.longest_heartbeat_gap_s <= 1.01
+    assert result.warnings == ()
+    assert result.ideal_kwh > 20 and result.charged_kwh > 10
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(
+    strict=True,
+    reason="missed with the defaults: the protocol-2 car model refuses to charge after its "
+    "4th 0 A cut of the day (sim/slave.py P2ZeroOffer.STOP, CarConfig.max_interruptions 3), "
+    "and green tracking stops the car on every dip longer than startStopDelay; see the "
+    "simulator's report on the issue",
+)
+def test_full_day_cloudy_profile_meets_the_issues_targets(cloudy_day_result):
+    """The issue's targets: >= 93 % of the ideal from surplus, < 5 % of the charging from
+    the grid, < 10 charge starts."""
+    result = cloudy_day_result
+    assert result.charged_from_surplus_kwh >= 0.93 * result.ideal_kwh
+    assert result.grid_import_for_charging_kwh < 0.05 * result.charged_kwh
+    assert result.charge_starts < 10

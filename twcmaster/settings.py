@@ -1,0 +1,693 @@
+"""Runtime settings: ``<settingsPath>/settings.json``, TWCManager-compatible, saved atomically.
+
+``config.json`` is what the user writes once; ``settings.json`` is what the daemon changes while
+it runs (charge-now, the schedule, the non-scheduled action, consumption offsets), so the two
+stay apart, as in TWCManager. Users move from TWCManager with their file, so:
+
+* the keys and their meaning are TWCManager's (``chargeNowAmps``, ``chargeNowTimeEnd`` in epoch
+  seconds, ``scheduledAmpsMax``, ``scheduledAmpsStartHour`` / ``EndHour`` as float hours with
+  -1 = off, ``scheduledAmpsDaysBitmap`` Mon=1 ... Sun=64, ``nonScheduledAction`` 1/2/3,
+  ``hourResumeTrackGreenEnergy``, ``consumptionOffset``, ``sunrise`` / ``sunset`` ...);
+* TWCManager's habit of writing numbers as strings ("16") is accepted;
+* keys we do not know (tokens, history, vehicle groups ... TWCManager writes many) are kept
+  and written back untouched.
+
+twcmaster adds ``scheduledWindows``, a list of weekly windows. TWCManager knows one window; it
+maps to the first entry: every save mirrors the first window into TWCManager's keys, and when
+those keys no longer match the first window on load (TWCManager or a hand edit changed them),
+they win and replace it.
+
+Reading never fails: a missing file gives the defaults, a corrupt one is moved aside to
+``settings.json.corrupt-<time>`` (never overwritten silently) and gives the defaults, a bad
+value gives that key's default; each case logs a warning naming the file or key. Setters
+validate strictly and raise ``SettingsError`` naming the key. Writes are atomic: a temp file in
+the same folder, fsync, rename, fsync of the folder.
+
+Nothing here reads a clock for decisions: ``charge_now`` takes ``now_epoch``. The store is fed
+and read by the daemon's event loop only (no locks).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from twcmaster.logs import get_logger
+
+__all__ = [
+    "ALL_DAYS",
+    "ConsumptionOffsetSetting",
+    "RuntimeSettings",
+    "ScheduleWindow",
+    "SettingsError",
+    "SettingsSaveError",
+    "SettingsStore",
+    "SETTINGS_FILE_NAME",
+]
+
+SETTINGS_FILE_NAME = "settings.json"
+ALL_DAYS = 0x7F  # Mon=1, Tue=2, Wed=4, Thu=8, Fri=16, Sat=32, Sun=64
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+NON_SCHEDULED_FIXED = 1  # charge at nonScheduledAmpsMax
+NON_SCHEDULED_DO_NOT_CHARGE = 2
+NON_SCHEDULED_TRACK_GREEN = 3
+
+MAX_AMPS = 1000.0  # A; sanity bound for any amps value in the file
+MAX_OFFSET_W = 1_000_000.0  # W; sanity bound for a consumption offset
+
+# TWCManager's defaults for the keys twcmaster reads (TWCMaster.settings and loadSettings).
+DEFAULTS: dict[str, Any] = {
+    "chargeNowAmps": 0,
+    "chargeNowTimeEnd": 0,
+    "scheduledAmpsMax": 0,
+    "scheduledAmpsStartHour": -1,
+    "scheduledAmpsEndHour": -1,
+    "scheduledAmpsDaysBitmap": ALL_DAYS,
+    "nonScheduledAction": NON_SCHEDULED_FIXED,
+    "hourResumeTrackGreenEnergy": -1,
+    "sunrise": 6,
+    "sunset": 20,
+}
+
+
+class SettingsError(ValueError):
+    """A value cannot be stored. ``key`` is the settings.json key it was meant for."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+class SettingsSaveError(OSError):
+    """The change is applied in memory but could not be written to settings.json."""
+
+
+# --------------------------------------------------------------------------- typed values
+
+
+@dataclass(frozen=True)
+class ScheduleWindow:
+    """One weekly window of Scheduled Charging.
+
+    ``start_hour`` / ``end_hour`` are float hours of local time (22.5 = 22:30). A window whose
+    start is after its end crosses midnight and belongs to the day it starts on: Monday 22:00
+    to 06:00 runs Monday 22:00 to Tuesday 06:00, and ``days_bitmap`` must name Monday.
+    """
+
+    amps: float
+    start_hour: float
+    end_hour: float
+    days_bitmap: int = ALL_DAYS
+
+    def __post_init__(self) -> None:
+        _check_amps("amps", self.amps, minimum_exclusive=0.0)
+        _check_hour("startHour", self.start_hour, upper=24.0, upper_inclusive=False)
+        _check_hour("endHour", self.end_hour, upper=24.0, upper_inclusive=True)
+        if self.start_hour == self.end_hour:
+            raise SettingsError(
+                "endHour", f"{self.end_hour:g} equals startHour: the window would be empty"
+            )
+        days = self.days_bitmap
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= ALL_DAYS:
+            raise SettingsError(
+                "daysBitmap", f"expected 1..127 (Mon=1, Tue=2 ... Sun=64), got {days!r}"
+            )
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.start_hour > self.end_hour
+
+    def contains(self, local_time: datetime) -> bool:
+        """Whether ``local_time`` falls in this window (TWCManager's checkScheduledCharging)."""
+        hour = _hour_of(local_time)
+        today = local_time.weekday()  # Monday = 0, the bit 1 << 0
+        if not self.crosses_midnight:
+            return self.start_hour <= hour < self.end_hour and self._on(today)
+        yesterday = (today - 1) % 7
+        return (hour >= self.start_hour and self._on(today)) or (
+            hour < self.end_hour and self._on(yesterday)
+        )
+
+    def _on(self, weekday: int) -> bool:
+        return bool(self.days_bitmap & (1 << weekday))
+
+    def describe(self) -> str:
+        """ "Mon,Wed 22:00-06:00 at 16A"."""
+        if self.days_bitmap == ALL_DAYS:
+            days = "daily"
+        else:
+            days = ",".join(name for i, name in enumerate(DAY_NAMES) if self._on(i))
+        return f"{days} {_clock(self.start_hour)}-{_clock(self.end_hour)} at {self.amps:g}A"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "amps": _plain_number(self.amps),
+            "startHour": _plain_number(self.start_hour),
+            "endHour": _plain_number(self.end_hour),
+            "daysBitmap": self.days_bitmap,
+        }
+
+
+@dataclass(frozen=True)
+class ConsumptionOffsetSetting:
+    """A named consumption offset (TWCManager's ``consumptionOffset``): a load the meter does
+    not see (positive) or a source it does not see (negative), in amps or watts."""
+
+    name: str
+    value: float
+    unit: str  # "A" or "W"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise SettingsError("consumptionOffset", f"name: expected text, got {self.name!r}")
+        key = f"consumptionOffset.{self.name}"
+        if self.unit not in ("A", "W"):
+            raise SettingsError(f"{key}.unit", f'expected "A" or "W", got {self.unit!r}')
+        bound = MAX_AMPS if self.unit == "A" else MAX_OFFSET_W
+        if not _is_number(self.value) or abs(self.value) > bound:
+            raise SettingsError(
+                f"{key}.value",
+                f"expected a number from -{bound:g} to {bound:g}, got {self.value!r}",
+            )
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The typed view of settings.json that the policy reads (TWCManager defaults filled in)."""
+
+    charge_now_amps: float = 0.0
+    charge_now_end_epoch: float = 0.0
+    schedule: tuple[ScheduleWindow, ...] = ()
+    non_scheduled_action: int = NON_SCHEDULED_FIXED
+    non_scheduled_amps_max: float | None = None  # None: absent from the file
+    hour_resume_track_green_energy: float = -1.0
+    sunrise_hour: float = 6.0
+    sunset_hour: float = 20.0
+    consumption_offsets: tuple[ConsumptionOffsetSetting, ...] = ()
+
+    def charge_now_active(self, now_epoch: float) -> bool:
+        """TWCManager's rule: chargeNowAmps > 0 and now < chargeNowTimeEnd (> 0)."""
+        return self.charge_now_amps > 0 and self.charge_now_end_epoch > max(now_epoch, 0.0)
+
+
+# --------------------------------------------------------------------------------- store
+
+
+class SettingsStore:
+    """``<settingsPath>/settings.json``: load once, typed reads, validated atomic writes.
+
+    ``path`` is the file (a folder is taken as ``<folder>/settings.json``). ``wallclock``
+    (epoch seconds) only names a corrupt file kept aside.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        log: Any = None,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        path = Path(path)
+        if path.is_dir():
+            path = path / SETTINGS_FILE_NAME
+        self.path = path
+        self._log = log if log is not None else get_logger("twcmaster.settings")
+        self._wallclock = wallclock
+        self._raw: dict[str, Any] = {}
+        self._typed = RuntimeSettings()
+        self.reload()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """(Re)read the file; never raises for a missing, unreadable or corrupt file."""
+        self._raw = self._read_file()
+        self._typed = self._build(warn=True)
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        """The current typed settings (a frozen snapshot; cheap, no I/O)."""
+        return self._typed
+
+    def raw(self) -> dict[str, Any]:
+        """A deep copy of everything the file holds, unknown keys included."""
+        return copy.deepcopy(self._raw)
+
+    def _read_file(self) -> dict[str, Any]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            self._log.warning(
+                "settings file not found; starting with defaults (it is created on the first "
+                "change)",
+                path=str(self.path),
+            )
+            return {}
+        except OSError as exc:
+            self._log.warning(
+                "cannot read the settings file; starting with defaults",
+                path=str(self.path),
+                error=str(exc),
+            )
+            return {}
+        try:
+            parsed = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._set_aside(f"not valid JSON ({exc})")
+            return {}
+        if not isinstance(parsed, dict):
+            self._set_aside(f"expected a JSON object {{...}}, found {type(parsed).__name__}")
+            return {}
+        return parsed
+
+    def _set_aside(self, problem: str) -> None:
+        stamp = datetime.fromtimestamp(self._wallclock()).strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
+        try:
+            os.replace(self.path, target)
+        except OSError as exc:
+            self._log.warning(
+                "settings file is corrupt and could not be moved aside; starting with defaults",
+                path=str(self.path),
+                problem=problem,
+                error=str(exc),
+            )
+            return
+        _fsync_dir(self.path.parent)
+        self._log.warning(
+            "settings file is corrupt; kept it aside and starting with defaults",
+            path=str(self.path),
+            kept_as=str(target),
+            problem=problem,
+        )
+
+    def _build(self, warn: bool) -> RuntimeSettings:
+        """The typed view of ``self._raw``; a bad value is logged (key named) and defaulted."""
+        reader = _Reader(self._raw, self._log if warn else None)
+        schedule = self._load_schedule(reader, warn)
+        action = reader.whole("nonScheduledAction", NON_SCHEDULED_FIXED, lambda x: 1 <= x <= 3)
+        non_scheduled_amps = None
+        if self._raw.get("nonScheduledAmpsMax") is not None:
+            non_scheduled_amps = reader.number(
+                "nonScheduledAmpsMax", None, lambda x: 0 <= x <= MAX_AMPS
+            )
+        return RuntimeSettings(
+            charge_now_amps=max(reader.number("chargeNowAmps", 0.0, _amps_ok), 0.0),
+            charge_now_end_epoch=reader.number("chargeNowTimeEnd", 0.0),
+            schedule=schedule,
+            non_scheduled_action=action,
+            non_scheduled_amps_max=non_scheduled_amps,
+            hour_resume_track_green_energy=reader.number(
+                "hourResumeTrackGreenEnergy", -1.0, lambda x: -1 <= x <= 24
+            ),
+            sunrise_hour=reader.number("sunrise", 6.0, lambda x: 0 <= x <= 24),
+            sunset_hour=reader.number("sunset", 20.0, lambda x: 0 <= x <= 24),
+            consumption_offsets=reader.offsets(),
+        )
+
+    def _load_schedule(self, reader: _Reader, warn: bool) -> tuple[ScheduleWindow, ...]:
+        twc_window = _twcmanager_window(reader)
+        listed = self._raw.get("scheduledWindows")
+        if listed is None:
+            return (twc_window,) if twc_window is not None else ()
+        windows = reader.windows("scheduledWindows")
+        first = windows[0] if windows else None
+        if first == twc_window:
+            return windows
+        # TWCManager's keys were changed by something that does not know scheduledWindows
+        # (TWCManager itself after a downgrade, a hand edit): the newer single window wins.
+        if warn:
+            self._log.info(
+                "TWCManager's schedule keys differ from the first of scheduledWindows; "
+                "using TWCManager's window in its place",
+                path=str(self.path),
+            )
+        rest = windows[1:] if first is not None else windows
+        return ((twc_window,) if twc_window is not None else ()) + rest
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def charge_now(self, amps: float, seconds: float, now_epoch: float) -> None:
+        """Charge Now at ``amps`` (total budget) for ``seconds`` from ``now_epoch``."""
+        _check_amps("chargeNowAmps", amps, minimum_exclusive=0.0)
+        if not _is_number(seconds) or not 0 < seconds <= 7 * 86400:
+            raise SettingsError(
+                "chargeNowTimeEnd", f"duration: expected 1 s to 7 days in seconds, got {seconds!r}"
+            )
+        if not _is_number(now_epoch) or now_epoch < 0:
+            raise SettingsError(
+                "chargeNowTimeEnd", f"now_epoch: expected epoch s, got {now_epoch!r}"
+            )
+        self._update(
+            {"chargeNowAmps": _plain_number(amps), "chargeNowTimeEnd": now_epoch + seconds}
+        )
+
+    def cancel_charge_now(self) -> None:
+        """End Charge Now (TWCManager's resetChargeNowAmps)."""
+        self._update({"chargeNowAmps": 0, "chargeNowTimeEnd": 0})
+
+    def set_schedule(self, windows: Iterable[ScheduleWindow]) -> None:
+        """Replace every scheduled window; the first is mirrored into TWCManager's keys."""
+        windows = tuple(windows)
+        for index, window in enumerate(windows):
+            if not isinstance(window, ScheduleWindow):
+                raise SettingsError(
+                    f"scheduledWindows[{index}]", f"expected a ScheduleWindow, got {window!r}"
+                )
+        changes: dict[str, Any] = {"scheduledWindows": [w.to_json() for w in windows]}
+        if windows:
+            first = windows[0]
+            changes |= {
+                "scheduledAmpsMax": _plain_number(first.amps),
+                "scheduledAmpsStartHour": _plain_number(first.start_hour),
+                "scheduledAmpsEndHour": _plain_number(first.end_hour),
+                "scheduledAmpsDaysBitmap": first.days_bitmap,
+            }
+        else:
+            changes |= {"scheduledAmpsStartHour": -1, "scheduledAmpsEndHour": -1}
+        self._update(changes)
+
+    def set_twcmanager_schedule(
+        self, amps: float, start_hour: float, end_hour: float, days_bitmap: int = ALL_DAYS
+    ) -> None:
+        """TWCManager's single window (its web UI / API): replaces the first window only.
+
+        A start or end hour of -1, or 0 amps, switches that window off, as in TWCManager.
+        """
+        windows = list(self._typed.schedule)
+        if amps == 0 or start_hour == -1 or end_hour == -1:
+            new = None
+            _check_amps("scheduledAmpsMax", amps, minimum_exclusive=None)
+        else:
+            try:
+                new = ScheduleWindow(amps, start_hour, end_hour, days_bitmap)
+            except SettingsError as exc:
+                key = _TWC_SCHEDULE_KEYS.get(exc.key, exc.key)
+                raise SettingsError(key, exc.message) from None
+        if new is None:
+            windows = windows[1:]
+        elif windows:
+            windows[0] = new
+        else:
+            windows = [new]
+        self.set_schedule(windows)
+
+    def set_non_scheduled_action(self, action: int) -> None:
+        """1 = charge at nonScheduledAmpsMax, 2 = do not charge, 3 = track green energy."""
+        if isinstance(action, bool) or action not in (1, 2, 3):
+            raise SettingsError(
+                "nonScheduledAction",
+                f"expected 1 (fixed amps), 2 (do not charge) or 3 (track green), got {action!r}",
+            )
+        self._update({"nonScheduledAction": action})
+
+    def set_non_scheduled_amps(self, amps: float) -> None:
+        _check_amps("nonScheduledAmpsMax", amps, minimum_exclusive=None)
+        self._update({"nonScheduledAmpsMax": _plain_number(amps)})
+
+    def set_hour_resume_track_green_energy(self, hour: float) -> None:
+        """Track green energy only from this hour on (-1: from sunrise)."""
+        if hour != -1:
+            _check_hour("hourResumeTrackGreenEnergy", hour, upper=24.0, upper_inclusive=True)
+        self._update({"hourResumeTrackGreenEnergy": _plain_number(hour)})
+
+    def set_sun_hours(self, sunrise_hour: float, sunset_hour: float) -> None:
+        _check_hour("sunrise", sunrise_hour, upper=24.0, upper_inclusive=True)
+        _check_hour("sunset", sunset_hour, upper=24.0, upper_inclusive=True)
+        if sunrise_hour >= sunset_hour:
+            raise SettingsError("sunset", f"{sunset_hour:g} is not after sunrise {sunrise_hour:g}")
+        self._update({"sunrise": _plain_number(sunrise_hour), "sunset": _plain_number(sunset_hour)})
+
+    def set_consumption_offset(self, name: str, value: float, unit: str) -> None:
+        offset = ConsumptionOffsetSetting(name, value, unit)  # validates, naming the key
+        offsets = copy.deepcopy(self._raw.get("consumptionOffset"))
+        if not isinstance(offsets, dict):
+            offsets = {}
+        offsets[offset.name] = {"value": _plain_number(offset.value), "unit": offset.unit}
+        self._update({"consumptionOffset": offsets})
+
+    def delete_consumption_offset(self, name: str) -> None:
+        offsets = copy.deepcopy(self._raw.get("consumptionOffset"))
+        if not isinstance(offsets, dict) or name not in offsets:
+            raise SettingsError(f"consumptionOffset.{name}", "no such offset")
+        del offsets[name]
+        self._update({"consumptionOffset": offsets})
+
+    def _update(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes`` in memory, then save; SettingsSaveError if the save fails."""
+        self._raw.update(changes)
+        self._typed = self._build(warn=False)
+        self.save()
+
+    def save(self) -> None:
+        """Write the whole file atomically (temp file, fsync, rename, fsync the folder)."""
+        folder = self.path.parent
+        text = json.dumps(self._raw, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        temp_name = None
+        try:
+            mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
+            fd, temp_name = tempfile.mkstemp(
+                dir=folder, prefix=f".{self.path.name}.", suffix=".tmp"
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp_name, mode)
+            os.replace(temp_name, self.path)
+            temp_name = None
+            _fsync_dir(folder)
+        except OSError as exc:
+            self._log.error(
+                "cannot save the settings file; the change holds until restart only",
+                path=str(self.path),
+                error=str(exc),
+            )
+            raise SettingsSaveError(f"cannot save {self.path}: {exc}") from exc
+        finally:
+            if temp_name is not None:
+                try:
+                    os.unlink(temp_name)
+                except OSError:
+                    pass
+
+
+# --------------------------------------------------------------------------------- helpers
+
+_TWC_SCHEDULE_KEYS = {
+    "amps": "scheduledAmpsMax",
+    "startHour": "scheduledAmpsStartHour",
+    "endHour": "scheduledAmpsEndHour",
+    "daysBitmap": "scheduledAmpsDaysBitmap",
+}
+
+
+class _Reader:
+    """Lenient typed reads from the raw dict: a bad value warns (naming the key) and defaults."""
+
+    def __init__(self, raw: Mapping[str, Any], log: Any) -> None:
+        self.raw = raw
+        self.log = log
+
+    def warn(self, key: str, value: Any, expected: str, used: Any) -> None:
+        if self.log is not None:
+            self.log.warning(
+                "bad value in settings.json; using the default",
+                key=key,
+                value=_describe(value),
+                expected=expected,
+                using=used,
+            )
+
+    def number(
+        self, key: str, default: Any, valid: Callable[[float], bool] = lambda x: True
+    ) -> Any:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        number = _coerce_number(value)
+        if number is None or not valid(number):
+            self.warn(key, value, "a number in range", default)
+            return default
+        return number
+
+    def whole(self, key: str, default: int, valid: Callable[[float], bool]) -> int:
+        number = self.number(key, None, valid)
+        if number is None:
+            return default
+        if number != int(number):
+            self.warn(key, self.raw.get(key), "a whole number", default)
+            return default
+        return int(number)
+
+    def windows(self, key: str) -> tuple[ScheduleWindow, ...]:
+        value = self.raw.get(key)
+        if not isinstance(value, list):
+            self.warn(key, value, "a list of windows", [])
+            return ()
+        windows = []
+        for index, item in enumerate(value):
+            path = f"{key}[{index}]"
+            if not isinstance(item, Mapping):
+                self.warn(path, item, "an object {amps, startHour, endHour, daysBitmap}", "none")
+                continue
+            try:
+                days = _coerce_number(item.get("daysBitmap", ALL_DAYS))
+                windows.append(
+                    ScheduleWindow(
+                        amps=_coerce_number(item.get("amps")),  # type: ignore[arg-type]
+                        start_hour=_coerce_number(item.get("startHour")),  # type: ignore[arg-type]
+                        end_hour=_coerce_number(item.get("endHour")),  # type: ignore[arg-type]
+                        days_bitmap=int(days) if days is not None and days == int(days) else -1,
+                    )
+                )
+            except SettingsError as exc:
+                self.warn(f"{path}.{exc.key}", item, exc.message, "window skipped")
+        return tuple(windows)
+
+    def offsets(self) -> tuple[ConsumptionOffsetSetting, ...]:
+        value = self.raw.get("consumptionOffset")
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping):
+            self.warn("consumptionOffset", value, "an object {name: {value, unit}}", {})
+            return ()
+        offsets = []
+        for name, item in value.items():
+            key = f"consumptionOffset.{name}"
+            if not isinstance(item, Mapping):
+                self.warn(key, item, "an object {value, unit}", "ignored")
+                continue
+            unit = str(item.get("unit", "A")).strip().upper()
+            number = _coerce_number(item.get("value"))
+            try:
+                offsets.append(ConsumptionOffsetSetting(str(name), number, unit))  # type: ignore[arg-type]
+            except SettingsError as exc:
+                self.warn(exc.key, item, exc.message, "ignored")
+        return tuple(offsets)
+
+
+def _twcmanager_window(reader: _Reader) -> ScheduleWindow | None:
+    """TWCManager's single window, or None when it is off (its checkScheduledCharging)."""
+    amps = reader.number("scheduledAmpsMax", 0.0)
+    start = reader.number("scheduledAmpsStartHour", -1.0)
+    end = reader.number("scheduledAmpsEndHour", -1.0)
+    days = reader.whole("scheduledAmpsDaysBitmap", ALL_DAYS, lambda x: 0 <= x <= ALL_DAYS)
+    if amps <= 0 or start < 0 or end < 0 or days <= 0 or start == end:
+        return None  # off, as TWCManager reads it (equal hours match no time at all)
+    try:
+        return ScheduleWindow(amps, start, end, days)
+    except SettingsError as exc:
+        key = _TWC_SCHEDULE_KEYS.get(exc.key, exc.key)
+        reader.warn(key, reader.raw.get(key), exc.message, "off")
+        return None
+
+
+def _check_amps(key: str, value: Any, minimum_exclusive: float | None) -> None:
+    if minimum_exclusive is None:
+        ok = _is_number(value) and 0 <= value <= MAX_AMPS
+        low = "0"
+    else:
+        ok = _is_number(value) and minimum_exclusive < value <= MAX_AMPS
+        low = f"more than {minimum_exclusive:g}"
+    if not ok:
+        raise SettingsError(key, f"expected amps from {low} to {MAX_AMPS:g}, got {value!r}")
+
+
+def _amps_ok(value: float) -> bool:
+    return 0 <= value <= MAX_AMPS
+
+
+def _check_hour(key: str, value: Any, upper: float, upper_inclusive: bool) -> None:
+    ok = _is_number(value) and value >= 0 and (value <= upper if upper_inclusive else value < upper)
+    if not ok:
+        bound = f"{upper:g}" + ("" if upper_inclusive else " (exclusive)")
+        raise SettingsError(key, f"expected float hours from 0 to {bound}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _coerce_number(value: Any) -> float | None:
+    """A finite number from a number or a numeric string (TWCManager writes both)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not _is_number(value):
+        return None
+    return float(value)
+
+
+def _plain_number(value: float) -> int | float:
+    """Whole numbers are written as ints (16, not 16.0), as TWCManager writes them."""
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def _hour_of(local_time: datetime) -> float:
+    return local_time.hour + local_time.minute / 60 + local_time.second / 3600
+
+
+def _clock(hour: float) -> str:
+    minutes = round(hour * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _describe(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def windows_from_json(items: Sequence[Mapping[str, Any]]) -> tuple[ScheduleWindow, ...]:
+    """Strict: ``scheduledWindows`` JSON (as the HTTP API might receive it) -> windows."""
+    windows = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise SettingsError(f"scheduledWindows[{index}]", f"expected an object, got {item!r}")
+        try:
+            windows.append(
+                ScheduleWindow(
+                    amps=item.get("amps"),  # type: ignore[arg-type]
+                    start_hour=item.get("startHour"),  # type: ignore[arg-type]
+                    end_hour=item.get("endHour"),  # type: ignore[arg-type]
+                    days_bitmap=item.get("daysBitmap", ALL_DAYS),  # type: ignore[arg-type]
+                )
+            )
+        except SettingsError as exc:
+            raise SettingsError(f"scheduledWindows[{index}].{exc.key}", exc.message) from None
+    return tuple(windows)
