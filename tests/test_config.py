@@ -602,8 +602,15 @@ def test_a_known_section_holding_a_non_object_is_an_error():
         "SmartMe", "SmartPi", "SolarEdge", "SolarLog", "TED", "URL", "Victron", "Volkszahler",
     ],
 )  # fmt: skip
-def test_every_twcmanager_source_is_accepted_and_warns_only_when_enabled(source):
+def test_every_twcmanager_source_is_accepted_and_checked_or_warned_when_enabled(source):
+    from twcmaster.sources import SOURCE_MODULES
+
     assert load(sources={source: {"enabled": False}}).warnings == ()
+    if source in SOURCE_MODULES:
+        # A source twcmaster runs: enabled without its address is an error naming the key.
+        problems = errors_of(sources={source: {"enabled": True}})
+        assert problems and all(p.key_path.startswith(f"sources.{source}") for p in problems)
+        return
     loaded = load(sources={source: {"enabled": True}})
     assert paths(loaded.warnings) == [f"sources.{source}"]
     assert "not used by twcmaster yet" in loaded.warnings[0].message
@@ -796,7 +803,6 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
         "config.webhookMethod",
         "control.HTTP",
         "status.MQTT",
-        "sources.Fronius",
         "vehicle.teslaAPI",
         "policy",
     ]

@@ -159,10 +159,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | None) -> int:
-    from twcmaster.daemon import Daemon, run_until_signalled, start_outputs
+    from twcmaster.daemon import build_daemon, run_until_signalled, start_outputs
 
     console = start_outputs(loaded.settings)
-    run_until_signalled(Daemon(loaded.settings, port=port, console=console).run(duration_s))
+    daemon = build_daemon(loaded.settings, console, port=port)
+    run_until_signalled(daemon.run(duration_s))
     return 0
 
 

@@ -352,6 +352,21 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
     ),
     "interface": {"RS485": _keys("masterTWCID masterSign trailerByte")},
     "logging": _keys("format"),
+    # Every source: polling interval, request timeout, and the age after which its reading
+    # counts as missing (s); plus each module's own options.
+    "sources": {
+        name: _keys("interval timeout maxAge " + extra)
+        for name, extra in {
+            "Fronius": "",
+            "SolarEdge": "apiURL",
+            "Enphase": "useHttps verifyTLS caFile",
+            "Powerwall2": "verifyTLS caFile",
+            "HASS": "verifyTLS caFile",
+            "MQTT": "consumptionPath generationPath unit",
+            "URL": "consumptionPath generationPath unit headers verifyTLS caFile",
+            "openHAB": "apiKey",
+        }.items()
+    },
 }
 
 # What twcmaster reads today; every other known key gets a "not used yet" warning.
@@ -364,7 +379,14 @@ _USED_CONFIG_KEYS = frozenset(
     " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
     " greenEnergyMinOffTime greenEnergySmoothingSeconds".split()
 )
-_USED_MODULES = frozenset({"interface.RS485", "logging.Console"})
+_USED_MODULES = frozenset(
+    {"interface.RS485", "logging.Console"}
+    | {
+        f"sources.{name}"
+        for name in ("Fronius", "SolarEdge", "Enphase", "Powerwall2", "HASS", "MQTT", "URL")
+    }
+    | {"sources.openHAB"}
+)
 # Modules TWCManager runs when their "enabled" key is absent; all others default to off.
 _ENABLED_BY_DEFAULT = frozenset({"interface.RS485", "vehicle.teslaAPI"})
 
@@ -1058,11 +1080,29 @@ def load_config(path: str | os.PathLike) -> LoadedConfig:
     return _load(data, os.path.dirname(os.path.abspath(path)), path=path)
 
 
+def _check_sources(data: Mapping[str, Any], report: _Report) -> None:
+    """Each energy source's own rules (required host, ids, intervals), by key path."""
+    from twcmaster.sources import SOURCE_MODULES
+    from twcmaster.sources.registry import check_sources  # imports no network library
+
+    sources = data.get("sources")
+    if not isinstance(sources, Mapping):
+        return
+    # Sections of sources twcmaster does not have (yet) are the "not used yet" warnings of
+    # _warn_unused, and unknown names are already errors: check the ones twcmaster runs.
+    ours = {name: value for name, value in sources.items() if name in SOURCE_MODULES}
+    already = {problem.key_path for problem in report.errors}
+    for key_path, message in check_sources(ours):
+        if key_path not in already:
+            report.error(key_path, message)
+
+
 def _load(data: Mapping[str, Any], base_dir: str, path: str | None) -> LoadedConfig:
     if not isinstance(data, Mapping):
         raise ConfigError([Problem("", f"expected a {{...}} object, got {_kind(data)}")], path)
     report = _Report()
     _check_keys(data, _KNOWN_KEYS, "", report, _policy_config_refs(data))
+    _check_sources(data, report)
     _warn_unused(data, report)
     settings = _parse_app_config(data, base_dir, report)
     if settings is None or report.errors:

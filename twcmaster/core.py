@@ -118,6 +118,8 @@ class Core:
         self._log_frames = config.log_level <= 10
         self._allocated_s = -math.inf
         self._last_seen: dict[int, tuple[int, float, float]] = {}
+        self._shown_lines: tuple[str, ...] = ()
+        self._shown_decision: tuple[str, str] | None = None
 
     # -- driving it
 
@@ -236,6 +238,20 @@ class Core:
         site = self.site(now) if self.site is not None else None
         return self.policy.decide(now, self.wallclock(), site, self.charger_view())
 
+    def _show_budget(self, budget: Budget) -> None:
+        """The green-energy lines of TWCManager's console, when they change (not every tick),
+        and the policy's decision when it changes."""
+        if self.console is None:
+            return
+        lines = tuple(getattr(budget, "lines", ()) or ())
+        if lines and lines != self._shown_lines:
+            self.console.line("\n".join(lines))
+        self._shown_lines = lines
+        decision = (budget.policy, budget.reason) if not lines else (budget.policy, "")
+        if decision != self._shown_decision:
+            self.console.line(f"Policy: {budget.policy}: {budget.reason}")
+            self._shown_decision = decision
+
     def charger_view(self) -> Any:
         """What the chargers do now, for the policy's closed loop."""
         from twcmaster.control.green import ChargerView
@@ -266,6 +282,7 @@ class Core:
     def _allocate(self, now: float) -> None:
         self._allocated_s = now
         self.budget = self._decide(now)
+        self._show_budget(self.budget)
         readings = [
             SlaveReading(
                 twcid=s.twcid,

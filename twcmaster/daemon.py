@@ -28,13 +28,16 @@ class Daemon:
         port: str | None = None,
         console: ConsoleStatus | None = None,
         policy: Any = None,
+        sources: Any = None,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
     ) -> None:
         self.config = config
         self.log = log or get_logger("twcmaster")
         self.clock = clock
-        self.core = Core(config, console=console, policy=policy, log=self.log)
+        self.sources = sources  # a SourceRunner, or None (fixed budget / no green sources)
+        site = sources.combined if sources is not None else None
+        self.core = Core(config, console=console, policy=policy, site=site, log=self.log)
         self.master = self.core.master  # the bus master, for status and tests
         self.port = port or config.rs485.port
         self.transport = SerialTransport(
@@ -72,6 +75,8 @@ class Daemon:
         gc.freeze()
         self.core.start(self.clock())
         self._service()
+        if self.sources is not None:
+            self.sources.start()  # polls in its own tasks and threads; never blocks the bus
         transport_task = asyncio.create_task(self.transport.run(), name="serial transport")
         try:
             await asyncio.wait_for(transport_task, duration_s)
@@ -82,6 +87,8 @@ class Daemon:
                 self._timer.cancel()
             transport_task.cancel()
             await asyncio.gather(transport_task, return_exceptions=True)
+            if self.sources is not None:
+                await self.sources.stop()
             self.log.info("twcmaster stopped")
 
     def _service(self) -> None:
@@ -146,3 +153,21 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
             await task
 
     asyncio.run(guarded())
+
+
+def build_daemon(config: AppConfig, console: ConsoleStatus, *, port: str | None = None) -> Daemon:
+    """The daemon as ``twcmaster run`` starts it: energy sources, the policy engine with the
+    runtime settings in ``<settingsPath>/settings.json``, the bus."""
+    import os
+
+    from twcmaster.control.policy import PolicyConfig, PolicyEngine
+    from twcmaster.settings import SettingsStore
+    from twcmaster.sources.registry import build_sources
+    from twcmaster.sources.runner import SourceRunner
+
+    sources = build_sources(config.raw_section("sources"))
+    runner = SourceRunner(sources) if sources else None
+    store = SettingsStore(os.path.join(config.settings_path, "settings.json"))
+    policy_config = PolicyConfig.from_app_config(config, green_sources_configured=bool(sources))
+    policy = PolicyEngine(policy_config, store)
+    return Daemon(config, port=port, console=console, policy=policy, sources=runner)

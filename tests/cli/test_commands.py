@@ -128,3 +128,80 @@ def test_run_against_slave_sim_processes_over_a_pty(tmp_path):
 def test_slave_sim_rejects_a_bad_count():
     result = twcmaster("slave-sim", "--pty", "--count", "9")
     assert result.returncode == 2
+
+
+def test_run_charges_from_a_green_energy_source(tmp_path):
+    """`twcmaster run` with a URL/JSON source on a loopback HTTP server standing in for the
+    inverter: the console shows TWCManager's green-energy lines and the car is offered the
+    surplus, not the wiring limit."""
+    import http.server
+    import threading
+
+    body = json.dumps({"pv": {"power": 4956}, "house": {"power": 726}}).encode()
+
+    class Inverter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inverter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    link = tmp_path / "ttyTWC"
+    (tmp_path / "settings.json").write_text(json.dumps({"nonScheduledAction": 3}))
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "config": {
+                    "wiringMaxAmpsAllTWCs": 32,
+                    "wiringMaxAmpsPerTWC": 32,
+                    "minAmpsPerTWC": 6,
+                    "settingsPath": str(tmp_path),
+                    "greenEnergyStartDelay": 0,
+                },
+                "interface": {"RS485": {"port": str(link)}},
+                "sources": {
+                    "URL": {
+                        "enabled": True,
+                        "url": f"http://127.0.0.1:{server.server_port}/",
+                        "generationPath": "pv.power",
+                        "consumptionPath": "house.power",
+                        "interval": 1,
+                    }
+                },
+            }
+        )
+    )
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "twcmaster", "slave-sim", "--pty", str(link), "--seed", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        master = subprocess.Popen(
+            [sys.executable, "-m", "twcmaster", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(14)
+        master.send_signal(signal.SIGTERM)
+        out, err = master.communicate(timeout=10)
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=10)
+        server.shutdown()
+    assert master.returncode == 0, err
+    assert "Green energy generates 4956W, Consumption 726W" in out, out
+    assert "Track Green Energy" in out, out
+    offers = [float(a) for a in re.findall(r"SHB [0-9A-F]{4}: 0[18] \d\d\.\d\d/(\d\d\.\d\d)A", out)]
+    assert offers and 6 <= max(offers) <= 19, (offers, out)  # ~17.6 A of surplus at 240 V
