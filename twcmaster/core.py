@@ -30,6 +30,7 @@ ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
 # moved by this much, and otherwise at this cadence (for its hold timers).
 ALLOCATE_EVERY_S = 2.0
 REALLOCATE_ON_DRAW_CHANGE_A = 0.5
+GREEN_LINES_REPEAT_S = 60.0  # green-energy console lines with new watts but the same amps
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Core:
         self._allocated_s = -math.inf
         self._last_seen: dict[int, tuple[int, float, float]] = {}
         self._shown_lines: tuple[str, ...] = ()
+        self._lines_shown_s = -math.inf
         self._shown_decision: tuple[str, str] | None = None
 
     # -- driving it
@@ -244,9 +246,16 @@ class Core:
         if self.console is None:
             return
         lines = tuple(getattr(budget, "lines", ()) or ())
-        if lines and lines != self._shown_lines:
+        # The watts move every second while a car ramps: reprint when the resulting amps
+        # change, or the figures after GREEN_LINES_REPEAT_S.
+        now = self._allocated_s
+        if lines and (
+            lines[1:] != self._shown_lines[1:]
+            or (lines != self._shown_lines and now - self._lines_shown_s >= GREEN_LINES_REPEAT_S)
+        ):
             self.console.line("\n".join(lines))
-        self._shown_lines = lines
+            self._shown_lines = lines
+            self._lines_shown_s = now
         decision = (budget.policy, budget.reason) if not lines else (budget.policy, "")
         if decision != self._shown_decision:
             self.console.line(f"Policy: {budget.policy}: {budget.reason}")

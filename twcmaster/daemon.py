@@ -29,6 +29,7 @@ class Daemon:
         console: ConsoleStatus | None = None,
         policy: Any = None,
         sources: Any = None,
+        site: Callable[[float], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
     ) -> None:
@@ -36,7 +37,8 @@ class Daemon:
         self.log = log or get_logger("twcmaster")
         self.clock = clock
         self.sources = sources  # a SourceRunner, or None (fixed budget / no green sources)
-        site = sources.combined if sources is not None else None
+        if site is None and sources is not None:
+            site = sources.combined  # else: the demo's sky, or no green input at all
         self.core = Core(config, console=console, policy=policy, site=site, log=self.log)
         self.master = self.core.master  # the bus master, for status and tests
         self.port = port or config.rs485.port

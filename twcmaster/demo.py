@@ -11,19 +11,24 @@ import asyncio
 import tempfile
 
 from twcmaster.config import LoadedConfig, config_from_dict
-from twcmaster.daemon import Daemon, run_until_signalled, start_outputs
+from twcmaster.daemon import Daemon, build_daemon, run_until_signalled, start_outputs
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import DemoScenario, SimulatedBus, make_slaves
 from twcmaster.sim.runner import PtyBus
 
-#: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC.
+#: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC, 230 V
+#: single phase; cars may start as soon as the sun allows (no start delay) so the demo shows
+#: charging within seconds.
 DEMO_CONFIG = {
     "config": {
         "wiringMaxAmpsAllTWCs": 32,
         "wiringMaxAmpsPerTWC": 32,
         "minAmpsPerTWC": 6,
+        "defaultVoltage": 230,
+        "greenEnergyStartDelay": 0,
     },
 }
+DEMO_SKY_START_S = 10 * 3600  # the sky starts at 10:00
 
 
 def demo_config() -> LoadedConfig:
@@ -59,7 +64,7 @@ async def _demo(
     tty_path = sim.path
     ids = ", ".join(f"{s.twcid:04X}" for s in bus.slaves)
     console.line(f"Demo: {count} simulated TWC(s) {ids} (protocol {protocol}) on {tty_path}")
-    daemon = Daemon(loaded.settings, port=tty_path, console=console, clock=loop.time)
+    daemon = _demo_daemon(loaded, tty_path, console, loop)
     cars = asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars")
     try:
         await daemon.run(seconds)
@@ -68,6 +73,31 @@ async def _demo(
         await asyncio.gather(cars, return_exceptions=True)
         await sim.close()
         _summary(daemon, bus, console, loop.time())
+
+
+def _demo_daemon(
+    loaded: LoadedConfig, tty_path: str, console: ConsoleStatus, loop: asyncio.AbstractEventLoop
+) -> Daemon:
+    """With energy sources in the config, the daemon exactly as ``twcmaster run`` builds it;
+    otherwise the built-in sky (a fair-weather day from 10:00 on, in real time) feeds
+    Track Green Energy, so the demo shows charging from the sun without any hardware."""
+    config = loaded.settings
+    if config.raw_section("sources"):
+        return build_daemon(config, console, port=tty_path)
+    from twcmaster.control.policy import PolicyConfig, PolicyEngine
+    from twcmaster.sim.sky import Sky, builtin_profile
+
+    sky = Sky(builtin_profile(), wrap=True)
+    site = sky.clocked(loop.time(), start_s=DEMO_SKY_START_S)
+    policy = PolicyEngine(
+        PolicyConfig.from_app_config(config), None, force_policy="Track Green Energy"
+    )
+    console.line(f"Demo sky: {sky_description()} from 10:00, in real time")
+    return Daemon(config, port=tty_path, console=console, policy=policy, site=site, clock=loop.time)
+
+
+def sky_description() -> str:
+    return "built-in fair-weather cumulus day (about 6 kWp PV, a household)"
 
 
 async def _scenario(
