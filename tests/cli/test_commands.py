@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -24,6 +25,42 @@ def twcmaster(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProc
         timeout=timeout,
         **kw,
     )
+
+
+@contextlib.contextmanager
+def slave_sim(link: Path, *args: str):
+    """`twcmaster slave-sim --pty LINK ...` as its own process, until the block ends."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "twcmaster", "slave-sim", "--pty", str(link), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.exists(), "slave-sim did not create its pty"
+        yield sim
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=10)
+
+
+def run_master(config: Path, seconds: float) -> tuple[str, str]:
+    """`twcmaster run` for a while, then SIGTERM as `docker stop` sends; (stdout, stderr)."""
+    master = subprocess.Popen(
+        [sys.executable, "-m", "twcmaster", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(seconds)
+    master.send_signal(signal.SIGTERM)
+    out, err = master.communicate(timeout=10)
+    assert master.returncode == 0, err
+    assert "Traceback" not in err and "twcmaster stopped" in err
+    return out, err
 
 
 def test_check_config_accepts_the_shipped_default():
@@ -67,62 +104,26 @@ def test_run_against_slave_sim_processes_over_a_pty(tmp_path):
     """Two processes as a user would start them: the simulator makes a pty, the master opens it
     through its config, and the console shows both simulated TWCs charging."""
     link = tmp_path / "ttyTWC"
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "twcmaster",
-            "slave-sim",
-            "--pty",
-            str(link),
-            "--count",
-            "2",
-            "--protocol",
-            "2",
-            "--seed",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "config": {
+                    "wiringMaxAmpsAllTWCs": 32,
+                    "wiringMaxAmpsPerTWC": 32,
+                    "minAmpsPerTWC": 6,
+                },
+                "interface": {"RS485": {"port": str(link)}},
+            }
+        )
     )
-    try:
-        deadline = time.monotonic() + 10
-        while not link.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert link.exists(), "slave-sim did not create its pty"
-        config = tmp_path / "config.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "config": {
-                        "wiringMaxAmpsAllTWCs": 32,
-                        "wiringMaxAmpsPerTWC": 32,
-                        "minAmpsPerTWC": 6,
-                    },
-                    "interface": {"RS485": {"port": str(link)}},
-                }
-            )
-        )
-        master = subprocess.Popen(
-            [sys.executable, "-m", "twcmaster", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(12)
-        master.send_signal(signal.SIGTERM)  # as docker stop does
-        out, err = master.communicate(timeout=10)
-        assert master.returncode == 0, err
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.communicate(timeout=10)
+    with slave_sim(link, "--count", "2", "--protocol", "2", "--seed", "5"):
+        out, _ = run_master(config, 12)
     lines = [line for line in out.splitlines() if "SHB " in line]
     ids = {re.search(r"SHB ([0-9A-F]{4}):", line).group(1) for line in lines}
     assert len(ids) == 2, out
     charging = [line for line in lines if re.search(r"SHB [0-9A-F]{4}: 01 ", line)]
     assert charging, out  # state 01: the simulated cars charge at the amps offered
-    assert "Traceback" not in err and "twcmaster stopped" in err
 
 
 def test_slave_sim_rejects_a_bad_count():
@@ -177,30 +178,11 @@ def test_run_charges_from_a_green_energy_source(tmp_path):
             }
         )
     )
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "twcmaster", "slave-sim", "--pty", str(link), "--seed", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        deadline = time.monotonic() + 10
-        while not link.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        master = subprocess.Popen(
-            [sys.executable, "-m", "twcmaster", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(14)
-        master.send_signal(signal.SIGTERM)
-        out, err = master.communicate(timeout=10)
+        with slave_sim(link, "--seed", "2"):
+            out, _ = run_master(config, 14)
     finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.communicate(timeout=10)
         server.shutdown()
-    assert master.returncode == 0, err
     assert "Green energy generates 4956W, Consumption 726W" in out, out
     assert "Track Green Energy" in out, out
     offers = [float(a) for a in re.findall(r"SHB [0-9A-F]{4}: 0[18] \d\d\.\d\d/(\d\d\.\d\d)A", out)]
