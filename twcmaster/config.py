@@ -463,7 +463,7 @@ def _check_keys(
         if isinstance(value, Mapping):
             _check_keys(value, sub, path, report, policy_refs)
         else:
-            report.error(path, f"expected a section {{...}}, got {_describe(value)}")
+            report.error(path, f"expected a section {{...}}, got {describe_value(value)}")
 
 
 def _unknown_key_message(key: str, schema: dict[str, Any], prefix: str) -> str:
@@ -652,7 +652,7 @@ class _Section:
         return _ABSENT if value is None else value  # null means "use the default"
 
     def bad(self, key: str, value: Any, expected: str) -> None:
-        self.report.error(self.key_path(key), f"expected {expected}, got {_describe(value)}")
+        self.report.error(self.key_path(key), f"expected {expected}, got {describe_value(value)}")
 
     def number(
         self,
@@ -698,7 +698,7 @@ class _Section:
         if number != int(number):
             self.report.warn(
                 self.key_path(key),
-                f"{_describe(number)} A rounded down to "
+                f"{describe_value(number)} A rounded down to "
                 f"{math.floor(number)} A (twcmaster works in whole amps)",
             )
         return math.floor(number)
@@ -910,7 +910,7 @@ def _check_fake_master(cfg: _Section) -> None:
     meaning = meanings.get(value, "") if type(value) is int else ""
     cfg.report.error(
         cfg.key_path("fakeMaster"),
-        f"{_describe(value)}{meaning} is not supported; twcmaster supports only 1 "
+        f"{describe_value(value)}{meaning} is not supported; twcmaster supports only 1 "
         "(act as the master of the bus)",
     )
 
@@ -1041,7 +1041,7 @@ def _kind(value: Any) -> str:
     return {list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a value")
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
     """A value as the user wrote it in JSON, shortened."""
     try:
         text = json.dumps(value, ensure_ascii=False)

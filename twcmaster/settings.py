@@ -41,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from twcmaster.config import describe_value
 from twcmaster.logs import get_logger
 
 __all__ = [
@@ -509,7 +510,7 @@ class _Reader:
             self.log.warning(
                 "bad value in settings.json; using the default",
                 key=key,
-                value=_describe(value),
+                value=describe_value(value),
                 expected=expected,
                 using=used,
             )
@@ -649,14 +650,6 @@ def _hour_of(local_time: datetime) -> float:
 def _clock(hour: float) -> str:
     minutes = round(hour * 60)
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _describe(value: Any) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -6,12 +6,13 @@ Pure functions and a fake clock: nothing sleeps.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.control.sites import make_site
 from twcmaster.control.allocation import AllocationSettings, Controller, SlaveReading
 from twcmaster.control.green import (
     COMPENSATION_MAX_GAP_AMPS,
@@ -23,20 +24,6 @@ from twcmaster.control.green import (
     reading_problem,
 )
 from twcmaster.sim.car import CarConfig, SimulatedCar
-
-
-@dataclass(frozen=True)
-class Site:
-    """A stand-in with the shape of sources.runner.SiteReading."""
-
-    generation_w: float
-    consumption_w: float
-    grid_w: float | None = None
-    voltage_v: float | None = None
-    at_s: float = 0.0
-    stale: bool = False
-    reason: str = ""
-    sources: tuple[str, ...] = ("test",)
 
 
 def gs(**changes) -> GreenSettings:
@@ -53,7 +40,7 @@ def cars(actual: float = 0.0, offered: float = 0.0, n: int = 0, volts=None) -> C
 
 def test_the_seed_console_lines_are_reproduced_from_its_numbers():
     """docs: 4956 W generated, 726 W consumed, no charger load, 240 V, minAmpsPerTWC 6."""
-    budget = green_budget(Site(4956, 726), cars(), gs())
+    budget = green_budget(make_site(4956, 726), cars(), gs())
     assert budget.lines == (
         "Green energy generates 4956W, Consumption 726W, Charger Load 0W",
         "Limiting car charging to 20.65A - 3.03A = 17.62A.",
@@ -69,13 +56,13 @@ def test_the_seed_console_lines_are_reproduced_from_its_numbers():
 
 
 def test_figures_are_whole_centiamps_half_up_and_add_up():
-    budget = green_budget(Site(1000, 100), cars(), gs())  # 4.1666.. and 0.41666..
+    budget = green_budget(make_site(1000, 100), cars(), gs())  # 4.1666.. and 0.41666..
     assert budget.lines[1] == "Limiting car charging to 4.17A - 0.42A = 3.75A."
     assert budget.surplus_amps == 3.75
 
 
 def test_a_deficit_prints_a_negative_result_and_budgets_zero():
-    budget = green_budget(Site(480, 960), cars(), gs())
+    budget = green_budget(make_site(480, 960), cars(), gs())
     assert budget.lines[1] == "Limiting car charging to 2.00A - 4.00A = -2.00A."
     assert budget.surplus_amps == 0.0
     assert budget.amps == 0.0
@@ -83,7 +70,7 @@ def test_a_deficit_prints_a_negative_result_and_budgets_zero():
 
 
 def test_start_margin_is_shown_in_the_third_line():
-    line = green_budget(Site(4956, 726), cars(), gs(start_margin_amps=2)).lines[2]
+    line = green_budget(make_site(4956, 726), cars(), gs(start_margin_amps=2)).lines[2]
     assert line == "Charge when above 8A (minAmpsPerTWC 6A + greenEnergyStartMarginAmps 2A)."
 
 
@@ -92,7 +79,7 @@ def test_start_margin_is_shown_in_the_third_line():
 
 def test_subtract_charger_load_takes_the_chargers_off_a_meter_that_includes_them():
     charging = cars(actual=16, offered=17, n=1)  # 16 A x 240 V = 3840 W
-    meter_with_car = Site(6000, 600 + 3840)
+    meter_with_car = make_site(6000, 600 + 3840)
     plain = green_budget(meter_with_car, charging, gs())
     assert plain.surplus_amps == 6.5  # the car eats its own surplus (TWCManager #644)
     fixed = green_budget(meter_with_car, charging, gs(subtract_charger_load=True))
@@ -102,7 +89,7 @@ def test_subtract_charger_load_takes_the_chargers_off_a_meter_that_includes_them
 
 
 def test_subtract_charger_load_uses_the_load_the_meter_saw_when_given():
-    site = Site(6000, 600 + 10 * 240)  # the meter saw the car at 10 A ...
+    site = make_site(6000, 600 + 10 * 240)  # the meter saw the car at 10 A ...
     now = cars(actual=16, offered=17, n=1)  # ... it has ramped to 16 A since
     aligned = green_budget(site, now, gs(subtract_charger_load=True), charger_load_amps=10)
     assert aligned.surplus_amps == 22.5
@@ -114,24 +101,24 @@ def test_subtract_charger_load_uses_the_load_the_meter_saw_when_given():
 def test_without_treat_generation_as_grid_delivery_the_house_is_never_negative():
     # The charger load exceeds the consumption: a meter that does not include the chargers
     # configured with subtractChargerLoad; TWCManager clamps the house at 0.
-    budget = green_budget(Site(4800, 1000), cars(16, 17, 1), gs(subtract_charger_load=True))
+    budget = green_budget(make_site(4800, 1000), cars(16, 17, 1), gs(subtract_charger_load=True))
     assert budget.surplus_amps == 20.0  # 4800 / 240: nothing taken
 
 
 def test_treat_generation_as_grid_delivery_adds_the_chargers_back_to_the_export():
     flags = gs(subtract_charger_load=True, treat_generation_as_grid_delivery=True)
     charging = cars(actual=16, offered=17, n=1)  # 3840 W
-    exporting = green_budget(Site(1200, 0), charging, flags)  # 1200 W still exported
+    exporting = green_budget(make_site(1200, 0), charging, flags)  # 1200 W still exported
     assert exporting.surplus_amps == 21.0  # (1200 + 3840) / 240
     assert exporting.lines[1] == "Limiting car charging to 21.00A - 0.00A = 21.00A."
-    importing = green_budget(Site(0, 480), charging, flags)  # the site imports 480 W
+    importing = green_budget(make_site(0, 480), charging, flags)  # the site imports 480 W
     assert importing.surplus_amps == 14.0  # (3840 - 480) / 240
     # the chargers' 3840 W less the 480 W import, shown as generation (nothing is "consumed")
     assert importing.lines[1] == "Limiting car charging to 14.00A - 0.00A = 14.00A."
 
 
 def test_negative_generation_counts_as_zero():
-    assert green_budget(Site(-300, 0), cars(), gs()).amps == 0.0
+    assert green_budget(make_site(-300, 0), cars(), gs()).amps == 0.0
 
 
 # ------------------------------------------------------------------------- offsets
@@ -139,7 +126,9 @@ def test_negative_generation_counts_as_zero():
 
 def test_offsets_in_amps_and_watts_are_taken_off_the_surplus():
     offsets = (ConsumptionOffset("pool", 480, "W"), ConsumptionOffset("heater", 2, "A"))
-    budget = green_budget(Site(4800, 600), cars(), gs(amps_offset=1, consumption_offsets=offsets))
+    budget = green_budget(
+        make_site(4800, 600), cars(), gs(amps_offset=1, consumption_offsets=offsets)
+    )
     # 600 W + 1 A (240 W) + 480 W + 2 A (480 W) = 1800 W taken
     assert budget.lines[1] == "Limiting car charging to 20.00A - 7.50A = 12.50A."
     assert budget.surplus_amps == 12.5
@@ -147,7 +136,7 @@ def test_offsets_in_amps_and_watts_are_taken_off_the_surplus():
 
 def test_negative_offsets_count_as_unseen_generation():
     offsets = (ConsumptionOffset("garage pv", -960, "W"),)
-    budget = green_budget(Site(2400, 480), cars(), gs(consumption_offsets=offsets))
+    budget = green_budget(make_site(2400, 480), cars(), gs(consumption_offsets=offsets))
     # taken = 480 - 960 = -480 W: shown as generation, as TWCManager does
     assert budget.lines[1] == "Limiting car charging to 12.00A - 0.00A = 12.00A."
     assert budget.surplus_amps == 12.0
@@ -156,7 +145,7 @@ def test_negative_offsets_count_as_unseen_generation():
 def test_offsets_follow_the_volts_and_phases():
     offsets = (ConsumptionOffset("a", 1, "A"),)
     budget = green_budget(
-        Site(6900, 0), cars(volts=230), gs(number_of_phases=3, consumption_offsets=offsets)
+        make_site(6900, 0), cars(volts=230), gs(number_of_phases=3, consumption_offsets=offsets)
     )
     assert budget.surplus_amps == 9.0  # 6900 / (3 x 230) = 10 A, minus 1 A
 
@@ -165,12 +154,12 @@ def test_offsets_follow_the_volts_and_phases():
 
 
 def test_volts_come_from_the_twcs_then_the_meter_then_the_default():
-    site = Site(4600, 0, voltage_v=235)
+    site = make_site(4600, 0, voltage_v=235)
     twc = green_budget(site, cars(volts=230), gs())
     assert (twc.voltage_v, twc.voltage_source, twc.surplus_amps) == (230, "TWC", 20.0)
     meter = green_budget(site, cars(), gs())
     assert (meter.voltage_v, meter.voltage_source) == (235, "meter")
-    default = green_budget(Site(4800, 0), cars(volts=0.0), gs())
+    default = green_budget(make_site(4800, 0), cars(volts=0.0), gs())
     assert (default.voltage_v, default.voltage_source, default.surplus_amps) == (
         240, "defaultVoltage", 20.0,
     )  # fmt: skip
@@ -178,12 +167,12 @@ def test_volts_come_from_the_twcs_then_the_meter_then_the_default():
 
 @pytest.mark.parametrize("volts", [0, 12, 900, math.nan, math.inf, -230])
 def test_implausible_measured_volts_are_ignored(volts):
-    budget = green_budget(Site(4800, 0, voltage_v=volts), cars(volts=volts), gs())
+    budget = green_budget(make_site(4800, 0, voltage_v=volts), cars(volts=volts), gs())
     assert budget.voltage_source == "defaultVoltage"
 
 
 def test_three_phases_divide_by_three_times_the_volts():
-    budget = green_budget(Site(13800, 0), cars(volts=230), gs(number_of_phases=3))
+    budget = green_budget(make_site(13800, 0), cars(volts=230), gs(number_of_phases=3))
     assert budget.surplus_amps == 20.0
 
 
@@ -191,7 +180,7 @@ def test_three_phases_divide_by_three_times_the_volts():
 
 
 def test_the_budget_never_exceeds_the_wiring_limit():
-    budget = green_budget(Site(20000, 0), cars(30, 31, 1), gs(), compensation_amps=2)
+    budget = green_budget(make_site(20000, 0), cars(30, 31, 1), gs(), compensation_amps=2)
     assert budget.lines[1] == "Limiting car charging to 83.33A - 0.00A = 83.33A."
     assert budget.surplus_amps == 32.0
     assert budget.amps == 32.0
@@ -199,19 +188,19 @@ def test_the_budget_never_exceeds_the_wiring_limit():
 
 
 def test_compensation_adds_to_the_surplus_but_never_makes_a_deficit_positive():
-    assert green_budget(Site(2400, 0), cars(), gs(), compensation_amps=1.5).amps == 11.5
-    assert green_budget(Site(0, 500), cars(), gs(), compensation_amps=1.5).amps == 0.0
+    assert green_budget(make_site(2400, 0), cars(), gs(), compensation_amps=1.5).amps == 11.5
+    assert green_budget(make_site(0, 500), cars(), gs(), compensation_amps=1.5).amps == 0.0
 
 
 @pytest.mark.parametrize(
     ("site", "problem"),
     [
         (None, "no energy reading yet"),
-        (Site(5000, 0, stale=True, reason="Fronius: no reply for 75 s"), "Fronius: no reply"),
-        (Site(5000, 0, stale=True), "stale"),
-        (Site(math.nan, 0), "generation_w"),
-        (Site(5000, math.inf), "consumption_w"),
-        (Site(1e12, 0), "not plausible"),
+        (make_site(5000, 0, stale=True, reason="Fronius: no reply for 75 s"), "Fronius: no reply"),
+        (make_site(5000, 0, stale=True), "stale"),
+        (make_site(math.nan, 0), "generation_w"),
+        (make_site(5000, math.inf), "consumption_w"),
+        (make_site(1e12, 0), "not plausible"),
     ],
 )
 def test_unusable_readings_give_zero_and_say_why(site, problem):
@@ -275,7 +264,7 @@ def _steady_offers(history: list[int], last: int) -> bool:
 def test_closed_loop_draw_converges_to_the_surplus_without_oscillating():
     """Car model: draws offer - 0.8 A one step (2 s) after the offer; whole-amp offers."""
     settings_ = gs(default_voltage_v=230)
-    site = Site(230 * 14.3 + 400, 400)  # surplus 14.30 A
+    site = make_site(230 * 14.3 + 400, 400)  # surplus 14.30 A
     comp = DrawCompensator()
     offer, draw = 0, 0.0
     offers, draws = [], []
@@ -314,7 +303,9 @@ def test_closed_loop_follows_a_changing_surplus_with_the_real_controller_and_car
                 continue
             view = cars(draw, offer, 1 if draw >= 1 else 0)
             amps = comp.update(now, aimed, view, may_learn=draw >= 1)
-            budget = green_budget(Site(230 * surplus, 0), view, settings_, compensation_amps=amps)
+            budget = green_budget(
+                make_site(230 * surplus, 0), view, settings_, compensation_amps=amps
+            )
             aimed = budget.surplus_amps
             reading = SlaveReading(0x1234, 2, 32.0, 1 if draw >= 1 else 4, float(offer), draw)
             offer = ctrl.allocate(budget.amps, [reading], now)[0x1234].offer_amps
@@ -368,7 +359,7 @@ def test_budget_is_never_above_wiring_never_negative_never_nan(
         amps_offset=offset,
         consumption_offsets=(ConsumptionOffset("x", offset_w, "W"),),
     )
-    site = Site(gen, con, voltage_v=volts, stale=stale)
+    site = make_site(gen, con, voltage_v=volts, stale=stale)
     budget = green_budget(
         site,
         ChargerView(actual, offered, n, twc_volts),

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.control.sites import make_site
 from twcmaster.config import config_from_dict
 from twcmaster.control.allocation import AllocationSettings, Controller, SlaveReading
 from twcmaster.control.green import ChargerView
@@ -31,6 +32,7 @@ from twcmaster.control.policy import (
 )
 from twcmaster.settings import RuntimeSettings, ScheduleWindow, SettingsStore
 from twcmaster.sim.car import CarConfig, SimulatedCar
+from twcmaster.sources.runner import SiteReading
 
 V = 230.0
 HOUSE_W = 500.0
@@ -39,23 +41,9 @@ NOON = MONDAY.replace(hour=12)
 MON, TUE, SUN = 1, 2, 64
 
 
-@dataclass(frozen=True)
-class Site:
-    """A stand-in with the shape of sources.runner.SiteReading."""
-
-    generation_w: float
-    consumption_w: float
-    grid_w: float | None = None
-    voltage_v: float | None = None
-    at_s: float = 0.0
-    stale: bool = False
-    reason: str = ""
-    sources: tuple[str, ...] = ("test",)
-
-
-def surplus(amps: float, at_s: float = 0.0) -> Site:
+def surplus(amps: float, at_s: float = 0.0) -> SiteReading:
     """A reading whose surplus is ``amps`` at 230 V (the house takes 500 W)."""
-    return Site(V * amps + HOUSE_W, HOUSE_W, at_s=at_s)
+    return make_site(V * amps + HOUSE_W, HOUSE_W, at_s=at_s)
 
 
 def cfg(**changes) -> PolicyConfig:
@@ -361,8 +349,11 @@ def test_a_restart_with_persisted_settings_decides_the_same(tmp_path):
     ("site", "words"),
     [
         (None, "no energy reading yet"),
-        (Site(9000, 0, stale=True, reason="Fronius 192.168.1.20: no reply for 75 s"), "Fronius"),
-        (Site(math.nan, 0), "generation_w"),
+        (
+            make_site(9000, 0, stale=True, reason="Fronius 192.168.1.20: no reply for 75 s"),
+            "Fronius",
+        ),
+        (make_site(math.nan, 0), "generation_w"),
     ],
 )
 def test_a_missing_or_stale_reading_gives_the_safe_value_and_says_why(site, words):
@@ -379,13 +370,13 @@ def test_the_safe_value_can_be_configured_but_not_above_the_wiring():
     assert engine.decide(0, NOON, None, None).amps == 6
     engine = PolicyEngine(cfg(wiring_max_amps_all_twcs=5, green_energy_safe_amps=5), None,
                           force_policy=POLICY_GREEN)  # fmt: skip
-    assert engine.decide(0, NOON, Site(1, 1, stale=True), None).amps == 5
+    assert engine.decide(0, NOON, make_site(1, 1, stale=True), None).amps == 5
 
 
 def test_after_a_stale_spell_a_restart_waits_for_the_start_delay_not_the_off_time():
     engine = green_engine(min_off_time_s=3600)
     loop = started(engine)
-    loop.run(20, Site(9000, 0, stale=True, reason="meter"))
+    loop.run(20, make_site(9000, 0, stale=True, reason="meter"))
     assert set(amps(loop.budgets[-10:])) == {0.0}
     back = loop.run(60, 15.0)
     assert amps(back[:14]) == [0.0] * 14  # 28 s of the 30 s start delay
@@ -523,7 +514,7 @@ def test_reasons_are_one_sentence_with_numbers():
 
 def test_the_seed_lines_come_through_the_engine():
     engine = PolicyEngine(cfg(default_voltage_v=240), None, force_policy=POLICY_GREEN)
-    budget = engine.decide(0, NOON, Site(4956, 726), None)
+    budget = engine.decide(0, NOON, make_site(4956, 726), None)
     assert budget.lines == (
         "Green energy generates 4956W, Consumption 726W, Charger Load 0W",
         "Limiting car charging to 20.65A - 3.03A = 17.62A.",
@@ -572,7 +563,7 @@ def _metered_day(subtract: bool, lag_s: float) -> tuple[list[int], list[float]]:
         if second % 10 == 0:
             then = max(second - int(lag_s), 0)
             seen_car_w = draws[then] * V if subtract else 0.0
-            site = Site(V * 14 + HOUSE_W, HOUSE_W + seen_car_w, at_s=float(then))
+            site = make_site(V * 14 + HOUSE_W, HOUSE_W + seen_car_w, at_s=float(then))
         if second % 2 == 0:
             draw = draws[second]
             view = ChargerView(draw, float(offer), 1 if draw >= 1 else 0, None)
@@ -640,7 +631,7 @@ def test_cloudy_day_defaults_meet_the_targets():
         starts += draw >= 1 and not drawing
         drawing = draw >= 1
         if t % 10 == 0:
-            site = Site(gen_w, house_w, at_s=float(t))
+            site = make_site(gen_w, house_w, at_s=float(t))
         if t % 2 == 0:
             view = ChargerView(draw, float(offer), 1 if drawing else 0, None)
             budget = engine.decide(float(t), NOON, site, view)
@@ -658,9 +649,9 @@ wild = st.one_of(
 )
 readings = st.one_of(
     st.none(),
-    st.builds(Site, generation_w=wild, consumption_w=wild, stale=st.booleans(),
+    st.builds(make_site, generation_w=wild, consumption_w=wild, stale=st.booleans(),
               voltage_v=st.one_of(st.none(), wild), at_s=wild),
-    st.builds(Site, generation_w=st.floats(0, 15000), consumption_w=st.floats(0, 3000)),
+    st.builds(make_site, generation_w=st.floats(0, 15000), consumption_w=st.floats(0, 3000)),
 )  # fmt: skip
 views = st.one_of(
     st.none(),

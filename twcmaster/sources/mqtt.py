@@ -55,7 +55,7 @@ from twcmaster.sources.registry import (
     read_port,
     read_text,
 )
-from twcmaster.sources.url import DEFAULT_UNIT, check_path, check_unit, power_w
+from twcmaster.sources.url import DEFAULT_UNIT, check_path, check_unit, plain_text, power_w
 
 DEFAULT_PORT = 1883
 KEEPALIVE_S = 30  # the broker and paho notice a dead connection within 1.5 x this
@@ -105,7 +105,7 @@ class _Field:
         if not text.strip():
             raise ShapeError("the payload is empty")
         if self.path is None:
-            return power_w(_unquote(text.strip()), self.unit)
+            return power_w(plain_text(text), self.unit)
         try:
             document = json.loads(text)
         except ValueError as exc:
@@ -349,16 +349,6 @@ class MqttSource(Source):
 
 def _same_topic(sub: str, topic: str) -> bool:
     return sub == topic
-
-
-def _unquote(text: str) -> Any:
-    """A plain payload; a JSON number or string (``"1559.6"`` with quotes) is unwrapped."""
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    return text
 
 
 def _refusal(reason_code: Any) -> str:

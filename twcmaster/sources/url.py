@@ -221,7 +221,7 @@ class UrlSource(Source):
     def _value(self, target: str, body: str, path: JsonPath | None) -> float:
         request = f"GET {target}"
         if path is None:
-            value: Any = _plain_text(body)
+            value: Any = plain_text(body)
         else:
             try:
                 document = json.loads(body)
@@ -239,7 +239,7 @@ class UrlSource(Source):
             raise self.http.error(request, f"unexpected answer{where}: {exc}") from None
 
 
-def _plain_text(body: str) -> Any:
+def plain_text(body: str) -> Any:
     """A plain-text answer; a JSON number or JSON string (Node-RED may send either) is
     unwrapped."""
     text = body.strip()
