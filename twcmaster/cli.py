@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         "--protocol", type=int, choices=(1, 2), default=2, help="TWC protocol (default 2)"
     )
     simulate.add_argument(
+        "--no-car-api",
+        dest="car_api",
+        action="store_false",
+        help="the cars cannot be started/stopped through their API: protocol 2 cars are then "
+        "stopped with a 0 A offer, which a Tesla takes as a power cut",
+    )
+    simulate.add_argument(
         "--stale",
         action="append",
         default=[],
@@ -201,6 +208,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         policy=args.policy,
         slaves=args.slaves,
         protocol=args.protocol,
+        car_api=args.car_api,
         stale=args.stale,
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
+from twcmaster.control.carcommands import CarCommand, CarCommander, CarSeen
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
 from twcmaster.logs import get_logger
 from twcmaster.outputs.console import ConsoleStatus
@@ -48,6 +49,7 @@ class SlaveSnapshot:
     lifetime_kwh: int | None
     voltages: tuple[int, int, int] | None
     seconds_since_reply: float
+    car_command: str = ""  # the last start/stop asked of its car, e.g. "stop (budget ...)"
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Core:
         policy: Any = None,
         wallclock: Callable[[], datetime] = datetime.now,
         site: Callable[[float], Any] | None = None,
+        cars: Any = None,
         log: Any = None,
     ) -> None:
         self.config = config
@@ -112,6 +115,10 @@ class Core:
         self.console = console
         self.wallclock = wallclock
         self.site = site  # now -> the sources' combined SiteReading (None: no sources)
+        # Something with ``request(CarCommand)`` that starts/stops cars (a car API), or None:
+        # then protocol 2 cars are stopped with a 0 A offer, as TWCManager does without one.
+        self.cars = cars
+        self.car_commander = CarCommander() if cars is not None else None
         self.link_up = False
         self.budget: Budget = Budget(0.0, "starting", "no decision yet")
         self.offers: dict[int, Offer] = {}
@@ -196,6 +203,8 @@ class Core:
 
     def _on_lost(self, event: bm.SlaveLost, now: float) -> None:
         self.controller.forget(event.twcid)
+        if self.car_commander is not None:
+            self.car_commander.forget(event.twcid)
         self._last_seen.pop(event.twcid, None)
         self.offers.pop(event.twcid, None)
         self.log.warning(
@@ -300,14 +309,67 @@ class Core:
                 state=s.state,
                 reported_allowed_amps=s.allowed_amps,
                 actual_amps=s.actual_amps,
+                stop_through_car=self._stop_through_car(s),
             )
             for s in self.master.slaves.values()
         ]
         self.offers = self.controller.allocate(self.budget.amps, readings, now)
         for twcid, offer in self.offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
+        if self.car_commander is not None:
+            self._command_cars(now)
+
+    def _stop_through_car(self, slave: bm.Slave) -> bool:
+        commander = self.car_commander
+        return (
+            commander is not None
+            and slave.protocol == 2
+            and commander.stop_through_car(slave.twcid)
+        )
+
+    def _command_cars(self, now: float) -> None:
+        assert self.car_commander is not None
+        seen = [
+            CarSeen(
+                twcid=s.twcid,
+                vin=s.vin,
+                state=s.state,
+                actual_amps=s.actual_amps,
+                offer_amps=self.offers[s.twcid].offer_amps,
+                min_amps=self.controller.min_offer_amps(s.protocol),
+                car_stop_wanted=self.offers[s.twcid].car_stop_wanted,
+            )
+            for s in self.master.slaves.values()
+            if s.protocol == 2 and s.twcid in self.offers
+        ]
+        for command in self.car_commander.decide(now, seen):
+            self._send_car_command(command)
+
+    def _send_car_command(self, command: CarCommand) -> None:
+        twcid = f"{command.twcid:04X}"
+        self.log.info(
+            "car command",
+            action=command.action.value,
+            twcid=twcid,
+            vin=command.vin or "unknown",
+            reason=command.reason,
+        )
+        if self.console is not None:
+            verb = "stop" if command.action.value == "stop" else "start"
+            car = command.vin or "the car"
+            self.console.line(f"Asking {car} on TWC {twcid} to {verb} charging: {command.reason}.")
+        try:
+            self.cars.request(command)
+        except Exception as error:  # a failing car API never stops the charging control
+            self.log.error("car command failed", twcid=twcid, error=repr(error))
 
     # -- status
+
+    def _car_command_text(self, twcid: int, now: float) -> str:
+        command = self.car_commander.last_command(twcid) if self.car_commander else None
+        if command is None:
+            return ""
+        return f"{command.action.value} {now - command.at_s:.0f}s ago ({command.reason})"
 
     def snapshot(self, now: float) -> Snapshot:
         slaves = tuple(
@@ -325,6 +387,7 @@ class Core:
                 lifetime_kwh=s.lifetime_kwh,
                 voltages=s.voltages,
                 seconds_since_reply=round(now - s.last_rx_s, 3),
+                car_command=self._car_command_text(s.twcid, now),
             )
             for s in self.master.slaves.values()
         )

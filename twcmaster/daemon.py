@@ -30,6 +30,7 @@ class Daemon:
         policy: Any = None,
         sources: Any = None,
         site: Callable[[float], Any] | None = None,
+        cars: Any = None,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
     ) -> None:
@@ -39,7 +40,7 @@ class Daemon:
         self.sources = sources  # a SourceRunner, or None (fixed budget / no green sources)
         if site is None and sources is not None:
             site = sources.combined  # else: the demo's sky, or no green input at all
-        self.core = Core(config, console=console, policy=policy, site=site, log=self.log)
+        self.core = Core(config, console=console, policy=policy, site=site, cars=cars, log=self.log)
         self.master = self.core.master  # the bus master, for status and tests
         self.port = port or config.rs485.port
         self.transport = SerialTransport(
@@ -157,7 +158,9 @@ def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     asyncio.run(guarded())
 
 
-def build_daemon(config: AppConfig, console: ConsoleStatus, *, port: str | None = None) -> Daemon:
+def build_daemon(
+    config: AppConfig, console: ConsoleStatus, *, port: str | None = None, cars: Any = None
+) -> Daemon:
     """The daemon as ``twcmaster run`` starts it: energy sources, the policy engine with the
     runtime settings in ``<settingsPath>/settings.json``, the bus."""
     import os
@@ -172,4 +175,4 @@ def build_daemon(config: AppConfig, console: ConsoleStatus, *, port: str | None 
     store = SettingsStore(os.path.join(config.settings_path, "settings.json"))
     policy_config = PolicyConfig.from_app_config(config, green_sources_configured=bool(sources))
     policy = PolicyEngine(policy_config, store)
-    return Daemon(config, port=port, console=console, policy=policy, sources=runner)
+    return Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)

@@ -2,7 +2,8 @@
 
 The simulated bus is served on the master side of a pty pair and the daemon opens the pty's
 slave path through its ordinary serial transport, so the demo runs the very code path of
-``twcmaster run`` with a USB adapter: pyserial, framing, timing and all.
+``twcmaster run`` with a USB adapter: pyserial, framing, timing and all. The simulated cars
+are Teslas the daemon starts and stops through a simulated car API (§6.7, protocol 2).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import asyncio
 import tempfile
 
 from twcmaster.config import LoadedConfig, config_from_dict
+from twcmaster.control.carcommands import CarCommand
 from twcmaster.daemon import Daemon, build_daemon, run_until_signalled, start_outputs
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import DemoScenario, SimulatedBus, make_slaves
+from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.runner import PtyBus
 
 #: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC, 230 V
@@ -64,26 +67,46 @@ async def _demo(
     tty_path = sim.path
     ids = ", ".join(f"{s.twcid:04X}" for s in bus.slaves)
     console.line(f"Demo: {count} simulated TWC(s) {ids} (protocol {protocol}) on {tty_path}")
-    daemon = _demo_daemon(loaded, tty_path, console, loop)
-    cars = asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars")
+    cars = RealTimeCarApi(SimulatedCarApi(bus.slaves), loop)
+    daemon = _demo_daemon(loaded, tty_path, console, loop, cars)
+    comings = asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars")
     try:
         await daemon.run(seconds)
     finally:
-        cars.cancel()
-        await asyncio.gather(cars, return_exceptions=True)
+        comings.cancel()
+        await asyncio.gather(comings, return_exceptions=True)
         await sim.close()
         _summary(daemon, bus, console, loop.time())
 
 
+class RealTimeCarApi:
+    """The simulated car API in real time: each request takes effect on the event loop after
+    its delay (the simulated slaves run on the loop's clock)."""
+
+    def __init__(self, api: SimulatedCarApi, loop: asyncio.AbstractEventLoop) -> None:
+        self.api = api
+        self.loop = loop
+
+    def request(self, command: CarCommand) -> None:
+        self.api.request(command)
+        due_s = self.api.next_due_s()
+        if due_s is not None:
+            self.loop.call_at(due_s, lambda: self.api.apply_due(self.loop.time()))
+
+
 def _demo_daemon(
-    loaded: LoadedConfig, tty_path: str, console: ConsoleStatus, loop: asyncio.AbstractEventLoop
+    loaded: LoadedConfig,
+    tty_path: str,
+    console: ConsoleStatus,
+    loop: asyncio.AbstractEventLoop,
+    cars: RealTimeCarApi,
 ) -> Daemon:
     """With energy sources in the config, the daemon exactly as ``twcmaster run`` builds it;
     otherwise the built-in sky (a fair-weather day from 10:00 on, in real time) feeds
     Track Green Energy, so the demo shows charging from the sun without any hardware."""
     config = loaded.settings
     if config.raw_section("sources"):
-        return build_daemon(config, console, port=tty_path)
+        return build_daemon(config, console, port=tty_path, cars=cars)
     from twcmaster.control.policy import PolicyConfig, PolicyEngine
     from twcmaster.sim.sky import Sky, builtin_profile
 
@@ -93,7 +116,15 @@ def _demo_daemon(
         PolicyConfig.from_app_config(config), None, force_policy="Track Green Energy"
     )
     console.line(f"Demo sky: {sky_description()} from 10:00, in real time")
-    return Daemon(config, port=tty_path, console=console, policy=policy, site=site, clock=loop.time)
+    return Daemon(
+        config,
+        port=tty_path,
+        console=console,
+        policy=policy,
+        site=site,
+        cars=cars,
+        clock=loop.time,
+    )
 
 
 def sky_description() -> str:

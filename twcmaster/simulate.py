@@ -56,6 +56,7 @@ from twcmaster.core import Core
 from twcmaster.protocol import codec, messages
 from twcmaster.sim.bus import BYTE_TIME_S, SimulatedBus, make_slaves
 from twcmaster.sim.car import CarPhase
+from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.sky import Outage, Profile, Sky
 
 #: The issue's reference case: one TWC on a 40 A breaker (32 A continuous), 230 V single
@@ -119,6 +120,8 @@ class SimulationResult:
     cars_kwh: tuple[float, ...]  # each car's own energy counter
     car_interruptions: int  # power cuts under a charging car (P2 0 A, lost heartbeats)
     car_refusing_s: float  # time cars refused to charge after too many interruptions
+    car_api: bool  # the daemon could start/stop the cars through their (simulated) API
+    car_api_requests: int  # start/stop requests it made
     stale_s: float  # time the policy saw a stale reading (injected outages)
     heartbeats: int  # heartbeats the slaves heard
     longest_heartbeat_gap_s: float
@@ -164,7 +167,8 @@ class SimulationResult:
             f"             ({IDEAL_DEFINITION})",
             f"  behaviour: {self.charge_starts} charge start(s), {self.charge_stops} stop(s), "
             f"{self.offer_changes} offer change(s), {self.car_interruptions} interruption(s)"
-            + (f", cars refused {self.car_refusing_s:.0f} s" if self.car_refusing_s else ""),
+            + (f", cars refused {self.car_refusing_s:.0f} s" if self.car_refusing_s else "")
+            + (f", {self.car_api_requests} car API request(s)" if self.car_api else ", no car API"),
             f"  bus:       {self.heartbeats} heartbeat(s), longest gap "
             f"{self.longest_heartbeat_gap_s:.2f} s"
             + (f"; stale readings {self.stale_s:.0f} s" if self.stale_s else ""),
@@ -237,6 +241,7 @@ class DaySimulation:
         policy: Any = None,
         policy_name: str | None = None,
         protocol: int = 2,
+        car_api: bool = True,
         seed: int = 0,
         start_s: float | None = None,
         end_s: float | None = None,
@@ -269,6 +274,9 @@ class DaySimulation:
             )
         )
         self.cars = [slave.car for slave in self.bus.slaves]
+        # The simulated cars are Teslas the daemon can start and stop through their API, as
+        # TWCManager does by default (§6.7); without it a P2 car is stopped by a 0 A offer.
+        self.car_api = SimulatedCarApi(self.bus.slaves) if car_api else None
         self.log = _QuietLog()
         if policy is None:
             policy, policy_name = make_policy(config, policy_name)
@@ -278,6 +286,7 @@ class DaySimulation:
             policy=policy,
             wallclock=self._wallclock,
             site=self._site,
+            cars=self.car_api,
             log=self.log,
         )
         self.totals = _Totals()
@@ -324,10 +333,12 @@ class DaySimulation:
         while True:
             tick_s = self._next_tick
             bus_s = bus.next_event_s()
+            car_s = self.car_api.next_due_s() if self.car_api is not None else None
             t = min(
                 tick_s,
                 self._wake_s,
                 math.inf if bus_s is None else bus_s,
+                math.inf if car_s is None else car_s,
                 to_bus[0][0] if to_bus else math.inf,
                 to_core[0][0] if to_core else math.inf,
             )
@@ -336,6 +347,8 @@ class DaySimulation:
             self.now = t
             # In wire order: what the master said reaches the slaves, the slaves answer,
             # their bytes reach the master, the master runs, then the second is accounted.
+            if car_s is not None and car_s <= t:
+                self.car_api.apply_due(t)
             while to_bus and to_bus[0][0] <= t:
                 bus.receive(to_bus.pop(0)[1], t)
             if bus_s is not None and bus_s <= t:
@@ -475,6 +488,8 @@ class DaySimulation:
             cars_kwh=tuple(car.energy_kwh for car in self.cars),
             car_interruptions=sum(car.interruptions for car in self.cars),
             car_refusing_s=totals.refusing_s,
+            car_api=self.car_api is not None,
+            car_api_requests=len(self.car_api.requests) if self.car_api is not None else 0,
             stale_s=totals.stale_s,
             heartbeats=sum(len(s.stats.heartbeat_times_s) for s in self.bus.slaves),
             longest_heartbeat_gap_s=max(gaps, default=0.0),
@@ -604,6 +619,7 @@ def run_command(
     policy: str | None = None,
     slaves: int = 1,
     protocol: int = 2,
+    car_api: bool = True,
     stale: Sequence[str] = (),
     out: Any = None,
     err: Any = None,
@@ -646,6 +662,7 @@ def run_command(
         policy=policy_engine,
         policy_name=name,
         protocol=protocol,
+        car_api=car_api,
         outages=outages,
         progress=progress,
     )

@@ -9,9 +9,11 @@ from itertools import pairwise
 
 from twcmaster.config import config_from_dict
 from twcmaster.daemon import Daemon
+from twcmaster.demo import RealTimeCarApi
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import SimulatedBus
 from twcmaster.sim.car import SimulatedCar
+from twcmaster.sim.carapi import CarApiSettings, SimulatedCarApi
 from twcmaster.sim.runner import PtyBus
 from twcmaster.sim.slave import SimulatedSlave
 
@@ -35,9 +37,14 @@ def slave(
 
 class Rig:
     def __init__(
-        self, config: dict | None = None, rs485: dict | None = None, link_path: str | None = None
+        self,
+        config: dict | None = None,
+        rs485: dict | None = None,
+        link_path: str | None = None,
+        car_api: CarApiSettings | None = None,
     ) -> None:
         self.config = {**WIRING, **(config or {})}
+        self.car_api_settings = car_api  # None: no car API
         self.rs485 = rs485 or {}
         self.link_path = link_path
         self.lines: list[str] = []
@@ -59,7 +66,11 @@ class Rig:
             "/tmp",
         )
         console = ConsoleStatus(_Lines(self.lines), clock=loop.time)
-        self.daemon = Daemon(loaded.settings, console=console, clock=loop.time)
+        self.car_api = None
+        if self.car_api_settings is not None:
+            self.car_api = SimulatedCarApi(self.bus.slaves, self.car_api_settings)
+        cars = RealTimeCarApi(self.car_api, loop) if self.car_api is not None else None
+        self.daemon = Daemon(loaded.settings, console=console, cars=cars, clock=loop.time)
         daemon_task = asyncio.create_task(self.daemon.run())
         try:
             if during is not None:

@@ -148,3 +148,52 @@ def test_garbage_on_the_bus_is_skipped():
     asyncio.run(scenario())
     assert 0x1234 in rig.daemon.master.slaves
     assert rig.bus.slaves[0].car.actual_amps > 4.0
+
+
+def test_protocol_2_car_is_stopped_and_started_through_its_api_without_a_power_cut():
+    """Budget 16 A, then 0 A, then 16 A again, to a P2 car with a (simulated) car API: the
+    daemon keeps it at 6 A and asks it to stop, offers 0 A only once it draws nothing, and
+    asks it to start when the budget is back. The car is never cut under load (§6.7)."""
+    from twcmaster.control.carcommands import CarAction, CarCommandSettings
+    from twcmaster.control.policy import FixedBudget
+    from twcmaster.sim.car import CarPhase
+    from twcmaster.sim.carapi import CarApiSettings
+
+    rig = Rig({"nonScheduledAmpsMax": 16, "startStopDelay": 0}, car_api=CarApiSettings(1.0))
+    seen: list[tuple[str, int, float]] = []
+
+    async def during(rig: Rig) -> None:
+        core = rig.daemon.core
+        core.car_commander.settings = CarCommandSettings(min_interval_s=5.0, start_after_s=3.0)
+        s = rig.bus.slaves[0]
+
+        async def until(condition, timeout_s: float) -> None:
+            end = rig.loop.time() + timeout_s
+            while not condition():
+                assert rig.loop.time() < end, f"timed out: {seen[-3:]}"
+                await asyncio.sleep(0.2)
+                offer = core.offers.get(s.twcid)
+                seen.append((s.car.phase.value, offer.offer_amps if offer else -1, s.actual_amps))
+
+        await until(lambda: s.actual_amps > 12, 20)
+        core.policy = FixedBudget(0, "test: no budget")
+        await until(lambda: s.car.phase is CarPhase.STOPPED, 15)
+        await until(lambda: core.offers[s.twcid].offer_amps == 0, 15)
+        core.policy = FixedBudget(16, "test: budget back")
+        await until(lambda: s.actual_amps > 12, 25)
+
+    async def scenario():
+        await rig.run([slave(0x2222, 2)], 60.0, during)
+
+    asyncio.run(scenario())
+    actions = [c.action for c in rig.car_api.requests]
+    assert actions == [CarAction.STOP, CarAction.START]
+    s = rig.bus.slaves[0]
+    assert s.car.interruptions == 0
+    # While it was being stopped it kept 6 A (never 0 A under load).
+    assert all(offer != 0 or amps < 1.0 for phase, offer, amps in seen if phase == "charging")
+    assert any(
+        f"Asking {s.car.vin} on TWC 2222" in line and "to stop charging" in line
+        for line in rig.lines
+    ), rig.lines[-20:]
+    check_safe_and_quiet(rig)

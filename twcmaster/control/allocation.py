@@ -22,6 +22,9 @@ One call runs four steps, each of which can only narrow what the step before it 
    * Stop hold (startStopDelay, §6.3): a charging car that the budget would cut to 0 keeps
      its minimum while it started less than ``stop_hold_s`` ago (beyond the budget, never
      beyond the wiring).
+   * Stop through the car (``SlaveReading.stop_through_car``, protocol 2 with a car API,
+     ``carcommands.py``): a charging car the budget cuts to 0 keeps its minimum in the same
+     way until it has stopped drawing, and its offer says ``car_stop_wanted``.
 2. **Shape** (per slave): the spike workaround (§6.4) and the 5 s lower hold (§6.3). A spike
    is held at least 5 s whatever ``lower_hold_s`` says, and may only use wiring headroom that
    the other slaves' plans leave spare.
@@ -89,7 +92,7 @@ class AllocationSettings:
     spike_amps_proactively: bool = True
     spike_amps_reactively: bool = True
     spike_amps: int | None = None  # None: 21 if the slave's link-ready max >= 80 A else 16
-    lower_hold_s: float = 5.0  # no decrease sooner than this after the last change (but safety)
+    lower_hold_s: float = 5.0  # no decrease sooner than this after the last raise (but safety)
     stop_hold_s: float = 60.0  # startStopDelay: keep a car that just started at its minimum
     charging_threshold_amps: float = 1.0
     charging_debounce_s: float = 5.0
@@ -125,6 +128,9 @@ class SlaveReading:
     state: int  # S0 of its last heartbeat (0 idle, 1 charging, 2 error, 3, 4, 8 ... §4.2)
     reported_allowed_amps: float  # S1-S2: the limit the slave last accepted
     actual_amps: float  # S3-S4: what the car draws
+    #: A 0 A offer does not stop this car (protocol 2, §6.7) but the car API can: when the
+    #: budget drops it, keep its minimum (within the wiring) until the car has stopped.
+    stop_through_car: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,7 @@ class Offer:
     offer_amps: int  # whole amps; 0 or >= the effective minimum
     desired_amps: float  # the plan's amount (step 1), before spike, hold and wiring gate
     reason: str  # short and human: which rule decided offer_amps
+    car_stop_wanted: bool = False  # kept at its minimum only until the car API stops it
 
 
 @dataclass
@@ -141,6 +148,7 @@ class _Track:
 
     last_offer: int | None = None  # None: never offered
     last_change_s: float | None = None  # when last_offer last changed
+    last_raise_s: float | None = None  # when last_offer last went up
     on_since_s: float | None = None  # when the offer last went from 0 to > 0
     reported_amps: float = 0.0
     last_seen_s: float | None = None
@@ -172,6 +180,7 @@ class _Work:
     target: int = 0  # step 1
     reason: str = ""
     stop_held: bool = False
+    car_stop: bool = False  # stop_held while the car API stops it (not the startStopDelay)
     cand: int = 0  # step 2
     cand_reason: str = ""
     fallback: int | None = None  # plain target to try when a spike does not fit
@@ -333,6 +342,17 @@ class Controller:
                 minimums += w.min_amps
                 w.stop_held = True
                 charging.append(w)
+            elif (
+                w.charging
+                and w.reading.stop_through_car
+                and w.prev > 0
+                and minimums + w.min_amps <= wiring
+            ):
+                # A power cut would not stop it cleanly (§6.7): its minimum, beyond the budget
+                # but never the wiring, until the car API has stopped it.
+                minimums += w.min_amps
+                w.stop_held = w.car_stop = True
+                charging.append(w)
             else:
                 w.target = 0
                 w.reason = f"budget {budget}A has no room for another {w.min_amps}A minimum: 0"
@@ -344,7 +364,9 @@ class Controller:
         )
         level = _water_fill(charging, max(room, 0))
         for w in charging:
-            if w.stop_held:
+            if w.car_stop:
+                w.reason = f"minimum {w.target}A until the car stops (asked through its API)"
+            elif w.stop_held:
                 left = self._stop_hold_left(w, now)
                 w.reason = f"stop hold: minimum {w.target}A for {left:.0f}s more"
             elif w.target == w.cap and level >= w.cap:
@@ -397,7 +419,10 @@ class Controller:
                 w.cand_reason = f"spike {spike}A due in {SPIKE_HOLD_S - since:.0f}s; kept {w.prev}A"
 
         if w.cand < w.prev and not w.error and w.valid(w.prev):
-            if since < s.lower_hold_s:
+            # The hold damps a raise followed at once by a lower (a surplus hovering at an amp
+            # boundary); a lower that follows a lower (a falling surplus) goes through.
+            since_raise = math.inf if track.last_raise_s is None else now - track.last_raise_s
+            if since_raise < s.lower_hold_s:
                 w.cand_reason = f"held {s.lower_hold_s:g}s before lowering to {w.cand}A"
             elif track.spiked and since < SPIKE_HOLD_S:
                 w.cand_reason = f"spike held {SPIKE_HOLD_S:g}s before lowering to {w.cand}A"
@@ -536,16 +561,18 @@ class Controller:
             track.reactive_spike_s = now
         if track.last_offer is None:
             if new > 0:
-                track.last_change_s = now
+                track.last_change_s = track.last_raise_s = now
                 track.on_since_s = now
         elif new != track.last_offer:
             track.last_change_s = now
+            if new > track.last_offer:
+                track.last_raise_s = now
             if track.last_offer == 0:
                 track.on_since_s = now
         if new == 0:
             track.on_since_s = None
         track.last_offer = new
-        return Offer(w.reading.twcid, new, float(w.target), w.cand_reason)
+        return Offer(w.reading.twcid, new, float(w.target), w.cand_reason, w.car_stop and new > 0)
 
 
 def _clamp_budget(budget_amps: float, wiring: int) -> int:

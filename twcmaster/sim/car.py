@@ -60,6 +60,7 @@ class CarPhase(enum.Enum):
     STARTING = "starting"  # usable offer, waking up / ramping below STARTED_AMPS
     CHARGING = "charging"
     FULL = "full"  # reached its charge limit
+    STOPPED = "stopped"  # told to stop from the car's app or API: waits for a start command
     REFUSING = "refusing"  # interrupted too often: wants to be re-plugged (§6.7, §3.5)
 
 
@@ -131,6 +132,8 @@ class SimulatedCar:
         self._started = False  # reached STARTED_AMPS under the current offer
         self._full = False
         self._interruptions = 0
+        self._charge_enabled = True  # False after a stop from the app/API, until a start
+        self._idle_since_s: float | None = None  # since when it has drawn nothing
 
     # --- plug ---------------------------------------------------------------------------------
 
@@ -143,6 +146,7 @@ class SimulatedCar:
         self._plugged = True
         self._last_s = now_s
         self._interruptions = 0
+        self._charge_enabled = True  # a Tesla starts on plug-in, whatever it was told before
         self._reset_session()
 
     def unplug(self, now_s: float) -> None:
@@ -177,6 +181,8 @@ class SimulatedCar:
             return CarPhase.REFUSING
         if self._full:
             return CarPhase.FULL
+        if not self._charge_enabled:
+            return CarPhase.STOPPED
         if self._ready_at_s is None:
             return CarPhase.WAITING
         return CarPhase.CHARGING if self._started else CarPhase.STARTING
@@ -186,6 +192,26 @@ class SimulatedCar:
         ``max_interruptions`` of those in one session the car refuses to charge (§6.7)."""
         if self.phase in (CarPhase.STARTING, CarPhase.CHARGING):
             self._interruptions += 1
+
+    @property
+    def charge_enabled(self) -> bool:
+        """False after ``charge_stop`` until ``charge_start`` or a new plug-in."""
+        return self._charge_enabled
+
+    def charge_stop(self) -> None:
+        """The car stops charging on its own (app or API): a clean stop, not an interruption.
+        It ramps down and then waits, whatever the TWC offers, for ``charge_start`` (§6.7)."""
+        self._charge_enabled = False
+
+    def charge_start(self) -> None:
+        """The car takes current again as soon as the TWC offers enough."""
+        self._charge_enabled = True
+
+    def idle_s(self, now_s: float) -> float:
+        """How long it has drawn nothing (0 while drawing; a car asleep needs a wake-up)."""
+        if self._idle_since_s is None:
+            return 0.0
+        return max(0.0, now_s - self._idle_since_s)
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -210,11 +236,15 @@ class SimulatedCar:
         amp_seconds += self._ramp(duration_s, target)
         if self._draw_amps >= STARTED_AMPS and self._ready_at_s is not None:
             self._started = True
+        if self._draw_amps > 0.0:
+            self._idle_since_s = None
+        elif self._idle_since_s is None:
+            self._idle_since_s = now_s
         self._add_energy(amp_seconds, voltage_v, phases)
         return self._draw_amps
 
     def _target_amps(self, allowed_amps: float, since_s: float) -> float:
-        if self.phase in (CarPhase.UNPLUGGED, CarPhase.REFUSING, CarPhase.FULL):
+        if self.phase in (CarPhase.UNPLUGGED, CarPhase.REFUSING, CarPhase.FULL, CarPhase.STOPPED):
             self._ready_at_s = None
             if not self._plugged:
                 self._draw_amps = 0.0

@@ -249,8 +249,8 @@ class SimulatedSlave:
         phase = self.car.phase
         if now_s - self._plugged_at_s < PLUG_IN_SETTLE_S or self._stopped or self._relay_open:
             return State.DO_NOT_CHARGE
-        if phase in (CarPhase.FULL, CarPhase.REFUSING):
-            return State.DO_NOT_CHARGE
+        if phase in (CarPhase.FULL, CarPhase.REFUSING, CarPhase.STOPPED):
+            return State.DO_NOT_CHARGE  # §4.2: 03 "stays there after the car's own stop"
         if self._limit_centiamps == 0:
             return State.READY_TO_CHARGE  # asking for an allocation (§4.2)
         if phase is CarPhase.STARTING:
