@@ -52,10 +52,17 @@ class Source:
 
     name: str = "source"
     push: bool = False  # True: readings arrive by themselves (MQTT); no fetch()
+    default_interval_s: float = DEFAULT_INTERVAL_S  # when the section gives no ``interval``
 
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         self.config = config
         self.timing = timing
+
+    @classmethod
+    def check(cls, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Problems of its config section as (key, message), for ``check-config``; the
+        timing keys are checked for every source by the registry."""
+        return []
 
     def fetch(self) -> Reading:
         """Blocking: ask the device once. Raise ``SourceError`` on any failure."""
@@ -68,6 +75,9 @@ class Source:
 
     def stop(self) -> None:  # pragma: no cover - push sources only
         pass
+
+    def close(self) -> None:
+        """Release what it holds (HTTP sessions); called once when the daemon stops."""
 
     def describe(self) -> str:
         """Where it reads from, for logs (never a password or token)."""

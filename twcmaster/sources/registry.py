@@ -32,7 +32,6 @@ from typing import Any
 
 from twcmaster.sources import SOURCE_MODULES
 from twcmaster.sources.base import (
-    DEFAULT_INTERVAL_S,
     DEFAULT_MAX_AGE_S,
     DEFAULT_TIMEOUT_S,
     Source,
@@ -95,10 +94,8 @@ def check_sources(sources_section: Any) -> list[Problem]:
         except (ImportError, AttributeError) as exc:
             problems.append((path, f"cannot load {SOURCE_MODULES[name]}: {exc}"))
             continue
-        problems.extend(_prefixed(path, check_timing(config, _default_interval(cls))))
-        check = getattr(cls, "check", None)
-        if check is not None:
-            problems.extend(_prefixed(path, check(config)))
+        problems.extend(_prefixed(path, check_timing(config, cls.default_interval_s)))
+        problems.extend(_prefixed(path, cls.check(config)))
     return problems
 
 
@@ -111,7 +108,7 @@ def build_sources(sources_section: Mapping[str, Any] | None) -> list[Source]:
     for name, config in (sources_section or {}).items():
         if name in SOURCE_MODULES and config.get("enabled", False):
             cls = load_source_class(name)
-            built.append(cls(config, source_timing(config, _default_interval(cls))))
+            built.append(cls(config, source_timing(config, cls.default_interval_s)))
     return built
 
 
@@ -299,10 +296,6 @@ def check_file(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
 
 
 # ------------------------------------------------------------------------- internals
-
-
-def _default_interval(cls: type) -> float:
-    return float(getattr(cls, "default_interval_s", DEFAULT_INTERVAL_S))
 
 
 def _prefixed(path: str, problems: list[Problem]) -> list[Problem]:

@@ -161,12 +161,10 @@ class SourceRunner:
                         source=state.source.name,
                         error=problem,
                     )
-            close = getattr(state.source, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    self._log.exception("closing energy source failed", source=state.source.name)
+            try:
+                state.source.close()
+            except Exception:
+                self._log.exception("closing energy source failed", source=state.source.name)
 
     # -- readings ------------------------------------------------------------------
 
