@@ -349,6 +349,7 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
         "nonScheduledAmpsMax spikeAmpsProactively spikeAmpsReactively spikeAmps"
         " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay"
         " greenEnergyMinOnTime greenEnergyMinOffTime greenEnergySmoothingSeconds"
+        " greenEnergyRaiseDelay"
     ),
     "interface": {"RS485": _keys("masterTWCID masterSign trailerByte")},
     "logging": _keys("format"),
@@ -377,7 +378,7 @@ _USED_CONFIG_KEYS = frozenset(
     " greenEnergyFlexAmps useFlexAmpsToStartCharge baud rs485adapter"
     " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset greenEnergyLatch"
     " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
-    " greenEnergyMinOffTime greenEnergySmoothingSeconds".split()
+    " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay".split()
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console"}
@@ -599,6 +600,7 @@ class AppConfig:
     green_energy_min_on_time_s: float = 1800.0
     green_energy_min_off_time_s: float = 60.0
     green_energy_smoothing_s: float = 0.0  # 0 = off
+    green_energy_raise_delay_s: float = 20.0
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""
@@ -817,6 +819,9 @@ def _parse_green(cfg: _Section, wiring: WiringConfig | None) -> dict[str, Any]:
         ),
         green_energy_smoothing_s=cfg.number(
             "greenEnergySmoothingSeconds", 0.0, seconds, at_least_0
+        ),
+        green_energy_raise_delay_s=cfg.number(
+            "greenEnergyRaiseDelay", 20.0, seconds, at_least_0
         ),
     )  # fmt: skip
 

@@ -147,7 +147,8 @@ def test_policy_config_from_the_typed_config_json():
                 "greenEnergySafeAmps": 6, "greenEnergyLatch": 10, "greenEnergyStartDelay": 45,
                 "greenEnergyMinOnTime": 600, "greenEnergyMinOffTime": 120,
                 "greenEnergySmoothingSeconds": 5, "greenEnergyStartMarginAmps": 1,
-                "defaultVoltage": 230, "numberOfPhases": 3, "nonScheduledAmpsMax": 10,
+                "greenEnergyRaiseDelay": 30, "defaultVoltage": 230, "numberOfPhases": 3,
+                "nonScheduledAmpsMax": 10,
             }
         },
         "/tmp",
@@ -159,7 +160,7 @@ def test_policy_config_from_the_typed_config_json():
         treat_generation_as_grid_delivery=False, green_energy_amps_offset=1.5,
         green_energy_safe_amps=6, start_margin_amps=1, start_delay_s=45,
         start_stop_delay_s=90, min_on_time_s=600, min_off_time_s=120, flex_amps=2,
-        use_flex_amps_to_start_charge=True, smoothing_s=5, latch_s=600,
+        use_flex_amps_to_start_charge=True, smoothing_s=5, raise_delay_s=30, latch_s=600,
         green_sources_configured=False,
     )  # fmt: skip
 
@@ -532,6 +533,36 @@ def test_rises_below_a_whole_amp_wait_and_falls_are_followed_at_once():
     assert fall[0].amps < settled  # no wait for a fall
     rise = loop.run(2, 14.0)
     assert rise[0].amps >= settled + 1
+
+
+def test_a_load_switching_every_few_seconds_does_not_pull_the_budget_along():
+    """An induction hob: 9 A of the surplus gone for 5 s, back for 5 s. The budget falls at
+    once and stays down; once the switching stops it rises greenEnergyRaiseDelay later."""
+    loop = started(green_engine(), amps_=20.0)
+    high = loop.budgets[-1].amps
+    pulsing = []
+    for _ in range(12):
+        pulsing += loop.run(5, 11.0, step=1.0) + loop.run(5, 20.0, step=1.0)
+    assert pulsing[0].amps < high - 8  # the first fall at once
+    assert max(amps(pulsing[1:])) < high - 8  # no rise while it keeps falling
+    assert "greenEnergyRaiseDelay" in pulsing[-1].reason
+    steady = loop.run(30, 20.0, step=1.0)  # the last fall was 10 s before it
+    assert steady[8].amps < high - 8 and steady[11].amps >= high - 1  # 20 s after the fall
+
+
+def test_a_rise_after_a_steady_spell_is_not_delayed():
+    loop = started(green_engine(), amps_=12.0)
+    loop.run(60, 12.0)
+    rise = loop.run(2, 20.0)
+    assert rise[0].amps > 19
+
+
+def test_without_a_raise_delay_the_budget_follows_the_switching_load():
+    loop = started(green_engine(raise_delay_s=0), amps_=20.0)
+    high = loop.budgets[-1].amps
+    loop.run(5, 11.0, step=1.0)
+    back = loop.run(5, 20.0, step=1.0)
+    assert back[0].amps >= high - 1
 
 
 def test_a_far_off_charge_now_end_does_not_break_the_reason(tmp_path):
