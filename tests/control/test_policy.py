@@ -707,6 +707,7 @@ configs = st.builds(
     flex_amps=st.floats(0, 20),
     use_flex_amps_to_start_charge=st.booleans(),
     smoothing_s=st.floats(0, 60),
+    raise_delay_s=st.floats(0, 60),
     latch_s=st.floats(0, 600),
     green_sources_configured=st.booleans(),
 )
