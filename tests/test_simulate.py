@@ -224,6 +224,32 @@ def test_cli_reports_bad_input(tmp_path):
     assert done.returncode == 2 and "unknown policy" in done.stderr
 
 
+def _on_off_sun(tmp_path, cycles: int) -> Profile:
+    """4 kW of surplus for 40 min, then none for 10 min, ``cycles`` times: a green stop each."""
+    rows = ["timestamp_s,generation_w,consumption_w"]
+    for i in range(cycles):
+        rows += [f"{i * 3000},4300,300", f"{i * 3000 + 2400},0,300"]
+    rows.append(f"{cycles * 3000},0,300")
+    path = tmp_path / "on-off.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return load_profile(str(path))
+
+
+def test_protocol_2_green_stops_go_through_the_car_api_without_power_cuts(tmp_path):
+    result = simulate(simulation_config().settings, _on_off_sun(tmp_path, 5))
+    assert result.charge_stops == 5 and result.charge_starts == 5
+    assert result.car_interruptions == 0 and result.car_refusing_s == 0
+    assert result.car_api_requests == 9  # 5 stops, 4 starts (the first start is the car's own)
+
+
+def test_protocol_2_without_a_car_api_loses_the_car_after_the_cuts(tmp_path):
+    """The 0 A fallback: each green stop cuts the power under the car (the simulated P2
+    slave's default), and after the 4th the car refuses until it is re-plugged."""
+    result = simulate(simulation_config().settings, _on_off_sun(tmp_path, 5), car_api=False)
+    assert result.car_interruptions == 4 and result.car_refusing_s > 0
+    assert result.charge_starts == 4 and result.car_api_requests == 0
+
+
 # --- the shipped cloudy day, whole (~20 s of simulation, run once for both tests) ----------
 
 
