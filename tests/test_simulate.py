@@ -250,6 +250,18 @@ def test_protocol_2_without_a_car_api_loses_the_car_after_the_cuts(tmp_path):
     assert result.charge_starts == 4 and result.car_api_requests == 0
 
 
+def test_a_car_api_that_does_nothing_falls_back_to_0_a_with_a_warning(tmp_path):
+    """The API is down: three stop requests a minute apart, then the 0 A offer (a cut under
+    the simulated P2 car), and a warning that says so."""
+    from twcmaster.sim.carapi import CarApiSettings
+
+    sim = DaySimulation(simulation_config().settings, Sky(_on_off_sun(tmp_path, 1)))
+    sim.car_api.settings = CarApiSettings(online=False)
+    result = sim.run()
+    assert result.car_api_requests == 3 and result.car_interruptions == 1
+    assert any("after 3 stop requests through its API" in w for w in result.warnings)
+
+
 # --- the shipped cloudy day, whole (~20 s of simulation, run once for both tests) ----------
 
 

@@ -344,6 +344,11 @@ class Core:
         ]
         for command in self.car_commander.decide(now, seen):
             self._send_car_command(command)
+        for twcid, message in self.car_commander.notices:
+            self.log.warning(message, twcid=f"{twcid:04X}")
+            if self.console is not None:
+                self.console.line(f"TWC {twcid:04X}: {message}.")
+        self.car_commander.notices.clear()
 
     def _send_car_command(self, command: CarCommand) -> None:
         twcid = f"{command.twcid:04X}"
@@ -355,9 +360,10 @@ class Core:
             reason=command.reason,
         )
         if self.console is not None:
-            verb = "stop" if command.action.value == "stop" else "start"
             car = command.vin or "the car"
-            self.console.line(f"Asking {car} on TWC {twcid} to {verb} charging: {command.reason}.")
+            self.console.line(
+                f"Asking {car} on TWC {twcid} to {command.action.value} charging: {command.reason}."
+            )
         try:
             self.cars.request(command)
         except Exception as error:  # a failing car API never stops the charging control

@@ -46,6 +46,9 @@ def test_requests_for_one_twc_are_a_minute_apart_and_the_car_is_given_up_after_t
     times = [t for t in range(0, 400, 2) if commander.decide(float(t), [drawing_on])]
     assert times == [0, 60, 120]  # three stops, a minute apart, then it gives up
     assert not commander.stop_through_car(A)  # the controller may now offer 0 A
+    assert commander.notices == [
+        (A, "the car still draws 5.2A after 3 stop requests through its API: offering 0 A instead")
+    ]
     # The fallback (0 A) is under way while the car still draws; it is not re-armed ...
     assert commander.decide(400.0, [seen(offer=0, actual=5.2)]) == []
     assert not commander.stop_through_car(A)
@@ -102,6 +105,7 @@ def test_starts_give_up_after_three_and_errors_are_not_started():
         if commander.decide(float(t), [seen(state=3, actual=0.0, offer=6)])
     ]
     assert starts == [60, 120, 180]
+    assert "did not start after 3 start requests" in commander.notices[-1][1]
     commander = CarCommander()
     commander.decide(0.0, [seen(stop_wanted=True)])
     for t in range(10, 300, 5):

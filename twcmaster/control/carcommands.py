@@ -86,6 +86,8 @@ class CarCommander:
     settings: CarCommandSettings = field(default_factory=CarCommandSettings)
     _tracks: dict[int, _CarTrack] = field(default_factory=dict)
     requests: int = 0  # requests made since start
+    #: Give-ups since the caller last emptied it, as (twcid, message) for the log.
+    notices: list[tuple[int, str]] = field(default_factory=list)
 
     def stop_through_car(self, twcid: int) -> bool:
         """Whether the controller should keep this slave's car at its minimum until it stops."""
@@ -144,6 +146,10 @@ class CarCommander:
                 return None
             if track.stop_attempts >= self.settings.max_stop_attempts:
                 track.gave_up = True
+                self.notices.append((car.twcid, (
+                    f"the car still draws {car.actual_amps:.1f}A after {track.stop_attempts} "
+                    "stop requests through its API: offering 0 A instead"
+                )))  # fmt: skip
                 return None
             track.stop_attempts += 1
             track.stopped_by_us = True
@@ -158,6 +164,10 @@ class CarCommander:
         ):
             if track.start_attempts >= self.settings.max_start_attempts:
                 track.stopped_by_us = False  # it will not start: leave it to its owner
+                self.notices.append((car.twcid, (
+                    f"the car did not start after {track.start_attempts} start requests "
+                    "through its API: leaving it to its owner"
+                )))  # fmt: skip
                 return None
             track.start_attempts += 1
             return CarCommand(
