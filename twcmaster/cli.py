@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
             "Run the real controller, policy and bus master against simulated TWCs with cars, "
             "in virtual time, fed from a CSV profile (timestamp_s,generation_w,consumption_w; "
             "seconds of the day; consumption without the chargers; values hold until the next "
-            "row). Prints energies, the ideal surplus follower's energy, starts, stops and "
+            "row; empty/NaN watts hold the previous value, negative watts count as 0). "
+            "Prints energies, the ideal surplus follower's energy, starts, stops and "
             "offer changes."
         ),
     )

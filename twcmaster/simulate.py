@@ -461,7 +461,7 @@ class DaySimulation:
     def result(self) -> SimulationResult:
         totals = self.totals
         gaps = [max(slave.stats.heartbeat_intervals_s(), default=0.0) for slave in self.bus.slaves]
-        warnings = tuple(
+        warnings = tuple(f"profile: {note}" for note in self.sky.profile.notes) + tuple(
             text if count == 1 else f"{text} (x{count})"
             for text, count in self.log.problems.items()
         )

@@ -72,13 +72,10 @@ def test_a_single_row_lasts_one_second():
         ("time,generation_w,consumption_w\n0,1,2\n", "line 1: the header lacks timestamp_s"),
         (H, "no data rows"),
         (H + "0,1,2\n5,abc,3\n", "line 3, column generation_w: 'abc' is not a number"),
-        (H + "0,1,\n", "line 2, column consumption_w: an empty value is not a number"),
         (H + "0,1\n", "line 2, column consumption_w: 2 value(s), expected at least 3"),
         (H + "0,1,2\n\n0,1,2\n", "line 4, column timestamp_s: 0 does not come after the previous"),
         (H + "5,1,2\n3,1,2\n", "line 3, column timestamp_s: 3 does not come after"),
-        (H + "0,-10,2\n", "line 2, column generation_w: -10 is negative: expected watts >= 0"),
         (H + "-1,0,2\n", "column timestamp_s: -1 is negative: expected seconds >= 0"),
-        (H + "0,nan,2\n", "line 2, column generation_w: 'nan' is not a finite number"),
         (H + "0,inf,2\n", "'inf' is not a finite number"),
     ],
 )  # fmt: skip
@@ -88,6 +85,22 @@ def test_bad_files_name_the_line_and_column(tmp_path, text, expected):
         load_profile(path)
     assert str(caught.value).startswith(path)
     assert expected in str(caught.value)
+
+
+def test_measured_data_gaps_and_negative_watts_are_read_leniently_and_noted():
+    """Logged data: a gap (empty, NaN) holds the previous value; an inverter's standby draw
+    at night (negative generation) counts as 0. Both are noted for the run's warnings."""
+    profile = parse_profile(
+        [H.strip(), "0,-4,200", "60,,210", "120,NaN,", "180,3000,-1", "240,2500,300"]
+    )
+    assert profile.generation_w == (0.0, 0.0, 0.0, 3000.0, 2500.0)
+    assert profile.consumption_w == (200.0, 210.0, 210.0, 0.0, 300.0)
+    assert profile.notes == (
+        "2 empty/NaN generation_w value(s): the previous value held",
+        "1 empty/NaN consumption_w value(s): the previous value held",
+        "1 negative generation_w value(s) read as 0",
+        "1 negative consumption_w value(s) read as 0",
+    )
 
 
 def test_missing_and_binary_files_are_reported(tmp_path):

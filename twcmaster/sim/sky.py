@@ -64,6 +64,8 @@ class Profile:
     consumption_w: tuple[float, ...]
     end_s: float
     name: str = "profile"
+    #: What the loader had to read leniently (gaps, negative watts), for the run's warnings.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         count = len(self.times_s)
@@ -144,7 +146,12 @@ def default_end_s(times_s: Sequence[float]) -> float:
 
 def parse_profile(lines: Iterable[str], source: str = "<profile>") -> Profile:
     """Read CSV text (header ``timestamp_s,generation_w,consumption_w``; other columns are
-    ignored). Timestamps are seconds >= 0 and must increase; watts are numbers >= 0."""
+    ignored). Timestamps are seconds >= 0 and must increase; watts are numbers.
+
+    Measured data is read leniently where the meaning is clear, and each case is noted in
+    ``Profile.notes``: an empty or NaN watt value is a gap in the logging, and the previous
+    row's value holds (0 before the first); a negative watt value (an inverter's standby draw
+    at night, a rounding below 0) counts as 0. Text that is no number is an error."""
     reader = csv.reader(lines)
     header: list[str] | None = None
     for header in reader:
@@ -167,6 +174,8 @@ def parse_profile(lines: Iterable[str], source: str = "<profile>") -> Profile:
     times: list[float] = []
     gens: list[float] = []
     conss: list[float] = []
+    gaps = {PROFILE_COLUMNS[1]: 0, PROFILE_COLUMNS[2]: 0}
+    negatives = dict(gaps)
     for row in reader:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
@@ -186,12 +195,46 @@ def parse_profile(lines: Iterable[str], source: str = "<profile>") -> Profile:
                 PROFILE_COLUMNS[0],
             )
         times.append(t)
-        gens.append(_number(row[index[1]], source, line, PROFILE_COLUMNS[1]))
-        conss.append(_number(row[index[2]], source, line, PROFILE_COLUMNS[2]))
+        for column, values, cell in (
+            (PROFILE_COLUMNS[1], gens, row[index[1]]),
+            (PROFILE_COLUMNS[2], conss, row[index[2]]),
+        ):
+            watts = _watts(cell, source, line, column)
+            if watts is None:
+                gaps[column] += 1
+                watts = values[-1] if values else 0.0
+            elif watts < 0:
+                negatives[column] += 1
+                watts = 0.0
+            values.append(watts)
     if not times:
         raise ProfileError(source, "no data rows after the header")
+    notes = tuple(
+        [
+            f"{n} empty/NaN {column} value(s): the previous value held"
+            for column, n in gaps.items()
+            if n
+        ]
+        + [f"{n} negative {column} value(s) read as 0" for column, n in negatives.items() if n]
+    )
     name = os.path.splitext(os.path.basename(source))[0] if source != "<profile>" else source
-    return Profile(tuple(times), tuple(gens), tuple(conss), default_end_s(times), name)
+    return Profile(tuple(times), tuple(gens), tuple(conss), default_end_s(times), name, notes)
+
+
+def _watts(text: str, source: str, line: int, column: str) -> float | None:
+    """A watt value, or None for a gap (empty or NaN)."""
+    cell = text.strip()
+    if not cell or cell.lower() in ("nan", "null", "none", "na", "n/a", "-"):
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ProfileError(source, f"{cell!r} is not a number", line, column) from None
+    if math.isnan(value):
+        return None
+    if not math.isfinite(value):
+        raise ProfileError(source, f"{cell!r} is not a finite number", line, column)
+    return value
 
 
 def _number(text: str, source: str, line: int, column: str) -> float:
