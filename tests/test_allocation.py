@@ -277,6 +277,26 @@ def test_stop_hold_goes_beyond_the_budget_but_not_beyond_the_wiring():
     assert amps(ctrl.allocate(0, readings, 60.0)) == {A: 0, B: 0}
 
 
+def test_max_cars_limits_how_many_cars_the_budget_serves():
+    ctrl = Controller(cfg(stop_hold_s=0))
+    readings = [slave(A, actual=10), slave(B, state=4, actual=0.2)]
+    out = ctrl.allocate(20, readings, 0.0, max_cars=1)
+    assert amps(out) == {A: 20, B: 0}
+    assert out[B].reason == "the green start rules admit 1 car(s) for now: 0"
+    # No limit: B gets its minimum to start, from the wiring (it draws nothing yet).
+    assert amps(ctrl.allocate(20, readings, 1.0)) == {A: 20, B: 6}
+
+
+def test_a_car_offered_its_minimum_keeps_it_while_it_starts():
+    """§6.3: no cut during the car's start negotiation, even when the budget goes."""
+    ctrl = Controller(cfg(stop_hold_s=60))
+    starting = slave(A, state=8, actual=0.3)
+    assert ctrl.allocate(10, [starting], 0.0)[A].offer_amps == 10
+    out = ctrl.allocate(0, [replace(starting, reported_allowed_amps=10)], 5.0)
+    assert (out[A].offer_amps, out[A].reason) == (6, "stop hold: minimum 6A for 55s more")
+    assert ctrl.allocate(0, [replace(starting, reported_allowed_amps=6)], 60.0)[A].offer_amps == 0
+
+
 # -- stopping through the car (protocol 2 with a car API) ----------------------------------------
 
 

@@ -281,6 +281,10 @@ class Core:
             offered_amps=float(sum(s.offer_amps for s in slaves)),
             charging_cars=sum(1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS),
             voltage_v=sum(volts) / len(volts) if volts else None,
+            # Plugged in and charging or asking (§4.2: anything but 0 idle and 2 error).
+            cars_wanting=sum(
+                1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS or s.state not in (0, 2)
+            ),
         )
 
     _handlers = {
@@ -313,7 +317,8 @@ class Core:
             )
             for s in self.master.slaves.values()
         ]
-        self.offers = self.controller.allocate(self.budget.amps, readings, now)
+        max_cars = getattr(self.budget, "max_cars", None)
+        self.offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
         for twcid, offer in self.offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
         if self.car_commander is not None:

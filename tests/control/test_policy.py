@@ -565,6 +565,40 @@ def test_without_a_raise_delay_the_budget_follows_the_switching_load():
     assert back[0].amps >= high - 1
 
 
+def _two_cars(engine: PolicyEngine, t: float, amps_: float, charging: int) -> Budget:
+    view = ChargerView(5.2 * charging, 6.0 * charging, charging, None, cars_wanting=2)
+    return engine.decide(t, NOON, surplus(amps_, t), view)
+
+
+def test_a_second_car_is_admitted_after_the_start_delay_and_kept_its_minimum_on_time():
+    engine = green_engine(start_delay_s=60, min_on_time_s=1800, start_stop_delay_s=60)
+    assert _two_cars(engine, 0.0, 20.0, 0).max_cars == 0  # the start rule: nobody yet
+    assert _two_cars(engine, 60.0, 20.0, 0).max_cars == 1  # the first car starts
+    # Two floors of surplus since the first car started: the second waits
+    # greenEnergyStartDelay from there, as the first did.
+    assert _two_cars(engine, 70.0, 20.0, 1).max_cars == 1
+    assert _two_cars(engine, 119.0, 20.0, 1).max_cars == 1
+    assert _two_cars(engine, 120.0, 20.0, 1).max_cars == 2
+    # It started at 120 s: a dip to one floor holds both at the floor for its minimum on-time.
+    for t in range(400, 500, 2):
+        held = _two_cars(engine, float(t), 8.0, 2)
+        assert (held.amps, held.max_cars) == (12.0, 2)
+    assert "greenEnergyMinOnTime" in held.reason
+    # After it, and startStopDelay into a dip: the budget feeds one car, and one is admitted.
+    _two_cars(engine, 2000.0, 8.0, 2)
+    after = _two_cars(engine, 2061.0, 8.0, 2)
+    assert after.max_cars == 1 and after.amps >= 6
+
+
+def test_a_short_rise_does_not_admit_a_second_car():
+    engine = green_engine(start_delay_s=60)
+    _two_cars(engine, 0.0, 20.0, 0)
+    _two_cars(engine, 60.0, 20.0, 1)
+    for t in range(62, 400, 2):
+        amps_ = 14.0 if (t // 40) % 2 else 8.0  # two floors for 40 s at a time
+        assert _two_cars(engine, float(t), amps_, 1).max_cars == 1
+
+
 def test_a_far_off_charge_now_end_does_not_break_the_reason(tmp_path):
     path = tmp_path / "settings.json"
     path.write_text('{"chargeNowAmps": 16, "chargeNowTimeEnd": 1e20}')

@@ -21,7 +21,10 @@ One call runs four steps, each of which can only narrow what the step before it 
      have been lowered (a few seconds). The wiring limits are never exceeded.
    * Stop hold (startStopDelay, §6.3): a charging car that the budget would cut to 0 keeps
      its minimum while it started less than ``stop_hold_s`` ago (beyond the budget, never
-     beyond the wiring).
+     beyond the wiring); so does a car offered current less than ``stop_hold_s`` ago that
+     may still be starting (a cut during the start negotiation may leave it in error).
+   * ``max_cars`` (Track Green Energy's start rules for a second or third car): at most that
+     many slaves are served within the budget.
    * Stop through the car (``SlaveReading.stop_through_car``, protocol 2 with a car API,
      ``carcommands.py``): a charging car the budget cuts to 0 keeps its minimum in the same
      way until it has stopped drawing, and its offer says ``car_stop_wanted``.
@@ -230,9 +233,14 @@ class Controller:
             self._ghosts[twcid] = (committed, expiry)
 
     def allocate(
-        self, budget_amps: float, slaves: Sequence[SlaveReading], now_s: float
+        self,
+        budget_amps: float,
+        slaves: Sequence[SlaveReading],
+        now_s: float,
+        max_cars: int | None = None,
     ) -> dict[int, Offer]:
-        """One offer per slave in ``slaves``. ``now_s``: monotonic seconds.
+        """One offer per slave in ``slaves``. ``now_s``: monotonic seconds. ``max_cars``: serve
+        at most this many cars within the budget (the green start rules; None: no limit).
 
         A remembered slave missing from ``slaves`` (not forgotten) gets no offer, but its
         committed amps still count against the others' raises.
@@ -249,7 +257,7 @@ class Controller:
 
         work = [self._observe(reading, now) for reading in slaves]
         order = sorted(work, key=lambda w: w.key)
-        self._plan(order, budget, now)
+        self._plan(order, budget, now, max_cars)
         for w in order:
             self._shape(w, now)
         self._gate(order, set(ids))
@@ -316,12 +324,14 @@ class Controller:
 
     # -- step 1: plan ------------------------------------------------------------------------------
 
-    def _plan(self, order: list[_Work], budget: int, now: float) -> None:
+    def _plan(self, order: list[_Work], budget: int, now: float, max_cars: int | None) -> None:
         wiring = self._settings.wiring_max_amps_all_twcs
         charging: list[_Work] = []
         waiting: list[_Work] = []
         minimums = 0  # of every served slave, in priority order
+        admitted = 0  # slaves served within the budget
         for w in order:
+            room_for_a_car = max_cars is None or admitted < max_cars
             if w.error:
                 w.target, w.reason = 0, "error (state 2): 0"
             elif not w.wants:
@@ -334,10 +344,11 @@ class Controller:
             elif w.cap < w.min_amps:
                 w.target = 0
                 w.reason = f"{w.cap_name} {w.cap}A is below the minimum {w.min_amps}A: 0"
-            elif minimums + w.min_amps <= budget:
+            elif minimums + w.min_amps <= budget and room_for_a_car:
                 minimums += w.min_amps
+                admitted += 1
                 (charging if w.charging else waiting).append(w)
-            elif w.charging and minimums + w.min_amps <= wiring and self._stop_hold_left(w, now):
+            elif minimums + w.min_amps <= wiring and self._stop_hold_left(w, now):
                 # Served beyond the budget: no other car fits after this one.
                 minimums += w.min_amps
                 w.stop_held = True
@@ -353,6 +364,9 @@ class Controller:
                 minimums += w.min_amps
                 w.stop_held = w.car_stop = True
                 charging.append(w)
+            elif not room_for_a_car and minimums + w.min_amps <= budget:
+                w.target = 0
+                w.reason = f"the green start rules admit {max_cars} car(s) for now: 0"
             else:
                 w.target = 0
                 w.reason = f"budget {budget}A has no room for another {w.min_amps}A minimum: 0"
@@ -387,14 +401,19 @@ class Controller:
                 w.reason = f"{w.target}A of unused budget (state {state}, not drawing yet)"
 
     def _stop_hold_left(self, w: _Work, now: float) -> float:
-        """Seconds the stop hold still keeps this charging slave at its minimum, else 0."""
+        """Seconds the stop hold still keeps this slave at its minimum, else 0: a car that
+        charges, or one we offered current that may still be starting (§6.3: cutting the
+        power during the car's start negotiation may leave it in an error state)."""
         track = w.track
-        if not w.charging or w.prev <= 0 or track.session_start_s is None:
+        if w.prev <= 0:
             return 0.0
-        started = track.session_start_s
-        if track.on_since_s is not None:
-            started = max(started, track.on_since_s)
-        return max(self._settings.stop_hold_s - (now - started), 0.0)
+        starts = [track.on_since_s]
+        if w.charging:
+            starts.append(track.session_start_s)
+        known = [t for t in starts if t is not None]
+        if not known:
+            return 0.0
+        return max(self._settings.stop_hold_s - (now - max(known)), 0.0)
 
     # -- step 2: spike and lower hold --------------------------------------------------------------
 

@@ -130,6 +130,7 @@ class ChargerView:
     offered_amps: float  # sum of the current offers
     charging_cars: int
     voltage_v: float | None = None  # measured TWC voltage when known (per phase)
+    cars_wanting: int = 0  # plugged cars that charge or ask for current (charging included)
 
 
 NO_CHARGERS = ChargerView(0.0, 0.0, 0, None)

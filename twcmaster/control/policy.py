@@ -34,6 +34,10 @@ Green tracking (``green.py`` computes the surplus and closes the loop on the car
   long as the surplus plus the flex covers the floor.
 * **Stop** when the dip has lasted ``startStopDelay`` s (and the minimum on-time is over):
   the budget is 0 (with several cars, whatever still feeds at least one floor is kept).
+* **Several cars**: the rules apply per car. Another car is admitted (``Budget.max_cars``,
+  which the controller obeys) once the budget has fed one more floor for
+  ``greenEnergyStartDelay`` s, and the car admitted last has its own
+  ``greenEnergyMinOnTime``. Shipped cloudy day, 2 TWCs: 28 -> 18 starts (grid 9.6 -> 10.0 %).
 * **Rises wait** ``greenEnergyRaiseDelay`` s after a fall of a whole amp or more, so a load
   switching every few seconds does not pull the cars up and down; falls are followed at once.
 * ``greenEnergySmoothingSeconds`` > 0 smooths the surplus with an exponential moving average.
@@ -168,6 +172,9 @@ class Budget:
     lines: tuple[str, ...] = ()  # console lines (green energy, TWCManager's format)
     stale: bool = False  # True: the safe value, because the energy reading is unusable
     green: GreenBudget | None = None  # the green computation behind it, when tracking
+    #: Track Green Energy: how many cars the start/stop rules admit (None: no limit). A
+    #: second car starts only once the surplus has fed two floors for greenEnergyStartDelay.
+    max_cars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,9 @@ class _GreenState:
     saturated: bool = False  # last budget sat at the wiring limit
     aimed_amps: float = 0.0  # the surplus the last budget aimed the cars' draw at
     budget_amps: float = 0.0  # the last budget
+    admitted: int = 0  # cars the green rules let charge (see Budget.max_cars)
+    admitted_at_s: float = -math.inf  # when the last of them was admitted
+    admit_since_s: float | None = None  # the surplus has fed one more car's floor since
     tracked_amps: float = 0.0  # the last budget computed in the tracking branch, unheld
     fell_at_s: float = -math.inf  # when that budget last fell by a whole amp or more
     loads: deque[tuple[float, float]] = field(default_factory=deque)  # (now_s, amps drawn)
@@ -484,6 +494,7 @@ class PolicyEngine:
         self._compensator.reset()
         if _cars(chargers) > 0:
             self._green.on = True
+            self._green.admitted = _cars(chargers)
 
     def _remember_load(self, now: float, chargers: ChargerView) -> None:
         loads = self._green.loads
@@ -590,7 +601,8 @@ class PolicyEngine:
                 off_for = now - st.off_since_s
                 if waited >= c.start_delay_s and off_for >= c.min_off_time_s:
                     st.on, st.on_since_s, st.dip_since_s = True, now, None
-                    st.start_since_s = None
+                    st.start_since_s = st.admit_since_s = None
+                    st.admitted, st.admitted_at_s = 1, now
                 elif waited < c.start_delay_s:
                     why = (
                         f"{figures}{with_flex} reaches the {start_level:g}A start level; waiting "
@@ -610,6 +622,7 @@ class PolicyEngine:
                 why = f"{figures}{with_flex} is below the {start_level:g}A needed to start"
                 return self._green_result(0.0, choice, why, computed, surplus)
 
+        self._admit(now, budget, cars, _count(getattr(chargers, "cars_wanting", 0)))
         if budget + 1e-9 >= need:
             st.dip_since_s = None
             amps = budget
@@ -640,7 +653,8 @@ class PolicyEngine:
             if st.dip_since_s is None or st.dip_since_s > now:
                 st.dip_since_s = now
             dip_for = now - st.dip_since_s
-            on_for = now - st.on_since_s
+            # The car started last has its own minimum on-time, as the first one has.
+            on_for = now - max(st.on_since_s, st.admitted_at_s if cars > 1 else -math.inf)
             if dip_for < c.start_stop_delay_s or on_for < c.min_on_time_s:
                 amps = need
                 if dip_for < c.start_stop_delay_s:
@@ -653,6 +667,8 @@ class PolicyEngine:
                 )
             elif cars > 1 and budget + flex + 1e-9 >= floor:
                 amps = max(budget, floor)
+                st.admitted = max(1, min(cars, math.floor((amps + 1e-9) / floor)))
+                st.admit_since_s = None
                 why = (
                     f"{figures} has not fed the {need:g}A floor of {cars_text} for "
                     f"{dip_for:.0f}s (startStopDelay {c.start_stop_delay_s:g}s): "
@@ -660,7 +676,8 @@ class PolicyEngine:
                 )
             else:
                 st.on, st.off_since_s = False, now
-                st.dip_since_s = st.start_since_s = None
+                st.dip_since_s = st.start_since_s = st.admit_since_s = None
+                st.admitted = 0
                 why = (
                     f"{figures} has been below the {need:g}A floor for {dip_for:.0f}s "
                     f"(startStopDelay {c.start_stop_delay_s:g}s): stop charging"
@@ -672,6 +689,22 @@ class PolicyEngine:
         # learn is the one to what they were given.
         st.aimed_amps = amps - compensation if held else surplus
         return self._green_result(min(amps, wiring), choice, why, computed, surplus)
+
+    def _admit(self, now: float, budget: float, charging: int, wanting: int) -> None:
+        """One more car may start once the budget has fed one more floor for
+        ``greenEnergyStartDelay`` s, as the first car had to (cars charging always count)."""
+        st = self._green
+        c = self._config
+        st.admitted = max(st.admitted, charging, 1)
+        if wanting <= st.admitted or budget + 1e-9 < (st.admitted + 1) * c.floor_amps:
+            st.admit_since_s = None
+            return
+        if st.admit_since_s is None or st.admit_since_s > now:
+            st.admit_since_s = now
+        if now - st.admit_since_s >= c.start_delay_s:
+            st.admitted += 1
+            st.admitted_at_s = now
+            st.admit_since_s = None
 
     def _fell_recently(self, now: float, budget: float, was_tracking: bool) -> bool:
         """Whether the tracked budget fell by a whole amp or more within ``raise_delay_s``.
@@ -698,7 +731,8 @@ class PolicyEngine:
             self._green.aimed_amps = surplus
         self._green.budget_amps = amps
         reason = f"{why} ({choice.reason})."
-        return Budget(amps, POLICY_GREEN, reason, computed.lines, False, computed)
+        admitted = self._green.admitted if self._green.on else 0
+        return Budget(amps, POLICY_GREEN, reason, computed.lines, False, computed, admitted)
 
     def _fail_safe(
         self, now: float, chargers: ChargerView, choice: _Choice, problem: str
@@ -709,7 +743,8 @@ class PolicyEngine:
         # Not a flap: the restart is not delayed by greenEnergyMinOffTime, only by the start
         # rule (the reading must show the surplus for greenEnergyStartDelay).
         st.on, st.off_since_s = False, -math.inf
-        st.start_since_s = st.dip_since_s = None
+        st.start_since_s = st.dip_since_s = st.admit_since_s = None
+        st.admitted = 0
         st.ema_amps = st.ema_at_s = None
         st.learning = st.saturated = st.tracking = False
         self._compensator.update(now, 0.0, chargers, may_learn=False)
@@ -747,8 +782,13 @@ def _amps(value: Any) -> float:
 
 
 def _cars(chargers: ChargerView) -> int:
+    return _count(chargers.charging_cars)
+
+
+def _count(value: Any) -> int:
+    """A count of cars from a view that may hold anything: garbage counts as 0."""
     try:
-        cars = float(chargers.charging_cars)
+        cars = float(value)
     except (TypeError, ValueError):
         return 0
     return int(cars) if math.isfinite(cars) and cars > 0 else 0
