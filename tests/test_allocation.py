@@ -258,6 +258,14 @@ def test_stop_hold_keeps_a_car_that_just_started_at_its_minimum():
     assert out[A].offer_amps == 0
 
 
+def test_no_spike_for_a_car_held_at_its_minimum_beyond_the_budget():
+    ctrl = Controller(cfg(stop_hold_s=60, spike_amps_reactively=True))
+    ctrl.allocate(6, [slave(A, state=4, actual=0.2)], 0.0)
+    for t in range(2, 40, 2):  # held at 6 A for 0 A of budget; it draws 3 A and does not move
+        out = ctrl.allocate(0, [slave(A, reported=6, actual=3.0)], float(t))
+        assert out[A].offer_amps == 6, out[A].reason
+
+
 def test_no_stop_hold_for_a_car_that_charged_for_long():
     ctrl = Controller(cfg(stop_hold_s=60))
     ctrl.allocate(32, [slave(A, actual=30)], 0.0)
@@ -640,8 +648,19 @@ def test_property_invariants_over_random_sequences(ctrl_settings, data):
                 SlaveReading(twcid, protocol, link, states[twcid], reported, actual, through_car)
             )
         budget = data.draw(budgets)
-        out = ctrl.allocate(budget, readings, now)
+        max_cars = data.draw(st.one_of(st.none(), st.integers(0, 4)))  # green start rules
+        out = ctrl.allocate(budget, readings, now, max_cars)
         check_invariants(ctrl, readings, prev, out)
+        if max_cars is not None:  # beyond it, only holds (a car charging or starting) go on
+            # Served by the plan (a lower hold may still keep an old offer for a moment).
+            served = [r for r in readings if out[r.twcid].desired_amps > 0]
+            fresh = [
+                r
+                for r in served
+                if not any(word in out[r.twcid].reason for word in ("hold", "held"))
+                and not out[r.twcid].car_stop_wanted
+            ]
+            assert len(fresh) <= max(max_cars, 0) or not fresh
         for r in readings:
             offer, before = out[r.twcid].offer_amps, prev.get(r.twcid, 0)
             drawing = r.actual_amps >= ctrl.settings.charging_threshold_amps

@@ -425,7 +425,8 @@ class Controller:
 
         spike = self._spike_amps(w)
         proactive, reactive = self._spike_triggers(w, spike, now)
-        if w.target > 0 and spike is not None and (proactive or reactive):
+        # No spike for a car held at its minimum beyond the budget: it is on its way out.
+        if w.target > 0 and spike is not None and (proactive or reactive) and not w.stop_held:
             if w.prev == spike and since > SPIKE_RETRY_S and spike - SPIKE_STEP_AMPS >= w.min_amps:
                 w.cand = spike - SPIKE_STEP_AMPS
                 w.cand_reason = f"spike-2 {w.cand}A (still stuck after spike {spike}A)"
