@@ -250,6 +250,25 @@ def test_protocol_2_without_a_car_api_loses_the_car_after_the_cuts(tmp_path):
     assert result.charge_starts == 4 and result.car_api_requests == 0
 
 
+@pytest.mark.parametrize(
+    "meter",
+    [
+        {"subtractChargerLoad": True},  # the meter's consumption includes the chargers
+        {"subtractChargerLoad": True, "treatGenerationAsGridDelivery": True},  # export meter
+    ],
+    ids=["consumption-includes-chargers", "export-meter"],
+)
+def test_the_meter_the_config_describes_is_simulated(tmp_path, meter):
+    """The simulator shows the policy the meter the config says the site has, so a config
+    with subtractChargerLoad charges as well as one without (it used to eat its own
+    surplus: the chargers were taken off a consumption that never held them)."""
+    profile = _on_off_sun(tmp_path, 2)
+    plain = simulate(simulation_config().settings, profile)
+    metered = simulate(config(**meter), profile)
+    assert metered.charged_kwh == pytest.approx(plain.charged_kwh, rel=0.03)
+    assert metered.grid_import_for_charging_kwh <= plain.grid_import_for_charging_kwh + 0.05
+
+
 def test_a_car_api_that_does_nothing_falls_back_to_0_a_with_a_warning(tmp_path):
     """The API is down: three stop requests a minute apart, then the 0 A offer (a cut under
     the simulated P2 car), and a warning that says so."""

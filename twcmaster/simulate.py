@@ -5,7 +5,10 @@ TWC slaves with cars (``SimulatedBus``), as in the demo, but against a virtual c
 sleeps, and the clock jumps from one event to the next (a frame's end, a reply, the master's
 next wake-up, the next second of accounting), so a day takes seconds. The site's generation
 and household consumption come from a profile (``sim/sky.py``) and reach the policy as the
-energy sources' ``SiteReading`` through ``Core(site=...)``.
+energy sources' ``SiteReading`` through ``Core(site=...)``, shaped like the meter the config
+describes: with ``subtractChargerLoad`` its consumption includes the cars' draw, with
+``treatGenerationAsGridDelivery`` its "generation" is the export (the profile's consumption
+never includes the chargers).
 
 The loop does what ``daemon.Daemon._service`` does with a serial port: it hands the core the
 bytes that arrived, sends what ``poll`` returns, and while a reply is due it leaves the
@@ -312,7 +315,21 @@ class DaySimulation:
         return self._midnight + timedelta(seconds=self.now)
 
     def _site(self, now_s: float) -> Any:
-        return self.sky.reading(now_s)
+        """The sky as the user's meter reports it. The profile's consumption excludes the
+        chargers; a config that says the meter includes them (``subtractChargerLoad``) or
+        reports export as "generation" (``treatGenerationAsGridDelivery``) gets a reading
+        with the cars' draw in it, as that meter would show."""
+        reading = self.sky.reading(now_s)
+        treat = self.config.treat_generation_as_grid_delivery
+        if reading.stale or not (treat or self.config.subtract_charger_load):
+            return reading
+        chargers_w = sum(car.actual_amps for car in self.cars) * self.volts * self.phases
+        if treat:
+            net_w = reading.generation_w - reading.consumption_w - chargers_w
+            return dataclasses.replace(
+                reading, generation_w=max(net_w, 0.0), consumption_w=max(-net_w, 0.0)
+            )
+        return dataclasses.replace(reading, consumption_w=reading.consumption_w + chargers_w)
 
     # -- running
 
