@@ -143,6 +143,7 @@ class Offer:
     desired_amps: float  # the plan's amount (step 1), before spike, hold and wiring gate
     reason: str  # short and human: which rule decided offer_amps
     car_stop_wanted: bool = False  # kept at its minimum only until the car API stops it
+    held: bool = False  # served beyond the budget: a stop/start hold or a stop through the car
 
 
 @dataclass
@@ -592,7 +593,14 @@ class Controller:
         if new == 0:
             track.on_since_s = None
         track.last_offer = new
-        return Offer(w.reading.twcid, new, float(w.target), w.cand_reason, w.car_stop and new > 0)
+        return Offer(
+            w.reading.twcid,
+            new,
+            float(w.target),
+            w.cand_reason,
+            w.car_stop and new > 0,
+            w.stop_held,
+        )
 
 
 def _clamp_budget(budget_amps: float, wiring: int) -> int:
