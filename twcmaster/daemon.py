@@ -166,13 +166,13 @@ def build_daemon(
     import os
 
     from twcmaster.control.policy import PolicyConfig, PolicyEngine
-    from twcmaster.settings import SettingsStore
+    from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
     from twcmaster.sources.registry import build_sources
     from twcmaster.sources.runner import SourceRunner
 
     sources = build_sources(config.raw_section("sources"))
     runner = SourceRunner(sources) if sources else None
-    store = SettingsStore(os.path.join(config.settings_path, "settings.json"))
+    store = SettingsStore(os.path.join(config.settings_path, SETTINGS_FILE_NAME))
     policy_config = PolicyConfig.from_app_config(config, green_sources_configured=bool(sources))
     policy = PolicyEngine(policy_config, store)
     return Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)

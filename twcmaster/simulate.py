@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -661,9 +662,11 @@ def run_command(
     loaded = loaded or simulation_config()
     store = None
     if policy_name == RULES and loaded.path is not None:
-        from twcmaster.settings import SettingsStore
+        from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
 
-        store = SettingsStore(loaded.settings.settings_path, log=_QuietLog())
+        store = SettingsStore(
+            os.path.join(loaded.settings.settings_path, SETTINGS_FILE_NAME), log=_QuietLog()
+        )
     policy_engine, name = make_policy(loaded.settings, policy_name, store)
     progress = None
     if not as_json and getattr(err, "isatty", lambda: False)():

@@ -70,7 +70,6 @@ class CarSeen:
 
 @dataclass
 class _CarTrack:
-    last_request_s: float | None = None
     stopped_by_us: bool = False
     stop_attempts: int = 0  # stop requests sent for the current stop
     start_attempts: int = 0  # start requests sent since the car last drew
@@ -85,7 +84,6 @@ class _CarTrack:
 class CarCommander:
     settings: CarCommandSettings = field(default_factory=CarCommandSettings)
     _tracks: dict[int, _CarTrack] = field(default_factory=dict)
-    requests: int = 0  # requests made since start
     #: Give-ups since the caller last emptied it, as (twcid, message) for the log.
     notices: list[tuple[int, str]] = field(default_factory=list)
 
@@ -107,9 +105,7 @@ class CarCommander:
             track = self._tracks.setdefault(car.twcid, _CarTrack())
             command = self._decide_one(now_s, car, track)
             if command is not None:
-                track.last_request_s = now_s
                 track.last_command = command
-                self.requests += 1
                 commands.append(command)
         return commands
 
@@ -139,8 +135,8 @@ class CarCommander:
             track.offered_since_s = None
         track.drawing = drawing
 
-        since = None if track.last_request_s is None else now - track.last_request_s
-        may_ask = since is None or since >= self.settings.min_interval_s
+        last = track.last_command
+        may_ask = last is None or now - last.at_s >= self.settings.min_interval_s
         if car.car_stop_wanted and drawing and not track.gave_up:
             if not may_ask:
                 return None

@@ -713,12 +713,11 @@ class PolicyEngine:
         hob, a pulsing heater) would otherwise pull the cars up and down with it. A rise
         after a steady spell (a cloud passing, the morning sun) goes through at once."""
         st = self._green
-        previous = st.tracked_amps if was_tracking else None
-        st.tracked_amps = budget
         if not was_tracking:
             st.fell_at_s = -math.inf
-        elif previous is not None and budget <= previous - RAISE_HYSTERESIS_AMPS:
+        elif budget <= st.tracked_amps - RAISE_HYSTERESIS_AMPS:
             st.fell_at_s = now
+        st.tracked_amps = budget
         return now - st.fell_at_s < self._config.raise_delay_s
 
     def _green_result(

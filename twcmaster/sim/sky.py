@@ -185,7 +185,7 @@ def parse_profile(lines: Iterable[str], source: str = "<profile>") -> Profile:
             raise ProfileError(
                 source, f"{len(row)} value(s), expected at least {width}", line, column
             )
-        t = _number(row[index[0]], source, line, PROFILE_COLUMNS[0])
+        t = _seconds(row[index[0]], source, line, PROFILE_COLUMNS[0])
         if times and t <= times[-1]:
             raise ProfileError(
                 source,
@@ -224,31 +224,31 @@ def parse_profile(lines: Iterable[str], source: str = "<profile>") -> Profile:
 def _watts(text: str, source: str, line: int, column: str) -> float | None:
     """A watt value, or None for a gap (empty or NaN)."""
     cell = text.strip()
-    if not cell or cell.lower() in ("nan", "null", "none", "na", "n/a", "-"):
+    if not cell or cell.lower() in ("null", "none", "na", "n/a", "-"):
         return None
-    try:
-        value = float(cell)
-    except ValueError:
-        raise ProfileError(source, f"{cell!r} is not a number", line, column) from None
+    value = _float(cell, source, line, column)
+    return None if math.isnan(value) else value
+
+
+def _seconds(text: str, source: str, line: int, column: str) -> float:
+    cell = text.strip()
+    value = _float(cell, source, line, column)
     if math.isnan(value):
-        return None
-    if not math.isfinite(value):
         raise ProfileError(source, f"{cell!r} is not a finite number", line, column)
+    if value < 0:
+        raise ProfileError(source, f"{cell} is negative: expected seconds >= 0", line, column)
     return value
 
 
-def _number(text: str, source: str, line: int, column: str) -> float:
-    cell = text.strip()
+def _float(cell: str, source: str, line: int, column: str) -> float:
+    """The number in ``cell`` (NaN passes: the caller decides); text or infinity is an error."""
     try:
         value = float(cell)
     except ValueError:
         shown = repr(cell) if cell else "an empty value"
         raise ProfileError(source, f"{shown} is not a number", line, column) from None
-    if not math.isfinite(value):
+    if math.isinf(value):
         raise ProfileError(source, f"{cell!r} is not a finite number", line, column)
-    if value < 0:
-        what = "seconds" if column == "timestamp_s" else "watts"
-        raise ProfileError(source, f"{cell} is negative: expected {what} >= 0", line, column)
     return value
 
 
