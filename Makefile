@@ -1,5 +1,5 @@
 # The README's quick start: `make demo` and `make test`. Both set up ./.venv themselves.
-.PHONY: demo test bench lint
+.PHONY: demo test bench soak fuzz lint
 
 demo:
 	@scripts/bootstrap.sh
@@ -11,6 +11,17 @@ test:
 bench:
 	@scripts/bootstrap.sh
 	@.venv/bin/python -m twcmaster.bench $(ARGS)
+
+# Long robustness runs, apart from the suite (their bounded forms run in it). Figures go to the
+# issue notes. `make soak ARGS="--hours 24 --fault-rate 0.05"`, `make fuzz`.
+soak:
+	@scripts/bootstrap.sh
+	@.venv/bin/python -m twcmaster.soak $(ARGS)
+
+fuzz:
+	@scripts/bootstrap.sh
+	@TWCMASTER_HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest -q -p no:cacheprovider \
+		--timeout=0 tests/robustness $(ARGS)
 
 lint:
 	@scripts/bootstrap.sh
