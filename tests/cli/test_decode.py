@@ -77,3 +77,10 @@ def test_bad_input_gives_error_objects_not_tracebacks(bad):
         assert out[0]["checksum_ok"] is False
     else:
         assert "error" in out[0]
+
+
+def test_non_ascii_vin_part_is_decoded_not_a_traceback():
+    """Issue 7, finding 1: ``decode fdee1234 80 00…00 b4`` printed a traceback."""
+    (out,) = decode("fdee1234" + "80" + "00" * 14 + "b4")
+    assert out["code"] == "FDEE" and out["checksum_ok"] is True
+    assert out["name"] == "unexpected padding or layout"

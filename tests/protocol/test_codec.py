@@ -271,3 +271,31 @@ def test_lenient_parser_accepts_13_byte_requests_of_esp32_masters():
     (event,) = parse_all(thirteen, accepted_lengths=codec.LENIENT_BODY_LENGTHS)
     assert isinstance(event, Frame) and len(event.body) == 13
     assert parse_all(thirteen) == []  # the strict parser (the master's) waits for 14+ bytes
+
+
+# Issue 7, finding 1: a corrupted text frame (a byte >= 0x80 where ASCII belongs) passes a
+# 1-byte checksum about once in 256 corrupted frames; decoding it must never raise.
+TEXT_CODES = (0xFDEE, 0xFDEF, 0xFDF1, 0xFDED)
+
+
+@pytest.mark.parametrize("code", TEXT_CODES)
+@pytest.mark.parametrize("high_byte", [0x80, 0xC3, 0xFF])
+def test_text_frames_with_non_ascii_bytes_decode_to_unknown(code, high_byte):
+    payload = code.to_bytes(2, "big") + b"\x12\x34" + bytes([high_byte]) + bytes(14)
+    body = payload + bytes([codec.checksum(payload)])
+    message = messages.decode(body)
+    assert isinstance(message, messages.Unknown)
+    assert message.to_payload() == payload
+    assert messages.describe(body)["checksum_ok"] is True
+
+
+@given(
+    st.sampled_from(TEXT_CODES),
+    st.binary(min_size=15, max_size=15),
+    st.integers(0, 0xFFFF),
+)
+def test_text_frames_never_raise_whatever_their_bytes(code, text, sender):
+    payload = code.to_bytes(2, "big") + sender.to_bytes(2, "big") + text
+    body = payload + bytes([codec.checksum(payload)])
+    assert messages.decode(body).to_payload() == payload
+    messages.describe(body)

@@ -289,3 +289,24 @@ def test_noise_opening_with_c0_does_not_block_the_master():
     times = [t for t, _ in bus.heartbeats_to(0x1234) if t >= noisy_from]
     assert len(times) >= 3
     assert max(b - a for a, b in pairwise(times)) <= 1.1
+
+
+def test_non_ascii_vin_part_while_a_reply_is_awaited_keeps_the_heartbeats_going():
+    """Issue 7, finding 1: such a frame used to raise out of ``receive`` and, in the daemon,
+    stop the service loop for good."""
+    bus = Bus()
+    bus.run(1.5)
+    link(bus, 0x1234, actual=1000)
+    bus.run(3.0)
+    assert bus.master.awaiting_reply is False
+    wire, _ = bus.master.poll(bus.now)  # nothing due yet: advance to the next heartbeat
+    while wire is None:
+        bus.now = bus.master.next_wakeup_s(bus.now)
+        wire, _ = bus.master.poll(bus.now)
+    assert bus.master.awaiting_reply
+    payload = bytes.fromhex("FDEE1234") + b"\x80" + bytes(14)
+    events = bus.master.receive(codec.frame(payload), bus.now + 0.02)
+    assert all(not isinstance(e, bm.VinReported) for e in events)
+    before = len(bus.heartbeats_to(0x1234))
+    bus.run(5.0)
+    assert len(bus.heartbeats_to(0x1234)) - before >= 4

@@ -153,7 +153,14 @@ def _zeros(count: int) -> bytes:
 
 
 def _ascii(raw: bytes) -> str:
+    """Text for display: a byte that is no ASCII shows as U+FFFD."""
     return raw.rstrip(b"\x00").decode("ascii", errors="replace")
+
+
+def _ascii_field(raw: bytes) -> str:
+    """Text of a VIN or serial field; a byte that is no ASCII raises UnicodeDecodeError, so
+    the frame decodes as ``Unknown`` (a corrupted frame that passed the 1-byte checksum)."""
+    return raw.rstrip(b"\x00").decode("ascii")
 
 
 class Message:
@@ -578,9 +585,9 @@ def _decode_fields(code: int, p: bytes) -> Message | None:
         return EnergyReport(u16(2), int.from_bytes(p[4:8], "big"), volts, tuple(p[14:17]))
     if code in VIN_PART_CODES and n == 20:
         part = VIN_PART_CODES.index(code) + 1
-        return VinPart(part, u16(2), _ascii(p[4:]))
+        return VinPart(part, u16(2), _ascii_field(p[4:]))
     if code == Code.SERIAL and n == 20:
-        return SerialNumber(u16(2), _ascii(p[4:]))
+        return SerialNumber(u16(2), _ascii_field(p[4:]))
     if code == Code.FIRMWARE and n == 16:
         return FirmwareVersion(u16(2), tuple(p[4:8]))
     if code in (Code.OLD_FIRMWARE, Code.OLD_SERIAL, Code.MODEL) and n in (14, 16):
@@ -620,14 +627,17 @@ def decode(body: bytes) -> Message:
     code = int.from_bytes(payload[:2], "big")
     try:
         message = _decode_fields(code, payload)
+        # Re-encoding inside the guard: a field that decodes but cannot encode again is a
+        # layout the notes do not document, not an error for the caller.
+        reencodes = message is None or message.to_payload() == payload
     except (ValueError, UnicodeError, IndexError, struct.error):
-        message = None
-    if message is None:
+        message, reencodes = None, False
+    if message is None and reencodes:
         note = "blocked code" if code in BLOCKED_CODES else "unknown code or length"
         if code in (Code.FOREIGN_MASTER_FC_E2, Code.FOREIGN_MASTER_FB_E1):
             note = "another master"
         return Unknown(code, payload, note)
-    if message.to_payload() != payload:
+    if not reencodes:
         return Unknown(code, payload, "unexpected padding or layout")
     return message
 
