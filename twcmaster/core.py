@@ -32,6 +32,7 @@ ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
 ALLOCATE_EVERY_S = 2.0
 REALLOCATE_ON_DRAW_CHANGE_A = 0.5
 GREEN_LINES_REPEAT_S = 60.0  # green-energy console lines with new watts but the same amps
+ERROR_LOG_REPEAT_S = 60.0  # an internal error's traceback is logged at most this often per place
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class Snapshot:
     slaves: tuple[SlaveSnapshot, ...]
     link_up: bool
     alarms: tuple[str, ...]
+    # Bugs caught so the bus could go on (they should stay 0): how many, and the last one.
+    internal_errors: int = 0
+    last_internal_error: str = ""
 
     @property
     def total_actual_amps(self) -> float:
@@ -129,6 +133,9 @@ class Core:
         self._shown_lines: tuple[str, ...] = ()
         self._lines_shown_s = -math.inf
         self._shown_decision: tuple[str, str] | None = None
+        self.internal_errors = 0
+        self._last_internal_error = ""
+        self._error_logged_s: dict[str, float] = {}
 
     # -- driving it
 
@@ -161,13 +168,33 @@ class Core:
             return self.master.reply_window_end_s
         return None
 
+    def record_error(self, where: str, error: BaseException, now: float) -> None:
+        """A bug caught so that the bus goes on: counted in the snapshot and logged, with its
+        traceback at most once every ERROR_LOG_REPEAT_S per place (no log flood)."""
+        self.internal_errors += 1
+        self._last_internal_error = f"{where}: {error!r}"[:200]
+        logged_s = self._error_logged_s.get(where)
+        if logged_s is None or now - logged_s >= ERROR_LOG_REPEAT_S:
+            self._error_logged_s[where] = now
+            self.log.error(
+                "internal error, carrying on",
+                where=where,
+                error=repr(error)[:200],
+                count=self.internal_errors,
+                exc_info=error,
+            )
+
     # -- events
 
     def _handle(self, events: list[bm.Event], now: float) -> None:
         for event in events:
             handler = self._handlers.get(type(event))
-            if handler is not None:
+            if handler is None:
+                continue
+            try:
                 handler(self, event, now)
+            except Exception as error:  # one event must never stop the others or the bus
+                self.record_error(f"handling {type(event).__name__}", error, now)
 
     def _on_heartbeat(self, event: bm.HeartbeatExchanged, now: float) -> None:
         # Allocation needs fresh readings, not one run per reply (it is the costliest step of
@@ -239,15 +266,23 @@ class Core:
         if self._log_frames:
             self.log.debug("frame rejected", raw=event.raw.hex(" "), reason=event.reason)
 
+    def _on_dispatch_failed(self, event: bm.DispatchFailed, now: float) -> None:
+        self.record_error("receiving a frame", event.error, now)
+
     def _on_ignored(self, event: bm.Ignored, now: float) -> None:
         if self._log_frames:
             self.log.debug("ignored", message=event.message.name, reason=event.reason)
 
     def _decide(self, now: float) -> Budget:
-        if isinstance(self.policy, FixedBudget):
-            return self.policy.decide(now)
-        site = self.site(now) if self.site is not None else None
-        return self.policy.decide(now, self.wallclock(), site, self.charger_view())
+        """The policy's budget; 0 A when the policy fails (fail safe: less current)."""
+        try:
+            if isinstance(self.policy, FixedBudget):
+                return self.policy.decide(now)
+            site = self.site(now) if self.site is not None else None
+            return self.policy.decide(now, self.wallclock(), site, self.charger_view())
+        except Exception as error:
+            self.record_error("policy", error, now)
+            return Budget(0.0, "error", f"the policy failed ({type(error).__name__}): 0 A")
 
     def _show_budget(self, budget: Budget) -> None:
         """The green-energy lines of TWCManager's console, when they change (not every tick),
@@ -297,6 +332,7 @@ class Core:
         bm.Sent: _on_sent,
         bm.FrameRejected: _on_rejected,
         bm.Ignored: _on_ignored,
+        bm.DispatchFailed: _on_dispatch_failed,
     }
 
     # -- allocation
@@ -318,11 +354,22 @@ class Core:
             for s in self.master.slaves.values()
         ]
         max_cars = getattr(self.budget, "max_cars", None)
-        self.offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
+        try:
+            self.offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
+        except Exception as error:
+            self.record_error("allocation", error, now)
+            self._offer_nothing()
+            return
         for twcid, offer in self.offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
         if self.car_commander is not None:
             self._command_cars(now)
+
+    def _offer_nothing(self) -> None:
+        """Fail safe when the allocation itself failed: 0 A to every slave."""
+        self.offers = {}
+        for twcid in self.master.slaves:
+            self.master.set_offer(twcid, 0)
 
     def _stop_through_car(self, slave: bm.Slave) -> bool:
         commander = self.car_commander
@@ -403,4 +450,11 @@ class Core:
             for s in self.master.slaves.values()
         )
         recent = tuple(text for at, text in self._alarms.values() if now - at < 2 * ALARM_REPEAT_S)
-        return Snapshot(self.budget, slaves, self.link_up, recent)
+        return Snapshot(
+            self.budget,
+            slaves,
+            self.link_up,
+            recent,
+            internal_errors=self.internal_errors,
+            last_internal_error=self._last_internal_error,
+        )

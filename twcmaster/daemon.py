@@ -20,6 +20,9 @@ from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.transport import SerialTransport
 
 
+SERVICE_RETRY_S = 0.1  # after a failed service step, try again this soon
+
+
 class Daemon:
     def __init__(
         self,
@@ -98,10 +101,24 @@ class Daemon:
         """Read what is waiting, send what is due, then sleep until the core next needs us (a
         timer, not a polling loop: the bus costs CPU only when something happens).
 
+        Whatever the core raises, the timer is armed again: an exception is counted and
+        logged, never the end of the heartbeats."""
+        now = self.clock()
+        wake_s = now + SERVICE_RETRY_S
+        try:
+            wake_s = self._step(now)
+        except Exception as error:
+            self._resume_reading_quietly()
+            self.core.record_error("service step", error, now)
+        finally:
+            self._arm(wake_s)
+
+    def _step(self, now: float) -> float:
+        """One service step; returns when the core next needs us.
+
         While a reply is due, reading is paused and the reply is read here when its window
         ends, in the same wake-up that sends the next heartbeat: one wake-up per exchange
         instead of two (the daemon's CPU time is mostly the cost of waking up)."""
-        now = self.clock()
         data = self.transport.read_now(now)
         if data:
             self.core.receive(data, now)
@@ -112,7 +129,16 @@ class Daemon:
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
-        wake_s = max(self.core.next_wakeup_s(now), now + 0.001)
+        return max(self.core.next_wakeup_s(now), now + 0.001)
+
+    def _resume_reading_quietly(self) -> None:
+        """After a failed step: bytes must wake us again, whatever state reading was left in."""
+        with contextlib.suppress(Exception):
+            self.transport.resume_reading()
+
+    def _arm(self, wake_s: float) -> None:
+        if self._loop is None:
+            return
         if self._timer is not None:
             if abs(self._timer.when() - wake_s) < 0.0005:
                 return  # already set for then
@@ -120,7 +146,10 @@ class Daemon:
         self._timer = self._loop.call_at(wake_s, self._service)
 
     def _on_bytes(self, data: bytes, now: float) -> None:
-        self.core.receive(data, now)
+        try:
+            self.core.receive(data, now)
+        except Exception as error:  # counted and logged; the service step below still runs
+            self.core.record_error("receiving", error, now)
         self._service()
 
     def _on_link(self, is_open: bool, reason: str | None) -> None:

@@ -42,8 +42,10 @@ class Rig:
         rs485: dict | None = None,
         link_path: str | None = None,
         car_api: CarApiSettings | None = None,
+        policy: object | None = None,
     ) -> None:
         self.config = {**WIRING, **(config or {})}
+        self.policy = policy  # None: the fixed budget from the config
         self.car_api_settings = car_api  # None: no car API
         self.rs485 = rs485 or {}
         self.link_path = link_path
@@ -70,7 +72,9 @@ class Rig:
         if self.car_api_settings is not None:
             self.car_api = SimulatedCarApi(self.bus.slaves, self.car_api_settings)
         cars = RealTimeCarApi(self.car_api, loop) if self.car_api is not None else None
-        self.daemon = Daemon(loaded.settings, console=console, cars=cars, clock=loop.time)
+        self.daemon = Daemon(
+            loaded.settings, console=console, cars=cars, clock=loop.time, policy=self.policy
+        )
         daemon_task = asyncio.create_task(self.daemon.run())
         try:
             if during is not None:

@@ -112,6 +112,14 @@ class FrameRejected(Event):
 
 
 @dataclass(frozen=True)
+class DispatchFailed(Event):
+    """Handling a received frame raised (a bug): the frame is dropped, the master goes on."""
+
+    raw: bytes
+    error: BaseException
+
+
+@dataclass(frozen=True)
 class Ignored(Event):
     message: m.Message
     reason: str
@@ -239,7 +247,10 @@ class BusMaster:
                 events.append(FrameRejected(item.raw, item.reason))
                 continue
             awaited = self._pending
-            events += self._dispatch(item.body, now_s)
+            try:
+                events += self._dispatch(item.body, now_s)
+            except Exception as error:  # one frame must never silence the master
+                events.append(DispatchFailed(item.body, error))
             if awaited is not None and self._pending is None:  # the reply we waited for
                 gap_s = self.settings.gap_after_reply_s
                 self._bus_free_s = max(self._window_end_s, now_s + gap_s)

@@ -1,0 +1,67 @@
+"""Issue 7: faults that used to silence, hang or stop the daemon, reproduced over a real pty
+against simulated slaves. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.rig import Rig, heartbeat_gaps, slave
+from twcmaster.control.policy import Budget
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+class FailingPolicy:
+    """A policy with a bug: it raises from the moment ``failing`` is set."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.calls = 0
+
+    def decide(self, now_s, wallclock, site, chargers) -> Budget:
+        self.calls += 1
+        if self.failing:
+            raise RuntimeError("policy bug")
+        return Budget(20.0, "Non Scheduled Charging", "test")
+
+
+def test_exceptions_in_the_core_never_stop_the_heartbeats():
+    """Finding 1 beyond the VIN frame: whatever the core raises, the service loop goes on,
+    counts it in the snapshot, and fails safe (0 A when the policy cannot decide)."""
+    policy = FailingPolicy()
+    rig = Rig(policy=policy)
+
+    async def during(rig: Rig) -> None:
+        await asyncio.sleep(4.0)
+        policy.failing = True
+        core = rig.daemon.core
+        real_poll = core.poll
+        polls = {"n": 0}
+
+        def poll_failing_every_third(now):  # fault injection into the service step itself
+            polls["n"] += 1
+            if polls["n"] % 3 == 0:
+                raise RuntimeError("injected fault in poll")
+            return real_poll(now)
+
+        core.poll = poll_failing_every_third
+        await asyncio.sleep(5.0)
+        core.poll = real_poll
+        await asyncio.sleep(2.0)
+
+    async def scenario():
+        await rig.run([slave(0x1234)], 11.0, during)
+
+    asyncio.run(scenario())
+    s = rig.bus.slaves[0]
+    linked_s = rig.daemon.core.master.slaves[s.twcid].linked_s
+    gaps = heartbeat_gaps(s, after_s=linked_s + 1.0)
+    assert len(gaps) >= 8 and max(gaps) < 1.5, max(gaps)
+    snapshot = rig.daemon.snapshot()
+    assert snapshot.internal_errors >= 3, snapshot
+    assert "policy" in snapshot.last_internal_error or "service" in snapshot.last_internal_error
+    assert snapshot.budget.amps == 0 and snapshot.budget.policy == "error"
+    # Down to the floor at once; the stop hold (startStopDelay) then takes it to 0 A.
+    assert rig.daemon.core.master.slaves[s.twcid].offer_amps <= 6
