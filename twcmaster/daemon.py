@@ -19,7 +19,6 @@ from twcmaster.logs import configure_logging, get_logger
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.transport import SerialTransport
 
-
 SERVICE_RETRY_S = 0.1  # after a failed service step, try again this soon
 
 
