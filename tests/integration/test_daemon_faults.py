@@ -65,3 +65,28 @@ def test_exceptions_in_the_core_never_stop_the_heartbeats():
     assert snapshot.budget.amps == 0 and snapshot.budget.policy == "error"
     # Down to the floor at once; the stop hold (startStopDelay) then takes it to 0 A.
     assert rig.daemon.core.master.slaves[s.twcid].offer_amps <= 6
+
+
+def test_a_device_sending_link_ready_with_the_masters_id_does_not_silence_the_master():
+    """Finding 2: 15 s of it used to give 17 s heartbeat gaps to every slave."""
+    from twcmaster.protocol import messages as m
+
+    rig = Rig()
+    impostor = m.encode_for_tx(m.SlaveLinkReady(0x7777, 0x99, 3200, 2), None, m.SLAVE_TX_CODES)
+
+    async def during(rig: Rig) -> None:
+        await asyncio.sleep(4.0)
+        for _ in range(15):
+            rig.write_raw(impostor)
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)
+
+    async def scenario():
+        await rig.run([slave(0x1234), slave(0x2345, seed=2)], 20.0, during)
+
+    asyncio.run(scenario())
+    for s in rig.bus.slaves:
+        linked_s = rig.daemon.core.master.slaves[s.twcid].linked_s
+        gaps = heartbeat_gaps(s, after_s=linked_s + 1.0)
+        assert len(gaps) >= 14 and max(gaps) < 1.5, (hex(s.twcid), max(gaps))
+    assert any("master's ID" in a for a in rig.daemon.snapshot().alarms)

@@ -310,3 +310,45 @@ def test_non_ascii_vin_part_while_a_reply_is_awaited_keeps_the_heartbeats_going(
     before = len(bus.heartbeats_to(0x1234))
     bus.run(5.0)
     assert len(bus.heartbeats_to(0x1234)) - before >= 4
+
+
+def test_a_device_repeating_the_masters_id_never_stops_the_heartbeats():
+    """Issue 7, finding 2: a link-ready with our ID every second restarted the burst every
+    second, and no heartbeat went out for as long as it lasted (17 s gaps)."""
+    bus = Bus()
+    bus.run(1.5)
+    link(bus, 0x1234)
+    link(bus, 0x2345)
+    bus.run(3.0)
+    start = bus.now
+    for _ in range(15):
+        bus.feed(m.SlaveLinkReady(ME, 0x55, 3200, 2))
+        bus.run(1.0)
+    bus.run(2.0)
+    for twcid in (0x1234, 0x2345):
+        times = [t for t, _ in bus.heartbeats_to(twcid) if t >= start - 1.0]
+        gaps = [b - a for a, b in pairwise(times)]
+        assert len(times) >= 17 and max(gaps) < 1.5, (hex(twcid), max(gaps))
+    bursts = [t for t, msg in bus.sent if isinstance(msg, m.MasterLinkReady) and t >= start]
+    assert 10 <= len(bursts) <= 20  # a burst at once, then at most one more in 15 s
+    assert any(isinstance(e, bm.Alarm) and e.kind == "id_collision" for e in bus.events)
+
+
+def test_link_ready_bursts_from_known_slaves_do_not_starve_one_of_them():
+    """Slaves answer a master's link-ready burst with five link-readies of their own; each
+    used to reset its heartbeat to "now", so the slave whose burst came first was served
+    again and again and the other went 1.5 s without a heartbeat."""
+    bus = Bus()
+    bus.run(1.5)
+    link(bus, 0x1234)
+    link(bus, 0x2345)
+    bus.run(3.0)
+    start = bus.now
+    for _ in range(15):  # both bursts arrive while the bus is busy
+        bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))
+        bus.feed(m.SlaveLinkReady(0x2345, 0x55, 3200, 2))
+        bus.run(0.1)
+    bus.run(2.0)
+    for twcid in (0x1234, 0x2345):
+        times = [t for t, _ in bus.heartbeats_to(twcid) if t >= start - 1.0]
+        assert max(b - a for a, b in pairwise(times)) < 1.2, hex(twcid)

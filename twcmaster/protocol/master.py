@@ -25,6 +25,9 @@ ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's ec
 CHARGING_AMPS = 1.0  # a car drawing at least this is charging (§6.2, §5.4 VIN polling)
 VIN_FORGET_AFTER_S = 5.0  # forget the VIN once the draw stayed below 1 A this long (§5.4)
 VIN_UNANSWERED_LIMIT = 3  # VIN requests left unanswered before the sequence waits a minute
+# A slave announcing our own ID gets a new link-ready burst (§5.4) at most this often: a real
+# slave moves after the first one; a device that keeps using our ID must not fill the bus.
+COLLISION_REBURST_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,7 @@ class BusMaster:
         self._pending: _Pending | None = None
         self._recent_tx: deque[tuple[float, bytes]] = deque(maxlen=16)
         self._started = False
+        self._collision_burst_s = -math.inf  # when an ID collision last restarted the burst
 
     # -- control from the daemon
 
@@ -299,7 +303,10 @@ class BusMaster:
     def _on_slave_linkready(self, msg: m.SlaveLinkReady, length: int, now_s: float) -> list:
         if msg.sender == self.settings.master_twcid:
             # The slave must move, not us: a new burst makes it pick another ID (§5.4, §5.5).
-            self.start(now_s)
+            # Heartbeats go on during the burst (see _next_message).
+            if now_s - self._collision_burst_s >= COLLISION_REBURST_S:
+                self._collision_burst_s = now_s
+                self._burst_left = 2 * LINKREADY_COPIES
             return [Alarm("id_collision", "a slave uses the master's ID: asking it to move")]
         slave = self.slaves.get(msg.sender)
         if slave is not None:
@@ -308,9 +315,11 @@ class BusMaster:
                 text = f"two slaves seem to use ID {msg.sender:04X} (signs differ)"
                 events.append(Alarm("slave_id_clash", text, msg.sender))
                 slave.sign = msg.sign
-            # A known slave announcing itself lost us: heartbeat it right away.
+            # A known slave announcing itself lost us: heartbeat it right away, but never
+            # later than it was due (min): during link-ready bursts from several slaves,
+            # resetting to "now" let the first one starve the others.
             slave.last_rx_s = now_s
-            slave.next_heartbeat_s = now_s
+            slave.next_heartbeat_s = min(slave.next_heartbeat_s, now_s)
             return events
         if len(self.slaves) >= self.settings.max_slaves:
             text = f"slave {msg.sender:04X} ignored: already {len(self.slaves)} slaves linked"
@@ -478,12 +487,14 @@ class BusMaster:
         return events
 
     def _next_message(self, now_s: float) -> tuple[m.Message | None, int | None]:
-        if self._burst_left:
-            return self._linkready(), None
+        # Heartbeats first, even during a link-ready burst (a port reopening, an ID
+        # collision): linked slaves must never go a second without one.
         due = [s for s in self.slaves.values() if s.next_heartbeat_s <= now_s]
         if due:
             slave = min(due, key=lambda s: s.next_heartbeat_s)
             return self._heartbeat(slave, now_s), slave.twcid
+        if self._burst_left:
+            return self._linkready(), None
         for slave in sorted(self.slaves.values(), key=lambda s: s.next_heartbeat_s):
             query = self._query(slave, now_s)
             if query is not None:
