@@ -36,6 +36,10 @@ READ_CHUNK_BYTES = 4096  # far more than a TWC frame; one read empties the OS bu
 THREAD_READ_POLL_S = 1.0  # reader threads block this long, then look for a stop request
 THREAD_WRITE_TIMEOUT_S = 2.0  # a write that cannot finish in this time means the link is gone
 STABLE_LINK_S = 10.0  # a link that stayed up this long resets the reopen back-off
+# Retry a lost port at least this often, however long it has been gone: an open() that fails
+# costs nothing, and the slaves must hear a heartbeat again soon after the port returns
+# (they give up on their master after about 10 s, and a charging car faults after 20-30 s).
+REOPEN_MAX_S = 2.0
 
 OnBytes = Callable[[bytes, float], None]
 OnLink = Callable[[bool, str | None], None]
@@ -53,7 +57,7 @@ class SerialTransport:
         on_link: OnLink | None = None,
         clock: Callable[[], float] = time.monotonic,
         reopen_min_s: float = 0.5,
-        reopen_max_s: float = 30.0,
+        reopen_max_s: float = REOPEN_MAX_S,
         log: Any = None,
     ) -> None:
         self._url = url
@@ -67,6 +71,10 @@ class SerialTransport:
         self._log = log if log is not None else get_logger(__name__)
         self._session: _Session | None = None
         self._link_up: bool | None = None  # None until the first open attempt
+        # One warning and one "open" line per outage: a port that opens and fails at once
+        # (a bridge hanging up, a pty whose other side is gone) is the same outage.
+        self._outage_warned = False
+        self._open_logged = False
         self._last_rx_at = clock()
         self._tx_wire_free_at = clock()  # when the UART will have shifted out what we wrote
 
@@ -131,13 +139,16 @@ class SerialTransport:
                 else:
                     await self._serve(port)
                 await asyncio.sleep(self._reopen_delay_s)
-                self._reopen_delay_s = min(self._reopen_delay_s * 2, self._reopen_max_s)
+                self._grow_back_off()
         except asyncio.CancelledError:
             if self._link_up:
                 self._link_up = False
                 self._log.info("serial port closed", port=self._url)
                 self._notify_link(False, "transport stopped")
             raise
+
+    def _grow_back_off(self) -> None:
+        self._reopen_delay_s = min(self._reopen_delay_s * 2, self._reopen_max_s)
 
     # -- opening, serving, reporting -----------------------------------------------
 
@@ -172,8 +183,10 @@ class SerialTransport:
             except Exception as exc:  # a bug here must not end the transport
                 self._log.exception("serial session failed", port=self._url)
                 reason = f"internal error: {exc!r}"
-            if time.monotonic() - opened_at >= STABLE_LINK_S:
+            stable = time.monotonic() - opened_at >= STABLE_LINK_S
+            if stable:
                 self._reopen_delay_s = self._reopen_min_s
+                self._outage_warned = False  # the port worked: a new loss is a new outage
             self._went_down(reason)  # before closing: some closes take a while
         finally:
             self._session = None
@@ -181,19 +194,28 @@ class SerialTransport:
 
     def _went_up(self, *, threaded: bool) -> None:
         self._link_up = True
-        self._log.info("serial port open", port=self._url, baud=self._baud, threaded=threaded)
+        if self._open_logged:
+            self._log.debug("serial port open again", port=self._url)
+        else:
+            self._log.info("serial port open", port=self._url, baud=self._baud, threaded=threaded)
+            self._open_logged = True
         self._notify_link(True, None)
 
     def _went_down(self, reason: str) -> None:
         retry_in_s = self._reopen_delay_s
-        if self._link_up is False:  # still the same outage: no new warning
+        was_up, self._link_up = self._link_up, False
+        if was_up:
+            self._notify_link(False, reason)
+        if self._outage_warned:  # still the same outage: no new warning
             self._log.debug(
                 "serial port retry failed", port=self._url, error=reason, retry_in_s=retry_in_s
             )
             return
-        self._link_up = False
+        self._outage_warned = True
+        self._open_logged = False
         self._log.warning("serial port lost", port=self._url, error=reason, retry_in_s=retry_in_s)
-        self._notify_link(False, reason)
+        if was_up is None:  # the first open failed: say so once, as for a loss
+            self._notify_link(False, reason)
 
     def _notify_link(self, is_open: bool, reason: str | None) -> None:
         if self._on_link is None:

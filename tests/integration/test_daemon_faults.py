@@ -90,3 +90,28 @@ def test_a_device_sending_link_ready_with_the_masters_id_does_not_silence_the_ma
         gaps = heartbeat_gaps(s, after_s=linked_s + 1.0)
         assert len(gaps) >= 14 and max(gaps) < 1.5, (hex(s.twcid), max(gaps))
     assert any("master's ID" in a for a in rig.daemon.snapshot().alarms)
+
+
+def test_heartbeats_resume_within_5_s_after_a_20_s_outage(tmp_path):
+    """Finding 5: the reopen back-off grew to 16 s, so after a 20 s outage the slave heard
+    its first heartbeat 12.8 s after the port came back."""
+    rig = Rig(link_path=str(tmp_path / "ttyTWC"))
+    resumed_after_s: list[float] = []
+
+    async def during(rig: Rig) -> None:
+        await asyncio.sleep(3.0)
+        heard = rig.bus.slaves[0].stats.heartbeat_times_s
+        await rig.unplug_adapter()
+        await asyncio.sleep(20.0)
+        before = len(heard)
+        back_s = rig.loop.time()
+        rig.replug_adapter()
+        while len(heard) <= before and rig.loop.time() - back_s < 15.0:
+            await asyncio.sleep(0.05)
+        resumed_after_s.append(heard[before] - back_s if len(heard) > before else 99.0)
+
+    async def scenario():
+        await rig.run([slave(0x1234)], 40.0, during)
+
+    asyncio.run(scenario())
+    assert resumed_after_s[0] <= 5.0, resumed_after_s

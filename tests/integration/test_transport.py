@@ -369,3 +369,38 @@ def test_paused_reading_keeps_bytes_for_read_now_then_resumes() -> None:
         pty.close()
 
     run_scenario(scenario)
+
+
+def test_a_port_that_opens_then_fails_at_once_logs_one_warning_per_outage() -> None:
+    """Issue 7, finding 10: a bridge that accepts and hangs up at once (or a pty whose other
+    side is gone) made every retry log "serial port open" and a "serial port lost" warning."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        recorder, log = Recorder(), RecordingLog()
+        transport = make_transport(f"socket://127.0.0.1:{port}", recorder, log=log, **FAST_REOPEN)
+        async with running(transport):
+            await recorder.until_link(True, count=5)  # five sessions, each lost at once
+        server.close()
+        await server.wait_closed()
+        assert log.count("warning", "serial port lost") == 1
+        # Open at start, and open again after the warning; the further flaps are debug lines.
+        assert log.count("info", "serial port open") == 2
+        assert log.count("debug", "serial port open again") >= 3
+
+    run_scenario(scenario)
+
+
+def test_the_reopen_back_off_is_capped_so_a_long_outage_ends_fast() -> None:
+    """Issue 7, finding 5: the back-off grew to 16 s; a port back after a 20 s outage was
+    found 12.8 s late. The default cap keeps every retry within 2 s."""
+    transport = SerialTransport("/nonexistent/ttyUSB0", on_bytes=lambda data, now: None)
+    delays = []
+    for _ in range(12):
+        delays.append(transport._reopen_delay_s)
+        transport._grow_back_off()
+    assert max(delays) <= 2.0 and delays[0] <= 0.5
