@@ -10,6 +10,7 @@ import pytest
 
 from twcmaster.settings import (
     ALL_DAYS,
+    SETTINGS_MAX_BYTES,
     ConsumptionOffsetSetting,
     RuntimeSettings,
     ScheduleWindow,
@@ -98,6 +99,81 @@ def test_two_corrupt_files_in_the_same_second_do_not_overwrite_each_other(tmp_pa
     store_at(tmp_path, text="{{")
     kept = sorted(p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name)
     assert len(kept) == 2 and kept[1].endswith("-2")
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _oversized(path):
+    path.write_text('{"history": "' + "x" * SETTINGS_MAX_BYTES + '"}')
+
+
+def _deep(path):
+    path.write_text("[" * 100_000)
+
+
+def _duplicate(path):
+    path.write_text('{"chargeNowAmps": 16, "chargeNowTimeEnd": 1, "chargeNowAmps": 500}')
+
+
+@pytest.mark.timeout(10)  # an open() blocked on the FIFO fails here instead of hanging
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_fifo, "not a regular file but a FIFO"),
+        (_oversized, "larger than 256 KiB"),
+        (_deep, "nested deeper than 64 levels"),
+        (_duplicate, "duplicate key chargeNowAmps (written 2 times)"),
+    ],
+    ids=["fifo", "oversized", "deep", "duplicate-key"],
+)
+def test_an_unusable_file_is_kept_aside_whole_and_the_defaults_are_used(tmp_path, make, reason):
+    path = tmp_path / "settings.json"
+    make(path)
+    before = os.lstat(path)
+    store, log = store_at(tmp_path)
+    assert store.settings == RuntimeSettings()
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("settings.json.corrupt-")]
+    after = os.lstat(kept)
+    assert (after.st_ino, after.st_mode, after.st_size) == (
+        before.st_ino,
+        before.st_mode,
+        before.st_size,
+    )
+    assert not path.exists()
+    ((level, _, fields),) = log.records
+    assert level == "warning"
+    assert fields["path"] == str(path) and fields["kept_as"] == str(kept)
+    assert reason in fields["problem"]
+    store.cancel_charge_now()  # the next save writes a fresh file beside the one kept
+    assert on_disk(tmp_path) == {"chargeNowAmps": 0, "chargeNowTimeEnd": 0}
+    assert os.lstat(kept).st_ino == before.st_ino
+
+
+def test_stale_temp_files_of_an_interrupted_save_are_removed_at_start(tmp_path):
+    ours = [".settings.json.a1b2c3d4.tmp", ".settings.json.x_9y8z7w.tmp"]
+    others = [
+        ".settings.json.short.tmp",  # not mkstemp's 8 characters
+        ".other.json.a1b2c3d4.tmp",
+        "settings.json.a1b2c3d4.tmp",
+        ".settings.json.A1B2C3D4.tmp",
+        ".settings.json.a1b2c3d4.tmp.keep",
+    ]
+    for name in ours + others:
+        (tmp_path / name).write_text("{")
+    (tmp_path / ".settings.json.folder00.tmp").mkdir()  # not a file: left alone
+    (tmp_path / ".settings.json.link0000.tmp").symlink_to(tmp_path / others[0])
+    (tmp_path / "settings.json").write_text('{"chargeNowAmps": 0}')
+    store, log = store_at(tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(
+        [*others, ".settings.json.folder00.tmp", ".settings.json.link0000.tmp", "settings.json"]
+    )
+    ((level, event, fields),) = log.records
+    assert level == "warning" and "interrupted save" in event
+    assert fields["removed"] == 2 and fields["folder"] == str(tmp_path)
+    assert store_at(tmp_path)[1].records == []  # nothing more to remove: nothing logged
 
 
 def test_twcmanager_values_written_as_strings_are_read_as_numbers(tmp_path):

@@ -17,11 +17,13 @@ maps to the first entry: every save mirrors the first window into TWCManager's k
 those keys no longer match the first window on load (TWCManager or a hand edit changed them),
 they win and replace it.
 
-Reading never fails: a missing file gives the defaults, a corrupt one is moved aside to
-``settings.json.corrupt-<time>`` (never overwritten silently) and gives the defaults, a bad
-value gives that key's default; each case logs a warning naming the file or key. Setters
-validate strictly and raise ``SettingsError`` naming the key. Writes are atomic: a temp file in
-the same folder, fsync, rename, fsync of the folder.
+Reading never fails: a missing file gives the defaults; a file that cannot be used (not JSON,
+not an object, a key written twice, nested too deep, over ``SETTINGS_MAX_BYTES``, a FIFO or a
+device rather than a regular file) is moved aside to ``settings.json.corrupt-<time>`` (never
+overwritten silently) and gives the defaults; a bad value gives that key's default; each case
+logs a warning naming the file or key. Setters validate strictly and raise ``SettingsError``
+naming the key. Writes are atomic: a temp file in the same folder, fsync, rename, fsync of the
+folder; temp files left by a save cut short (kill -9, power loss) are removed at start-up.
 
 Nothing here reads a clock for decisions: ``charge_now`` takes ``now_epoch``. The store is fed
 and read by the daemon's event loop only (no locks).
@@ -33,6 +35,7 @@ import copy
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,7 +44,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from twcmaster.config import describe_value
+from twcmaster.config import (
+    MAX_NESTING_DEPTH,
+    DuplicateKeysError,
+    FileRejectedError,
+    describe_value,
+    loads_without_duplicates,
+    nesting_too_deep_at,
+    read_regular_file,
+)
 from twcmaster.logs import get_logger
 
 __all__ = [
@@ -53,9 +64,14 @@ __all__ = [
     "SettingsSaveError",
     "SettingsStore",
     "SETTINGS_FILE_NAME",
+    "SETTINGS_MAX_BYTES",
 ]
 
 SETTINGS_FILE_NAME = "settings.json"
+# TWCManager's file is a few kB; its largest part, two days of 5-minute history, ~25 kB.
+SETTINGS_MAX_BYTES = 256 * 1024
+_TEMP_SUFFIX = ".tmp"
+_TEMP_RANDOM = "[a-z0-9_]{8}"  # the random part tempfile.mkstemp puts in a name
 ALL_DAYS = 0x7F  # Mon=1, Tue=2, Wed=4, Thu=8, Fri=16, Sat=32, Sun=64
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -227,6 +243,7 @@ class SettingsStore:
         self._wallclock = wallclock
         self._raw: dict[str, Any] = {}
         self._typed = RuntimeSettings()
+        self._remove_stale_temp_files()
         self.reload()
 
     # -- reading ---------------------------------------------------------------------------------
@@ -247,13 +264,16 @@ class SettingsStore:
 
     def _read_file(self) -> dict[str, Any]:
         try:
-            data = self.path.read_bytes()
+            data = read_regular_file(self.path, SETTINGS_MAX_BYTES)
         except FileNotFoundError:
             self._log.warning(
                 "settings file not found; starting with defaults (it is created on the first "
                 "change)",
                 path=str(self.path),
             )
+            return {}
+        except FileRejectedError as exc:
+            self._set_aside(str(exc))
             return {}
         except OSError as exc:
             self._log.warning(
@@ -263,14 +283,43 @@ class SettingsStore:
             )
             return {}
         try:
-            parsed = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self._set_aside(f"not valid JSON ({exc})")
+            parsed = _parse(data)
+        except ValueError as exc:
+            self._set_aside(str(exc))
             return {}
         if not isinstance(parsed, dict):
             self._set_aside(f"expected a JSON object {{...}}, found {type(parsed).__name__}")
             return {}
         return parsed
+
+    def _remove_stale_temp_files(self) -> None:
+        """Remove the temp files of saves cut short (kill -9, power loss) in our folder.
+
+        Only names ``save`` makes (``.settings.json.<8 random>.tmp``) and only files. They are
+        never read: the rename that would have made one the settings file did not happen.
+        """
+        ours = re.compile(re.escape(self._temp_prefix()) + _TEMP_RANDOM + re.escape(_TEMP_SUFFIX))
+        removed = 0
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return  # no folder yet: nothing left behind either
+        for entry in entries:
+            if ours.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+        if removed:
+            self._log.warning(
+                "removed temp files of an interrupted save; the change being saved then was lost",
+                folder=str(self.path.parent),
+                removed=removed,
+            )
+
+    def _temp_prefix(self) -> str:
+        return f".{self.path.name}."
 
     def _set_aside(self, problem: str) -> None:
         stamp = datetime.fromtimestamp(self._wallclock()).strftime("%Y%m%d-%H%M%S")
@@ -283,7 +332,7 @@ class SettingsStore:
             os.replace(self.path, target)
         except OSError as exc:
             self._log.warning(
-                "settings file is corrupt and could not be moved aside; starting with defaults",
+                "cannot use the settings file, nor move it aside; starting with defaults",
                 path=str(self.path),
                 problem=problem,
                 error=str(exc),
@@ -291,7 +340,7 @@ class SettingsStore:
             return
         _fsync_dir(self.path.parent)
         self._log.warning(
-            "settings file is corrupt; kept it aside and starting with defaults",
+            "cannot use the settings file; kept it aside and starting with defaults",
             path=str(self.path),
             kept_as=str(target),
             problem=problem,
@@ -463,7 +512,7 @@ class SettingsStore:
         try:
             mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
             fd, temp_name = tempfile.mkstemp(
-                dir=folder, prefix=f".{self.path.name}.", suffix=".tmp"
+                dir=folder, prefix=self._temp_prefix(), suffix=_TEMP_SUFFIX
             )
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)
@@ -581,6 +630,23 @@ class _Reader:
             except SettingsError as exc:
                 self.warn(exc.key, item, exc.message, "ignored")
         return tuple(offsets)
+
+
+def _parse(data: bytes) -> Any:
+    """settings.json's bytes -> JSON; ValueError saying why the file cannot be used."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if nesting_too_deep_at(text) is not None:
+        raise ValueError(f"nested deeper than {MAX_NESTING_DEPTH} levels of {{...}} / [...]")
+    try:
+        return loads_without_duplicates(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    except DuplicateKeysError as exc:
+        keys = ", ".join(f"{path} (written {count} times)" for path, count, _ in exc.found)
+        raise ValueError(f"duplicate key {keys}: which value was meant is unknown") from None
 
 
 def _twcmanager_window(reader: _Reader) -> ScheduleWindow | None:
