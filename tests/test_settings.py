@@ -227,6 +227,71 @@ def test_charge_now_needs_an_end_time_as_in_twcmanager(tmp_path):
     assert not store.settings.charge_now_active(NOW_EPOCH)
 
 
+# ------------------------------------------------------------- wiring limit
+
+
+def test_a_500_amp_charge_now_is_capped_by_the_policy_never_offered(tmp_path):
+    from twcmaster.control.policy import PolicyConfig, PolicyEngine
+
+    store, _ = store_at(tmp_path, {"chargeNowAmps": 500, "chargeNowTimeEnd": NOW_EPOCH + 600})
+    engine = PolicyEngine(PolicyConfig(wiring_max_amps_all_twcs=40), store)
+    budget = engine.decide(0.0, datetime.fromtimestamp(NOW_EPOCH), None, None)
+    assert budget.amps == 40
+    assert "capped at wiringMaxAmpsAllTWCs 40A" in budget.reason
+
+
+def test_amps_above_the_wiring_limit_are_clamped_at_load_with_a_warning(tmp_path):
+    asked = {
+        "chargeNowAmps": 500,
+        "chargeNowTimeEnd": NOW_EPOCH + 600,
+        "nonScheduledAmpsMax": "100",
+        "scheduledAmpsMax": 200,
+        "scheduledAmpsStartHour": 1,
+        "scheduledAmpsEndHour": 5,
+        "scheduledWindows": [
+            {"amps": 200, "startHour": 1, "endHour": 5},
+            {"amps": 41, "startHour": 6, "endHour": 7},
+            {"amps": 40, "startHour": 8, "endHour": 9},
+        ],
+    }
+    store, log = store_at(tmp_path, asked, wiring_max_amps_all_twcs=40)
+    s = store.settings
+    assert s.charge_now_amps == 40 and s.non_scheduled_amps_max == 40
+    assert [w.amps for w in s.schedule] == [40, 40, 40]
+    warned = {fields["key"]: fields for level, _, fields in log.records if level == "warning"}
+    assert sorted(warned) == [
+        "chargeNowAmps",
+        "nonScheduledAmpsMax",
+        "scheduledAmpsMax",
+        "scheduledWindows[0].amps",
+        "scheduledWindows[1].amps",
+    ]
+    assert warned["chargeNowAmps"]["value"] == "500" and warned["chargeNowAmps"]["using"] == 40
+    assert "wiringMaxAmpsAllTWCs" in warned["chargeNowAmps"]["expected"]
+    assert on_disk(tmp_path) == asked  # the file is the user's: only what is used is clamped
+
+
+@pytest.mark.parametrize(
+    ("call", "key"),
+    [
+        (lambda s: s.charge_now(41, 60, NOW_EPOCH), "chargeNowAmps"),
+        (lambda s: s.set_non_scheduled_amps(40.5), "nonScheduledAmpsMax"),
+        (lambda s: s.set_schedule([ScheduleWindow(8, 1, 2), ScheduleWindow(41, 3, 4)]),
+         "scheduledWindows[1].amps"),
+        (lambda s: s.set_twcmanager_schedule(41, 1, 2), "scheduledAmpsMax"),
+    ],
+)  # fmt: skip
+def test_setters_refuse_amps_above_the_wiring_limit(tmp_path, call, key):
+    store, _ = store_at(tmp_path, {"keep": 1}, wiring_max_amps_all_twcs=40)
+    with pytest.raises(SettingsError) as caught:
+        call(store)
+    assert caught.value.key == key
+    assert "to 40 (wiringMaxAmpsAllTWCs)" in caught.value.message
+    assert on_disk(tmp_path) == {"keep": 1}
+    store.charge_now(40, 60, NOW_EPOCH)  # the limit itself is fine
+    assert store.settings.charge_now_amps == 40
+
+
 # ------------------------------------------------------------------- schedules
 
 

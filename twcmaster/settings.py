@@ -32,6 +32,7 @@ and read by the daemon's event loop only (no locks).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -225,7 +226,9 @@ class SettingsStore:
     """``<settingsPath>/settings.json``: load once, typed reads, validated atomic writes.
 
     ``path`` is the file (a folder is taken as ``<folder>/settings.json``). ``wallclock``
-    (epoch seconds) only names a corrupt file kept aside.
+    (epoch seconds) only names a corrupt file kept aside. ``wiring_max_amps_all_twcs``
+    (config.json's): amps above it are refused by the setters and, read from the file, used
+    as the limit with a warning (the policy and the controller cap them too; this says so).
     """
 
     def __init__(
@@ -234,6 +237,7 @@ class SettingsStore:
         *,
         log: Any = None,
         wallclock: Callable[[], float] = time.time,
+        wiring_max_amps_all_twcs: float | None = None,
     ) -> None:
         path = Path(path)
         if path.is_dir():
@@ -241,6 +245,7 @@ class SettingsStore:
         self.path = path
         self._log = log if log is not None else get_logger("twcmaster.settings")
         self._wallclock = wallclock
+        self._amps_limit = wiring_max_amps_all_twcs
         self._raw: dict[str, Any] = {}
         self._typed = RuntimeSettings()
         self._remove_stale_temp_files()
@@ -348,16 +353,14 @@ class SettingsStore:
 
     def _build(self, warn: bool) -> RuntimeSettings:
         """The typed view of ``self._raw``; a bad value is logged (key named) and defaulted."""
-        reader = _Reader(self._raw, self._log if warn else None)
+        reader = _Reader(self._raw, self._log if warn else None, self._amps_limit)
         schedule = self._load_schedule(reader, warn)
         action = reader.whole("nonScheduledAction", NON_SCHEDULED_FIXED, lambda x: 1 <= x <= 3)
         non_scheduled_amps = None
         if self._raw.get("nonScheduledAmpsMax") is not None:
-            non_scheduled_amps = reader.number(
-                "nonScheduledAmpsMax", None, lambda x: 0 <= x <= MAX_AMPS
-            )
+            non_scheduled_amps = reader.amps("nonScheduledAmpsMax", None)
         return RuntimeSettings(
-            charge_now_amps=max(reader.number("chargeNowAmps", 0.0, _amps_ok), 0.0),
+            charge_now_amps=reader.amps("chargeNowAmps", 0.0),
             charge_now_end_epoch=reader.number("chargeNowTimeEnd", 0.0),
             schedule=schedule,
             non_scheduled_action=action,
@@ -395,6 +398,7 @@ class SettingsStore:
     def charge_now(self, amps: float, seconds: float, now_epoch: float) -> None:
         """Charge Now at ``amps`` (total budget) for ``seconds`` from ``now_epoch``."""
         _check_amps("chargeNowAmps", amps, minimum_exclusive=0.0)
+        self._check_limit("chargeNowAmps", amps)
         if not _is_number(seconds) or not 0 < seconds <= 7 * 86400:
             raise SettingsError(
                 "chargeNowTimeEnd", f"duration: expected 1 s to 7 days in seconds, got {seconds!r}"
@@ -419,6 +423,7 @@ class SettingsStore:
                 raise SettingsError(
                     f"scheduledWindows[{index}]", f"expected a ScheduleWindow, got {window!r}"
                 )
+            self._check_limit(f"scheduledWindows[{index}].amps", window.amps)
         changes: dict[str, Any] = {"scheduledWindows": [w.to_json() for w in windows]}
         if windows:
             first = windows[0]
@@ -449,6 +454,7 @@ class SettingsStore:
             except SettingsError as exc:
                 key = _TWC_SCHEDULE_KEYS.get(exc.key, exc.key)
                 raise SettingsError(key, exc.message) from None
+            self._check_limit("scheduledAmpsMax", amps)
         if new is None:
             windows = windows[1:]
         elif windows:
@@ -468,6 +474,7 @@ class SettingsStore:
 
     def set_non_scheduled_amps(self, amps: float) -> None:
         _check_amps("nonScheduledAmpsMax", amps, minimum_exclusive=None)
+        self._check_limit("nonScheduledAmpsMax", amps)
         self._update({"nonScheduledAmpsMax": _plain_number(amps)})
 
     def set_hour_resume_track_green_energy(self, hour: float) -> None:
@@ -497,6 +504,13 @@ class SettingsStore:
             raise SettingsError(f"consumptionOffset.{name}", "no such offset")
         del offsets[name]
         self._update({"consumptionOffset": offsets})
+
+    def _check_limit(self, key: str, amps: float) -> None:
+        if self._amps_limit is not None and amps > self._amps_limit:
+            raise SettingsError(
+                key,
+                f"expected amps up to {self._amps_limit:g} (wiringMaxAmpsAllTWCs), got {amps!r}",
+            )
 
     def _update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` in memory, then save; SettingsSaveError if the save fails."""
@@ -550,9 +564,10 @@ _TWC_SCHEDULE_KEYS = {
 class _Reader:
     """Lenient typed reads from the raw dict: a bad value warns (naming the key) and defaults."""
 
-    def __init__(self, raw: Mapping[str, Any], log: Any) -> None:
+    def __init__(self, raw: Mapping[str, Any], log: Any, amps_limit: float | None) -> None:
         self.raw = raw
         self.log = log
+        self.amps_limit = amps_limit
 
     def warn(self, key: str, value: Any, expected: str, used: Any) -> None:
         if self.log is not None:
@@ -576,6 +591,29 @@ class _Reader:
             return default
         return number
 
+    def amps(self, key: str, default: Any) -> Any:
+        amps = self.number(key, default, _amps_ok)
+        return amps if amps is None else self.limited(key, self.raw.get(key), amps)
+
+    def limited(self, key: str, value: Any, amps: float) -> float:
+        """Amps above the wiring limit are used as the limit; the file keeps what it says."""
+        limit = self.amps_limit
+        if limit is None or amps <= limit:
+            return amps
+        if self.log is not None:
+            self.log.warning(
+                "amps in settings.json above the wiring limit; using the limit",
+                key=key,
+                value=describe_value(value),
+                expected=f"amps up to wiringMaxAmpsAllTWCs ({limit:g})",
+                using=limit,
+            )
+        return float(limit)
+
+    def window(self, key: str, value: Any, window: ScheduleWindow) -> ScheduleWindow:
+        amps = self.limited(key, value, window.amps)
+        return window if amps == window.amps else dataclasses.replace(window, amps=amps)
+
     def whole(self, key: str, default: int, valid: Callable[[float], bool]) -> int:
         number = self.number(key, None, valid)
         if number is None:
@@ -598,16 +636,16 @@ class _Reader:
                 continue
             try:
                 days = _coerce_number(item.get("daysBitmap", ALL_DAYS))
-                windows.append(
-                    ScheduleWindow(
-                        amps=_coerce_number(item.get("amps")),  # type: ignore[arg-type]
-                        start_hour=_coerce_number(item.get("startHour")),  # type: ignore[arg-type]
-                        end_hour=_coerce_number(item.get("endHour")),  # type: ignore[arg-type]
-                        days_bitmap=int(days) if days is not None and days == int(days) else -1,
-                    )
+                window = ScheduleWindow(
+                    amps=_coerce_number(item.get("amps")),  # type: ignore[arg-type]
+                    start_hour=_coerce_number(item.get("startHour")),  # type: ignore[arg-type]
+                    end_hour=_coerce_number(item.get("endHour")),  # type: ignore[arg-type]
+                    days_bitmap=int(days) if days is not None and days == int(days) else -1,
                 )
             except SettingsError as exc:
                 self.warn(f"{path}.{exc.key}", item, exc.message, "window skipped")
+                continue
+            windows.append(self.window(f"{path}.amps", item.get("amps"), window))
         return tuple(windows)
 
     def offsets(self) -> tuple[ConsumptionOffsetSetting, ...]:
@@ -658,11 +696,12 @@ def _twcmanager_window(reader: _Reader) -> ScheduleWindow | None:
     if amps <= 0 or start < 0 or end < 0 or days <= 0 or start == end:
         return None  # off, as TWCManager reads it (equal hours match no time at all)
     try:
-        return ScheduleWindow(amps, start, end, days)
+        window = ScheduleWindow(amps, start, end, days)
     except SettingsError as exc:
         key = _TWC_SCHEDULE_KEYS.get(exc.key, exc.key)
         reader.warn(key, reader.raw.get(key), exc.message, "off")
         return None
+    return reader.window("scheduledAmpsMax", reader.raw.get("scheduledAmpsMax"), window)
 
 
 def _check_amps(key: str, value: Any, minimum_exclusive: float | None) -> None:
