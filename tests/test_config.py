@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -208,10 +209,10 @@ def test_common_syntax_mistakes_get_a_hint(text, hint):
         ({"wiringMaxAmpsAllTWCs": 0}, "config.wiringMaxAmpsAllTWCs", "got 0"),
         ({"wiringMaxAmpsPerTWC": -3}, "config.wiringMaxAmpsPerTWC", "got -3"),
         ({"wiringMaxAmpsPerTWC": True}, "config.wiringMaxAmpsPerTWC", "got true"),
-        ({"minAmpsPerTWC": 4}, "config.minAmpsPerTWC", ">= 5"),
+        ({"minAmpsPerTWC": 4}, "config.minAmpsPerTWC", "from 5 (the lowest a TWC accepts)"),
         ({"maxAmpsPerTWC": "32"}, "config.maxAmpsPerTWC", 'got "32"'),
         ({"nonScheduledAmpsMax": 41}, "config.nonScheduledAmpsMax", "0 to wiringMaxAmps"),
-        ({"startStopDelay": -1}, "config.startStopDelay", "seconds >= 0"),
+        ({"startStopDelay": -1}, "config.startStopDelay", "seconds from 0"),
         ({"defaultVoltage": 0.24}, "config.defaultVoltage", "volts"),
         ({"numberOfPhases": 2.5}, "config.numberOfPhases", "1, 2 or 3"),
         ({"numberOfPhases": 4}, "config.numberOfPhases", "got 4"),
@@ -219,8 +220,8 @@ def test_common_syntax_mistakes_get_a_hint(text, hint):
         ({"logLevel": "LOUD"}, "config.logLevel", 'got "LOUD"'),
         ({"displayMilliseconds": "yes"}, "config.displayMilliseconds", "true or false"),
         ({"spikeAmpsReactively": 2}, "config.spikeAmpsReactively", "true or false"),
-        ({"spikeAmps": 3}, "config.spikeAmps", ">= 5"),
-        ({"greenEnergyFlexAmps": -1}, "config.greenEnergyFlexAmps", ">= 0"),
+        ({"spikeAmps": 3}, "config.spikeAmps", "from 5 to 80"),
+        ({"greenEnergyFlexAmps": -1}, "config.greenEnergyFlexAmps", "from 0 to 480"),
         ({"useFlexAmpsToStartCharge": "no"}, "config.useFlexAmpsToStartCharge", "true or"),
         ({"settingsPath": ""}, "config.settingsPath", "non-empty string"),
         ({"fakeMaster": 0}, "config.fakeMaster", "supports only 1"),
@@ -230,14 +231,42 @@ def test_common_syntax_mistakes_get_a_hint(text, hint):
         ({"subtractChargerLoad": "yes"}, "config.subtractChargerLoad", "true or false"),
         ({"treatGenerationAsGridDelivery": 2}, "config.treatGenerationAsGridDelivery", "true"),
         ({"greenEnergyAmpsOffset": "2"}, "config.greenEnergyAmpsOffset", "number of amps"),
-        ({"greenEnergyLatch": -5}, "config.greenEnergyLatch", "minutes >= 0"),
+        ({"greenEnergyLatch": -5}, "config.greenEnergyLatch", "minutes from 0"),
         ({"greenEnergySafeAmps": 41}, "config.greenEnergySafeAmps", "0 to wiringMaxAmps"),
         ({"greenEnergySafeAmps": -1}, "config.greenEnergySafeAmps", "got -1"),
-        ({"greenEnergyStartMarginAmps": -1}, "config.greenEnergyStartMarginAmps", ">= 0"),
-        ({"greenEnergyStartDelay": -1}, "config.greenEnergyStartDelay", "seconds >= 0"),
-        ({"greenEnergyMinOnTime": "long"}, "config.greenEnergyMinOnTime", "seconds >= 0"),
-        ({"greenEnergyMinOffTime": -60}, "config.greenEnergyMinOffTime", "seconds >= 0"),
-        ({"greenEnergySmoothingSeconds": -1}, "config.greenEnergySmoothingSeconds", ">= 0"),
+        ({"greenEnergyStartMarginAmps": -1}, "config.greenEnergyStartMarginAmps", "from 0"),
+        ({"greenEnergyStartDelay": -1}, "config.greenEnergyStartDelay", "seconds from 0"),
+        ({"greenEnergyMinOnTime": "long"}, "config.greenEnergyMinOnTime", "seconds from 0"),
+        ({"greenEnergyMinOffTime": -60}, "config.greenEnergyMinOffTime", "seconds from 0"),
+        ({"greenEnergySmoothingSeconds": -1}, "config.greenEnergySmoothingSeconds", "from 0"),
+        # Impossible amps, absurd durations, NaN and infinities (JSON's Infinity is parsed).
+        ({"wiringMaxAmpsAllTWCs": 1e308}, "config.wiringMaxAmpsAllTWCs", "from 1 to 480"),
+        ({"wiringMaxAmpsAllTWCs": 481}, "config.wiringMaxAmpsAllTWCs", "got 481"),
+        ({"wiringMaxAmpsPerTWC": 81}, "config.wiringMaxAmpsPerTWC", "from 1 to 80"),
+        ({"wiringMaxAmpsPerTWC": 1e308}, "config.wiringMaxAmpsPerTWC", "got 1e+308"),
+        ({"wiringMaxAmpsPerTWC": -math.inf}, "config.wiringMaxAmpsPerTWC", "got -Infinity"),
+        ({"minAmpsPerTWC": 33}, "config.minAmpsPerTWC", "above wiringMaxAmpsPerTWC (32 A)"),
+        ({"minAmpsPerTWC": 1e308}, "config.minAmpsPerTWC", "accepts) to 80"),
+        ({"minAmpsPerTWC": math.nan}, "config.minAmpsPerTWC", "got NaN"),
+        ({"maxAmpsPerTWC": 81}, "config.maxAmpsPerTWC", "from 1 to 80"),
+        ({"nonScheduledAmpsMax": 1e308}, "config.nonScheduledAmpsMax", "0 to wiringMaxAmps"),
+        ({"spikeAmps": 81}, "config.spikeAmps", "from 5 to 80"),
+        ({"startStopDelay": 1e308}, "config.startStopDelay", "seconds from 0 to 86400"),
+        ({"startStopDelay": math.inf}, "config.startStopDelay", "got Infinity"),
+        ({"defaultVoltage": math.inf}, "config.defaultVoltage", "got Infinity"),
+        ({"debugLevel": -1}, "config.debugLevel", "got -1"),
+        ({"greenEnergyFlexAmps": 1e308}, "config.greenEnergyFlexAmps", "from 0 to 480"),
+        ({"greenEnergyAmpsOffset": 481}, "config.greenEnergyAmpsOffset", "from -480 to 480"),
+        ({"greenEnergyAmpsOffset": -1e308}, "config.greenEnergyAmpsOffset", "got -1e+308"),
+        ({"greenEnergyLatch": 1e308}, "config.greenEnergyLatch", "minutes from 0 to 1440"),
+        ({"greenEnergySafeAmps": 1e308}, "config.greenEnergySafeAmps", "0 to wiringMaxAmps"),
+        ({"greenEnergyStartMarginAmps": 481}, "config.greenEnergyStartMarginAmps", "0 to 480"),
+        ({"greenEnergyStartDelay": 86401}, "config.greenEnergyStartDelay", "0 to 86400"),
+        ({"greenEnergyMinOnTime": 1e308}, "config.greenEnergyMinOnTime", "0 to 86400"),
+        ({"greenEnergyMinOffTime": math.inf}, "config.greenEnergyMinOffTime", "Infinity"),
+        ({"greenEnergySmoothingSeconds": 1e308}, "config.greenEnergySmoothingSeconds", "86400"),
+        ({"greenEnergyRaiseDelay": 1e308}, "config.greenEnergyRaiseDelay", "0 to 86400"),
+        ({"greenEnergyRaiseDelay": -1}, "config.greenEnergyRaiseDelay", "got -1"),
     ],
 )
 def test_each_bad_value_is_an_error_naming_key_path_value_and_expectation(
@@ -264,6 +293,10 @@ def test_each_bad_value_is_an_error_naming_key_path_value_and_expectation(
         ({"masterSign": "777"}, "interface.RS485.masterSign", "2 hex digits"),
         ({"trailerByte": "C0"}, "interface.RS485.trailerByte", "open a new frame"),
         ({"trailerByte": 254}, "interface.RS485.trailerByte", "2 hex digits"),
+        ({"slaveTimeout": 1e308}, "interface.RS485.slaveTimeout", "at most 86400"),
+        ({"slaveTimeout": math.nan}, "interface.RS485.slaveTimeout", "got NaN"),
+        ({"baud": 1e308}, "interface.RS485.baud", "baud rate"),
+        ({"baud": "1e308"}, "interface.RS485.baud", "baud rate"),
     ],
 )
 def test_bad_rs485_values_name_their_key_path(rs485, key_path, expected_text):
@@ -340,22 +373,53 @@ def test_per_twc_wiring_above_total_is_clamped_with_a_warning():
     assert paths(loaded.warnings) == ["config.wiringMaxAmpsPerTWC"]
 
 
-def test_floor_above_the_wiring_limit_is_a_warning_as_in_twcmanager():
-    # TWCManager's own sample (6 A wiring, default 12 A floor) must load unchanged; the
-    # warning says that no TWC will be offered current, which is the safe outcome.
-    loaded = config_from_dict(
-        {"config": {"wiringMaxAmpsAllTWCs": 6, "wiringMaxAmpsPerTWC": 6}}, "/"
+def test_floor_above_the_wiring_limit_is_an_error_saying_what_to_change():
+    # TWCManager's own sample (6 A wiring placeholder, 12 A floor) would never charge: with
+    # the placeholder left in, an error asks for the real limit rather than a silent 0 A.
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"config": {"wiringMaxAmpsAllTWCs": 6, "wiringMaxAmpsPerTWC": 6}}, "/")
+    (problem,) = caught.value.problems
+    assert problem.key_path == "config.minAmpsPerTWC"
+    assert "12 A (the default) is above wiringMaxAmpsPerTWC (6 A)" in problem.message
+    assert "lower minAmpsPerTWC or set the wiring limits" in problem.message
+    # Against the per-TWC limit after it is clamped to the total.
+    problems = errors_of(
+        {"wiringMaxAmpsAllTWCs": 10, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 12}
     )
-    (problem,) = [w for w in loaded.warnings if w.key_path == "config.minAmpsPerTWC"]
-    assert "12 A (the default)" in problem.message and "will ever be offered" in problem.message
-    loaded = load({"minAmpsPerTWC": 33})
-    assert "above wiringMaxAmpsPerTWC (32 A)" in str(loaded.warnings)
+    assert paths(problems) == ["config.minAmpsPerTWC"]
+    assert load({"minAmpsPerTWC": 32}).settings.min_amps_per_twc == 32  # equal is fine
 
 
 def test_fractional_amps_are_rounded_down_with_a_warning():
     loaded = load({"wiringMaxAmpsAllTWCs": 40.8, "wiringMaxAmpsPerTWC": 32.5})
     assert loaded.settings.wiring == type(loaded.settings.wiring)(40, 32)
     assert paths(loaded.warnings) == ["config.wiringMaxAmpsAllTWCs", "config.wiringMaxAmpsPerTWC"]
+
+
+def test_physical_maxima_are_accepted():
+    settings = load(
+        {
+            "wiringMaxAmpsAllTWCs": 480,
+            "wiringMaxAmpsPerTWC": 80,
+            "minAmpsPerTWC": 80,
+            "maxAmpsPerTWC": 80,
+            "startStopDelay": 86400,
+            "greenEnergyLatch": 1440,
+            "greenEnergyAmpsOffset": -480,
+            "greenEnergyFlexAmps": 480,
+        },
+        interface={"RS485": {"slaveTimeout": 86400, "baud": 4_000_000}},
+    ).settings
+    assert (settings.wiring.max_amps_all_twcs, settings.wiring.max_amps_per_twc) == (480, 80)
+    assert settings.min_amps_per_twc == 80 and settings.start_stop_delay_s == 86400
+
+
+def test_source_timing_is_bounded_too():
+    problems = errors_of(
+        sources={"Fronius": {"enabled": True, "serverIP": "10.0.0.2", "interval": 1e308}}
+    )
+    assert paths(problems) == ["sources.Fronius.interval"]
+    assert "at most 86400 seconds" in problems[0].message
 
 
 def test_spike_amps_above_the_per_twc_wiring_limit_is_clamped_with_a_warning():
@@ -817,8 +881,8 @@ def _escape_free(twcid: int) -> bool:
 
 @st.composite
 def valid_settings(draw):
-    all_twcs = draw(st.integers(5, 400))
-    per_twc = draw(st.integers(5, all_twcs))
+    all_twcs = draw(st.integers(5, 480))
+    per_twc = draw(st.integers(5, min(all_twcs, 80)))
     return {
         "wiringMaxAmpsAllTWCs": all_twcs,
         "wiringMaxAmpsPerTWC": per_twc,

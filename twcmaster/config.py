@@ -744,6 +744,12 @@ _LOG_LEVEL_NAMES = {
 _DEBUG_LEVEL_TO_LOG_LEVEL = (40, 20, 19, 18, 17, 16, 15, 14, 13, 12, 10, 9)
 _LOG_FORMATS = ("auto", "console", "json")
 _TWC_MIN_AMPS = 5  # lowest current a Gen2 TWC accepts (protocol v1; v2 says 6)
+_TWC_MAX_AMPS = 80  # highest current a Gen2 TWC delivers (a 100 A breaker x 0.8)
+_MAX_TWCS = 6  # slaves one master can hold on the bus
+_MAX_AMPS_ALL_TWCS = _MAX_TWCS * _TWC_MAX_AMPS  # 480 A: beyond it a limit is a typo
+_MAX_WAIT_S = 86400.0  # s; a day: a longer delay, latch or timeout is a typo
+_MAX_BAUD = 4_000_000  # beyond any RS-485 adapter
+_SECONDS = f"seconds from 0 to {_MAX_WAIT_S:g} (a day)"
 _TWC_BAUD = 9600
 _FRAME_DELIMITER = 0xC0
 _ESCAPE_BYTE = 0xDB
@@ -752,6 +758,14 @@ _PYSERIAL_URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "c
 
 def _anything(_: float) -> bool:
     return True
+
+
+def _seconds_ok(value: float) -> bool:
+    return 0 <= value <= _MAX_WAIT_S
+
+
+def _amps_up_to(limit: float) -> Callable[[float], bool]:
+    return lambda value: 0 <= value <= limit
 
 
 class _Section:
@@ -873,13 +887,16 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: _Report) -
     wiring = _parse_wiring(cfg)
     per_twc = wiring.max_amps_per_twc if wiring else None
     min_amps = _parse_min_amps(cfg, per_twc)
-    max_amps = cfg.amps("maxAmpsPerTWC", 32, "a number of amps >= 1", lambda x: x >= 1)
+    max_amps = cfg.amps(
+        "maxAmpsPerTWC", 32, f"a number of amps from 1 to {_TWC_MAX_AMPS}",
+        lambda x: 1 <= x <= _TWC_MAX_AMPS,
+    )  # fmt: skip
     fields = dict(
         wiring=wiring,
         min_amps_per_twc=min_amps,
         max_amps_per_twc=max_amps,
         non_scheduled_amps_max=_parse_non_scheduled(cfg, wiring),
-        start_stop_delay_s=cfg.number("startStopDelay", 60.0, "seconds >= 0", lambda x: x >= 0),
+        start_stop_delay_s=cfg.number("startStopDelay", 60.0, _SECONDS, _seconds_ok),
         default_voltage_v=cfg.number(
             "defaultVoltage", 240.0, "volts between 50 and 500", lambda x: 50 <= x <= 500
         ),
@@ -891,8 +908,11 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: _Report) -
         spike_amps_reactively=cfg.boolean("spikeAmpsReactively", True),
         spike_amps=_parse_spike_amps(cfg, per_twc),
         green_energy_flex_amps=cfg.number(
-            "greenEnergyFlexAmps", 0.0, "a number of amps >= 0", lambda x: x >= 0
-        ),
+            "greenEnergyFlexAmps",
+            0.0,
+            f"a number of amps from 0 to {_MAX_AMPS_ALL_TWCS}",
+            _amps_up_to(_MAX_AMPS_ALL_TWCS),
+        ),  # fmt: skip
         use_flex_amps_to_start_charge=cfg.boolean("useFlexAmpsToStartCharge", False),
         **_parse_green(cfg, wiring),
         rs485=_parse_rs485(data, report),
@@ -905,8 +925,8 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: _Report) -
 
 
 def _parse_green(cfg: _Section, wiring: WiringConfig | None) -> dict[str, Any]:
-    seconds, at_least_0 = "seconds >= 0", lambda x: x >= 0
-    limit = wiring.max_amps_all_twcs if wiring else math.inf
+    limit = wiring.max_amps_all_twcs if wiring else _MAX_AMPS_ALL_TWCS
+    any_amps = f"a number of amps from 0 to {_MAX_AMPS_ALL_TWCS}"
     subtract = cfg.boolean("subtractChargerLoad", False)
     treat = cfg.boolean("treatGenerationAsGridDelivery", False)
     if treat and subtract is False:
@@ -919,33 +939,55 @@ def _parse_green(cfg: _Section, wiring: WiringConfig | None) -> dict[str, Any]:
     return dict(
         subtract_charger_load=subtract,
         treat_generation_as_grid_delivery=treat,
-        green_energy_amps_offset=cfg.number("greenEnergyAmpsOffset", 0.0, "a number of amps"),
-        green_energy_latch_min=cfg.number("greenEnergyLatch", 0.0, "minutes >= 0", at_least_0),
+        green_energy_amps_offset=cfg.number(
+            "greenEnergyAmpsOffset", 0.0,
+            f"a number of amps from -{_MAX_AMPS_ALL_TWCS} to {_MAX_AMPS_ALL_TWCS}",
+            lambda x: abs(x) <= _MAX_AMPS_ALL_TWCS,
+        ),
+        green_energy_latch_min=cfg.number(
+            "greenEnergyLatch", 0.0, f"minutes from 0 to {_MAX_WAIT_S / 60:g} (a day)",
+            lambda x: 0 <= x <= _MAX_WAIT_S / 60,
+        ),
         green_energy_safe_amps=cfg.number(
             "greenEnergySafeAmps", 0.0,
-            f"amps from 0 to wiringMaxAmpsAllTWCs ({limit:g})", lambda x: 0 <= x <= limit,
+            f"amps from 0 to wiringMaxAmpsAllTWCs ({limit:g})", _amps_up_to(limit),
         ),
         green_energy_start_margin_amps=cfg.number(
-            "greenEnergyStartMarginAmps", 0.0, "a number of amps >= 0", at_least_0
+            "greenEnergyStartMarginAmps", 0.0, any_amps, _amps_up_to(_MAX_AMPS_ALL_TWCS)
         ),
-        green_energy_start_delay_s=cfg.number("greenEnergyStartDelay", 60.0, seconds, at_least_0),
-        green_energy_min_on_time_s=cfg.number("greenEnergyMinOnTime", 1800.0, seconds, at_least_0),
+        green_energy_start_delay_s=cfg.number(
+            "greenEnergyStartDelay", 60.0, _SECONDS, _seconds_ok
+        ),
+        green_energy_min_on_time_s=cfg.number(
+            "greenEnergyMinOnTime", 1800.0, _SECONDS, _seconds_ok
+        ),
         green_energy_min_off_time_s=cfg.number(
-            "greenEnergyMinOffTime", 60.0, seconds, at_least_0
+            "greenEnergyMinOffTime", 60.0, _SECONDS, _seconds_ok
         ),
         green_energy_smoothing_s=cfg.number(
-            "greenEnergySmoothingSeconds", 0.0, seconds, at_least_0
+            "greenEnergySmoothingSeconds", 0.0, _SECONDS, _seconds_ok
         ),
         green_energy_raise_delay_s=cfg.number(
-            "greenEnergyRaiseDelay", 20.0, seconds, at_least_0
+            "greenEnergyRaiseDelay", 20.0, _SECONDS, _seconds_ok
         ),
     )  # fmt: skip
 
 
 def _parse_wiring(cfg: _Section) -> WiringConfig | None:
-    expected = "a number of amps >= 1 (80 % of the breaker rating)"
-    all_twcs = cfg.amps("wiringMaxAmpsAllTWCs", _REQUIRED, expected, lambda x: x >= 1)
-    per_twc = cfg.amps("wiringMaxAmpsPerTWC", _REQUIRED, expected, lambda x: x >= 1)
+    # Finite and physically possible: a limit of 1e308 A would make every check pass.
+    all_twcs = cfg.amps(
+        "wiringMaxAmpsAllTWCs",
+        _REQUIRED,
+        f"a number of amps from 1 to {_MAX_AMPS_ALL_TWCS} (80 % of the breaker rating; "
+        f"at most {_MAX_TWCS} TWCs x {_TWC_MAX_AMPS} A)",
+        lambda x: 1 <= x <= _MAX_AMPS_ALL_TWCS,
+    )
+    per_twc = cfg.amps(
+        "wiringMaxAmpsPerTWC", _REQUIRED,
+        f"a number of amps from 1 to {_TWC_MAX_AMPS} (80 % of the breaker rating; a TWC "
+        f"delivers at most {_TWC_MAX_AMPS} A)",
+        lambda x: 1 <= x <= _TWC_MAX_AMPS,
+    )  # fmt: skip
     if all_twcs is None or per_twc is None:
         return None
     if per_twc > all_twcs:
@@ -958,17 +1000,23 @@ def _parse_wiring(cfg: _Section) -> WiringConfig | None:
 
 
 def _parse_min_amps(cfg: _Section, per_twc: int | None) -> int | None:
-    expected = f"a number of amps >= {_TWC_MIN_AMPS} (the lowest a TWC accepts)"
-    min_amps = cfg.amps("minAmpsPerTWC", 12, expected, lambda x: x >= _TWC_MIN_AMPS)
+    expected = (
+        f"a number of amps from {_TWC_MIN_AMPS} (the lowest a TWC accepts) to {_TWC_MAX_AMPS}"
+    )
+    min_amps = cfg.amps(
+        "minAmpsPerTWC", 12, expected, lambda x: _TWC_MIN_AMPS <= x <= _TWC_MAX_AMPS
+    )
     if min_amps is not None and per_twc is not None and min_amps > per_twc:
         given = "" if "minAmpsPerTWC" in cfg.values else " (the default)"
-        # A warning, as in TWCManager, so its sample config (6 A wiring, 12 A floor) still
-        # loads; it is safe: no offer can be both >= the floor and <= the wiring limit.
-        cfg.report.warn(
+        # An error, not TWCManager's warning: nothing would ever charge, and TWCManager's
+        # sample (6 A placeholder wiring, 12 A floor) gets here only if the wiring was not set.
+        cfg.report.error(
             cfg.key_path("minAmpsPerTWC"),
-            f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A), so no TWC will "
-            "ever be offered current; lower minAmpsPerTWC or raise the wiring limits",
+            f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A), so no TWC would "
+            "ever be offered current; lower minAmpsPerTWC or set the wiring limits of your "
+            "circuit",
         )
+        return None
     return min_amps
 
 
@@ -983,8 +1031,11 @@ def _parse_non_scheduled(cfg: _Section, wiring: WiringConfig | None) -> int | No
 
 
 def _parse_spike_amps(cfg: _Section, per_twc: int | None) -> int | None:
-    expected = f"a number of amps >= {_TWC_MIN_AMPS}, or null for the built-in default"
-    spike = cfg.amps("spikeAmps", None, expected, lambda x: x >= _TWC_MIN_AMPS)
+    expected = (
+        f"a number of amps from {_TWC_MIN_AMPS} to {_TWC_MAX_AMPS}, or null for the built-in "
+        "default"
+    )
+    spike = cfg.amps("spikeAmps", None, expected, lambda x: _TWC_MIN_AMPS <= x <= _TWC_MAX_AMPS)
     if spike is not None and per_twc is not None and spike > per_twc:
         cfg.report.warn(
             cfg.key_path("spikeAmps"),
@@ -1012,7 +1063,8 @@ def _parse_log_level(cfg: _Section) -> int | None:
 
 
 def _legacy_debug_level(cfg: _Section) -> int | None:
-    debug = cfg.number("debugLevel", None, "a number 0..11")
+    expected = "a number 0..11 (more counts as 11)"
+    debug = cfg.number("debugLevel", None, expected, lambda x: x >= 0)
     if debug is None:
         return 20
     level = _DEBUG_LEVEL_TO_LOG_LEVEL[min(max(math.ceil(debug), 0), 11)]
@@ -1047,7 +1099,12 @@ def _parse_rs485(data: Mapping[str, Any], report: _Report) -> RS485Config | None
         enabled=bus.boolean("enabled", True),
         port=port,
         baud=baud,
-        slave_timeout_s=bus.number("slaveTimeout", 26.0, "seconds > 0", lambda x: x > 0),
+        slave_timeout_s=bus.number(
+            "slaveTimeout",
+            26.0,
+            f"seconds > 0, at most {_MAX_WAIT_S:g} (a day)",
+            lambda x: 0 < x <= _MAX_WAIT_S,
+        ),  # fmt: skip
         master_twcid=_check_master_twcid(bus, twcid),
         master_sign=bus.hex_bytes("masterSign", "77", size=1),
         trailer_byte=trailer,
@@ -1104,7 +1161,9 @@ def _parse_baud(bus: _Section, legacy: _Section) -> int | None:
             "config.baud", "old place for the baud rate; move it to interface.RS485.baud"
         )
     # pyserial takes "9600" as well as 9600, so TWCManager configs may hold either.
-    baud = source.whole("baud", _TWC_BAUD, "a baud rate like 9600", lambda x: x > 0, True)
+    baud = source.whole(
+        "baud", _TWC_BAUD, "a baud rate like 9600", lambda x: 0 < x <= _MAX_BAUD, True
+    )
     if baud is not None and baud != _TWC_BAUD:
         source.report.warn(
             source.key_path("baud"),
@@ -1265,9 +1324,21 @@ def _check_sources(data: Mapping[str, Any], report: _Report) -> None:
     # _warn_unused, and unknown names are already errors: check the ones twcmaster runs.
     ours = {name: value for name, value in sources.items() if name in SOURCE_MODULES}
     already = {problem.key_path for problem in report.errors}
-    for key_path, message in check_sources(ours):
+    for key_path, message in [*check_sources(ours), *_source_timing_bounds(ours)]:
         if key_path not in already:
             report.error(key_path, message)
+            already.add(key_path)
+
+
+def _source_timing_bounds(sources: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The upper bound registry.check_timing lacks: an interval of 1e308 s is a typo."""
+    from twcmaster.sources.registry import check_number
+
+    for name, section in sources.items():
+        if isinstance(section, Mapping) and section.get("enabled") is True:
+            for key in ("interval", "timeout", "maxAge"):
+                for _, message in check_number(section, key, maximum=_MAX_WAIT_S, unit="seconds"):
+                    yield f"sources.{name}.{key}", message
 
 
 def _load(data: Mapping[str, Any], base_dir: str, path: str | None) -> LoadedConfig:
