@@ -69,7 +69,7 @@ def test_half_an_hour_runs_in_virtual_time_with_the_real_master():
     assert (result.voltage_v, result.phases, result.min_amps, result.limit_amps) == (230, 1, 6, 32)
     assert_identities(result)
     # One heartbeat a second to the one TWC, none late; nothing went wrong on the bus.
-    assert 1795 <= result.heartbeats <= 1801
+    assert 1795 <= result.heartbeats <= 1802  # +1: the first one goes out during the burst
     assert result.longest_heartbeat_gap_s <= 1.01
     assert result.warnings == ()
     # Green tracking charged, mostly from the surplus, and moved its offers with the sun.

@@ -24,6 +24,7 @@ from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_conf
 from twcmaster.logs import get_logger
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.protocol import master as bm
+from twcmaster.protocol.gate import WiringLimits
 from twcmaster.protocol.messages import SLAVE_STATE_NAMES
 
 ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
@@ -81,7 +82,11 @@ def master_settings(config: AppConfig) -> bm.MasterSettings:
         master_sign=rs485.master_sign,
         slave_timeout_s=rs485.slave_timeout_s,
         trailer_byte=rs485.trailer_byte,
-        max_offer_amps=config.wiring.max_amps_per_twc,
+        limits=WiringLimits(
+            max_amps_per_twc=config.wiring.max_amps_per_twc,
+            max_amps_all_twcs=config.wiring.max_amps_all_twcs,
+            min_amps_per_twc=config.min_amps_per_twc,
+        ),
     )
 
 
@@ -142,6 +147,15 @@ class Core:
     def start(self, now: float) -> None:
         """(Re)announce the master: at start and whenever the port (re)opens."""
         self.master.start(now)
+
+    def stop(self, now: float) -> None:
+        """Before exiting: 0 A to every slave (see ``BusMaster.stop``)."""
+        self.master.stop(now)
+
+    @property
+    def stopped(self) -> bool:
+        """Every slave has been sent its 0 A heartbeat since ``stop``."""
+        return self.master.stopped
 
     def receive(self, data: bytes, now: float) -> None:
         if self._log_frames:

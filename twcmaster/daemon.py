@@ -20,6 +20,7 @@ from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.transport import SerialTransport
 
 SERVICE_RETRY_S = 0.1  # after a failed service step, try again this soon
+STOP_TIMEOUT_S = 2.0  # at exit, the 0 A heartbeats to every slave must go out within this
 
 
 class Daemon:
@@ -84,10 +85,15 @@ class Daemon:
             self.sources.start()  # polls in its own tasks and threads; never blocks the bus
         transport_task = asyncio.create_task(self.transport.run(), name="serial transport")
         try:
-            await asyncio.wait_for(transport_task, duration_s)
+            # Shielded: cancelling the daemon must leave the port open for the 0 A goodbye.
+            await asyncio.wait_for(asyncio.shield(transport_task), duration_s)
         except TimeoutError:
             pass
         finally:
+            try:
+                await self._stop_slaves()
+            except asyncio.CancelledError:  # a second signal: exit without waiting
+                self.log.warning("stopped again: not every slave was sent 0 A")
             if self._timer is not None:
                 self._timer.cancel()
             transport_task.cancel()
@@ -95,6 +101,27 @@ class Daemon:
             if self.sources is not None:
                 await self.sources.stop()
             self.log.info("twcmaster stopped")
+
+    async def _stop_slaves(self) -> None:
+        """A 0 A heartbeat to every slave before the port closes, so the cars stop at once
+        rather than when the TWCs give up on their master (about 10 s, with a fault on the
+        car after 20-30 s). Bounded: a dead port or a stuck slave cannot hold up the exit."""
+        if not self.transport.is_open or not self.core.master.slaves:
+            return
+        now = self.clock()
+        self.core.stop(now)
+        self._service()
+        deadline_s = now + STOP_TIMEOUT_S
+        while not self.core.stopped and self.clock() < deadline_s:
+            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.transport.drain(), max(0.1, deadline_s - self.clock()))
+        # The UART still has to shift the last frame out after the OS took it.
+        await asyncio.sleep(min(self.transport.wire_busy_s, 0.2))
+        self.log.info("slaves sent 0 A before exit", twcids=self._twcids(), done=self.core.stopped)
+
+    def _twcids(self) -> list[str]:
+        return [f"{twcid:04X}" for twcid in self.core.master.slaves]
 
     def _service(self) -> None:
         """Read what is waiting, send what is due, then sleep until the core next needs us (a
@@ -173,12 +200,14 @@ def start_outputs(config: AppConfig) -> ConsoleStatus:
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main``; SIGINT (Ctrl+C) and SIGTERM (``docker stop``) cancel it cleanly."""
+    """Run ``main``; SIGINT (Ctrl+C), SIGTERM (``docker stop``) and SIGHUP (the terminal
+    closed) cancel it cleanly: 0 A to the slaves, sources stopped, exit 0. To apply a changed
+    config, restart (the container's restart policy or systemd does it after a stop)."""
 
     async def guarded() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(main)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await task

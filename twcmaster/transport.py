@@ -90,6 +90,11 @@ class SerialTransport:
         busy_until = max(self._last_rx_at, self._tx_wire_free_at)
         return max(0.0, self._clock() - busy_until)
 
+    @property
+    def wire_busy_s(self) -> float:
+        """Seconds until the UART will have shifted out what was written (estimated)."""
+        return max(0.0, self._tx_wire_free_at - self._clock())
+
     def send(self, data: bytes) -> bool:
         """Queue ``data`` for the wire; False (nothing queued) when the port is not open."""
         session = self._session

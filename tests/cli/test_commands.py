@@ -47,7 +47,7 @@ def slave_sim(link: Path, *args: str):
         sim.communicate(timeout=10)
 
 
-def run_master(config: Path, seconds: float) -> tuple[str, str]:
+def run_master(config: Path, seconds: float, stop_signal: int = signal.SIGTERM) -> tuple[str, str]:
     """`twcmaster run` for a while, then SIGTERM as `docker stop` sends; (stdout, stderr)."""
     master = subprocess.Popen(
         [sys.executable, "-m", "twcmaster", "run", "--config", str(config)],
@@ -56,7 +56,7 @@ def run_master(config: Path, seconds: float) -> tuple[str, str]:
         text=True,
     )
     time.sleep(seconds)
-    master.send_signal(signal.SIGTERM)
+    master.send_signal(stop_signal)
     out, err = master.communicate(timeout=10)
     assert master.returncode == 0, err
     assert "Traceback" not in err and "twcmaster stopped" in err
@@ -187,3 +187,24 @@ def test_run_charges_from_a_green_energy_source(tmp_path):
     assert "Track Green Energy" in out, out
     offers = [float(a) for a in re.findall(r"SHB [0-9A-F]{4}: 0[18] \d\d\.\d\d/(\d\d\.\d\d)A", out)]
     assert offers and 6 <= max(offers) <= 19, (offers, out)  # ~17.6 A of surplus at 240 V
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGINT], ids=["SIGHUP", "SIGINT"])
+def test_run_stops_cleanly_on_sighup_and_sigint_and_sends_0_a_first(tmp_path, stop_signal):
+    """Issue 7, finding 10: SIGHUP killed the daemon without a clean stop, and no exit sent
+    the slaves 0 A (their cars went on until the TWCs gave up on their master)."""
+    link = tmp_path / "ttyTWC"
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32},
+                "interface": {"RS485": {"port": str(link)}},
+                "logging": {"format": "json"},
+            }
+        )
+    )
+    with slave_sim(link, "--count", "2", "--seed", "4"):
+        _, err = run_master(config, 8, stop_signal)
+    goodbye = [json.loads(line) for line in err.splitlines() if "0 A before exit" in line]
+    assert goodbye and goodbye[0]["done"] is True and len(goodbye[0]["twcids"]) == 2, err

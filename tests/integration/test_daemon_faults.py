@@ -115,3 +115,20 @@ def test_heartbeats_resume_within_5_s_after_a_20_s_outage(tmp_path):
 
     asyncio.run(scenario())
     assert resumed_after_s[0] <= 5.0, resumed_after_s
+
+
+def test_on_exit_every_slave_is_sent_0_a_before_the_port_closes():
+    """Finding 10: the daemon exited without a word to the slaves; now each hears 0 A."""
+    rig = Rig()
+
+    async def during(rig: Rig) -> None:
+        while not all(s.actual_amps > 4.0 for s in rig.bus.slaves):
+            await asyncio.sleep(0.2)
+
+    async def scenario():
+        await rig.run([slave(0x1234), slave(0x2345, seed=2)], 20.0, during)
+
+    asyncio.run(scenario())
+    for s in rig.bus.slaves:
+        assert s.limit_amps == 0.0, (hex(s.twcid), s.limit_amps)
+    assert rig.daemon.core.stopped

@@ -8,6 +8,7 @@ from itertools import pairwise
 from twcmaster.protocol import codec
 from twcmaster.protocol import master as bm
 from twcmaster.protocol import messages as m
+from twcmaster.protocol.gate import WiringLimits
 from twcmaster.protocol.messages import Code
 from twcmaster.protocol.vin import vin_check_digit_ok
 
@@ -122,7 +123,7 @@ def test_offer_becomes_set_limit_then_no_change_once_reported():
 
 
 def test_offer_is_capped_by_the_link_ready_max_and_the_ceiling():
-    bus = Bus(max_offer_amps=20)
+    bus = Bus(limits=WiringLimits(max_amps_per_twc=20))
     link(bus, 0x1234, max_centiamps=1600)
     bus.master.set_offer(0x1234, 40)
     assert bus.master.slaves[0x1234].offer_amps == 16

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from twcmaster.protocol import codec
 from twcmaster.protocol import messages as m
+from twcmaster.protocol.gate import GateInput, WiringLimits, committed_centiamps, wire_amps
 from twcmaster.protocol.messages import Code
 from twcmaster.protocol.vin import vin_check_digit_ok
 
@@ -50,7 +51,8 @@ class MasterSettings:
     vin_retry_s: float = 60.0  # start the VIN sequence over after this (§5.4)
     vin_max_attempts: int = 6  # first try + 5 retries (§5.4)
     trailer_byte: int | None = None  # byte sent after each closing C0 (§8 Q1): none by default
-    max_offer_amps: int | None = None  # last-resort ceiling (the per-TWC wiring limit)
+    # The wiring limits the amps gate applies to every heartbeat (protocol/gate.py).
+    limits: WiringLimits = field(default_factory=WiringLimits)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -155,7 +157,8 @@ class Slave:
     actual_centiamps: int = 0
     slave_data: bytes = b""
     master_data: bytes = b""  # the last heartbeat data block sent
-    offer_amps: int = 0
+    offer_amps: int = 0  # what the controller asks for (set_offer)
+    sent_centiamps: int = 0  # what the last heartbeat carried, after the amps gate
     heartbeat_tx_s: deque = field(default_factory=lambda: deque(maxlen=4096))
     lifetime_kwh: int | None = None
     voltages: tuple[int, int, int] | None = None
@@ -207,6 +210,7 @@ class BusMaster:
         self._recent_tx: deque[tuple[float, bytes]] = deque(maxlen=16)
         self._started = False
         self._collision_burst_s = -math.inf  # when an ID collision last restarted the burst
+        self._stopping_s: float | None = None  # set by stop(): only 0 A from then on
 
     # -- control from the daemon
 
@@ -218,15 +222,34 @@ class BusMaster:
         self._round_anchor_s = now_s
 
     def set_offer(self, twcid: int, amps: int) -> None:
-        """The whole amps to offer this slave from its next heartbeat on."""
+        """The whole amps to offer this slave from its next heartbeat on (what goes on the
+        wire is decided by the amps gate when the heartbeat is built)."""
         slave = self.slaves.get(twcid)
         if slave is None:
             return
         amps = max(0, int(amps))
-        ceiling = self.settings.max_offer_amps
+        ceiling = self.settings.limits.max_amps_per_twc
         if ceiling is not None:
-            amps = min(amps, ceiling)
+            amps = min(amps, math.floor(ceiling))
         slave.offer_amps = min(amps, slave.max_centiamps // 100)
+
+    def stop(self, now_s: float) -> None:
+        """Before exiting: a 0 A heartbeat to every slave at once, so the cars stop now rather
+        than at the TWC's master timeout; no more link-ready frames or queries."""
+        self._stopping_s = now_s
+        self._burst_left = 0
+        for slave in self.slaves.values():  # the amps gate sends 0 A from now on
+            slave.next_heartbeat_s = now_s
+            slave.vin_next_part = 0
+            slave.next_energy_poll_s = math.inf
+
+    @property
+    def stopped(self) -> bool:
+        """After ``stop``: every slave has been sent its 0 A heartbeat."""
+        since_s = self._stopping_s
+        return since_s is not None and all(
+            s.heartbeat_tx_s and s.heartbeat_tx_s[-1] >= since_s for s in self.slaves.values()
+        )
 
     # -- receiving
 
@@ -495,6 +518,8 @@ class BusMaster:
             return self._heartbeat(slave, now_s), slave.twcid
         if self._burst_left:
             return self._linkready(), None
+        if self._stopping_s is not None:
+            return None, None
         for slave in sorted(self.slaves.values(), key=lambda s: s.next_heartbeat_s):
             query = self._query(slave, now_s)
             if query is not None:
@@ -509,9 +534,22 @@ class BusMaster:
     def _heartbeat(self, slave: Slave, now_s: float) -> m.MasterHeartbeat:
         slave.next_heartbeat_s = self._next_round_s(now_s)
         slave.heartbeat_tx_s.append(now_s)
-        message = heartbeat_for_offer(self.settings.master_twcid, slave)
+        centiamps = self._gated_amps(slave) * 100
+        message = _heartbeat_message(self.settings.master_twcid, slave, centiamps)
+        slave.sent_centiamps = centiamps
         slave.master_data = message.data
         return message
+
+    def _gated_amps(self, slave: Slave) -> int:
+        """The amps this slave's heartbeat carries: through the gate, the only way."""
+        others = (
+            committed_centiamps(o.sent_centiamps, o.allowed_centiamps)
+            for o in self.slaves.values()
+            if o is not slave
+        )
+        request = GateInput(slave.offer_amps, slave.max_centiamps, slave.min_amps_supported)
+        stopping = self._stopping_s is not None
+        return wire_amps(request, others, self.settings.limits, stopping=stopping)
 
     def _next_round_s(self, now_s: float) -> float:
         """Start of the heartbeat round after ``now_s``. Every slave is due at the start of
@@ -551,14 +589,13 @@ class BusMaster:
         return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, 16)
 
 
-def heartbeat_for_offer(master_twcid: int, slave: Slave) -> m.MasterHeartbeat:
-    """The heartbeat carrying ``slave.offer_amps`` (§6.6).
+def _heartbeat_message(master_twcid: int, slave: Slave, offer_centiamps: int) -> m.MasterHeartbeat:
+    """The heartbeat carrying ``offer_centiamps``, which the amps gate decided (§6.6).
 
     A set-limit command when the offer differs from what the slave reports, and always at 0 A
     (a constant ``05 00 00`` stops the relay chatter of "no change" at 0 A); otherwise
     "no change". ``05`` on protocol 1, ``09`` on protocol 2 (§8 Q9).
     """
-    offer_centiamps = slave.offer_amps * 100
     if offer_centiamps != slave.allowed_centiamps or offer_centiamps == 0:
         command = m.HeartbeatCommand.SET_LIMIT_P1 if slave.protocol == 1 else 0x09
     else:
