@@ -14,6 +14,12 @@ Canned answers are set per path (the query string is not part of the match)::
     server.route("/x", Canned.json(first), Canned(status=503, body=b"busy"))  # then 503 forever
     server.route("/slow", Canned.json(doc, delay_s=2.0))
     server.route("/login", lambda request: Canned.json({"token": "t"}), method="POST")
+    server.route("/trickle", Canned.streamed(trickle(b"1", every_s=0.5)))  # never ends
+    server.route("/huge", Canned.streamed(endless(b"7", total_bytes=100 << 20)))
+
+A streamed answer's body comes from a generator, written as it is produced (chunked, or with
+``length`` as Content-Length): it stands in for a device that trickles or never stops, and is
+never held in memory.
 
 A path holds a queue: each request takes the next answer, and the last one repeats. A
 callable answer gets the ``Recorded`` request and returns a ``Canned``. Unrouted paths answer
@@ -38,6 +44,8 @@ from typing import Any
 
 import pytest
 
+Chunks = Callable[[threading.Event], Iterator[bytes]]
+
 
 @dataclass(frozen=True)
 class Canned:
@@ -49,6 +57,21 @@ class Canned:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     drop: bool = False
+    chunks: Chunks | None = None  # a streamed body (see ``streamed``), instead of ``body``
+    length: int | None = None  # with ``chunks``: the Content-Length announced, else chunked
+
+    @classmethod
+    def streamed(
+        cls,
+        chunks: Chunks,
+        status: int = 200,
+        *,
+        length: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Canned:
+        """A body written piece by piece as ``chunks(stopping)`` yields it; ``stopping`` is
+        set when the server closes, so an endless generator must watch it."""
+        return cls(status, b"", dict(headers or {}), chunks=chunks, length=length)
 
     @classmethod
     def json(
@@ -101,6 +124,32 @@ class Recorded:
 
 
 Answer = Canned | Callable[[Recorded], Canned]
+
+
+def trickle(piece: bytes = b"1", *, every_s: float = 0.5) -> Chunks:
+    """``piece`` every ``every_s``, until the server closes: a device that never finishes."""
+
+    def chunks(stopping: threading.Event) -> Iterator[bytes]:
+        while True:
+            yield piece
+            if stopping.wait(every_s):
+                return
+
+    return chunks
+
+
+def endless(piece: bytes = b"7", *, total_bytes: int, chunk_bytes: int = 64 << 10) -> Chunks:
+    """``total_bytes`` of ``piece`` repeated, made as it is sent (one chunk in memory)."""
+    block = (piece * (chunk_bytes // len(piece) + 1))[:chunk_bytes]
+
+    def chunks(stopping: threading.Event) -> Iterator[bytes]:
+        sent = 0
+        while sent < total_bytes and not stopping.is_set():
+            part = block[: total_bytes - sent]
+            yield part
+            sent += len(part)
+
+    return chunks
 
 
 class LoopbackHTTPServer:
@@ -246,11 +295,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(canned.status)
             for name, value in canned.headers.items():
                 self.send_header(name, value)
+            if canned.chunks is not None:
+                self._stream(canned)
+                return
             self.send_header("Content-Length", str(len(canned.body)))
             self.end_headers()
             self.wfile.write(canned.body)
         except OSError:
             self.close_connection = True  # the client gave up (timeout test)
+
+    def _stream(self, canned: Canned) -> None:
+        chunked = canned.length is None
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(canned.length))
+        self.end_headers()
+        self.close_connection = True  # a streamed answer may end early: never reuse
+        assert canned.chunks is not None
+        for piece in canned.chunks(self.server.owner.stopping):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            self.wfile.flush()
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

@@ -149,7 +149,7 @@ def test_404_names_the_entity(http_server):
     route(http_server, "sensor.house_power", Canned.json({"message": "Entity not found."}, 404))
     message = fetch_error(HassSource(config(http_server), TIMING))
     assert "/api/states/sensor.house_power: HTTP 404" in message
-    assert "Entity not found." in message
+    assert "body not shown: authenticated request" in message  # the token is on it
     assert "check the entity id" in message
 
 

@@ -8,10 +8,18 @@ secrets) and the cause, in words a user can act on::
     Fronius: GET http://192.168.1.50:80/solar_api/v1/GetPowerFlowRealtimeData.fcgi?Scope=System:
     timed out after 5 s
 
+Every request has a total deadline, the source's ``timeout``: the body is streamed and the
+request abandoned (its connection closed) once the deadline passes, so a device that
+trickles a byte now and then cannot hold a poll, whatever ``requests``' per-read timeout
+says. A body is read up to ``MAX_BODY_BYTES`` and no further: a larger answer is an error
+("answer larger than 1 MiB"), and its rest is never read.
+
 Secrets never reach a message or a log line: query parameters passed as ``secret_params`` are
-left out of the URL shown, and every registered secret (API keys, tokens, passwords) is
-replaced by ``***`` in messages, including a server's error body that echoes it. A filter on
-urllib3's logger does the same for its DEBUG lines, which carry full request URLs.
+left out of the URL shown, and every secret (API keys, tokens, passwords, registered in
+``twcmaster.sources.secrets``) is replaced by ``***`` in messages, in every encoding a server
+may echo it. A request that carries credentials shows no body in its messages at all, only
+the status and the body's size: a server echoing the request back could show them in a form
+no rule foresees.
 
 Parsing goes through the same door: ``get_json(url, parse=...)`` runs ``parse`` on the decoded
 document, and a ``ShapeError`` (or ``KeyError``/``TypeError``/``IndexError``/``ValueError``)
@@ -26,18 +34,29 @@ missing or of the wrong type.
 from __future__ import annotations
 
 import json
-import logging
 import re
-import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twcmaster import __version__
 from twcmaster.sources.base import SourceError, SourceTiming
+from twcmaster.sources.secrets import (
+    EXCERPT_CHARS,
+    excerpt,
+    redact,
+    register,
+    register_basic_auth,
+)
 
-BODY_EXCERPT_CHARS = 200  # how much of an error body or a malformed document a message shows
-REDACTED = "***"
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: a device's answer is a few kB; more is broken, not data
+MAX_BODY_TEXT = "1 MiB"
+READ_CHUNK_BYTES = 64 << 10  # read what has arrived, up to this much, then check the deadline
+BODY_EXCERPT_CHARS = EXCERPT_CHARS  # how much of an error body a message shows
+NOT_SHOWN = "not shown: authenticated request"
+# Request headers whose values are credentials (the request is then "authenticated").
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "apikey", "x-auth-token"})
 
 # A cause worth saying beyond the reason phrase; a source adds its own hints per status.
 STATUS_HINTS = {
@@ -99,11 +118,11 @@ def as_number(value: Any, what: str) -> float:
         try:
             result = float(value.strip())
         except ValueError:
-            raise ShapeError(f"{what} is {value[:40]!r}, expected a number") from None
+            raise ShapeError(f"{what} is {shown(value)}, expected a number") from None
     else:
         raise ShapeError(f"{what} is {_kind(value)}, expected a number")
     if result != result or result in (float("inf"), float("-inf")):
-        raise ShapeError(f"{what} is {value!r}, expected a finite number")
+        raise ShapeError(f"{what} is {shown(value)}, expected a finite number")
     return result
 
 
@@ -133,8 +152,13 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the text {value[:40]!r}"
-    return f"{type(value).__name__} {value!r}"[:60]
+        return f"the text {shown(value)}"
+    return f"{type(value).__name__} {shown(repr(value))}"
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value from a device as a message quotes it: short, one line, secrets masked."""
+    return repr(excerpt(value if isinstance(value, str) else repr(value), limit))
 
 
 # ----------------------------------------------------------------- URLs and endpoints
@@ -153,45 +177,6 @@ def shown_url(url: str, params: Mapping[str, Any] | None = None) -> str:
         return url
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     return f"{url}{'&' if '?' in url else '?'}{query}" if query else url
-
-
-# ------------------------------------------------------------- secrets out of the logs
-
-_secrets_lock = threading.Lock()
-_log_secrets: set[str] = set()
-_filter_installed = False
-
-
-class _RedactSecrets(logging.Filter):
-    """Removes registered secrets from urllib3's DEBUG lines (they carry full URLs)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        with _secrets_lock:
-            secrets = tuple(_log_secrets)
-        if secrets:
-            text = record.getMessage()
-            cleaned = _redact(text, secrets)
-            if cleaned != text:
-                record.msg, record.args = cleaned, None
-        return True
-
-
-def _register_log_secrets(secrets: Iterable[str]) -> None:
-    global _filter_installed
-    with _secrets_lock:
-        _log_secrets.update(secrets)
-        if not _filter_installed:
-            logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
-            _filter_installed = True
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-        quoted = urllib.parse.quote(secret, safe="")
-        if quoted != secret:
-            text = text.replace(quoted, REDACTED)
-    return text
 
 
 # ------------------------------------------------------------------------ the client
@@ -216,7 +201,11 @@ class HttpClient:
         self._requests = requests
         self.source_name = source_name
         self.timeout_s = timing.timeout_s
-        self._secrets = {s for s in secrets if isinstance(s, str) and len(s) >= 3}
+        given = [s for s in secrets if isinstance(s, str) and s]
+        given += _credentials(headers)
+        register(*given)
+        # Any credential on the requests: their answers' bodies stay out of messages.
+        self.authenticated = bool(given)
         self._hints = {**STATUS_HINTS, **(status_hints or {})}
         self.verify = verify
         self.session = requests.Session()
@@ -228,13 +217,12 @@ class HttpClient:
             import urllib3
 
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        _register_log_secrets(self._secrets)
 
     def add_secret(self, secret: str | None) -> None:
         """A secret learned later (a login token): keep it out of messages too."""
-        if isinstance(secret, str) and len(secret) >= 3:
-            self._secrets.add(secret)
-            _register_log_secrets({secret})
+        if isinstance(secret, str) and secret:
+            register(secret)
+            self.authenticated = True
 
     def close(self) -> None:
         self.session.close()
@@ -251,8 +239,8 @@ class HttpClient:
         parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         """GET ``url`` and decode JSON; with ``parse``, return ``parse(document)``."""
-        response, shown = self._send("GET", url, params, secret_params, headers, None)
-        return self._decode(response, shown, parse)
+        answer = self._send("GET", url, params, secret_params, headers, None)
+        return self._decode(answer, parse)
 
     def post_json(
         self,
@@ -263,8 +251,8 @@ class HttpClient:
         parse: Callable[[Any], Any] | None = None,
     ) -> Any:
         """POST ``body`` as JSON and decode the JSON answer."""
-        response, shown = self._send("POST", url, None, None, headers, body)
-        return self._decode(response, shown, parse)
+        answer = self._send("POST", url, None, None, headers, body)
+        return self._decode(answer, parse)
 
     def get_text(
         self,
@@ -274,8 +262,7 @@ class HttpClient:
         secret_params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> str:
-        response, _ = self._send("GET", url, params, secret_params, headers, None)
-        return response.text
+        return self._send("GET", url, params, secret_params, headers, None).text
 
     def error(self, request: str, cause: str) -> SourceError:
         """A ``SourceError`` in the house style, for a source's own checks on an answer."""
@@ -283,9 +270,16 @@ class HttpClient:
 
     # -- internals -----------------------------------------------------------------
 
-    def _send(self, method, url, params, secret_params, headers, body):
-        shown = f"{method} {shown_url(url, params)}"
+    def _send(self, method, url, params, secret_params, headers, body) -> _Answer:
+        started_s = time.monotonic()
+        request = f"{method} {shown_url(url, params)}"
         query = {**(params or {}), **(secret_params or {})}
+        userinfo = urllib.parse.urlsplit(url)
+        if userinfo.password:  # requests sends it as basic auth
+            register_basic_auth(userinfo.username, userinfo.password)
+        authenticated = bool(
+            self.authenticated or secret_params or userinfo.password or _credentials(headers)
+        )
         exc_mod = self._requests.exceptions
         try:
             response = self.session.request(
@@ -298,33 +292,70 @@ class HttpClient:
                 # Per request: REQUESTS_CA_BUNDLE in the environment would override a
                 # session-level caFile (requests merges the environment over session.verify).
                 verify=self.verify,
+                stream=True,  # the body is read here, under the deadline and the cap
             )
         except exc_mod.Timeout:
-            raise SourceError(
-                self._message(shown, f"timed out after {self.timeout_s:g} s")
-            ) from None
+            raise self._timed_out(request) from None
         except exc_mod.SSLError as exc:
-            raise SourceError(self._message(shown, f"TLS error: {_tls_cause(exc)}")) from None
+            raise self.error(request, f"TLS error: {_tls_cause(exc)}") from None
         except exc_mod.ConnectionError as exc:
-            raise SourceError(
-                self._message(shown, f"cannot connect: {_connection_cause(exc)}")
-            ) from None
+            raise self.error(request, f"cannot connect: {_connection_cause(exc)}") from None
         except exc_mod.RequestException as exc:
-            raise SourceError(
-                self._message(shown, f"request failed: {type(exc).__name__}")
-            ) from None
-        if not 200 <= response.status_code < 300:
+            raise self.error(request, f"request failed: {type(exc).__name__}") from None
+        ok = 200 <= response.status_code < 300
+        # An error's body only explains it: cut at the cap rather than refused.
+        content, complete = self._read_body(response, request, started_s, cut=not ok)
+        answer = _Answer(request, response, content, complete, authenticated)
+        if not ok:
             raise HttpStatusError(
-                self._message(shown, self._status_cause(response)), response.status_code
+                self._message(request, self._status_cause(answer)), response.status_code
             )
-        return response, shown
+        return answer
 
-    def _decode(self, response, shown: str, parse):
+    def _read_body(self, response, request: str, started_s: float, *, cut: bool):
+        """(body, complete): at most ``MAX_BODY_BYTES``, by the request's deadline. The
+        response is closed: a body left unread is never waited for."""
+        deadline_s = started_s + self.timeout_s
+        pieces: list[bytes] = []
+        size = 0
         try:
-            document = json.loads(response.content)
+            if not cut and _declared_length(response) > MAX_BODY_BYTES:
+                raise self._too_large(request)
+            while True:
+                left_s = deadline_s - time.monotonic()
+                if left_s <= 0:
+                    raise self._timed_out(request)
+                _read_timeout(response, left_s)
+                # read1: what has arrived (up to a chunk), not a full chunk's worth of waiting.
+                piece = response.raw.read1(READ_CHUNK_BYTES)
+                if not piece:
+                    return b"".join(pieces), True
+                size += len(piece)
+                if size > MAX_BODY_BYTES:
+                    if not cut:
+                        raise self._too_large(request)
+                    pieces.append(piece[: len(piece) - (size - MAX_BODY_BYTES)])
+                    return b"".join(pieces), False
+                pieces.append(piece)
+        except SourceError:
+            raise
+        except Exception as exc:  # urllib3's ReadTimeoutError, ProtocolError; OSError
+            if _is_timeout(exc):
+                raise self._timed_out(request) from None
+            raise self.error(request, f"the answer broke off: {type(exc).__name__}") from None
+        finally:
+            response.close()
+
+    def _decode(self, answer: _Answer, parse):
+        try:
+            document = json.loads(answer.content)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            cause = f"malformed JSON ({_json_cause(exc)}): {_excerpt(response.content)!r}"
-            raise SourceError(self._message(shown, cause)) from None
+            cause = f"malformed JSON ({_json_cause(exc)})"
+            if answer.authenticated:
+                cause += f"; {_unshown(answer)}"
+            else:
+                cause += f": {excerpt(answer.content)!r}"
+            raise SourceError(self._message(answer.request, cause)) from None
         if parse is None:
             return document
         try:
@@ -333,22 +364,87 @@ class HttpClient:
             raise
         except (ShapeError, KeyError, TypeError, IndexError, ValueError) as exc:
             cause = str(exc) if isinstance(exc, ShapeError) else f"{type(exc).__name__}: {exc}"
-            raise SourceError(self._message(shown, f"unexpected answer: {cause}")) from None
+            cause = excerpt(cause, 2 * EXCERPT_CHARS)
+            raise SourceError(
+                self._message(answer.request, f"unexpected answer: {cause}")
+            ) from None
 
-    def _status_cause(self, response) -> str:
-        status = response.status_code
-        reason = response.reason or ""
+    def _status_cause(self, answer: _Answer) -> str:
+        status = answer.response.status_code
+        reason = excerpt(answer.response.reason or "", 60)
         cause = f"HTTP {status}" + (f" {reason}" if reason else "")
-        detail = _body_message(response.content)
-        if detail and detail.lower() not in (reason.lower(), str(status)):
-            cause += f": {detail}"
+        if answer.authenticated:
+            if answer.content:
+                cause += f" ({_unshown(answer)})"
+        else:
+            detail = _body_message(answer.content)
+            if detail and detail.lower() not in (reason.lower(), str(status)):
+                cause += f": {detail}"
         hint = self._hints.get(status)
         if hint and hint.lower() not in cause.lower():
             cause += f" ({hint})"
         return cause
 
+    def _timed_out(self, request: str) -> SourceError:
+        return self.error(request, f"timed out after {self.timeout_s:g} s")
+
+    def _too_large(self, request: str) -> SourceError:
+        return self.error(request, f"answer larger than {MAX_BODY_TEXT}")
+
     def _message(self, request: str, cause: str) -> str:
-        return _redact(f"{self.source_name}: {request}: {cause}", self._secrets)
+        return redact(f"{self.source_name}: {request}: {cause}")
+
+
+class _Answer:
+    """A response and its body, read under the deadline and the cap."""
+
+    def __init__(self, request, response, content: bytes, complete: bool, authenticated: bool):
+        self.request = request  # "GET <url>" as messages show it
+        self.response = response
+        self.content = content
+        self.complete = complete  # False: cut at MAX_BODY_BYTES (error bodies only)
+        self.authenticated = authenticated
+
+    @property
+    def text(self) -> str:
+        encoding = self.response.encoding or "utf-8"
+        try:
+            return self.content.decode(encoding, "replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", "replace")
+
+
+def _credentials(headers: Mapping[str, str] | None) -> list[str]:
+    """The values of the credential headers among ``headers``."""
+    return [str(v) for k, v in (headers or {}).items() if k.lower() in CREDENTIAL_HEADERS and v]
+
+
+def _unshown(answer: _Answer) -> str:
+    if not answer.complete:
+        return f"body over {MAX_BODY_TEXT} {NOT_SHOWN}"
+    return f"{len(answer.content)}-byte body {NOT_SHOWN}"
+
+
+def _declared_length(response) -> int:
+    try:
+        return int(response.headers.get("Content-Length", 0))
+    except ValueError:
+        return 0
+
+
+def _read_timeout(response, left_s: float) -> None:
+    """The next read waits at most ``left_s``: the deadline, not a per-read timeout, rules."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(left_s, 0.001))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return any(
+        isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower()
+        for cause in _root_causes(exc)
+    )
 
 
 def _body_message(content: bytes) -> str:
@@ -362,11 +458,11 @@ def _body_message(content: bytes) -> str:
         document = None
     found = _find_message(document)
     if found:
-        return _excerpt(found.encode())
+        return excerpt(found)
     if re.search(r"<\s*(html|body|head|title)\b", text, re.I):
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
         text = title.group(1) if title else re.sub(r"<[^>]+>", " ", text)
-    return _excerpt(text.encode())
+    return excerpt(text)
 
 
 def _find_message(document: Any, depth: int = 0) -> str | None:
@@ -384,13 +480,6 @@ def _find_message(document: Any, depth: int = 0) -> str | None:
                 if found:
                     return found
     return None
-
-
-def _excerpt(content: bytes) -> str:
-    text = " ".join(content.decode("utf-8", "replace").split())
-    if len(text) > BODY_EXCERPT_CHARS:
-        text = text[:BODY_EXCERPT_CHARS] + "…"
-    return text
 
 
 def _json_cause(exc: ValueError) -> str:

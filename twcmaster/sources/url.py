@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twcmaster.sources.base import Reading, Source, SourceTiming
-from twcmaster.sources.http import HttpClient, ShapeError
+from twcmaster.sources.http import NOT_SHOWN, HttpClient, ShapeError, shown
 from twcmaster.sources.jsonpath import JsonPath, JsonPathError, compile_path
 from twcmaster.sources.registry import Problem, check_file, check_flag, read_flag, read_text
 
@@ -84,16 +84,14 @@ def power_w(value: Any, unit: str = DEFAULT_UNIT) -> float:
     elif isinstance(value, str):
         match = _QUANTITY.fullmatch(value)
         if match is None:
-            shown = value.strip()
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise ShapeError(f"{shown!r} is not a number")
+            raise ShapeError(f"{shown(value.strip())} is not a number")
         number = float(match["number"])
         if match["unit"]:
             unit = match["unit"]
     else:
         raise ShapeError(f"the value is {type(value).__name__}, expected a number")
     if not math.isfinite(number):
-        raise ShapeError(f"{value!r} is not a finite number")
+        raise ShapeError(f"{shown(value)} is not a finite number")
     return number * parse_unit(unit)
 
 
@@ -148,9 +146,10 @@ class UrlSource(Source):
         secrets = [v for k, v in headers.items() if k.lower() not in _PLAIN_HEADERS]
         # http://user:password@host/... works (requests sends it as basic auth); the password
         # stays out of messages and describe().
-        self._url_password = urllib.parse.urlsplit(self.url).password
-        if self._url_password:
-            secrets.append(self._url_password)
+        userinfo = urllib.parse.urlsplit(self.url)
+        self._url_password = userinfo.password
+        if self._url_password:  # sent as basic auth: Base64 of user:password on the wire
+            secrets += [self._url_password, f"{userinfo.username or ''}:{self._url_password}"]
         self.http = HttpClient(self.name, timing, verify=verify, headers=headers, secrets=secrets)
 
     @classmethod
@@ -226,8 +225,12 @@ class UrlSource(Source):
             try:
                 document = json.loads(body)
             except ValueError as exc:
-                excerpt = " ".join(body.split())[:80]
-                raise self.http.error(request, f"malformed JSON ({exc}): {excerpt!r}") from None
+                cause = f"malformed JSON ({exc})"
+                if self.http.authenticated:
+                    cause += f"; {len(body)}-character body {NOT_SHOWN}"
+                else:
+                    cause += f": {shown(body, 80)}"
+                raise self.http.error(request, cause) from None
             try:
                 value = path.find(document)
             except JsonPathError as exc:
