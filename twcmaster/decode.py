@@ -12,6 +12,14 @@ from typing import Any
 from twcmaster.protocol import codec, messages
 
 _SEPARATORS = re.compile(r"0x|[\s:,\-_]", re.IGNORECASE)
+SHOWN_INPUT_CHARS = 120  # an error echoes at most this much of its input
+
+
+def shown(text: str) -> str:
+    """The input as an error shows it: whole when short, else its start and its length."""
+    if len(text) <= SHOWN_INPUT_CHARS:
+        return text
+    return f"{text[:SHOWN_INPUT_CHARS]}… ({len(text)} characters)"
 
 
 def normalise_hex(text: str) -> bytes:
@@ -40,7 +48,7 @@ def decode_text(text: str) -> Iterator[dict[str, Any]]:
     try:
         data = normalise_hex(text)
     except ValueError as exc:
-        yield {"error": str(exc), "input": text.strip()}
+        yield {"error": str(exc), "input": shown(text.strip())}
         return
     if codec.FRAME_END in (data[0], data[-1]):
         yield from _decode_framed(data)
@@ -58,11 +66,11 @@ def _decode_framed(data: bytes) -> Iterator[dict[str, Any]]:
     for item in parser.feed(data, 0.0):
         found = True
         if isinstance(item, codec.BadFrame):
-            yield {"error": item.reason, "input": item.raw.hex(" ").upper()}
+            yield {"error": item.reason, "input": shown(item.raw.hex(" ").upper())}
         else:
             yield messages.describe(item.body)
     if not found:
-        yield {"error": "no complete frame found", "input": data.hex(" ").upper()}
+        yield {"error": "no complete frame found", "input": shown(data.hex(" ").upper())}
 
 
 def _decode_body(data: bytes) -> dict[str, Any]:
@@ -77,8 +85,14 @@ def _decode_body(data: bytes) -> dict[str, Any]:
         if len(body) in codec.LENIENT_BODY_LENGTHS and _checksum_ok(body):
             return messages.describe(body)
     body = candidates[-1]
+    if len(body) > codec.MAX_RAW_FRAME_BYTES:
+        error = f"longer than any frame ({len(body)} bytes)"
+        return {"error": error, "input": shown(data.hex(" "))}
     if len(body) < 3:
-        return {"error": f"too short for a frame ({len(body)} bytes)", "input": data.hex(" ")}
+        return {
+            "error": f"too short for a frame ({len(body)} bytes)",
+            "input": shown(data.hex(" ")),
+        }
     return messages.describe(body)
 
 

@@ -84,3 +84,25 @@ def test_non_ascii_vin_part_is_decoded_not_a_traceback():
     (out,) = decode("fdee1234" + "80" + "00" * 14 + "b4")
     assert out["code"] == "FDEE" and out["checksum_ok"] is True
     assert out["name"] == "unexpected padding or layout"
+
+
+def test_a_huge_input_is_not_echoed_whole_into_the_error():
+    """Issue 7, finding 10: a 20 MB argument came back whole in the error object."""
+    huge = "zz" * 10_000_000
+    result = subprocess.run(
+        [sys.executable, "-m", "twcmaster", "decode", "-"],
+        input=huge,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    (out,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "error" in out and len(result.stdout) < 1000
+    assert "20000000 characters" in out["input"]
+
+
+def test_a_huge_unframed_body_is_an_error_not_a_huge_description():
+    (out,) = decode("00" * 100_000)
+    assert out["error"] == "longer than any frame (100000 bytes)"
+    assert len(out["input"]) < 200
