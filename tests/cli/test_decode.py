@@ -103,6 +103,6 @@ def test_a_huge_input_is_not_echoed_whole_into_the_error():
 
 
 def test_a_huge_unframed_body_is_an_error_not_a_huge_description():
-    (out,) = decode("00" * 100_000)
+    (out,) = decode("-", stdin="00" * 100_000)
     assert out["error"] == "longer than any frame (100000 bytes)"
     assert len(out["input"]) < 200
