@@ -229,7 +229,10 @@ def build_daemon(
 
     sources = build_sources(config.raw_section("sources"))
     runner = SourceRunner(sources) if sources else None
-    store = SettingsStore(os.path.join(config.settings_path, SETTINGS_FILE_NAME))
+    store = SettingsStore(
+        os.path.join(config.settings_path, SETTINGS_FILE_NAME),
+        wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs,
+    )
     policy_config = PolicyConfig.from_app_config(config, green_sources_configured=bool(sources))
     policy = PolicyEngine(policy_config, store)
     return Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)

@@ -665,7 +665,9 @@ def run_command(
         from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
 
         store = SettingsStore(
-            os.path.join(loaded.settings.settings_path, SETTINGS_FILE_NAME), log=_QuietLog()
+            os.path.join(loaded.settings.settings_path, SETTINGS_FILE_NAME),
+            log=_QuietLog(),
+            wiring_max_amps_all_twcs=loaded.settings.wiring.max_amps_all_twcs,
         )
     policy_engine, name = make_policy(loaded.settings, policy_name, store)
     progress = None
