@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import threading
 import time
 
@@ -21,7 +22,7 @@ from tests.sources.test_fronius import POWER_FLOW
 from twcmaster.sources.base import Reading, Source, SourceError, SourceTiming
 from twcmaster.sources.enphase import PRODUCTION_PATH, EnphaseSource
 from twcmaster.sources.fronius import POWER_FLOW_PATH, FroniusSource
-from twcmaster.sources.runner import SiteReading, SourceRunner
+from twcmaster.sources.runner import STOP_GRACE_S, SiteReading, SourceRunner
 
 FAST = SourceTiming(interval_s=0.03, timeout_s=1.0, max_age_s=0.5)
 WAIT_S = 3.0  # upper bound for a condition that should hold within a few polls
@@ -263,28 +264,89 @@ def test_a_buggy_source_never_raises_into_the_loop():
     assert isinstance(failed["exc_info"], KeyError)  # a bug keeps its traceback
 
 
-def test_negative_generation_is_negated_with_one_warning(http_server):
+def test_negative_generation_is_an_invalid_reading_never_its_magnitude(http_server):
+    # -50 kW is a broken meter or a CT the wrong way round, not 50 kW of sun: the reading
+    # is refused, so it goes stale and the budget falls to the safe value.
     document = copy.deepcopy(POWER_FLOW)
-    document["Body"]["Data"]["Site"]["P_PV"] = -3480.0
+    document["Body"]["Data"]["Site"]["P_PV"] = -50_000.0
     http_server.route(POWER_FLOW_PATH, Canned.json(document))
     source = FroniusSource({"serverIP": http_server.host, "serverPort": http_server.port}, FAST)
 
     async def main():
-        runner = SourceRunner([source])
+        runner = SourceRunner([source], max_backoff_s=0.03)
         runner.start()
         try:
             await until(lambda: len(http_server.requests_to(POWER_FLOW_PATH)) >= 4)
-            return runner.combined()
+            return runner.combined(), runner.status()[0]
         finally:
             await runner.stop()
 
     with capture_logs() as logs:
-        site = asyncio.run(main())
+        site, status = asyncio.run(main())
 
-    assert site.generation_w == 3480.0
-    warnings = [e for e in logs if "negative generation" in e["event"]]
-    assert len(warnings) == 1
+    assert site.stale and site.sources == ()
+    assert site.generation_w == 0.0
+    assert "generation -50000 W is not plausible" in site.reason
+    assert status.failures >= 4
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1, warnings  # once, not every poll
     assert warnings[0]["source"] == "Fronius"
+    assert "-50000 W" in warnings[0]["error"]
+
+
+def test_standby_draw_at_night_counts_as_no_generation():
+    now = [100.0]
+    runner = SourceRunner([_Idle("Inverter")], clock=lambda: now[0])
+
+    runner.push("Inverter", Reading(generation_w=-8.5, consumption_w=300.0))
+
+    site = runner.combined()
+    assert not site.stale
+    assert site.generation_w == 0.0 and site.consumption_w == 300.0
+
+
+@pytest.mark.parametrize(
+    "reading",
+    [
+        Reading(generation_w=-101.0),
+        Reading(generation_w=2e6),
+        Reading(generation_w=float("nan")),
+        Reading(generation_w=float("inf")),
+        Reading(generation_w=1000.0, consumption_w=5e6),
+        Reading(generation_w=1000.0, consumption_w=float("nan")),
+        Reading(generation_w=1000.0, grid_w=-3e6),
+    ],
+    ids=["negative", "2-MW", "nan", "inf", "5-MW-load", "nan-load", "3-MW-export"],
+)
+def test_an_implausible_reading_is_refused_and_the_last_good_one_ages_out(reading):
+    now = [100.0]
+    runner = SourceRunner([_Idle("A", max_age_s=30.0)], clock=lambda: now[0])
+    runner.push("A", Reading(generation_w=2000.0, consumption_w=500.0))
+
+    now[0] = 110.0
+    runner.push("A", reading)
+
+    [status] = runner.status()
+    assert status.failures == 1 and "not plausible" in status.error
+    assert runner.combined().generation_w == 2000.0  # the last good reading, until maxAge
+    now[0] = 131.0
+    assert runner.combined().stale
+
+
+def test_implausible_readings_warn_at_most_once_a_minute():
+    now = [0.0]
+    runner = SourceRunner([_Idle("A")], clock=lambda: now[0])
+
+    with capture_logs() as logs:
+        for _ in range(10):  # good and bad in turn, every 5 s for 100 s
+            runner.push("A", Reading(generation_w=500.0))
+            now[0] += 5.0
+            runner.push("A", Reading(generation_w=-9000.0))
+            now[0] += 5.0
+
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warned) == 2, warned  # at 5 s and at 65 s
+    assert all(e["source"] == "A" and "-9000 W" in e["error"] for e in warned)
 
 
 def test_backoff_doubles_up_to_the_cap(http_server):
@@ -397,3 +459,95 @@ def test_stop_closes_sessions_and_leaves_no_task(http_server):
 
     assert not running
     assert others == []
+
+
+class StuckSource(Source):
+    """A fetch (or a push source's stop) that hangs far longer than any test: a thread that
+    cannot be cancelled. ``release`` lets it end at teardown."""
+
+    def __init__(self, name: str, timing: SourceTiming, *, push: bool = False) -> None:
+        super().__init__({}, timing)
+        self.name = name
+        self.push = push
+        self.release = threading.Event()
+
+    def fetch(self) -> Reading:
+        self.release.wait(60.0)
+        return Reading(generation_w=1.0)
+
+    def start(self, deliver) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.release.wait(60.0)
+
+
+def test_a_stuck_fetch_or_stop_never_holds_up_the_shutdown():
+    """The field report: a hung fetch kept `twcmaster run` alive after SIGTERM, because
+    asyncio.run waits for the default executor's threads. stop() gives up after its grace
+    and asyncio.run returns at once."""
+    timing = SourceTiming(interval_s=0.02, timeout_s=0.1, max_age_s=1.0)
+    polled, pushed = StuckSource("Stuck", timing), StuckSource("StuckPush", timing, push=True)
+
+    async def main() -> float:
+        runner = SourceRunner([polled, pushed])
+        runner.start()
+        await until(lambda: runner.status()[0].failures >= 1)
+        started = time.monotonic()
+        await runner.stop()
+        return time.monotonic() - started
+
+    started = time.monotonic()
+    try:
+        stop_s = asyncio.run(main())
+        total_s = time.monotonic() - started
+        waited_for = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    finally:
+        polled.release.set()
+        pushed.release.set()
+
+    assert stop_s <= STOP_GRACE_S + 0.5
+    assert total_s < STOP_GRACE_S + 1.5
+    # Nothing of the runner's that the interpreter would wait for (executor threads are
+    # named asyncio_N).
+    assert [n for n in waited_for if n.startswith(("source", "asyncio"))] == []
+
+
+class LateFailingSource(Source):
+    """The first fetch overruns its timeout, then fails; the next ones answer."""
+
+    name = "Late"
+
+    def __init__(self, timing: SourceTiming) -> None:
+        super().__init__({}, timing)
+        self.calls = 0
+
+    def fetch(self) -> Reading:
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.15)
+            raise SourceError("Late: the device gave up")
+        return Reading(generation_w=100.0)
+
+
+def test_an_abandoned_fetch_that_fails_later_is_never_reported_unretrieved():
+    """A fetch that times out and then raises, while no round waits for it, used to be
+    dropped unretrieved: "Task exception was never retrieved" and a traceback in the log."""
+    source = LateFailingSource(SourceTiming(interval_s=0.3, timeout_s=0.1, max_age_s=5.0))
+    reported: list[dict] = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+        runner = SourceRunner([source])
+        runner.start()
+        try:
+            await until(lambda: not runner.combined().stale)
+            gc.collect()  # the abandoned future is garbage now: its __del__ would report
+            await asyncio.sleep(0.01)
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+
+    assert source.calls >= 2
+    assert reported == []

@@ -1,11 +1,21 @@
 """Runs the energy sources on the event loop and combines their readings.
 
 ``SourceRunner`` owns one asyncio task per polled source. Each round calls the source's
-blocking ``fetch`` in a worker thread (``asyncio.to_thread``) and waits at most the source's
-``timeout_s`` for it, so a slow or hung inverter never holds up the bus or another source.
-A fetch that overruns is left to finish in its thread (a thread cannot be cancelled); the
-next round waits for that same call instead of starting a second one, so a hung device never
-piles up threads.
+blocking ``fetch`` in a worker thread and waits at most the source's ``timeout_s`` for it,
+so a slow or hung inverter never holds up the bus or another source. A fetch that overruns
+is left to finish in its thread (a thread cannot be cancelled); the next round waits for
+that same call instead of starting a second one, so a hung device never piles up threads.
+
+The worker threads are daemon threads, bridged to the loop by a future (``_in_thread``), not
+``asyncio.to_thread``: ``asyncio.run`` and the interpreter wait for the default executor's
+threads at exit, so one hung fetch kept the daemon alive after SIGTERM. ``stop()`` waits at
+most ``STOP_GRACE_S`` in all for the work under way, then abandons it.
+
+A reading that cannot be true is refused like a failed poll (``_implausible``): generation
+below ``-STANDBY_TOLERANCE_W`` (a CT the wrong way round; a few watts negative is an
+inverter's standby draw and counts as 0 W), any power beyond ``MAX_PLAUSIBLE_W``, NaN or
+infinity. The source's last good reading then ages out and the budget falls to the safe
+value; taking the magnitude of a negative reading could raise it to the wiring limit.
 
 After a success the next poll comes ``interval_s`` later; after a failure the delay starts
 at ``interval_s`` and doubles up to ``MAX_BACKOFF_S``. An outage is logged once (warning)
@@ -25,15 +35,26 @@ consumption over the sources with a fresh reading (TWCManager sums its modules),
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twcmaster.logs import get_logger
 from twcmaster.sources.base import Reading, Source, SourceError
+from twcmaster.sources.secrets import excerpt
 
 MAX_BACKOFF_S = 300.0  # failures are retried at most this far apart
-STOP_GRACE_S = 1.0  # stop() waits this long for fetches under way and a push source's stop()
+STOP_GRACE_S = 2.0  # stop() waits at most this long in all for work under way, then leaves it
+STANDBY_TOLERANCE_W = 100.0  # generation down to -100 W is an inverter's night draw: 0 W
+# Above this a single source's reading is broken, not sunny. Stricter than the policy's
+# control/green.py MAX_PLAUSIBLE_W (100 MW), its last check on the summed site: a home with
+# a few chargers never sees a megawatt on one meter.
+MAX_PLAUSIBLE_W = 1e6
+MAX_PLAUSIBLE_TEXT = "1 MW"
+IMPLAUSIBLE_WARN_EVERY_S = 60.0  # an implausible reading is a warning at most this often
+ERROR_CHARS = 400  # the longest error text of a source that reaches the log and the status
 
 
 @dataclass(frozen=True)
@@ -74,7 +95,7 @@ class _State:
         self.failures = 0
         self.outage_since_s: float | None = None
         self.in_flight: asyncio.Future | None = None
-        self.warned_negative = False
+        self.implausible_warned_s: float | None = None  # when the last such warning went out
 
 
 class SourceRunner:
@@ -126,7 +147,10 @@ class SourceRunner:
             self._tasks.append(asyncio.create_task(body, name=f"source:{state.source.name}"))
 
     async def stop(self) -> None:
-        """Stop every task and push source; close the sources' sessions. Never raises."""
+        """Stop every task and push source; close the sources' sessions. Never raises, and
+        returns within about ``STOP_GRACE_S``: work still hanging then is left to its
+        (daemon) thread."""
+        deadline_s = asyncio.get_running_loop().time() + STOP_GRACE_S
         tasks, self._tasks = self._tasks, []
         pending = set(tasks)
         while pending:  # cancel until done: a task must not outlive stop()
@@ -139,32 +163,44 @@ class SourceRunner:
                     "energy source task failed", task=task.get_name(), exc_info=task.exception()
                 )
         in_flight = {s.in_flight for s in self._states.values() if s.in_flight is not None}
+        for future in in_flight:  # whenever it ends, nobody will read its outcome
+            future.add_done_callback(_discard_result)
         if in_flight:  # a fetch under way most likely ends within moments: let it
-            await asyncio.wait(in_flight, timeout=STOP_GRACE_S)
+            await asyncio.wait(in_flight, timeout=STOP_GRACE_S / 2)  # the rest is for stop()
+        endings = {
+            _in_thread(self._end_source, state, name=f"source-stop:{name}"): name
+            for name, state in self._states.items()
+        }
+        done, hanging = await asyncio.wait(endings, timeout=_left_s(deadline_s))
+        for ending in hanging:
+            ending.add_done_callback(_discard_result)
+            self._log.warning(
+                "energy source did not stop cleanly",
+                source=endings[ending],
+                error=f"no return within {STOP_GRACE_S:g} s",
+            )
+        for ending in done:
+            if ending.exception() is not None:  # _end_source catches; a bug must not escape
+                self._log.error("stopping energy source failed", exc_info=ending.exception())
         for state in self._states.values():
-            if state.in_flight is not None and not state.in_flight.done():
-                # Still hanging in its thread (a thread cannot be cancelled): let it go.
-                state.in_flight.add_done_callback(_discard_result)
             state.in_flight = None
-            if state.source.push:
-                stopping = asyncio.ensure_future(asyncio.to_thread(state.source.stop))
-                done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE_S)
-                problem = None
-                if not done:
-                    stopping.add_done_callback(_discard_result)
-                    problem = f"no return within {STOP_GRACE_S:g} s"
-                elif stopping.exception() is not None:  # must not break the shutdown
-                    problem = _describe_error(stopping.exception())
-                if problem:
-                    self._log.warning(
-                        "energy source did not stop cleanly",
-                        source=state.source.name,
-                        error=problem,
-                    )
+
+    def _end_source(self, state: _State) -> None:
+        """In a worker thread: a push source's ``stop``, then ``close``; never raises."""
+        source = state.source
+        if source.push:
             try:
-                state.source.close()
-            except Exception:
-                self._log.exception("closing energy source failed", source=state.source.name)
+                source.stop()
+            except Exception as exc:
+                self._log.warning(
+                    "energy source did not stop cleanly",
+                    source=source.name,
+                    error=_describe_error(exc),
+                )
+        try:
+            source.close()
+        except Exception:
+            self._log.exception("closing energy source failed", source=source.name)
 
     # -- readings ------------------------------------------------------------------
 
@@ -245,12 +281,15 @@ class SourceRunner:
         source = state.source
         timeout_s = source.timing.timeout_s
         if state.in_flight is None or state.in_flight.done():
-            state.in_flight = asyncio.ensure_future(asyncio.to_thread(source.fetch))
+            state.in_flight = _in_thread(source.fetch, name=f"source:{source.name}")
         # asyncio.wait, not wait_for: it leaves the fetch running on timeout, and it never
         # swallows a cancellation that races the fetch's completion (wait_for does on Python
         # 3.11, which left stop() waiting for a task that went on polling).
         done, _ = await asyncio.wait({state.in_flight}, timeout=timeout_s)
         if not done:
+            # Abandoned for this round: if it fails while no round waits for it, its error
+            # must not surface as "Future exception was never retrieved".
+            state.in_flight.add_done_callback(_discard_result)
             self._failed(state, f"{source.name}: no answer within {timeout_s:g} s")
             return False
         try:
@@ -263,8 +302,7 @@ class SourceRunner:
                 state, f"{source.name}: fetch() returned {type(reading).__name__}, not a Reading"
             )
             return False
-        self._accept(state, reading, self._now())
-        return True
+        return self._accept(state, reading, self._now())
 
     def _backoff(self, state: _State) -> float:
         interval_s = state.source.timing.interval_s
@@ -285,7 +323,7 @@ class SourceRunner:
 
         while True:
             try:
-                await asyncio.to_thread(state.source.start, deliver)
+                await _in_thread(state.source.start, deliver, name=f"source-start:{name}")
                 return
             except asyncio.CancelledError:
                 raise
@@ -304,21 +342,15 @@ class SourceRunner:
 
     # -- bookkeeping ---------------------------------------------------------------
 
-    def _accept(self, state: _State, reading: Reading, at_s: float) -> None:
+    def _accept(self, state: _State, reading: Reading, at_s: float) -> bool:
+        """Take a reading; False (a failed poll) when it cannot be true."""
         name = state.source.name
+        problem = _implausible(reading)
+        if problem is not None:
+            self._implausible(state, f"{name}: {problem}")
+            return False
         if reading.generation_w is not None and reading.generation_w < 0:
-            # A CT clamped the wrong way round reports PV as negative (TWCManager #442).
-            if not state.warned_negative:
-                state.warned_negative = True
-                self._log.warning(
-                    "energy source reports negative generation; using its magnitude "
-                    "(is a CT clamp the wrong way round?)",
-                    source=name,
-                    generation_w=reading.generation_w,
-                )
-            reading = Reading(
-                -reading.generation_w, reading.consumption_w, reading.grid_w, reading.voltage_v
-            )
+            reading = replace(reading, generation_w=0.0)  # standby draw: no generation
         if state.outage_since_s is not None:
             self._log.info(
                 "energy source recovered",
@@ -328,11 +360,29 @@ class SourceRunner:
             )
         state.reading, state.at_s = reading, at_s
         state.error, state.failures, state.outage_since_s = None, 0, None
+        return True
 
-    def _failed(self, state: _State, message: str, exc: BaseException | None = None) -> None:
+    def _implausible(self, state: _State, message: str) -> None:
+        """A failed poll; its warning at most every ``IMPLAUSIBLE_WARN_EVERY_S``, so a source
+        flipping between good and impossible readings does not flood the log."""
+        now_s = self._now()
+        last_s = state.implausible_warned_s
+        warn = last_s is None or now_s - last_s >= IMPLAUSIBLE_WARN_EVERY_S
+        if warn and state.outage_since_s is None:
+            state.implausible_warned_s = now_s
+        self._failed(state, message, warn=warn)
+
+    def _failed(
+        self,
+        state: _State,
+        message: str,
+        exc: BaseException | None = None,
+        *,
+        warn: bool = True,
+    ) -> None:
         state.failures += 1
         state.error = message
-        if state.outage_since_s is None:
+        if state.outage_since_s is None and warn:
             state.outage_since_s = self._now()
             # A SourceError says it all; anything else is a bug in the source: keep the trace.
             trace = {} if exc is None or isinstance(exc, SourceError) else {"exc_info": exc}
@@ -379,16 +429,73 @@ class SourceRunner:
         return self._clock()
 
 
+def _in_thread(function: Callable[..., Any], *args: Any, name: str) -> asyncio.Future:
+    """``function(*args)`` in a new daemon thread; a future on the running loop gets its
+    result. Unlike ``asyncio.to_thread``, nothing waits for the thread at exit."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled: nobody waits any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = function(*args)
+        except BaseException as exc:  # handed to the loop, never lost in the thread
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop has closed: the daemon is gone
+            pass
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _left_s(deadline_s: float) -> float:
+    return max(0.0, deadline_s - asyncio.get_running_loop().time())
+
+
+def _implausible(reading: Reading) -> str | None:
+    """Why ``reading`` cannot be true, or None."""
+    powers = {
+        "generation": reading.generation_w,
+        "consumption": reading.consumption_w,
+        "grid": reading.grid_w,
+    }
+    for field, value_w in powers.items():
+        if value_w is None:
+            continue
+        if not math.isfinite(value_w):
+            return f"{field} {value_w} W is not plausible"
+        if abs(value_w) > MAX_PLAUSIBLE_W:
+            return f"{field} {value_w:g} W is not plausible (more than {MAX_PLAUSIBLE_TEXT})"
+    generation_w = reading.generation_w
+    if generation_w is not None and generation_w < -STANDBY_TOLERANCE_W:
+        return (
+            f"generation {generation_w:g} W is not plausible (negative: a CT clamp the "
+            "wrong way round?)"
+        )
+    return None
+
+
 def _discard_result(future: asyncio.Future) -> None:
     if not future.cancelled():
         future.exception()
 
 
 def _describe_error(exc: BaseException, name: str = "") -> str:
+    """One short line; a bug's exception text may hold anything a device sent."""
     if isinstance(exc, SourceError):
-        return str(exc)
+        return excerpt(str(exc), ERROR_CHARS)
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return f"{name}: {text}" if name else text
+    return excerpt(f"{name}: {text}" if name else text, ERROR_CHARS)
 
 
 def _strip_name(message: str, name: str) -> str:
