@@ -223,6 +223,37 @@ def test_garbage_is_ignored_and_logged_once_a_minute(broker, run_source):
     assert log.events("exception") == []
 
 
+@pytest.mark.parametrize("payload", [b"9" * (5 << 20), b"x" * (5 << 20), b"{" * (5 << 20)])
+def test_a_payload_of_megabytes_is_refused_with_a_short_line(broker, run_source, payload):
+    """The MQTT side of the 100 MB body: a payload of several MB is refused unread, and no
+    field of the line about it is long (it was 5 million characters)."""
+    log = RecordingLog()
+    cfg = make_config(broker, topicGeneration=None)
+    _source, got = run_source(cfg, log=log)
+    broker.publish(CONSUMPTION, "100", retain=True)
+    got.wait_readings(1)
+    broker.publish(CONSUMPTION, payload)
+    broker.publish(CONSUMPTION, "250")
+    assert got.wait_readings(2)[1] == Reading(consumption_w=250.0)
+    [(_event, fields)] = log.events("warning")
+    assert f"{len(payload)} bytes, more than the 64 KiB a reading may take" in fields["why"]
+    assert all(len(str(value)) <= 200 for value in fields.values()), fields
+
+
+def test_a_secret_in_a_payload_is_masked(broker, run_source):
+    log = RecordingLog()
+    cfg = make_config(broker, topicGeneration=None, username="twc", password="CANARY-mq-7c1e")
+    _source, got = run_source(cfg, log=log)
+    broker.publish(CONSUMPTION, "100", retain=True)
+    got.wait_readings(1)
+    broker.publish(CONSUMPTION, "echo CANARY-mq-7c1e")
+    broker.publish(CONSUMPTION, "250")
+    got.wait_readings(2)
+    [(_event, fields)] = log.events("warning")
+    assert fields["payload"] == "echo ***"
+    assert "CANARY" not in str(fields)
+
+
 def test_json_path_errors_name_the_segment(broker, run_source):
     log = RecordingLog()
     cfg = make_config(broker, topicGeneration=None, consumptionPath="$.power.now")

@@ -12,7 +12,10 @@ Config ``sources.MQTT``:
 
 A payload that yields no number (``unavailable``, a JSON document without the path, an empty
 retained-message deletion) is logged (at most once a minute per topic, with a count of the
-ones in between) and ignored: it never stops the source.
+ones in between) and ignored: it never stops the source. A payload larger than
+``MAX_PAYLOAD_BYTES`` is ignored unread; the log line shows a short excerpt of a payload,
+never the whole of it, with the source's password (registered with
+``twcmaster.sources.secrets``) masked.
 
 paho runs its own network thread (``loop_start``) and reconnects by itself with back-off
 (``RECONNECT_MIN_S`` doubling to ``RECONNECT_MAX_S``) — the event loop never waits on the
@@ -55,6 +58,7 @@ from twcmaster.sources.registry import (
     read_port,
     read_text,
 )
+from twcmaster.sources.secrets import excerpt, register
 from twcmaster.sources.url import DEFAULT_UNIT, check_path, check_unit, plain_text, power_w
 
 DEFAULT_PORT = 1883
@@ -63,6 +67,10 @@ RECONNECT_MIN_S = 1  # paho's reconnect back-off: first wait ...
 RECONNECT_MAX_S = 30  # ... doubling up to this
 STOP_WAIT_S = 0.5  # stop() waits at most this long for paho's thread
 BAD_PAYLOAD_LOG_EVERY_S = 60.0  # at most one "ignored payload" line per topic this often
+MAX_PAYLOAD_BYTES = 64 << 10  # a reading is a number or a small JSON document; 64 KiB is lavish
+MAX_PAYLOAD_TEXT = "64 KiB"
+PAYLOAD_EXCERPT_CHARS = 60  # how much of an ignored payload its log line shows
+TOPIC_EXCERPT_CHARS = 120  # a topic may be 64 KiB long
 FIELDS = ("consumption", "generation")
 TOPIC_KEYS = {"consumption": "topicConsumption", "generation": "topicGeneration"}
 
@@ -98,6 +106,11 @@ class _Field:
 
     def value_w(self, payload: bytes) -> float:
         """Watts from one payload. ShapeError (a ValueError) when it holds none."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ShapeError(
+                f"the payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_TEXT} a "
+                "reading may take"
+            )
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -136,6 +149,8 @@ class MqttSource(Source):
         self.port = read_port(config, "brokerPort", DEFAULT_PORT)
         self.username = read_text(config, "username")
         self.password = None if config.get("password") is None else str(config["password"])
+        if self.password:  # a broker or a publisher may echo it: never in a log line
+            register(self.password, f"{self.username or ''}:{self.password}")
         unit = read_text(config, "unit", DEFAULT_UNIT) or DEFAULT_UNIT
         self.fields: dict[str, _Field] = {}
         for field in FIELDS:
@@ -281,7 +296,10 @@ class MqttSource(Source):
         try:
             self._handle(message.topic, message.payload)
         except Exception:  # never let a payload kill paho's thread
-            self._log.exception("MQTT source: handling a message failed", topic=message.topic)
+            self._log.exception(
+                "MQTT source: handling a message failed",
+                topic=excerpt(message.topic, TOPIC_EXCERPT_CHARS),
+            )
 
     # -- readings ------------------------------------------------------------------------
 
@@ -316,13 +334,12 @@ class MqttSource(Source):
         held = self._throttle.allow(f"{topic}\0{field}")
         if held is None:
             return
-        shown = payload[:60].decode("utf-8", "replace")
         self._log.warning(
             "MQTT payload ignored: no number in it",
-            topic=topic,
+            topic=excerpt(topic, TOPIC_EXCERPT_CHARS),
             field=field,
-            payload=shown,
-            why=why,
+            payload=excerpt(payload, PAYLOAD_EXCERPT_CHARS),
+            why=excerpt(why),
             **({"ignored_since_last_line": held} if held else {}),
         )
 
