@@ -287,7 +287,7 @@ def test_negative_generation_is_an_invalid_reading_never_its_magnitude(http_serv
     assert site.stale and site.sources == ()
     assert site.generation_w == 0.0
     assert "generation -50000 W is not plausible" in site.reason
-    assert status.failures >= 4
+    assert status.failures >= 3  # the 4th request may still be under way
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert len(warnings) == 1, warnings  # once, not every poll
     assert warnings[0]["source"] == "Fronius"

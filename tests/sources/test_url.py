@@ -3,6 +3,7 @@ real loopback HTTP server."""
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -259,3 +260,28 @@ def test_parse_unit():
     for unit in ("mw", "kWh", "", None, 1000):
         with pytest.raises(ShapeError):
             parse_unit(unit)
+
+
+def test_a_percent_encoded_url_password_is_masked_as_sent(http_server):
+    # "p%40ss%2Fword" in the URL is sent as the password "p@ss/word": that form, and the
+    # Base64 of "node:p@ss/word" on the wire, are the ones a server echoes.
+    sent = base64.b64encode(b"node:p@ss/word").decode()
+    http_server.route("/pv", Canned.json({"value": f"p@ss/word Basic {sent}"}))
+    url = http_server.url.replace("http://", "http://node:p%40ss%2Fword@") + "/pv"
+    source = UrlSource({"url": url, "generationPath": "value"}, TIMING)
+
+    message = fetch_error(source)
+
+    assert http_server.requests[0].headers["authorization"] == f"Basic {sent}"
+    assert "'*** Basic ***' is not a number" in message
+
+
+def test_malformed_json_of_an_authenticated_request_is_not_shown(http_server):
+    http_server.route("/j", Canned.text('{"echo": "Basic bm9kZTpwYTU1d29yZA=="', status=200))
+    url = http_server.url.replace("http://", "http://node:pa55word@") + "/j"
+
+    message = fetch_error(UrlSource({"url": url, "generationPath": "value"}, TIMING))
+
+    assert "malformed JSON" in message
+    assert "37-character body not shown: authenticated request" in message
+    assert "echo" not in message

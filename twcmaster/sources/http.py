@@ -47,7 +47,7 @@ from twcmaster.sources.secrets import (
     excerpt,
     redact,
     register,
-    register_basic_auth,
+    register_url_userinfo,
 )
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a device's answer is a few kB; more is broken, not data
@@ -274,11 +274,9 @@ class HttpClient:
         started_s = time.monotonic()
         request = f"{method} {shown_url(url, params)}"
         query = {**(params or {}), **(secret_params or {})}
-        userinfo = urllib.parse.urlsplit(url)
-        if userinfo.password:  # requests sends it as basic auth
-            register_basic_auth(userinfo.username, userinfo.password)
+        has_userinfo = register_url_userinfo(url)  # requests sends it as basic auth
         authenticated = bool(
-            self.authenticated or secret_params or userinfo.password or _credentials(headers)
+            self.authenticated or secret_params or has_userinfo or _credentials(headers)
         )
         exc_mod = self._requests.exceptions
         try:

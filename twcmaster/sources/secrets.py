@@ -71,6 +71,18 @@ def register_basic_auth(user: str | None, password: str | None) -> None:
         register(password, f"{user or ''}:{password}")
 
 
+def register_url_userinfo(url: str) -> bool:
+    """The password of ``http://user:password@host/``, as written (percent-encoded) and as
+    sent (decoded, in the basic-auth pair). True when ``url`` has one."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return False
+    user = parts.username or ""
+    register(parts.password, f"{user}:{parts.password}")
+    register_basic_auth(urllib.parse.unquote(user), urllib.parse.unquote(parts.password))
+    return True
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret, in each of its forms, replaced by ``***``."""
     pattern = _compiled()

@@ -39,6 +39,7 @@ from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import NOT_SHOWN, HttpClient, ShapeError, shown
 from twcmaster.sources.jsonpath import JsonPath, JsonPathError, compile_path
 from twcmaster.sources.registry import Problem, check_file, check_flag, read_flag, read_text
+from twcmaster.sources.secrets import register_url_userinfo
 
 # Power units and their size in watts. Case matters only where it must (mW vs MW).
 POWER_UNITS = {"mW": 1e-3, "W": 1.0, "kW": 1e3, "MW": 1e6, "GW": 1e9}
@@ -146,10 +147,9 @@ class UrlSource(Source):
         secrets = [v for k, v in headers.items() if k.lower() not in _PLAIN_HEADERS]
         # http://user:password@host/... works (requests sends it as basic auth); the password
         # stays out of messages and describe().
-        userinfo = urllib.parse.urlsplit(self.url)
-        self._url_password = userinfo.password
-        if self._url_password:  # sent as basic auth: Base64 of user:password on the wire
-            secrets += [self._url_password, f"{userinfo.username or ''}:{self._url_password}"]
+        self._url_password = urllib.parse.urlsplit(self.url).password
+        if register_url_userinfo(self.url):  # as written, and as sent (Base64 of user:pass)
+            secrets.append(self._url_password)  # and the requests are authenticated
         self.http = HttpClient(self.name, timing, verify=verify, headers=headers, secrets=secrets)
 
     @classmethod
