@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -76,7 +77,9 @@ class Master:
         self.err_path = err_path
 
     @classmethod
-    def start(cls, config: Path) -> Master:
+    def start(cls, config: Path, *, env: dict[str, str] | None = None) -> Master:
+        """Started next to ``config`` (its output in master.stdout / master.stderr there);
+        ``env`` adds to the environment."""
         out_path = config.parent / "master.stdout"
         err_path = config.parent / "master.stderr"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -85,6 +88,7 @@ class Master:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
+                env={**os.environ, **(env or {})},
             )
         return cls(process, out_path, err_path)
 

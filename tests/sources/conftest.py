@@ -23,7 +23,8 @@ never held in memory.
 
 A path holds a queue: each request takes the next answer, and the last one repeats. A
 callable answer gets the ``Recorded`` request and returns a ``Canned``. Unrouted paths answer
-404. Every request is recorded (``server.requests``, ``server.requests_to(path)``) with its
+404, unless ``route(ANY_PATH, ...)`` gave answers for every path without a route of its
+own. Every request is recorded (``server.requests``, ``server.requests_to(path)``) with its
 method, path, query, headers (lower-case names), body and arrival time.
 """
 
@@ -45,6 +46,7 @@ from typing import Any
 import pytest
 
 Chunks = Callable[[threading.Event], Iterator[bytes]]
+ANY_PATH = "*"  # route(ANY_PATH, ...): the answer for every path without its own route
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,10 @@ class LoopbackHTTPServer:
     def _answer(self, request: Recorded) -> Canned:
         with self._lock:
             self._requests.append(request)
-            queue = self._routes.get((request.method, request.path)) or self._routes.get(
-                ("*", request.path)
+            queue = (
+                self._routes.get((request.method, request.path))
+                or self._routes.get(("*", request.path))
+                or self._routes.get(("*", ANY_PATH))
             )
             if queue is None:
                 answer: Answer = Canned.json(
