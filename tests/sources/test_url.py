@@ -285,3 +285,11 @@ def test_malformed_json_of_an_authenticated_request_is_not_shown(http_server):
     assert "malformed JSON" in message
     assert "37-character body not shown: authenticated request" in message
     assert "echo" not in message
+
+
+def test_a_bad_url_is_named_without_its_password():
+    problems = check_sources(
+        {"URL": {"enabled": True, "url": "nodered:s3cr3t-pw@host/x", "generationItem": "pv"}}
+    )
+    [(path, message)] = [p for p in problems if p[0] == "sources.URL.url"]
+    assert message == "'nodered:***@host/x': expected an http:// or https:// URL"

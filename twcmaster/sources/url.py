@@ -50,6 +50,7 @@ _QUANTITY = re.compile(
     r"""\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[A-Za-z]+)?\s*"""
 )
 FIELDS = ("consumption", "generation")
+_USERINFO = re.compile(r"([^/:@\s]*):[^@\s]*@")  # user:password@ in a URL
 # Header values that are not secrets (every other header value is kept out of messages).
 _PLAIN_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
 
@@ -165,7 +166,8 @@ class UrlSource(Source):
                 )
             )
         elif not re.match(r"https?://[^/\s]+", url.strip()):
-            problems.append(("url", f"{url!r}: expected an http:// or https:// URL"))
+            shown_url = _USERINFO.sub(r"\1:***@", url.strip())  # check-config prints it
+            problems.append(("url", f"{shown_url!r}: expected an http:// or https:// URL"))
         measured = False
         for field in FIELDS:
             for key in (f"{field}Item", f"{field}Path"):
