@@ -39,7 +39,7 @@ STABLE_LINK_S = 10.0  # a link that stayed up this long resets the reopen back-o
 # Retry a lost port at least this often, however long it has been gone: an open() that fails
 # costs nothing, and the slaves must hear a heartbeat again soon after the port returns
 # (they give up on their master after about 10 s, and a charging car faults after 20-30 s).
-REOPEN_MAX_S = 2.0
+REOPEN_MAX_S = 1.0
 
 OnBytes = Callable[[bytes, float], None]
 OnLink = Callable[[bool, str | None], None]
