@@ -12,7 +12,9 @@ Two parts, each selectable (default: both):
   30-60 s; a slave changing ID; a device sending link-ready with the master's own ID for
   10-20 s; energy readings stale, negative, NaN or huge for 10-300 s; the wall clock jumping
   forward; the monotonic clock jumping forward (the core not run for 2-10 s, as a suspended
-  process). The cars also come and go (plugged 1-4 h, away 10-60 min).
+  process). Injected bytes reach the master and the slaves alike (one shared pair), so no
+  random frame carries a code that locks a TWC up (§3.5): no master could help that. The cars
+  also come and go (plugged 1-4 h, away 10-60 min).
 * ``--realtime``: ``twcmaster run`` as its own process (as ``bench.py`` runs it) with its port
   on a pty whose other side this process serves with three simulated slaves, while noise
   (garbage, corrupted frames) is written into the pty at ``--noise-rate`` per second, for
@@ -26,8 +28,6 @@ What is checked, from the master's frames decoded with ``protocol.messages``:
   fault silenced that slave (vanished, then re-linked; a new ID, until it announces it; its
   link-ready spoiled, until the next) or the core (clock jump) is taken out of a gap before it
   is compared. Real time: the heartbeats each slave heard, from its first one plus a warm-up.
-
-
 * **Invariant violations**, on every set-limit heartbeat (``05``/``08``/``09`` with amps): an
   offer above ``wiringMaxAmpsPerTWC`` or above the slave's own maximum (its link-ready), an
   offer between 0 and the floor (``max(minAmpsPerTWC, 5 A P1 / 6 A P2)``), and the sum of
@@ -35,7 +35,9 @@ What is checked, from the master's frames decoded with ``protocol.messages``:
   apply: the larger of the limit in its last reply (S1-S2) and every limit sent to it since;
   they count until 30 s after its last heartbeat (when a slave stops the car on its own, §5.1).
   Replies are read as the slaves sent them (before any fault), so a dropped acknowledgement
-  never makes the check stricter than the truth.
+  never makes the check stricter than the truth. Apart, the sum of the limits the simulated
+  slaves really apply (``SimulatedSlave.limit_amps``) against ``wiringMaxAmpsAllTWCs``.
+
 * **Exceptions**: virtual, any exception escaping ``Core`` (caught here, counted, the run goes
   on) and the errors ``Core`` caught itself (``internal_errors``); real time, the daemon's
   "internal error" log events.
@@ -1404,7 +1406,9 @@ def _logged_errors(path: str) -> tuple[dict[str, int], int]:
             except ValueError:
                 continue
             if record.get("level") in ("error", "critical"):
-                events[str(record.get("event"))[:80]] += 1
+                name = (str(record.get("event")).splitlines() or [""])[0]
+                events[name[:80]] += 1
+
             if record.get("event") == INTERNAL_ERROR_EVENT:
                 internal = max(internal, int(record.get("count", 1)))
     return dict(events), internal
@@ -1527,15 +1531,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.virtual or both:
         progress = None if args.json else _progress(virtual_options.hours)
         reports["virtual"] = run_virtual(virtual_options, progress)
+        if not args.json:  # each table as soon as its part is done
+            print_table(reports["virtual"].title(), reports["virtual"].rows())
     if args.realtime or both:
         reports["realtime"] = asyncio.run(run_realtime(realtime_options))
+        if not args.json:
+            print_table(reports["realtime"].title(), reports["realtime"].rows())
     failures = [text for report in reports.values() for text in report.failures()]
     if args.json:
         out = {name: dataclasses.asdict(report) for name, report in reports.items()}
         print(json.dumps({**out, "failures": failures, "ok": not failures}))
     else:
-        for report in reports.values():
-            print_table(report.title(), report.rows())
         print("\n".join(f"FAILED: {text}" for text in failures) or "OK: no failures")
     return 1 if failures else 0
 
