@@ -1079,12 +1079,13 @@ class _MemoryLog:
             tracemalloc.stop()
 
 
-def rss_mb(pid: int | str = "self") -> float | None:
-    """Resident set size of a process, from /proc (None when it cannot be read)."""
+def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float | None:
+    """Resident set size of a process (``VmHWM``: its peak), from /proc; None when it cannot
+    be read."""
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
@@ -1197,7 +1198,7 @@ class RealtimeReport:
     exited_early: bool
     rss_start_mb: float | None  # RSS_SETTLE_S after the start
     rss_end_mb: float | None
-    peak_rss_mb: float
+    peak_rss_mb: float | None  # VmHWM before the SIGTERM
     cpu_s: float
     errors_logged: dict[str, int]  # error-level log events by name (alarms included)
     internal_errors: int  # the daemon's "internal error" count, from its log
@@ -1259,9 +1260,10 @@ class _DaemonRun:
     exited_early: bool
     rss_start_mb: float | None
     rss_end_mb: float | None
-    peak_rss_mb: float
+    peak_rss_mb: float | None
     cpu_s: float
-    stopped_s: float  # loop time of the SIGTERM
+    stopped_s: float
+    # loop time of the SIGTERM
     errors_logged: dict[str, int]
     internal_errors: int
 
@@ -1337,6 +1339,9 @@ async def _run_daemon(port: str, directory: str, noise: NoiseMaker, seconds: flo
             rss_start = rss_mb(child.pid)
             alive = alive and await _alive_for(child.pid, seconds - settle_s)
             rss_end = rss_mb(child.pid) if alive else None
+            # Not wait4's ru_maxrss: Linux keeps it across exec, so it would include the copy
+            # of this (larger) process the child was forked from.
+            peak_rss = rss_mb(child.pid, "VmHWM") if alive else None
         finally:
             noise_task.cancel()
             await asyncio.gather(noise_task, return_exceptions=True)
@@ -1348,7 +1353,7 @@ async def _run_daemon(port: str, directory: str, noise: NoiseMaker, seconds: flo
         exited_early=not alive,
         rss_start_mb=rss_start,
         rss_end_mb=rss_end,
-        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        peak_rss_mb=peak_rss,
         cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
         stopped_s=stopped_s,
         errors_logged=errors,
