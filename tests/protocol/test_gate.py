@@ -146,3 +146,44 @@ def test_every_heartbeat_the_master_sends_carries_gated_amps():
     for _, msg in bus.sent:
         if isinstance(msg, m.MasterHeartbeat) and msg.command in (0x05, 0x09):
             assert msg.centiamps == 0 or 600 <= msg.centiamps <= 2000, msg
+
+
+def test_a_dropped_slave_still_counts_for_30_s_and_when_it_links_again():
+    """A slave dropped after 26 s of silence may still be drawing its last limit (it heard
+    our heartbeats, we did not hear it): the gate keeps counting it for 30 s, and carries that
+    over if it links again, until its first reply says what it applies."""
+    bus = Bus(limits=WiringLimits(max_amps_per_twc=32, max_amps_all_twcs=40, min_amps_per_twc=6))
+    bus.run(1.5)
+    link(bus, 0x1111)
+    link(bus, 0x2222)
+    bus.master.set_offer(0x1111, 32)
+    bus.master.set_offer(0x2222, 6)
+    bus.run(3.0)
+    assert bus.master.slaves[0x1111].allowed_centiamps == 3200
+    del bus.repliers[0x1111]  # A goes deaf to us... or we to it
+    bus.master.set_offer(0x2222, 32)
+    bus.run(27.0)  # A dropped after 26 s
+    assert 0x1111 not in bus.master.slaves
+    assert bus.master.slaves[0x2222].sent_centiamps == 800
+    bus.run(10.0)
+    assert bus.master.slaves[0x2222].sent_centiamps == 800  # still within the hold
+    bus.feed(m.SlaveLinkReady(0x1111, 0x55, 3200, 2))  # A is back, not yet answering
+    bus.run(5.0)
+    assert bus.master.slaves[0x2222].sent_centiamps == 800
+    link(bus, 0x1111)  # it answers again: 0 A applied now, so B may rise
+    bus.master.set_offer(0x1111, 0)
+    bus.run(3.0)
+    assert bus.master.slaves[0x2222].sent_centiamps == 3200
+
+
+def test_after_the_hold_a_dropped_slave_no_longer_counts():
+    bus = Bus(limits=WiringLimits(max_amps_per_twc=32, max_amps_all_twcs=40, min_amps_per_twc=6))
+    bus.run(1.5)
+    link(bus, 0x1111)
+    link(bus, 0x2222)
+    bus.master.set_offer(0x1111, 32)
+    bus.run(3.0)
+    del bus.repliers[0x1111]
+    bus.master.set_offer(0x2222, 32)
+    bus.run(26.5 + 30.5)
+    assert bus.master.slaves[0x2222].sent_centiamps == 3200

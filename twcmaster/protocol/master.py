@@ -29,6 +29,9 @@ VIN_UNANSWERED_LIMIT = 3  # VIN requests left unanswered before the sequence wai
 # A slave announcing our own ID gets a new link-ready burst (§5.4) at most this often: a real
 # slave moves after the first one; a device that keeps using our ID must not fill the bus.
 COLLISION_REBURST_S = 30.0
+# A dropped slave may still be drawing up to its last limit until it gives up on its master
+# (about 10 s without a heartbeat, §5.1): the amps gate keeps counting it this long.
+DEPARTED_HOLD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class Slave:
     master_data: bytes = b""  # the last heartbeat data block sent
     offer_amps: int = 0  # what the controller asks for (set_offer)
     sent_centiamps: int = 0  # what the last heartbeat carried, after the amps gate
+    # The highest limit sent since the slave last answered: it may have heard any of them.
+    unacked_centiamps: int = 0
     heartbeat_tx_s: deque = field(default_factory=lambda: deque(maxlen=4096))
     lifetime_kwh: int | None = None
     voltages: tuple[int, int, int] | None = None
@@ -175,6 +180,17 @@ class Slave:
     @property
     def min_amps_supported(self) -> int:
         return 5 if self.protocol == 1 else 6  # §6.1
+
+    @property
+    def committed_centiamps(self) -> int:
+        """What it may be drawing now: its reported limit, or any limit sent since it last
+        answered (a lost reply does not mean a lost command)."""
+        sent = max(self.sent_centiamps, self.unacked_centiamps)
+        return committed_centiamps(sent, self.allowed_centiamps)
+
+    @property
+    def answered_last_heartbeat(self) -> bool:
+        return not self.heartbeat_tx_s or self.last_rx_s >= self.heartbeat_tx_s[-1]
 
     @property
     def actual_amps(self) -> float:
@@ -211,6 +227,8 @@ class BusMaster:
         self._started = False
         self._collision_burst_s = -math.inf  # when an ID collision last restarted the burst
         self._stopping_s: float | None = None  # set by stop(): only 0 A from then on
+        # Dropped slaves still counted by the amps gate: twcid -> (until_s, centiamps).
+        self._departed: dict[int, tuple[float, int]] = {}
 
     # -- control from the daemon
 
@@ -347,6 +365,9 @@ class BusMaster:
         if len(self.slaves) >= self.settings.max_slaves:
             text = f"slave {msg.sender:04X} ignored: already {len(self.slaves)} slaves linked"
             return [Alarm("too_many_slaves", text, msg.sender)]
+        # Back within the departed hold: it may still apply the limit it had, until its
+        # first reply says otherwise.
+        _, departed_centiamps = self._departed.pop(msg.sender, (0.0, 0))
         self.slaves[msg.sender] = Slave(
             twcid=msg.sender,
             sign=msg.sign,
@@ -356,6 +377,7 @@ class BusMaster:
             last_rx_s=now_s,
             next_heartbeat_s=now_s,  # answer right away (§5.4)
             next_energy_poll_s=now_s + 5.0,
+            unacked_centiamps=departed_centiamps,
         )
         events = [SlaveLinked(msg.sender, 1 if length == 14 else 2, msg.max_centiamps / 100)]
         if len(self.slaves) > 3:
@@ -371,6 +393,7 @@ class BusMaster:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]
         slave.state = msg.state
         slave.allowed_centiamps = msg.allowed_centiamps
+        slave.unacked_centiamps = 0  # its limit now is what it reports (plus sent_centiamps)
         slave.actual_centiamps = msg.actual_centiamps
         slave.slave_data = msg.data
         self._track_charging(slave, now_s)
@@ -506,15 +529,21 @@ class BusMaster:
             silent_s = now_s - slave.last_rx_s
             if silent_s > self.settings.slave_timeout_s:
                 del self.slaves[twcid]
+                self._departed[twcid] = (now_s + DEPARTED_HOLD_S, slave.committed_centiamps)
                 events.append(SlaveLost(twcid, silent_s))
+        for twcid, (until_s, _) in list(self._departed.items()):
+            if now_s >= until_s:
+                del self._departed[twcid]
         return events
 
     def _next_message(self, now_s: float) -> tuple[m.Message | None, int | None]:
         # Heartbeats first, even during a link-ready burst (a port reopening, an ID
         # collision): linked slaves must never go a second without one.
+        # Slaves that answered their last heartbeat go first: a silent one costs the reply
+        # timeout, and several of them must not push the others past their second.
         due = [s for s in self.slaves.values() if s.next_heartbeat_s <= now_s]
         if due:
-            slave = min(due, key=lambda s: s.next_heartbeat_s)
+            slave = min(due, key=lambda s: (not s.answered_last_heartbeat, s.next_heartbeat_s))
             return self._heartbeat(slave, now_s), slave.twcid
         if self._burst_left:
             return self._linkready(), None
@@ -532,21 +561,23 @@ class BusMaster:
         return m.MasterLinkReady(which, self.settings.master_twcid, self.settings.master_sign)
 
     def _heartbeat(self, slave: Slave, now_s: float) -> m.MasterHeartbeat:
-        slave.next_heartbeat_s = self._next_round_s(now_s)
+        # Due again at the round after the one it was due in: served late in an overlong
+        # round, it must not wait for the end of the round after that.
+        next_s = self._next_round_s(min(slave.next_heartbeat_s, now_s))
+        slave.next_heartbeat_s = next_s if next_s > now_s else self._next_round_s(now_s)
         slave.heartbeat_tx_s.append(now_s)
         centiamps = self._gated_amps(slave) * 100
         message = _heartbeat_message(self.settings.master_twcid, slave, centiamps)
         slave.sent_centiamps = centiamps
+        if message.command != m.HeartbeatCommand.NO_CHANGE:
+            slave.unacked_centiamps = max(slave.unacked_centiamps, centiamps)
         slave.master_data = message.data
         return message
 
     def _gated_amps(self, slave: Slave) -> int:
         """The amps this slave's heartbeat carries: through the gate, the only way."""
-        others = (
-            committed_centiamps(o.sent_centiamps, o.allowed_centiamps)
-            for o in self.slaves.values()
-            if o is not slave
-        )
+        others = [o.committed_centiamps for o in self.slaves.values() if o is not slave]
+        others += [centiamps for _, centiamps in self._departed.values()]
         request = GateInput(slave.offer_amps, slave.max_centiamps, slave.min_amps_supported)
         stopping = self._stopping_s is not None
         return wire_amps(request, others, self.settings.limits, stopping=stopping)
@@ -596,7 +627,10 @@ def _heartbeat_message(master_twcid: int, slave: Slave, offer_centiamps: int) ->
     (a constant ``05 00 00`` stops the relay chatter of "no change" at 0 A); otherwise
     "no change". ``05`` on protocol 1, ``09`` on protocol 2 (§8 Q9).
     """
-    if offer_centiamps != slave.allowed_centiamps or offer_centiamps == 0:
+    # A limit sent since the slave last answered may have been heard: say the new one
+    # explicitly rather than "no change" against a report that may be stale.
+    unconfirmed = slave.unacked_centiamps != 0
+    if offer_centiamps != slave.allowed_centiamps or offer_centiamps == 0 or unconfirmed:
         command = m.HeartbeatCommand.SET_LIMIT_P1 if slave.protocol == 1 else 0x09
     else:
         command = m.HeartbeatCommand.NO_CHANGE
