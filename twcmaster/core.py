@@ -28,6 +28,10 @@ from twcmaster.protocol.gate import WiringLimits
 from twcmaster.protocol.messages import SLAVE_STATE_NAMES
 
 ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
+ALARM_SHOWN_S = 2 * ALARM_REPEAT_S  # an alarm stays in the snapshot this long after it fired
+# Alarms kept at once: noise can name a new TWCID in every frame, and the table must not grow
+# with it (the oldest go first).
+MAX_ALARMS = 64
 # The allocation re-runs when a slave's state or acknowledged limit changes, when a car's draw
 # moved by this much, and otherwise at this cadence (for its hold timers).
 ALLOCATE_EVERY_S = 2.0
@@ -254,12 +258,19 @@ class Core:
 
     def _on_alarm(self, event: bm.Alarm, now: float) -> None:
         key = f"{event.kind}:{event.twcid}"
-        last = self._alarms.get(key)
+        last = self._alarms.pop(key, None)  # re-inserted last: the dict stays oldest-first
         self._alarms[key] = (now, event.message)
+        self._forget_old_alarms(now)
         if last is None or now - last[0] >= ALARM_REPEAT_S:
             self.log.error(event.message, alarm=event.kind)
             if self.console is not None:
                 self.console.line(f"ALARM: {event.message}")
+
+    def _forget_old_alarms(self, now: float) -> None:
+        for key, (at, _) in list(self._alarms.items()):
+            if now - at < ALARM_SHOWN_S and len(self._alarms) <= MAX_ALARMS:
+                break  # oldest first: the rest are newer
+            del self._alarms[key]
 
     def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
         self.log.info(
@@ -463,7 +474,7 @@ class Core:
             )
             for s in self.master.slaves.values()
         )
-        recent = tuple(text for at, text in self._alarms.values() if now - at < 2 * ALARM_REPEAT_S)
+        recent = tuple(text for at, text in self._alarms.values() if now - at < ALARM_SHOWN_S)
         return Snapshot(
             self.budget,
             slaves,
