@@ -166,3 +166,83 @@ def overloaded_round_gaps() -> list[float]:
             now += (len(wire) + 19) * bm.BYTE_TIME_S + 0.02
             hear(messages.SlaveHeartbeat.build(sent.receiver, MASTER_ID, 0, 0, 25, 2))
     return [b - a for v in times.values() for a, b in pairwise([t for t in v if t >= 5.0])]
+
+
+# --- the alarm table --------------------------------------------------------------------------
+
+
+def alarm_table_growth_bytes(distinct_ids: int = 3000) -> int:
+    """A noisy line that, once a second, carries a valid-checksum link-ready of
+    "another master" with a different sender ID each time (§3.1, foreign master alarm), for
+    ``distinct_ids`` seconds.
+    Returns how much the core's traced memory grew between the first and the last tenth."""
+    import tracemalloc
+
+    from twcmaster.core import Core
+
+    class Quiet:
+        def debug(self, *args, **kwargs) -> None:
+            pass
+
+        info = warning = error = exception = debug
+
+    config = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32}}, "/tmp"
+    ).settings
+    core = Core(config, log=Quiet())
+    core.start(0.0)
+    tracemalloc.start()
+    try:
+        baseline = 0
+        for i in range(distinct_ids):
+            now = float(i)
+            sender = 0x1000 + i
+            foreign = messages.MasterLinkReady(1, sender, 0x77)
+            core.receive(codec.frame(foreign.to_payload()), now)
+            core.poll(now)
+            core.snapshot(now)
+            if i == distinct_ids // 10:
+                baseline = tracemalloc.get_traced_memory()[0]
+        return tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+
+
+# --- a babbling line --------------------------------------------------------------------------
+
+
+def babbling_line_heartbeats(
+    period_s: float = 0.04, c0_every: int = 40, seconds: float = 10.0
+) -> list[float]:
+    """One answering slave; from t=10 s a faulty unit babbles a byte every ``period_s``, a C0
+    every ``c0_every`` bytes and zeros between. Returns when the slave got its heartbeats
+    during the babble. (A real frame at 9600 baud brings a byte every ~1 ms and is over in
+    ~50 ms; this "frame" never ends.)"""
+    start = 10.0
+    master = bm.BusMaster()
+    now = 0.0
+    master.start(now)
+
+    def hear(message: messages.Message, at: float) -> None:
+        master.receive(messages.encode_for_tx(message, 0xFE, messages.SLAVE_TX_CODES), at)
+
+    hear(messages.SlaveLinkReady(SLAVE_ID, 0x55, 3200, 2), now)
+    times: list[float] = []
+    next_byte, count = start, 0
+    while now < start + seconds:
+        if now >= next_byte:
+            master.receive(b"\xc0" if count % c0_every == 0 else b"\x00", next_byte)
+            count += 1
+            next_byte += period_s
+        wire, _ = master.poll(now)
+        if wire is not None:
+            (frame,) = codec.FrameParser().feed(wire, now)
+            sent = messages.decode(frame.body)
+            if isinstance(sent, messages.MasterHeartbeat):
+                if now >= start:
+                    times.append(now)
+                now += len(wire) * bm.BYTE_TIME_S + 0.02
+                hear(messages.SlaveHeartbeat.build(SLAVE_ID, MASTER_ID, 0, 0, 25, 2), now)
+            continue
+        now = min(max(master.next_wakeup_s(now), now + 1e-4), next_byte)
+    return times

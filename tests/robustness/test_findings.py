@@ -1,10 +1,12 @@
-"""Issue 7 findings of the bus master, as regression tests on the scenes of ``scenes.py``.
+"""Issue 7 findings of the bus master and core, as tests on the scenes of ``scenes.py``.
 
 Findings 1 and 2 were found before these properties existed (and fixed in 863314c and
 cffa500); the random properties here generate their inputs all the time (VIN/serial frames
 with bytes >= 0x80; a device announcing the master's own ID). The unacknowledged raise and
 the overloaded round were found by ``test_stateful.py`` (and by ``twcmaster.soak``) and
-fixed in 1740959; their scenes failed before that commit.
+fixed in 1740959, the alarm table by the long noise run and fixed in d11ad2b; their scenes
+failed before those commits. An open finding is a strict xfail: it turns red once fixed
+(then drop the marker).
 """
 
 from __future__ import annotations
@@ -52,3 +54,30 @@ def test_an_overloaded_round_never_skips_a_slave():
     after: the newly linked slave waited ~1.9 s."""
     worst = max(scenes.overloaded_round_gaps())
     assert worst <= 1.5, f"an answering slave waited {worst:.3f} s for its heartbeat"
+
+
+def test_the_alarm_table_stays_small_on_a_line_full_of_foreign_ids():
+    """Found by the long noise run (``test_fuzz.py``): one foreign-master link-ready a second,
+    each from another ID, for 50 minutes. The snapshot only shows alarms of the last two
+    minutes, but before d11ad2b ``Core._alarms`` kept them all (~290 B each, ~860 KiB here,
+    and ``snapshot`` walked the whole table every time)."""
+    growth = scenes.alarm_table_growth_bytes()
+    assert growth < 256 * 1024, f"the core's memory grew by {growth / 1024:.0f} KiB"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="open: a 'frame in flight' that gets a byte every < 50 ms never ends for the "
+    "master (only a C0-free run of 48 bytes does), so a babbling line silences it",
+)
+def test_a_babbling_line_does_not_silence_the_master():
+    """Found by the stateful property (a C0 and then a noise byte every 60 ms). A unit that
+    babbles a byte every 40 ms, with a C0 every 40 bytes, keeps the parser "receiving" for
+    good: the master never finds the 50 ms of silence it waits for (§5.2) and sends no
+    heartbeat for the whole 10 s, after which slaves give up on it (§5.1). At 9600 baud a
+    real frame is over ~50 ms after its opening C0; a partial frame older than that is noise
+    the master could talk over, as it does after 50 ms of silence."""
+    times = scenes.babbling_line_heartbeats()
+    gaps = [b - a for a, b in zip([10.0, *times], [*times, 20.0], strict=True)]
+    assert max(gaps) <= 1.5, f"no heartbeat for {max(gaps):.1f} s (heartbeats at {times})"

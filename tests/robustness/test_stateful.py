@@ -47,13 +47,13 @@ from twcmaster.sim.car import SimulatedCar
 from twcmaster.sim.slave import SimulatedSlave, random_sign
 from twcmaster.sources.runner import SiteReading
 
-#: Units on the line at once. Real masters handle 3 (§5.4); a 4th is accepted with an alarm,
-#: but each unit that stops answering costs the bus a 0.25 s reply timeout per round, so the
-#: 1.5 s heartbeat rule only holds for a bounded number of linked units (see MAX_LINKED).
-MAX_UNITS = 3
-#: Linked slaves (answering or not) at which no further unit is added: 3 answering + 1 silent
-#: is 3 x ~0.1 s + 0.27 s a round, well within a second.
-MAX_LINKED = 4
+#: Units on the line at once: real masters handle 3 (§5.4); one more is accepted (with an
+#: alarm). With 5 or 6 answering units and link-ready bursts after a clock jump, a heartbeat
+#: gap of ~1.51 s shows up now and then (reported to the lead, not asserted here).
+MAX_UNITS = 4
+#: Linked slaves (answering or not: IDs left behind by units that moved or vanished stay
+#: linked until their timeout) at which no further unit is added: the master's own maximum.
+MAX_LINKED = 6
 
 FOLDER = settings_dir()
 
@@ -63,12 +63,6 @@ then_run = st.one_of(
     st.sampled_from([0.0, 0.05, 0.3, 1.0, 1.0, 2.0, 5.0]), st.floats(0.0, 3.0, allow_nan=False)
 )
 
-ids = st.integers(0x0001, 0xFFFE).filter(lambda i: i != MASTER_ID)
-amps_values = st.one_of(
-    st.integers(0, 100).map(float),
-    st.floats(-50, 1000, allow_nan=False),
-    st.sampled_from([math.nan, math.inf, -math.inf, 1e12, -1e12, 1e-300]),
-)
 watts = st.one_of(
     st.floats(0, 25_000, allow_nan=False),
     st.floats(-5_000, 0, allow_nan=False),
@@ -182,7 +176,9 @@ class MasterMachine(RuleBasedStateMachine):
             protocol,
             max_amps=max_amps,
             car=car,
-            seed=seed,
+            # Its own random stream: two units with one seed would move to the same "random"
+            # ID after an ID collision (§5.5), and two units on one ID are beyond any master.
+            seed=seed * 7919 + len(self.used_ids),
             powered_on_s=rig.now,
         )
         rig.bus.slaves.append(slave)
