@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import signal
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.daemonproc import slave_sim
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(90)
@@ -25,26 +26,6 @@ def twcmaster(*args: str, timeout: float = 30, **kw) -> subprocess.CompletedProc
         timeout=timeout,
         **kw,
     )
-
-
-@contextlib.contextmanager
-def slave_sim(link: Path, *args: str):
-    """`twcmaster slave-sim --pty LINK ...` as its own process, until the block ends."""
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "twcmaster", "slave-sim", "--pty", str(link), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not link.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert link.exists(), "slave-sim did not create its pty"
-        yield sim
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.communicate(timeout=10)
 
 
 def run_master(config: Path, seconds: float, stop_signal: int = signal.SIGTERM) -> tuple[str, str]:
