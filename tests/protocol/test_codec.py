@@ -299,3 +299,18 @@ def test_text_frames_never_raise_whatever_their_bytes(code, text, sender):
     body = payload + bytes([codec.checksum(payload)])
     assert messages.decode(body).to_payload() == payload
     messages.describe(body)
+
+
+def test_a_partial_frame_open_longer_than_any_frame_is_no_frame_in_flight():
+    """Found by the robustness properties: a unit babbling a byte every 40 ms after a C0
+    kept ``receiving_at`` true for good, and the master never sent again."""
+    parser = codec.FrameParser()
+    parser.feed(b"\xc0", 0.0)
+    now = 0.0
+    for _ in range(10):
+        now += 0.04
+        parser.feed(b"\x55", now)
+    assert parser.receiving  # still collecting, until a C0 or 48 bytes
+    assert not parser.receiving_at(now)
+    parser.feed(b"\xc0", now)  # a C0 that closes nothing opens the next candidate
+    assert parser.receiving_at(now + 0.01)

@@ -35,6 +35,11 @@ PARTIAL_FRAME_TIMEOUT_S = 2.0
 #: ms). A partial frame silent for longer is noise that opened with a C0, not a frame in
 #: flight: the master may talk over it rather than wait for the 2 s timeout.
 FRAME_IN_FLIGHT_SILENCE_S = 0.05
+#: The longest a real frame takes from its opening C0 to its closing one: 48 raw bytes at
+#: 9600 baud 8N1 (~50 ms), plus as much again for an adapter's batching. A partial frame
+#: open for longer is a babbling line, not a frame in flight: the master may talk over it,
+#: or a unit sending a byte every 40 ms would silence the master for good (§5.2).
+MAX_FRAME_IN_FLIGHT_S = 2 * MAX_RAW_FRAME_BYTES * 10 / 9600
 
 
 class FramingError(ValueError):
@@ -129,6 +134,7 @@ class FrameParser:
         self._min_collected = min(accepted_lengths) + 1
         self._collected = bytearray()  # raw bytes since the opening C0 (included); empty = idle
         self._last_byte_s = 0.0
+        self._opened_s = 0.0  # when the partial frame's opening C0 arrived
 
     @property
     def receiving(self) -> bool:
@@ -137,7 +143,11 @@ class FrameParser:
 
     def receiving_at(self, now_s: float) -> bool:
         """True while a frame is arriving now: the master must not talk (§5.2)."""
-        return bool(self._collected) and now_s - self._last_byte_s < FRAME_IN_FLIGHT_SILENCE_S
+        return (
+            bool(self._collected)
+            and now_s - self._last_byte_s < FRAME_IN_FLIGHT_SILENCE_S
+            and now_s - self._opened_s < MAX_FRAME_IN_FLIGHT_S
+        )
 
     def expire(self, now_s: float) -> None:
         """Drop a partial frame that has been silent for too long."""
@@ -158,6 +168,7 @@ class FrameParser:
                 if delimiter < 0:
                     break
                 collected.append(FRAME_END)
+                self._opened_s = now_s
                 position = delimiter + 1
                 continue
             stop = end if delimiter < 0 else delimiter
@@ -171,6 +182,8 @@ class FrameParser:
                 break
             position = delimiter + 1
             events += self._close(collected)
+            if collected:  # the C0 that closed nothing opens the next candidate
+                self._opened_s = now_s
         return events
 
     def _close(self, collected: bytearray) -> list[Frame | BadFrame]:
