@@ -38,6 +38,9 @@ settings.register_profile(
     # Short runs, many of them: 12 steps of ~2 s of bus time each; the suite goes deeper.
     stateful_step_count=12,
     derandomize=False,
+    # Batches stay independent: a failure found in one is not replayed by every later one
+    # (its report prints the blob that reproduces it).
+    database=None,
     # The explicit and reuse phases are cheap; shrinking stays on so a failure is readable.
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     **_COMMON,

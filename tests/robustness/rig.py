@@ -515,6 +515,10 @@ class Rig:
         if hb.sender != MASTER_ID:
             self._fail(f"heartbeat from {hb.sender:04X}, not the master's ID")
         wire = self.wire.setdefault(twcid, _Wire())
+        if wire.last_heartbeat_s is not None and now - wire.last_heartbeat_s >= CHARGE_FAULT_S:
+            # No heartbeat for that long: the slave stopped on its own (§5.1); what it
+            # reported before is void.
+            wire.reported_centiamps = wire.sent_since_reply_centiamps = 0
         wire.last_heartbeat_s = now
         self.linked[twcid] = now
         left = self.catching_up.pop(twcid, 0) - 1
@@ -549,14 +553,13 @@ class Rig:
     def committed_centiamps(self, twcid: int | None, now: float) -> int:
         """What the slave with this ID may apply, as far as anyone can know from the wire: the
         larger of the limit in its last reply (S1-S2) and every limit sent to it since (the
-        definition ``twcmaster.soak`` checks too). It counts while the master links it, and
-        until CHARGE_FAULT_S after its last heartbeat (a slave stops on its own then, §5.1)."""
+        definition ``twcmaster.soak`` checks too), until CHARGE_FAULT_S after its last
+        heartbeat: a slave that long without one has given up on its master and stopped
+        (§5.1), whether or not it is linked again meanwhile."""
         wire = self.wire.get(twcid) if twcid is not None else None
-        if wire is None:
+        if wire is None or wire.last_heartbeat_s is None:
             return 0
-        linked = twcid in self.core.master.slaves
-        last = wire.last_heartbeat_s
-        if not linked and (last is None or now - last >= CHARGE_FAULT_S):
+        if now - wire.last_heartbeat_s >= CHARGE_FAULT_S:
             return 0
         return max(wire.sent_since_reply_centiamps, wire.reported_centiamps)
 

@@ -7,8 +7,9 @@ against the real simulated TWCs with cars (``twcmaster.sim``) and scripted units
 observers check the safety rules at every event of the loop (see ``rig.py``): offers 0 or
 within [floor, min(wiringMaxAmpsPerTWC, the slave's own max)], the gate (a raise only when
 everyone's committed amps fit in wiringMaxAmpsAllTWCs), the limits the units apply within the
-wiring, a heartbeat at most 1.5 s apart for every linked slave, and no exception escaping the
-core. The invariants below add the snapshot and the policy's fail-safe after every rule.
+wiring, a heartbeat at most 1.5 s apart for every linked slave that answers, and no exception
+escaping the core. The invariants below add the snapshot and the policy's fail-safe after
+every rule.
 
 Time only moves forward (a monotonic clock): by events (``advance``: poll at
 ``next_wakeup_s`` as the daemon does), by a stalled process (``stall``: the world goes on,
@@ -18,6 +19,7 @@ clock (the policy's local time) may also jump back and forth.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import random
@@ -55,7 +57,8 @@ MAX_UNITS = 4
 #: linked until their timeout) at which no further unit is added: the master's own maximum.
 MAX_LINKED = 6
 
-FOLDER = settings_dir()
+FOLDER = settings_dir()  # the settings stores of every example (tmpfs when there is one)
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 
 #: Every rule lets the bus run a little afterwards, so that what it changed plays out on the
 #: wire (a rule alone changes nothing the observers could see).
@@ -454,9 +457,3 @@ class MasterMachine(RuleBasedStateMachine):
 @pytest.mark.parametrize("batch", batches("stateful"))
 def test_master_machine(batch):
     run_state_machine_as_test(MasterMachine, settings=given_settings("stateful"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _settings_folder():
-    yield
-    shutil.rmtree(FOLDER, ignore_errors=True)
