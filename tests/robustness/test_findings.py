@@ -4,9 +4,9 @@ Findings 1 and 2 were found before these properties existed (and fixed in 863314
 cffa500); the random properties here generate their inputs all the time (VIN/serial frames
 with bytes >= 0x80; a device announcing the master's own ID). The unacknowledged raise and
 the overloaded round were found by ``test_stateful.py`` (and by ``twcmaster.soak``) and
-fixed in 1740959, the alarm table by the long noise run and fixed in d11ad2b; their scenes
-failed before those commits. An open finding is a strict xfail: it turns red once fixed
-(then drop the marker).
+fixed in 1740959, the alarm table by the long noise run (d11ad2b), the babbling line by the
+stateful property (2d58aed); their scenes failed before those commits. An open finding goes
+in as a strict xfail: it turns red once fixed (then drop the marker).
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def test_a_babbling_line_does_not_silence_the_master():
     babbles a byte every 40 ms, with a C0 every 40 bytes, keeps the parser "receiving" for
     good: the master never finds the 50 ms of silence it waits for (§5.2) and sends no
     heartbeat for the whole 10 s, after which slaves give up on it (§5.1). At 9600 baud a
-    real frame is over ~50 ms after its opening C0; a partial frame older than that is noise
-    the master could talk over, as it does after 50 ms of silence."""
+    real frame is over ~50 ms after its opening C0; since 2d58aed a partial frame older than
+    ~100 ms is noise the master talks over."""
     times = scenes.babbling_line_heartbeats()
     gaps = [b - a for a, b in zip([10.0, *times], [*times, 20.0], strict=True)]
     assert max(gaps) <= 1.5, f"no heartbeat for {max(gaps):.1f} s (heartbeats at {times})"
