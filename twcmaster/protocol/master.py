@@ -539,11 +539,12 @@ class BusMaster:
     def _next_message(self, now_s: float) -> tuple[m.Message | None, int | None]:
         # Heartbeats first, even during a link-ready burst (a port reopening, an ID
         # collision): linked slaves must never go a second without one.
-        # Slaves that answered their last heartbeat go first: a silent one costs the reply
-        # timeout, and several of them must not push the others past their second.
+        # Slaves that answered their last heartbeat go first (a silent one costs the reply
+        # timeout, and several of them must not push the others past their second); among
+        # those, the one waiting longest since its last heartbeat.
         due = [s for s in self.slaves.values() if s.next_heartbeat_s <= now_s]
         if due:
-            slave = min(due, key=lambda s: (not s.answered_last_heartbeat, s.next_heartbeat_s))
+            slave = min(due, key=_heartbeat_priority)
             return self._heartbeat(slave, now_s), slave.twcid
         if self._burst_left:
             return self._linkready(), None
@@ -618,6 +619,11 @@ class BusMaster:
                 return None
         slave.next_energy_poll_s = now_s + self.settings.energy_poll_interval_s
         return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, 16)
+
+
+def _heartbeat_priority(slave: Slave) -> tuple[bool, float, float]:
+    last_tx_s = slave.heartbeat_tx_s[-1] if slave.heartbeat_tx_s else -math.inf
+    return (not slave.answered_last_heartbeat, slave.next_heartbeat_s, last_tx_s)
 
 
 def _heartbeat_message(master_twcid: int, slave: Slave, offer_centiamps: int) -> m.MasterHeartbeat:
