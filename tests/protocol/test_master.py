@@ -313,14 +313,20 @@ def test_non_ascii_vin_part_while_a_reply_is_awaited_keeps_the_heartbeats_going(
     assert len(bus.heartbeats_to(0x1234)) - before >= 4
 
 
-def test_a_device_repeating_the_masters_id_never_stops_the_heartbeats():
-    """Issue 7, finding 2: a link-ready with our ID every second restarted the burst every
-    second, and no heartbeat went out for as long as it lasted (17 s gaps)."""
+def two_slaves_heartbeating() -> Bus:
+    """Slaves 1234 and 2345 linked and answering for 3 s."""
     bus = Bus()
     bus.run(1.5)
     link(bus, 0x1234)
     link(bus, 0x2345)
     bus.run(3.0)
+    return bus
+
+
+def test_a_device_repeating_the_masters_id_never_stops_the_heartbeats():
+    """Issue 7, finding 2: a link-ready with our ID every second restarted the burst every
+    second, and no heartbeat went out for as long as it lasted (17 s gaps)."""
+    bus = two_slaves_heartbeating()
     start = bus.now
     for _ in range(15):
         bus.feed(m.SlaveLinkReady(ME, 0x55, 3200, 2))
@@ -339,11 +345,7 @@ def test_link_ready_bursts_from_known_slaves_do_not_starve_one_of_them():
     """Slaves answer a master's link-ready burst with five link-readies of their own; each
     used to reset its heartbeat to "now", so the slave whose burst came first was served
     again and again and the other went 1.5 s without a heartbeat."""
-    bus = Bus()
-    bus.run(1.5)
-    link(bus, 0x1234)
-    link(bus, 0x2345)
-    bus.run(3.0)
+    bus = two_slaves_heartbeating()
     start = bus.now
     for _ in range(15):  # both bursts arrive while the bus is busy
         bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))
