@@ -35,8 +35,8 @@ settings.register_profile(SUITE, max_examples=100, stateful_step_count=30, **_CO
 settings.register_profile(
     FUZZ,
     max_examples=1_000,
-    # Short runs, many of them: 12 steps of ~2 s of bus time each; the suite goes deeper.
-    stateful_step_count=12,
+    # Short runs, many of them: 8 steps of ~2 s of bus time each; the suite goes deeper.
+    stateful_step_count=8,
     derandomize=False,
     # Batches stay independent: a failure found in one is not replayed by every later one
     # (its report prints the blob that reproduces it).
@@ -68,15 +68,15 @@ BUDGETS: dict[str, dict[str, tuple[int, int]]] = {
     },
     FUZZ: {
         "stateful": (100, 1_000),
-        "receive": (20, 1_000),
-        "core_receive": (8, 1_000),
-        "decode": (20, 5_000),
-        "decode_cli": (10, 1_000),
+        "receive": (10, 1_000),
+        "core_receive": (5, 1_000),
+        "decode": (10, 5_000),
+        "decode_cli": (5, 1_000),
     },
 }
 BUDGET = BUDGETS[PROFILE_NAME]
 #: Bytes of noise and heartbeats through ``Core`` in the bounded-memory run.
-LONG_RUN_BYTES = {SUITE: 300_000, FUZZ: 10_000_000}[PROFILE_NAME]
+LONG_RUN_BYTES = {SUITE: 300_000, FUZZ: 5_000_000}[PROFILE_NAME]
 
 
 def batches(kind: str) -> range:

@@ -58,8 +58,8 @@ MAX_HEARTBEAT_GAP_S = 1.5  # for a linked slave that answered its last heartbeat
 #: ones that answer (TWCManager: "it may still try now and then", §5.1).
 MAX_SILENT_HEARTBEAT_GAP_S = 5.0
 #: After injected bytes, the master waits for 50 ms of silence before it talks (a frame may
-#: be arriving, ``codec.FRAME_IN_FLIGHT_SILENCE_S``), plus a wake-up that may come one
-#: such wait late (see test_findings.py, the babbling line).
+#: be arriving, ``codec.FRAME_IN_FLIGHT_SILENCE_S``), plus one such wait more when its
+#: wake-up lands exactly on the boundary (float rounding: still "arriving").
 NOISE_SILENCE_S = 0.11
 #: After the master did not run (a stall, a frozen machine), its first round is late and
 #: may spill into the next: the gaps up to each slave's second heartbeat after it may be a
