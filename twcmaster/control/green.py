@@ -174,6 +174,13 @@ class GreenBudget:
     voltage_v: float
     voltage_source: str  # "TWC", "meter" or "defaultVoltage"
     lines: tuple[str, ...]  # TWCManager's console lines
+    # The console's figures, exact (outputs/console.py prints them): the second line's
+    # generation and consumption in whole centiamps, rounded half up, and their difference.
+    generation_centiamps: int = 0
+    consumption_centiamps: int = 0
+    surplus_centiamps: int = 0
+    floor_amps: float = 0.0  # minAmpsPerTWC as the policy applies it (the third line)
+    start_margin_amps: float = 0.0  # greenEnergyStartMarginAmps (the third line)
 
 
 def reading_problem(site: SiteReadingLike | None) -> str | None:
@@ -269,6 +276,11 @@ def green_budget(
         voltage_v=volts,
         voltage_source=volts_from,
         lines=lines,
+        generation_centiamps=generation_ca,
+        consumption_centiamps=consumption_ca,
+        surplus_centiamps=surplus_ca,
+        floor_amps=_finite_or(settings.min_amps_per_twc, 0.0),
+        start_margin_amps=max(_finite_or(settings.start_margin_amps, 0.0), 0.0),
     )
 
 

@@ -175,6 +175,8 @@ class Budget:
     #: Track Green Energy: how many cars the start/stop rules admit (None: no limit). A
     #: second car starts only once the surplus has fed two floors for greenEnergyStartDelay.
     max_cars: int | None = None
+    #: With ``stale``: why the reading cannot be used (the console's fail-safe line).
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -752,7 +754,7 @@ class PolicyEngine:
             f"Green energy reading unusable ({problem}); "
             f"charging at the safe {safe:g}A (greenEnergySafeAmps)."
         )
-        return Budget(safe, POLICY_GREEN, reason, (line,), True, None)
+        return Budget(safe, POLICY_GREEN, reason, (line,), True, None, problem=problem)
 
     def _smoothed(self, now: float, surplus: float) -> float:
         """The surplus through the optional exponential moving average."""

@@ -40,7 +40,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # the console reads these; it never imports the core's machinery
+    from twcmaster.control.green import GreenBudget
+    from twcmaster.control.policy import Budget
 
 TIME_FORMAT = "%H:%M:%S"
 MIN_BLOCK_BYTES = 5  # state/command byte + two amp fields
@@ -76,6 +80,52 @@ def format_heartbeat_line(
     """
     stamp = format_timestamp(now_local, milliseconds=milliseconds)
     return f"{stamp}: {format_heartbeat_body(slave_twcid, slave_data, master_data)}"
+
+
+def green_lines(budget: Budget) -> tuple[str, ...]:
+    """TWCManager's green-energy lines for a budget (none when it is not tracking green).
+
+    As its docs print them (our seed)::
+
+        Green energy generates 4956W, Consumption 726W, Charger Load 0W
+        Limiting car charging to 20.65A - 3.03A = 17.62A.
+        Charge when above 6A (minAmpsPerTWC).
+
+    The second line's figures are exact centiamps from ``green.green_budget`` (see there why
+    they are rounded half up), so the sum adds up as printed.
+    """
+    if budget.stale:
+        return (
+            f"Green energy reading unusable ({budget.problem}); "
+            f"charging at the safe {budget.amps:g}A (greenEnergySafeAmps).",
+        )
+    green = budget.green
+    if green is None:
+        return ()
+    return (
+        f"Green energy generates {green.generation_w:.0f}W, Consumption "
+        f"{green.consumption_w:.0f}W, Charger Load {green.charger_load_w:.0f}W",
+        f"Limiting car charging to {_centiamps_text(green.generation_centiamps)}A - "
+        f"{_centiamps_text(green.consumption_centiamps)}A = "
+        f"{_centiamps_text(green.surplus_centiamps)}A.",
+        _charge_when_above(green),
+    )
+
+
+def _centiamps_text(centiamps: int) -> str:
+    sign = "-" if centiamps < 0 else ""
+    value = abs(centiamps)
+    return f"{sign}{value // 100}.{value % 100:02d}"
+
+
+def _charge_when_above(green: GreenBudget) -> str:
+    floor, margin = green.floor_amps, green.start_margin_amps
+    if margin <= 0:
+        return f"Charge when above {floor:.0f}A (minAmpsPerTWC)."
+    return (
+        f"Charge when above {floor + margin:g}A "
+        f"(minAmpsPerTWC {floor:g}A + greenEnergyStartMarginAmps {margin:g}A)."
+    )
 
 
 def _format_block(data: bytes) -> str:

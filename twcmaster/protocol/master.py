@@ -201,6 +201,48 @@ class Slave:
         return self.allowed_centiamps / 100
 
 
+@dataclass(frozen=True)
+class SlaveView:
+    """A slave as the layers above the bus master may see it: a frozen copy, so nothing
+    outside ``protocol/`` can change the registry (read with ``BusMaster.slave_views``)."""
+
+    twcid: int
+    protocol: int
+    state: int
+    allowed_amps: float  # the limit it reports applying
+    actual_amps: float  # what its car draws
+    offer_amps: int  # what the controller last asked for it (``set_offer``)
+    max_amps: float  # its own maximum, from its link-ready frame
+    vin: str | None
+    lifetime_kwh: int | None
+    voltages: tuple[int, int, int] | None
+    last_rx_s: float  # when it last answered (the master's clock)
+    slave_data: bytes  # S0.. of its last heartbeat (for the console)
+    master_data: bytes  # M0.. of the last heartbeat we sent it
+
+    @property
+    def min_amps_supported(self) -> int:
+        return 5 if self.protocol == 1 else 6  # §6.1
+
+
+def _view(slave: Slave) -> SlaveView:
+    return SlaveView(
+        twcid=slave.twcid,
+        protocol=slave.protocol,
+        state=slave.state,
+        allowed_amps=slave.allowed_amps,
+        actual_amps=slave.actual_amps,
+        offer_amps=slave.offer_amps,
+        max_amps=slave.max_centiamps / 100,
+        vin=slave.vin,
+        lifetime_kwh=slave.lifetime_kwh,
+        voltages=slave.voltages,
+        last_rx_s=slave.last_rx_s,
+        slave_data=slave.slave_data,
+        master_data=slave.master_data,
+    )
+
+
 # --- the master -------------------------------------------------------------------------------
 
 
@@ -229,6 +271,12 @@ class BusMaster:
         self._stopping_s: float | None = None  # set by stop(): only 0 A from then on
         # Dropped slaves still counted by the amps gate: twcid -> (until_s, centiamps).
         self._departed: dict[int, tuple[float, int]] = {}
+
+    # -- reading
+
+    def slave_views(self) -> tuple[SlaveView, ...]:
+        """Every linked slave, frozen, in the order they linked."""
+        return tuple(_view(slave) for slave in self.slaves.values())
 
     # -- control from the daemon
 
