@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+BAUD = 9600  # every TWC talks 9600 8N1 (§1)
+BITS_PER_BYTE = 10  # 8N1: a start bit, 8 data bits, a stop bit
+BYTE_TIME_S = BITS_PER_BYTE / BAUD  # one byte on the wire, about 1.04 ms (§5.1)
+
 FRAME_END = 0xC0  # opens and closes every frame (SLIP END)
 ESC = 0xDB  # escape introducer (SLIP ESC)
 ESC_END = 0xDC  # DB DC on the wire stands for a C0 body byte
@@ -39,7 +43,7 @@ FRAME_IN_FLIGHT_SILENCE_S = 0.05
 #: 9600 baud 8N1 (~50 ms), plus as much again for an adapter's batching. A partial frame
 #: open for longer is a babbling line, not a frame in flight: the master may talk over it,
 #: or a unit sending a byte every 40 ms would silence the master for good (§5.2).
-MAX_FRAME_IN_FLIGHT_S = 2 * MAX_RAW_FRAME_BYTES * 10 / 9600
+MAX_FRAME_IN_FLIGHT_S = 2 * MAX_RAW_FRAME_BYTES * BYTE_TIME_S
 
 
 class FramingError(ValueError):
