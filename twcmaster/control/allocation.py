@@ -59,6 +59,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from twcmaster.numbers import finite_or, non_negative
+
 # --- protocol facts -----------------------------------------------------------------------------
 MIN_AMPS_P1 = 5  # A; minAmpsTWCSupports on protocol 1 (§6.1)
 MIN_AMPS_P2 = 6  # A; on protocol 2, and whenever the protocol is unknown (§6.1)
@@ -270,8 +272,7 @@ class Controller:
     def _observe(self, reading: SlaveReading, now: float) -> _Work:
         s = self._settings
         track = self._tracks.setdefault(reading.twcid, _Track())
-        actual = _finite_or(reading.actual_amps, 0.0)
-        actual = max(actual, 0.0)
+        actual = non_negative(reading.actual_amps)
 
         drawing = actual >= s.charging_threshold_amps
         if drawing:
@@ -288,12 +289,12 @@ class Controller:
             track.sig_change_s = now
 
         # Garbage S1-S2 is read as "the most it could be applying" (fail safe).
-        reported = _finite_or(reading.reported_allowed_amps, MAX_REPORTED_AMPS)
+        reported = finite_or(reading.reported_allowed_amps, MAX_REPORTED_AMPS)
         reported = min(max(reported, 0.0), MAX_REPORTED_AMPS)
         track.reported_amps = reported
         track.last_seen_s = now
 
-        link_max = math.floor(_finite_or(reading.link_max_amps, 0.0))
+        link_max = math.floor(finite_or(reading.link_max_amps, 0.0))
         cap, cap_name = s.wiring_max_amps_per_twc, "wiringMaxAmpsPerTWC"
         if link_max < cap:
             cap, cap_name = max(link_max, 0), "its link-ready max"
@@ -458,7 +459,7 @@ class Controller:
             return None
         spike = s.spike_amps
         if spike is None:
-            link_max = _finite_or(w.reading.link_max_amps, 0.0)
+            link_max = finite_or(w.reading.link_max_amps, 0.0)
             spike = SPIKE_AMPS_NA if link_max >= SPIKE_NA_LINK_MAX_AMPS else SPIKE_AMPS_EU
         return spike if w.valid(spike) and spike > 0 else None
 
@@ -612,14 +613,6 @@ def _clamp_budget(budget_amps: float, wiring: int) -> int:
     if math.isnan(budget) or budget <= 0:
         return 0
     return min(wiring, math.floor(budget)) if budget < math.inf else wiring
-
-
-def _finite_or(value: float, default: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
 
 
 def _water_fill(cars: list[_Work], extra: int) -> int:

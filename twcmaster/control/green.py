@@ -82,6 +82,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
+from twcmaster.numbers import finite_number, finite_or, non_negative, whole_count
+
 __all__ = [
     "NO_CHARGERS",
     "ChargerView",
@@ -191,8 +193,8 @@ def reading_problem(site: SiteReadingLike | None) -> str | None:
         reason = str(getattr(site, "reason", "") or "").strip()
         return f"energy reading is stale ({reason})" if reason else "energy reading is stale"
     for name in ("generation_w", "consumption_w"):
-        value = _as_float(getattr(site, name, None))
-        if value is None or not math.isfinite(value):
+        value = finite_number(getattr(site, name, None))
+        if value is None:
             return f"energy reading has no usable {name} ({getattr(site, name, None)!r})"
         if abs(value) > MAX_PLAUSIBLE_W:
             return f"energy reading {name} {value:.4g} W is not plausible"
@@ -215,15 +217,15 @@ def green_budget(
     ``reading_problem`` rejects gives a zero budget (the policy applies the safe value).
     """
     chargers = chargers or NO_CHARGERS
-    wiring = _finite_or(settings.wiring_max_amps_all_twcs, 0.0)
+    wiring = finite_or(settings.wiring_max_amps_all_twcs, 0.0)
     wiring = max(wiring, 0.0)
     phases = max(int(settings.number_of_phases), 1)
     volts, volts_from = _volts(chargers, site, settings)
     watts_per_amp = volts * phases
 
-    actual = min(max(_finite_or(chargers.actual_amps, 0.0), 0.0), MAX_CHARGER_AMPS)
+    actual = min(non_negative(chargers.actual_amps), MAX_CHARGER_AMPS)
     load_amps = actual if charger_load_amps is None else charger_load_amps
-    load_amps = min(max(_finite_or(load_amps, 0.0), 0.0), MAX_CHARGER_AMPS)
+    load_amps = min(non_negative(load_amps), MAX_CHARGER_AMPS)
     charger_load_w = load_amps * watts_per_amp
     shown_load_w = actual * watts_per_amp
 
@@ -252,7 +254,7 @@ def green_budget(
     wiring_ca = math.floor(wiring * 100 + 1e-9)
     surplus_amps = min(max(surplus_ca, 0), wiring_ca) / 100
 
-    compensation = _finite_or(compensation_amps, 0.0)
+    compensation = finite_or(compensation_amps, 0.0)
     amps = surplus_amps + compensation if surplus_amps > 0 else 0.0
     amps = min(max(amps, 0.0), wiring_ca / 100)
 
@@ -279,8 +281,8 @@ def green_budget(
         generation_centiamps=generation_ca,
         consumption_centiamps=consumption_ca,
         surplus_centiamps=surplus_ca,
-        floor_amps=_finite_or(settings.min_amps_per_twc, 0.0),
-        start_margin_amps=max(_finite_or(settings.start_margin_amps, 0.0), 0.0),
+        floor_amps=finite_or(settings.min_amps_per_twc, 0.0),
+        start_margin_amps=non_negative(settings.start_margin_amps),
     )
 
 
@@ -317,8 +319,8 @@ class DrawCompensator:
         (the controller's spike or stop hold) the draw says nothing about the car's gap.
         """
         chargers = chargers or NO_CHARGERS
-        now = _finite_or(now_s, math.nan)
-        if math.isnan(now):
+        now = finite_number(now_s)
+        if now is None:
             return self.amps
         dt = (
             0.0
@@ -326,14 +328,14 @@ class DrawCompensator:
             else min(max(now - self._last_s, 0.0), COMPENSATION_MAX_STEP_S)
         )
         self._last_s = now
-        cars = max(int(_finite_or(chargers.charging_cars, 0.0)), 0)
+        cars = whole_count(chargers.charging_cars)
         limit = COMPENSATION_MAX_GAP_AMPS * max(cars, 1)
-        actual = max(_finite_or(chargers.actual_amps, 0.0), 0.0)
-        offered = max(_finite_or(chargers.offered_amps, 0.0), 0.0)
+        actual = non_negative(chargers.actual_amps)
+        offered = non_negative(chargers.offered_amps)
         gap = offered - actual
-        surplus = _finite_or(surplus_amps, 0.0)
+        surplus = finite_or(surplus_amps, 0.0)
         following = cars > 0 and 0.0 <= gap <= limit
-        if budget_amps is not None and offered > _finite_or(budget_amps, math.inf) + 1e-6:
+        if budget_amps is not None and offered > finite_or(budget_amps, math.inf) + 1e-6:
             following = False
         if may_learn and following and dt > 0:
             error = surplus - actual  # > 0: surplus left unused; < 0: importing
@@ -355,19 +357,19 @@ def _volts(
         (chargers.voltage_v, "TWC"),
         (getattr(site, "voltage_v", None), "meter"),
     ):
-        volts = _as_float(value)
+        volts = finite_number(value)
         if volts is not None and MIN_PLAUSIBLE_VOLTS <= volts <= MAX_PLAUSIBLE_VOLTS:
             return volts, source
-    default = _as_float(settings.default_voltage_v)
+    default = finite_number(settings.default_voltage_v)
     if default is None or not MIN_PLAUSIBLE_VOLTS <= default <= MAX_PLAUSIBLE_VOLTS:
         default = 240.0
     return default, "defaultVoltage"
 
 
 def _offsets_w(settings: GreenSettings, watts_per_amp: float) -> float:
-    total = _finite_or(settings.amps_offset, 0.0) * watts_per_amp
+    total = finite_or(settings.amps_offset, 0.0) * watts_per_amp
     for offset in settings.consumption_offsets:
-        value = _finite_or(offset.value, 0.0)
+        value = finite_or(offset.value, 0.0)
         total += value if offset.unit == "W" else value * watts_per_amp
     return total
 
@@ -384,25 +386,11 @@ def _amps_text(centiamps: int) -> str:
 
 
 def _charge_when_above(settings: GreenSettings) -> str:
-    floor = _finite_or(settings.min_amps_per_twc, 0.0)
-    margin = max(_finite_or(settings.start_margin_amps, 0.0), 0.0)
+    floor = finite_or(settings.min_amps_per_twc, 0.0)
+    margin = non_negative(settings.start_margin_amps)
     if margin <= 0:
         return f"Charge when above {floor:.0f}A (minAmpsPerTWC)."
     return (
         f"Charge when above {floor + margin:g}A "
         f"(minAmpsPerTWC {floor:g}A + greenEnergyStartMarginAmps {margin:g}A)."
     )
-
-
-def _as_float(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _finite_or(value: object, default: float) -> float:
-    number = _as_float(value)
-    return number if number is not None and math.isfinite(number) else default

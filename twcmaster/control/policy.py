@@ -113,6 +113,7 @@ from twcmaster.control.green import (
     green_budget,
     reading_problem,
 )
+from twcmaster.numbers import finite_number, non_negative, whole_count
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
     NON_SCHEDULED_FIXED,
@@ -502,7 +503,7 @@ class PolicyEngine:
         loads = self._green.loads
         if loads and loads[-1][0] > now:
             loads.clear()  # time went backwards: the history no longer lines up
-        loads.append((now, _amps(chargers.actual_amps)))
+        loads.append((now, non_negative(chargers.actual_amps)))
         while len(loads) > 2 and loads[1][0] <= now - LOAD_HISTORY_S:
             loads.popleft()
 
@@ -513,12 +514,9 @@ class PolicyEngine:
         then; taking off today's draw instead feeds a car's own ramp back into its budget
         (the oscillation of TWCManager #644 with slow meters).
         """
-        current = _amps(chargers.actual_amps)
-        try:
-            at = float(at_s)
-        except (TypeError, ValueError):
-            return current
-        if not math.isfinite(at) or at >= now:
+        current = non_negative(chargers.actual_amps)
+        at = finite_number(at_s)
+        if at is None or at >= now:
             return current
         for when, amps in reversed(self._green.loads):
             if when <= at:
@@ -624,7 +622,7 @@ class PolicyEngine:
                 why = f"{figures}{with_flex} is below the {start_level:g}A needed to start"
                 return self._green_result(0.0, choice, why, computed, surplus)
 
-        self._admit(now, budget, cars, _count(getattr(chargers, "cars_wanting", 0)))
+        self._admit(now, budget, cars, whole_count(getattr(chargers, "cars_wanting", 0)))
         if budget + 1e-9 >= need:
             st.dip_since_s = None
             amps = budget
@@ -774,25 +772,8 @@ class PolicyEngine:
 # ------------------------------------------------------------------------------- helpers
 
 
-def _amps(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return number if math.isfinite(number) and number > 0 else 0.0
-
-
 def _cars(chargers: ChargerView) -> int:
-    return _count(chargers.charging_cars)
-
-
-def _count(value: Any) -> int:
-    """A count of cars from a view that may hold anything: garbage counts as 0."""
-    try:
-        cars = float(value)
-    except (TypeError, ValueError):
-        return 0
-    return int(cars) if math.isfinite(cars) and cars > 0 else 0
+    return whole_count(chargers.charging_cars)
 
 
 def _clock(hour: float) -> str:
