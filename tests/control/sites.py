@@ -1,7 +1,7 @@
-"""Readings for the policy tests: the real ``SiteReading`` the sources runner produces, with
-defaults for what a test does not care about."""
+"""Readings for the policy tests: the real ``SiteReading`` the sources runner and the sky
+produce, with defaults for what a test does not care about."""
 
-from twcmaster.sources.runner import SiteReading
+from twcmaster.control.green import SiteReading
 
 
 def make_site(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.control.sites import make_site
 from twcmaster.config import config_from_dict
 from twcmaster.control.allocation import AllocationSettings, Controller, SlaveReading
-from twcmaster.control.green import ChargerView
+from twcmaster.control.green import ChargerView, SiteReading
 from twcmaster.control.policy import (
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
@@ -32,7 +32,6 @@ from twcmaster.control.policy import (
 )
 from twcmaster.settings import RuntimeSettings, ScheduleWindow, SettingsStore
 from twcmaster.sim.car import CarConfig, SimulatedCar
-from twcmaster.sources.runner import SiteReading
 
 V = 230.0
 HOUSE_W = 500.0

@@ -80,7 +80,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol
 
 from twcmaster.numbers import finite_number, finite_or, non_negative, whole_count
 
@@ -91,7 +90,7 @@ __all__ = [
     "DrawCompensator",
     "GreenBudget",
     "GreenSettings",
-    "SiteReadingLike",
+    "SiteReading",
     "green_budget",
     "reading_problem",
 ]
@@ -111,17 +110,19 @@ COMPENSATION_DEADBAND_UNUSED_AMPS = 0.75  # A; and this far below it
 # The two bands add up to the controller's 1 A offer step.
 
 
-class SiteReadingLike(Protocol):
-    """The shape of ``twcmaster.sources.runner.SiteReading`` (imported nowhere here)."""
+@dataclass(frozen=True)
+class SiteReading:
+    """The site's energy as the policy sees it, from every enabled source combined (the
+    sources runner's ``combined``, the simulator's sky)."""
 
-    generation_w: float
-    consumption_w: float
-    grid_w: float | None
-    voltage_v: float | None
-    at_s: float
-    stale: bool
-    reason: str
-    sources: tuple[str, ...]
+    generation_w: float  # summed PV output of the fresh sources (>= 0)
+    consumption_w: float  # summed house load of the fresh sources (>= 0)
+    grid_w: float | None  # + import / - export; None when no fresh source measures it
+    voltage_v: float | None  # the first fresh source that measures it
+    at_s: float  # oldest contributing reading's time (now_s when none contributes)
+    stale: bool  # True when any enabled source has no reading younger than its maxAge
+    reason: str  # "" or why it is stale, per source, "; "-separated
+    sources: tuple[str, ...]  # the sources that contributed
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class GreenBudget:
     start_margin_amps: float = 0.0  # greenEnergyStartMarginAmps (the third line)
 
 
-def reading_problem(site: SiteReadingLike | None) -> str | None:
+def reading_problem(site: SiteReading | None) -> str | None:
     """Why ``site`` cannot be used for green tracking, or None when it can."""
     if site is None:
         return "no energy reading yet"
@@ -202,7 +203,7 @@ def reading_problem(site: SiteReadingLike | None) -> str | None:
 
 
 def green_budget(
-    site: SiteReadingLike,
+    site: SiteReading,
     chargers: ChargerView | None,
     settings: GreenSettings,
     *,
@@ -351,7 +352,7 @@ class DrawCompensator:
 
 
 def _volts(
-    chargers: ChargerView, site: SiteReadingLike | None, settings: GreenSettings
+    chargers: ChargerView, site: SiteReading | None, settings: GreenSettings
 ) -> tuple[float, str]:
     for value, source in (
         (chargers.voltage_v, "TWC"),

@@ -109,7 +109,7 @@ from twcmaster.control.green import (
     DrawCompensator,
     GreenBudget,
     GreenSettings,
-    SiteReadingLike,
+    SiteReading,
     green_budget,
     reading_problem,
 )
@@ -370,7 +370,7 @@ class PolicyEngine:
         self,
         now_s: float,
         local_time: datetime,
-        site: SiteReadingLike | None,
+        site: SiteReading | None,
         chargers: ChargerView | None,
     ) -> Budget:
         """The budget now. ``now_s``: monotonic seconds; ``local_time``: the wall clock."""
@@ -543,7 +543,7 @@ class PolicyEngine:
     def _decide_green(
         self,
         now: float,
-        site: SiteReadingLike | None,
+        site: SiteReading | None,
         chargers: ChargerView,
         choice: _Choice,
     ) -> Budget:

@@ -30,7 +30,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from twcmaster.sources.runner import SiteReading
+from twcmaster.control.green import SiteReading
 
 PROFILE_COLUMNS = ("timestamp_s", "generation_w", "consumption_w")
 SECONDS_PER_DAY = 86_400

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from twcmaster.control.green import SiteReading  # what combined() returns; re-exported
 from twcmaster.logs import get_logger
 from twcmaster.sources.base import Reading, Source, SourceError
 from twcmaster.sources.secrets import excerpt
@@ -55,20 +56,6 @@ MAX_PLAUSIBLE_W = 1e6
 MAX_PLAUSIBLE_TEXT = "1 MW"
 IMPLAUSIBLE_WARN_EVERY_S = 60.0  # an implausible reading is a warning at most this often
 ERROR_CHARS = 400  # the longest error text of a source that reaches the log and the status
-
-
-@dataclass(frozen=True)
-class SiteReading:
-    """The site's energy as the policy sees it, from every enabled source combined."""
-
-    generation_w: float  # summed PV output of the fresh sources (>= 0)
-    consumption_w: float  # summed house load of the fresh sources (>= 0)
-    grid_w: float | None  # + import / - export; None when no fresh source measures it
-    voltage_v: float | None  # the first fresh source that measures it
-    at_s: float  # oldest contributing reading's time (now_s when none contributes)
-    stale: bool  # True when any enabled source has no reading younger than its maxAge
-    reason: str  # "" or why it is stale, per source, "; "-separated
-    sources: tuple[str, ...]  # the sources that contributed
 
 
 @dataclass(frozen=True)
