@@ -22,7 +22,7 @@ from twcmaster.control.allocation import AllocationSettings, Controller, Offer, 
 from twcmaster.control.carcommands import CarCommand, CarCommander, CarSeen
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
 from twcmaster.logs import get_logger
-from twcmaster.outputs.console import ConsoleStatus
+from twcmaster.outputs.console import ConsoleStatus, green_lines
 from twcmaster.protocol import master as bm
 from twcmaster.protocol.gate import WiringLimits
 from twcmaster.protocol.messages import SLAVE_STATE_NAMES
@@ -314,7 +314,7 @@ class Core:
         and the policy's decision when it changes."""
         if self.console is None:
             return
-        lines = tuple(getattr(budget, "lines", ()) or ())
+        lines = green_lines(budget)
         # The watts move every second while a car ramps: reprint when the resulting amps
         # change, or the figures after GREEN_LINES_REPEAT_S.
         now = self._allocated_s

@@ -30,6 +30,7 @@ from twcmaster.control.policy import (
     PolicyEngine,
     fixed_budget_from_config,
 )
+from twcmaster.outputs.console import green_lines
 from twcmaster.settings import RuntimeSettings, ScheduleWindow, SettingsStore
 from twcmaster.sim.car import CarConfig, SimulatedCar
 
@@ -133,7 +134,8 @@ def test_fixed_budget_still_works_for_the_daemon():
 
 def test_budget_keeps_its_three_positional_fields_and_gains_defaults():
     budget = Budget(0.0, "starting", "no decision yet")
-    assert (budget.lines, budget.stale, budget.green) == ((), False, None)
+    assert (budget.stale, budget.green, budget.max_cars, budget.problem) == (False, None, None, "")
+    assert green_lines(budget) == ()
 
 
 def test_policy_config_from_the_typed_config_json():
@@ -362,7 +364,7 @@ def test_a_missing_or_stale_reading_gives_the_safe_value_and_says_why(site, word
     assert budget.amps == 0.0
     assert budget.stale and budget.policy == POLICY_GREEN
     assert words in budget.reason and "greenEnergySafeAmps 0A" in budget.reason
-    assert budget.lines[0].startswith("Green energy reading unusable")
+    assert green_lines(budget)[0].startswith("Green energy reading unusable")
 
 
 def test_the_safe_value_can_be_configured_but_not_above_the_wiring():
@@ -401,7 +403,7 @@ def test_the_car_starts_after_the_start_delay_and_tracks_the_surplus():
     first = next(i for i, b in enumerate(budgets) if b.amps > 0)
     assert first == 15  # 30 s of surplus >= 6 A
     assert budgets[first].amps == 15.0
-    assert budgets[-1].lines[1] == "Limiting car charging to 17.17A - 2.17A = 15.00A."
+    assert green_lines(budgets[-1])[1] == "Limiting car charging to 17.17A - 2.17A = 15.00A."
     assert 14.2 <= loop.draw <= 15.25  # the draw, not the offer, meets the surplus
 
 
@@ -515,7 +517,7 @@ def test_reasons_are_one_sentence_with_numbers():
 def test_the_seed_lines_come_through_the_engine():
     engine = PolicyEngine(cfg(default_voltage_v=240), None, force_policy=POLICY_GREEN)
     budget = engine.decide(0, NOON, make_site(4956, 726), None)
-    assert budget.lines == (
+    assert green_lines(budget) == (
         "Green energy generates 4956W, Consumption 726W, Charger Load 0W",
         "Limiting car charging to 20.65A - 3.03A = 17.62A.",
         "Charge when above 6A (minAmpsPerTWC).",

@@ -1,8 +1,9 @@
 """Green energy: how many amps the chargers may use from the solar surplus (pure maths).
 
-``green_budget`` turns one site reading (from the energy sources) and a view of the chargers
-into a ``GreenBudget``: the surplus in amps, the budget for the controller and TWCManager's
-console lines. ``DrawCompensator`` is the one piece with memory: it closes the loop on what the
+``green_budget`` turns one site reading (``SiteReading``, from the energy sources) and a view
+of the chargers (``ChargerView``) into a ``GreenBudget``: the surplus in amps, the budget for
+the controller and the figures of TWCManager's console lines (``outputs.console.green_lines``
+prints them). ``DrawCompensator`` is the one piece with memory: it closes the loop on what the
 cars actually draw (below). The policy engine (``policy.py``) owns the state, the anti-flap
 rules and the fail-safe; nothing here reads a clock or does I/O.
 
@@ -22,7 +23,8 @@ Surplus (TWCManager's ``getMaxAmpsToDivideGreenEnergy`` / ``getGenerationOffset`
   TWCManager; config.py warns when it is set alone).
 * volts: the TWCs' measured voltage when known, else the meter's, else ``defaultVoltage``.
 
-The console lines, as TWCManager prints them (``docs``' example, our seed)::
+The console lines, as TWCManager prints them (``docs``' example, our seed; the console builds
+them from the ``GreenBudget``'s figures)::
 
     Green energy generates 4956W, Consumption 726W, Charger Load 0W
     Limiting car charging to 20.65A - 3.03A = 17.62A.
@@ -176,7 +178,6 @@ class GreenBudget:
     surplus_w: float  # generation - consumption taken, in watts (may be negative)
     voltage_v: float
     voltage_source: str  # "TWC", "meter" or "defaultVoltage"
-    lines: tuple[str, ...]  # TWCManager's console lines
     # The console's figures, exact (outputs/console.py prints them): the second line's
     # generation and consumption in whole centiamps, rounded half up, and their difference.
     generation_centiamps: int = 0
@@ -233,8 +234,7 @@ def green_budget(
     problem = reading_problem(site)
     if problem is not None:
         return GreenBudget(
-            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, shown_load_w, 0.0, volts, volts_from,
-            (f"Green energy reading unusable: {problem}.",),
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, shown_load_w, 0.0, volts, volts_from
         )  # fmt: skip
 
     generation_w = max(float(site.generation_w), 0.0)
@@ -259,13 +259,6 @@ def green_budget(
     amps = surplus_amps + compensation if surplus_amps > 0 else 0.0
     amps = min(max(amps, 0.0), wiring_ca / 100)
 
-    lines = (
-        f"Green energy generates {generation_w:.0f}W, Consumption {consumption_w:.0f}W, "
-        f"Charger Load {shown_load_w:.0f}W",
-        f"Limiting car charging to {_amps_text(generation_ca)}A - {_amps_text(consumption_ca)}A"
-        f" = {_amps_text(surplus_ca)}A.",
-        _charge_when_above(settings),
-    )
     return GreenBudget(
         amps=amps,
         surplus_amps=surplus_amps,
@@ -278,7 +271,6 @@ def green_budget(
         surplus_w=surplus_w,
         voltage_v=volts,
         voltage_source=volts_from,
-        lines=lines,
         generation_centiamps=generation_ca,
         consumption_centiamps=consumption_ca,
         surplus_centiamps=surplus_ca,
@@ -378,20 +370,3 @@ def _offsets_w(settings: GreenSettings, watts_per_amp: float) -> float:
 def _centiamps(amps: float) -> int:
     """Whole centiamps, half up, from the shortest decimal form (3.025 -> 303, as printed)."""
     return int(Decimal(repr(amps)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) * 100)
-
-
-def _amps_text(centiamps: int) -> str:
-    sign = "-" if centiamps < 0 else ""
-    value = abs(centiamps)
-    return f"{sign}{value // 100}.{value % 100:02d}"
-
-
-def _charge_when_above(settings: GreenSettings) -> str:
-    floor = finite_or(settings.min_amps_per_twc, 0.0)
-    margin = non_negative(settings.start_margin_amps)
-    if margin <= 0:
-        return f"Charge when above {floor:.0f}A (minAmpsPerTWC)."
-    return (
-        f"Charge when above {floor + margin:g}A "
-        f"(minAmpsPerTWC {floor:g}A + greenEnergyStartMarginAmps {margin:g}A)."
-    )

@@ -170,13 +170,13 @@ class Budget:
     amps: float  # total amps the controller may share among the slaves
     policy: str  # TWCManager's policy name, shown in the status and published over MQTT
     reason: str  # one human sentence: why this many amps
-    lines: tuple[str, ...] = ()  # console lines (green energy, TWCManager's format)
     stale: bool = False  # True: the safe value, because the energy reading is unusable
     green: GreenBudget | None = None  # the green computation behind it, when tracking
     #: Track Green Energy: how many cars the start/stop rules admit (None: no limit). A
     #: second car starts only once the surplus has fed two floors for greenEnergyStartDelay.
     max_cars: int | None = None
-    #: With ``stale``: why the reading cannot be used (the console's fail-safe line).
+    #: With ``stale``: why the reading cannot be used (the console's fail-safe line,
+    #: ``outputs.console.green_lines``).
     problem: str = ""
 
 
@@ -731,7 +731,7 @@ class PolicyEngine:
         self._green.budget_amps = amps
         reason = f"{why} ({choice.reason})."
         admitted = self._green.admitted if self._green.on else 0
-        return Budget(amps, POLICY_GREEN, reason, computed.lines, False, computed, admitted)
+        return Budget(amps, POLICY_GREEN, reason, green=computed, max_cars=admitted)
 
     def _fail_safe(
         self, now: float, chargers: ChargerView, choice: _Choice, problem: str
@@ -748,11 +748,7 @@ class PolicyEngine:
         st.learning = st.saturated = st.tracking = False
         self._compensator.update(now, 0.0, chargers, may_learn=False)
         reason = f"{problem}: safe value greenEnergySafeAmps {safe:g}A ({choice.reason})."
-        line = (
-            f"Green energy reading unusable ({problem}); "
-            f"charging at the safe {safe:g}A (greenEnergySafeAmps)."
-        )
-        return Budget(safe, POLICY_GREEN, reason, (line,), True, None, problem=problem)
+        return Budget(safe, POLICY_GREEN, reason, stale=True, problem=problem)
 
     def _smoothed(self, now: float, surplus: float) -> float:
         """The surplus through the optional exponential moving average."""
