@@ -28,6 +28,7 @@ from twcmaster.control.policy import (
     FixedBudget,
     PolicyConfig,
     PolicyEngine,
+    build_policy,
     fixed_budget_from_config,
 )
 from twcmaster.outputs.console import green_lines
@@ -164,6 +165,20 @@ def test_policy_config_from_the_typed_config_json():
         use_flex_amps_to_start_charge=True, smoothing_s=5, raise_delay_s=30, latch_s=600,
         green_sources_configured=False,
     )  # fmt: skip
+
+
+def test_build_policy_wires_the_engine_from_the_typed_config_json(store):
+    loaded = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32, "greenEnergyLatch": 2}},
+        "/tmp",
+    ).settings
+    engine = build_policy(loaded)
+    assert engine.config == PolicyConfig.from_app_config(loaded)
+    assert (engine.forced_policy, engine.config.latch_s) == (None, 120)
+    quiet = build_policy(loaded, store, green_sources_configured=False, force_policy=POLICY_GREEN)
+    assert quiet.config == PolicyConfig.from_app_config(loaded, green_sources_configured=False)
+    assert quiet.forced_policy == POLICY_GREEN
+    assert quiet._store is store
 
 
 def test_policy_config_rejects_bad_values_naming_the_field():

@@ -135,6 +135,7 @@ __all__ = [
     "FixedBudget",
     "PolicyConfig",
     "PolicyEngine",
+    "build_policy",
     "fixed_budget_from_config",
 ]
 
@@ -763,6 +764,23 @@ class PolicyEngine:
         st.ema_amps += weight * (surplus - st.ema_amps)
         st.ema_at_s = now
         return st.ema_amps
+
+
+def build_policy(
+    config: AppConfig,
+    store: SettingsStore | Any | None = None,
+    *,
+    green_sources_configured: bool = True,
+    force_policy: str | None = None,
+) -> PolicyEngine:
+    """The policy engine for the typed config.json: the one wiring the daemon, the demo and
+    the day simulator share. ``green_sources_configured``: False when no energy source is
+    enabled (Track Green Energy is then skipped); ``store`` and ``force_policy`` as for
+    ``PolicyEngine``."""
+    policy_config = PolicyConfig.from_app_config(
+        config, green_sources_configured=green_sources_configured
+    )
+    return PolicyEngine(policy_config, store, force_policy=force_policy)
 
 
 # ------------------------------------------------------------------------------- helpers
