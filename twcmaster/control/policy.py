@@ -18,7 +18,8 @@
    charge, 3 tracks green energy (then the policy is called "Track Green Energy", as in
    TWCManager).
 
-Green tracking (``green.py`` computes the surplus and closes the loop on the cars' draw):
+Green tracking (``green.py`` computes the surplus and closes the loop on the cars' draw;
+``tracking.py`` runs these rules as a state machine over named phases):
 
 * **Fail safe**: a missing, stale or unusable reading gives ``greenEnergySafeAmps`` (default
   0) at once, the reason naming the problem (``site.reason``, e.g. the stale source); a car
@@ -96,8 +97,7 @@ the engine keeps its own state between calls and only reads the settings store's
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -106,14 +106,11 @@ from twcmaster.control.green import (
     NO_CHARGERS,
     ChargerView,
     ConsumptionOffset,
-    DrawCompensator,
     GreenBudget,
     GreenSettings,
     SiteReading,
-    green_budget,
-    reading_problem,
 )
-from twcmaster.numbers import finite_number, non_negative, whole_count
+from twcmaster.control.tracking import GreenTracker, green_reason
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
     NON_SCHEDULED_FIXED,
@@ -153,17 +150,6 @@ DEFAULT_MIN_OFF_TIME_S = 60.0  # [greenEnergyMinOffTime]
 DEFAULT_SMOOTHING_S = 0.0  # [greenEnergySmoothingSeconds] off
 DEFAULT_START_MARGIN_AMPS = 0.0  # [greenEnergyStartMarginAmps]
 DEFAULT_RAISE_DELAY_S = 20.0  # [greenEnergyRaiseDelay]
-
-# While tracking, the budget follows every fall at once but a rise only once it amounts to a
-# whole amp, the controller's offer step. Without it, a surplus hovering at an amp boundary
-# toggles the offer (14, 15, 14 ...): each rise below 16 A triggers the controller's
-# proactive spike (16 A for 5 s) and restarts its 5 s hold on lowering, both of which draw
-# from the grid. The draw still meets the surplus: the compensator keeps learning against the
-# surplus itself, so a rise that is really needed builds up and goes through. On the shipped
-# cloudy day: grid share of charging 5.6 % -> 4.8 %, surplus used unchanged, offer changes
-# about halved.
-RAISE_HYSTERESIS_AMPS = 1.0
-LOAD_HISTORY_S = 900.0  # s; chargers' draw kept to match a lagging meter (subtractChargerLoad)
 
 
 @dataclass(frozen=True)
@@ -296,30 +282,6 @@ class _Choice:
     amps: float | None  # None: track green energy
 
 
-@dataclass
-class _GreenState:
-    """Anti-flap memory of green tracking (reset whenever another policy takes over)."""
-
-    on: bool = False
-    on_since_s: float = -math.inf
-    off_since_s: float = -math.inf
-    start_since_s: float | None = None  # start condition true since
-    dip_since_s: float | None = None  # budget below the cars' floors since
-    ema_amps: float | None = None
-    ema_at_s: float | None = None
-    learning: bool = False  # last budget tracked the surplus (the compensator may learn)
-    tracking: bool = False  # last budget came from the tracking branch (at or above the floor)
-    saturated: bool = False  # last budget sat at the wiring limit
-    aimed_amps: float = 0.0  # the surplus the last budget aimed the cars' draw at
-    budget_amps: float = 0.0  # the last budget
-    admitted: int = 0  # cars the green rules let charge (see Budget.max_cars)
-    admitted_at_s: float = -math.inf  # when the last of them was admitted
-    admit_since_s: float | None = None  # the surplus has fed one more car's floor since
-    tracked_amps: float = 0.0  # the last budget computed in the tracking branch, unheld
-    fell_at_s: float = -math.inf  # when that budget last fell by a whole amp or more
-    loads: deque[tuple[float, float]] = field(default_factory=deque)  # (now_s, amps drawn)
-
-
 class PolicyEngine:
     """Decides the budget each time it is asked; see the module docstring.
 
@@ -340,8 +302,7 @@ class PolicyEngine:
         self._store = store
         self._forced: str | None = None
         self.force_policy(force_policy)
-        self._green = _GreenState()
-        self._compensator = DrawCompensator()
+        self._tracker = GreenTracker(config)
         self._policy: str | None = None
         self._latched_until_s = -math.inf
 
@@ -383,9 +344,9 @@ class PolicyEngine:
         choice = self._select(now, local_time, settings)
         if choice.policy != self._policy:
             if self._policy == POLICY_GREEN or choice.policy == POLICY_GREEN:
-                self._enter_green(now, chargers)
+                self._tracker.enter(chargers)
             self._policy = choice.policy
-        self._remember_load(now, chargers)
+        self._tracker.remember_load(now, chargers)
         if choice.amps is None:
             return self._decide_green(now, site, chargers, choice)
         return self._fixed(choice)
@@ -487,42 +448,20 @@ class PolicyEngine:
 
     # -- green tracking ----------------------------------------------------------------------
 
-    def _enter_green(self, now: float, chargers: ChargerView) -> None:
-        """A policy change into or out of green tracking: fresh anti-flap state.
-
-        A car already charging (Charge Now or a schedule just ended) counts as started long
-        ago: it gets the dip rules (held at the floor up to startStopDelay), not a new start.
-        """
-        loads = self._green.loads
-        self._green = _GreenState(loads=loads)
-        self._compensator.reset()
-        if _cars(chargers) > 0:
-            self._green.on = True
-            self._green.admitted = _cars(chargers)
-
-    def _remember_load(self, now: float, chargers: ChargerView) -> None:
-        loads = self._green.loads
-        if loads and loads[-1][0] > now:
-            loads.clear()  # time went backwards: the history no longer lines up
-        loads.append((now, non_negative(chargers.actual_amps)))
-        while len(loads) > 2 and loads[1][0] <= now - LOAD_HISTORY_S:
-            loads.popleft()
-
-    def _load_at(self, at_s: Any, now: float, chargers: ChargerView) -> float:
-        """The chargers' draw when the meter measured (``site.at_s``, same clock as now_s).
-
-        With subtractChargerLoad the meter's consumption includes the chargers as they were
-        then; taking off today's draw instead feeds a car's own ramp back into its budget
-        (the oscillation of TWCManager #644 with slow meters).
-        """
-        current = non_negative(chargers.actual_amps)
-        at = finite_number(at_s)
-        if at is None or at >= now:
-            return current
-        for when, amps in reversed(self._green.loads):
-            if when <= at:
-                return amps
-        return self._green.loads[0][1] if self._green.loads else current
+    def _decide_green(
+        self, now: float, site: SiteReading | None, chargers: ChargerView, choice: _Choice
+    ) -> Budget:
+        decision = self._tracker.decide(now, site, chargers, self._green_settings())
+        reason = f"{green_reason(decision, self._config)} ({choice.reason})."
+        if decision.figures is None:  # the fail safe: the reading cannot be used
+            return Budget(decision.amps, POLICY_GREEN, reason, stale=True, problem=decision.problem)
+        return Budget(
+            decision.amps,
+            POLICY_GREEN,
+            reason,
+            green=decision.figures.computed,
+            max_cars=decision.max_cars,
+        )
 
     def _green_settings(self) -> GreenSettings:
         c = self._config
@@ -540,230 +479,6 @@ class PolicyEngine:
             consumption_offsets=offsets,
             start_margin_amps=c.start_margin_amps,
         )
-
-    def _decide_green(
-        self,
-        now: float,
-        site: SiteReading | None,
-        chargers: ChargerView,
-        choice: _Choice,
-    ) -> Budget:
-        c = self._config
-        st = self._green
-        wiring = float(c.wiring_max_amps_all_twcs)
-        problem = reading_problem(site)
-        if problem is not None:
-            return self._fail_safe(now, chargers, choice, problem)
-        assert site is not None
-
-        compensation = self._compensator.update(
-            now,
-            st.aimed_amps,
-            chargers,
-            may_learn=st.learning,
-            saturated=st.saturated,
-            budget_amps=st.budget_amps,
-        )
-        load = self._load_at(site.at_s, now, chargers) if c.subtract_charger_load else None
-        computed = green_budget(
-            site,
-            chargers,
-            self._green_settings(),
-            compensation_amps=compensation,
-            charger_load_amps=load,
-        )
-        surplus = self._smoothed(now, computed.surplus_amps)
-        budget = min(surplus + compensation, wiring) if surplus > 0 else 0.0
-        budget = max(budget, 0.0)
-        smoothed = f" (smoothed {surplus:.2f}A)" if c.smoothing_s > 0 else ""
-        figures = (
-            f"surplus {computed.surplus_amps:.2f}A{smoothed} + {compensation:.2f}A for the "
-            f"cars' draw below their offers = {budget:.2f}A"
-        )
-
-        floor = c.floor_amps
-        cars = _cars(chargers)
-        need = min(floor * max(cars, 1), wiring)
-        flex = c.flex_amps
-        cars_text = f"{max(cars, 1)} car{'s' if cars > 1 else ''}"
-        was_tracking = st.tracking
-        st.learning = st.saturated = st.tracking = False
-        amps = 0.0
-        held = False  # a rise waits for greenEnergyRaiseDelay
-
-        if not st.on:
-            start_level = floor + c.start_margin_amps
-            flex_start = flex if c.use_flex_amps_to_start_charge else 0.0
-            with_flex = f" with {flex_start:g}A flex" if flex_start > 0 else ""
-            if budget + flex_start + 1e-9 >= start_level:
-                if st.start_since_s is None or st.start_since_s > now:
-                    st.start_since_s = now
-                waited = now - st.start_since_s
-                off_for = now - st.off_since_s
-                if waited >= c.start_delay_s and off_for >= c.min_off_time_s:
-                    st.on, st.on_since_s, st.dip_since_s = True, now, None
-                    st.start_since_s = st.admit_since_s = None
-                    st.admitted, st.admitted_at_s = 1, now
-                elif waited < c.start_delay_s:
-                    why = (
-                        f"{figures}{with_flex} reaches the {start_level:g}A start level; waiting "
-                        f"{c.start_delay_s - waited:.0f}s more (greenEnergyStartDelay "
-                        f"{c.start_delay_s:g}s)"
-                    )
-                    return self._green_result(0.0, choice, why, computed, surplus)
-                else:
-                    why = (
-                        f"{figures}{with_flex} reaches the {start_level:g}A start level; off for "
-                        f"{c.min_off_time_s - off_for:.0f}s more (greenEnergyMinOffTime "
-                        f"{c.min_off_time_s:g}s)"
-                    )
-                    return self._green_result(0.0, choice, why, computed, surplus)
-            else:
-                st.start_since_s = None
-                why = f"{figures}{with_flex} is below the {start_level:g}A needed to start"
-                return self._green_result(0.0, choice, why, computed, surplus)
-
-        self._admit(now, budget, cars, whole_count(getattr(chargers, "cars_wanting", 0)))
-        if budget + 1e-9 >= need:
-            st.dip_since_s = None
-            amps = budget
-            last = st.budget_amps
-            fell = self._fell_recently(now, budget, was_tracking)
-            st.learning = st.tracking = True
-            if was_tracking and last >= need and last < budget < last + RAISE_HYSTERESIS_AMPS:
-                amps = last  # see RAISE_HYSTERESIS_AMPS
-                why = f"{figures}; kept at {last:.2f}A until it rises by {RAISE_HYSTERESIS_AMPS:g}A"
-            elif was_tracking and fell and budget > last >= need:
-                amps = last
-                why = (
-                    f"{figures}; kept at {last:.2f}A: it fell less than "
-                    f"{c.raise_delay_s:g}s ago (greenEnergyRaiseDelay)"
-                )
-                held = True
-            else:
-                why = f"{figures}"
-            st.saturated = amps >= wiring
-        elif budget + flex + 1e-9 >= need:
-            st.dip_since_s = None
-            amps = need
-            why = (
-                f"{figures}; {flex:g}A greenEnergyFlexAmps keeps {cars_text} at the "
-                f"{floor:g}A floor ({need:g}A)"
-            )
-        else:
-            if st.dip_since_s is None or st.dip_since_s > now:
-                st.dip_since_s = now
-            dip_for = now - st.dip_since_s
-            # The car started last has its own minimum on-time, as the first one has.
-            on_for = now - max(st.on_since_s, st.admitted_at_s if cars > 1 else -math.inf)
-            if dip_for < c.start_stop_delay_s or on_for < c.min_on_time_s:
-                amps = need
-                if dip_for < c.start_stop_delay_s:
-                    left = f"stop in {c.start_stop_delay_s - dip_for:.0f}s (startStopDelay)"
-                else:
-                    left = f"on for {c.min_on_time_s - on_for:.0f}s more (greenEnergyMinOnTime)"
-                why = (
-                    f"{figures} is below the {need:g}A floor of {cars_text} for {dip_for:.0f}s; "
-                    f"holding at the floor, {left}"
-                )
-            elif cars > 1 and budget + flex + 1e-9 >= floor:
-                amps = max(budget, floor)
-                st.admitted = max(1, min(cars, math.floor((amps + 1e-9) / floor)))
-                st.admit_since_s = None
-                why = (
-                    f"{figures} has not fed the {need:g}A floor of {cars_text} for "
-                    f"{dip_for:.0f}s (startStopDelay {c.start_stop_delay_s:g}s): "
-                    f"{amps:.2f}A for the cars it can feed"
-                )
-            else:
-                st.on, st.off_since_s = False, now
-                st.dip_since_s = st.start_since_s = st.admit_since_s = None
-                st.admitted = 0
-                why = (
-                    f"{figures} has been below the {need:g}A floor for {dip_for:.0f}s "
-                    f"(startStopDelay {c.start_stop_delay_s:g}s): stop charging"
-                )
-                return self._green_result(0.0, choice, why, computed, surplus)
-        # The compensator compares the cars' draw with the surplus itself, also while a rise
-        # waits for the hysteresis: it learns the cars' gap, not our rounding.
-        # While a rise waits, the cars are aimed below the surplus on purpose: the gap to
-        # learn is the one to what they were given.
-        st.aimed_amps = amps - compensation if held else surplus
-        return self._green_result(min(amps, wiring), choice, why, computed, surplus)
-
-    def _admit(self, now: float, budget: float, charging: int, wanting: int) -> None:
-        """One more car may start once the budget has fed one more floor for
-        ``greenEnergyStartDelay`` s, as the first car had to (cars charging always count)."""
-        st = self._green
-        c = self._config
-        st.admitted = max(st.admitted, charging, 1)
-        if wanting <= st.admitted or budget + 1e-9 < (st.admitted + 1) * c.floor_amps:
-            st.admit_since_s = None
-            return
-        if st.admit_since_s is None or st.admit_since_s > now:
-            st.admit_since_s = now
-        if now - st.admit_since_s >= c.start_delay_s:
-            st.admitted += 1
-            st.admitted_at_s = now
-            st.admit_since_s = None
-
-    def _fell_recently(self, now: float, budget: float, was_tracking: bool) -> bool:
-        """Whether the tracked budget fell by a whole amp or more within ``raise_delay_s``.
-
-        A rise right after a fall waits: a load switching every few seconds (an induction
-        hob, a pulsing heater) would otherwise pull the cars up and down with it. A rise
-        after a steady spell (a cloud passing, the morning sun) goes through at once."""
-        st = self._green
-        if not was_tracking:
-            st.fell_at_s = -math.inf
-        elif budget <= st.tracked_amps - RAISE_HYSTERESIS_AMPS:
-            st.fell_at_s = now
-        st.tracked_amps = budget
-        return now - st.fell_at_s < self._config.raise_delay_s
-
-    def _green_result(
-        self, amps: float, choice: _Choice, why: str, computed: GreenBudget, surplus: float
-    ) -> Budget:
-        if not (math.isfinite(amps) and amps > 0):
-            amps = 0.0
-        if amps == 0.0:
-            self._green.learning = self._green.saturated = self._green.tracking = False
-            self._green.aimed_amps = surplus
-        self._green.budget_amps = amps
-        reason = f"{why} ({choice.reason})."
-        admitted = self._green.admitted if self._green.on else 0
-        return Budget(amps, POLICY_GREEN, reason, green=computed, max_cars=admitted)
-
-    def _fail_safe(
-        self, now: float, chargers: ChargerView, choice: _Choice, problem: str
-    ) -> Budget:
-        c = self._config
-        st = self._green
-        safe = min(max(c.green_energy_safe_amps, 0.0), float(c.wiring_max_amps_all_twcs))
-        # Not a flap: the restart is not delayed by greenEnergyMinOffTime, only by the start
-        # rule (the reading must show the surplus for greenEnergyStartDelay).
-        st.on, st.off_since_s = False, -math.inf
-        st.start_since_s = st.dip_since_s = st.admit_since_s = None
-        st.admitted = 0
-        st.ema_amps = st.ema_at_s = None
-        st.learning = st.saturated = st.tracking = False
-        self._compensator.update(now, 0.0, chargers, may_learn=False)
-        reason = f"{problem}: safe value greenEnergySafeAmps {safe:g}A ({choice.reason})."
-        return Budget(safe, POLICY_GREEN, reason, stale=True, problem=problem)
-
-    def _smoothed(self, now: float, surplus: float) -> float:
-        """The surplus through the optional exponential moving average."""
-        st = self._green
-        tau = self._config.smoothing_s
-        if tau <= 0:
-            return surplus
-        if st.ema_amps is None or st.ema_at_s is None or now < st.ema_at_s:
-            st.ema_amps, st.ema_at_s = surplus, now
-            return surplus
-        weight = 1.0 - math.exp(-(now - st.ema_at_s) / tau)
-        st.ema_amps += weight * (surplus - st.ema_amps)
-        st.ema_at_s = now
-        return st.ema_amps
 
 
 def build_policy(
@@ -784,10 +499,6 @@ def build_policy(
 
 
 # ------------------------------------------------------------------------------- helpers
-
-
-def _cars(chargers: ChargerView) -> int:
-    return whole_count(chargers.charging_cars)
 
 
 def _clock(hour: float) -> str:
