@@ -327,6 +327,15 @@ class Controller:
     # -- step 1: plan ------------------------------------------------------------------------------
 
     def _plan(self, order: list[_Work], budget: int, now: float, max_cars: int | None) -> None:
+        charging, waiting = self._serve(order, budget, now, max_cars)
+        self._share_among_charging(charging, waiting, budget, now)
+        self._share_among_waiting(waiting, charging, budget)
+
+    def _serve(
+        self, order: list[_Work], budget: int, now: float, max_cars: int | None
+    ) -> tuple[list[_Work], list[_Work]]:
+        """Who is served, in priority order: (charging, waiting to start). The others get 0
+        here, with the reason."""
         wiring = self._settings.wiring_max_amps_all_twcs
         charging: list[_Work] = []
         waiting: list[_Work] = []
@@ -372,7 +381,13 @@ class Controller:
             else:
                 w.target = 0
                 w.reason = f"budget {budget}A has no room for another {w.min_amps}A minimum: 0"
+        return charging, waiting
 
+    def _share_among_charging(
+        self, charging: list[_Work], waiting: list[_Work], budget: int, now: float
+    ) -> None:
+        """The budget, evenly among the cars that draw (each at least its minimum)."""
+        wiring = self._settings.wiring_max_amps_all_twcs
         waiting_min = sum(w.min_amps for w in waiting)
         room = min(
             budget - sum(w.min_amps for w in charging),  # the budget is for cars that draw
@@ -391,6 +406,11 @@ class Controller:
                 cars = f"{len(charging)} car{'s' if len(charging) > 1 else ''}"
                 w.reason = f"fair share {w.target}A of {budget}A among {cars}"
 
+    def _share_among_waiting(
+        self, waiting: list[_Work], charging: list[_Work], budget: int
+    ) -> None:
+        """Cars that do not draw yet: their minimum, plus what the charging cars leave."""
+        waiting_min = sum(w.min_amps for w in waiting)
         spare = budget - sum(w.target for w in charging) - waiting_min
         level = _water_fill(waiting, max(spare, 0))
         for w in waiting:

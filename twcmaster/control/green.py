@@ -219,38 +219,21 @@ def green_budget(
     ``reading_problem`` rejects gives a zero budget (the policy applies the safe value).
     """
     chargers = chargers or NO_CHARGERS
-    wiring = finite_or(settings.wiring_max_amps_all_twcs, 0.0)
-    wiring = max(wiring, 0.0)
+    wiring = max(finite_or(settings.wiring_max_amps_all_twcs, 0.0), 0.0)
     phases = max(int(settings.number_of_phases), 1)
     volts, volts_from = _volts(chargers, site, settings)
     watts_per_amp = volts * phases
-
-    actual = min(non_negative(chargers.actual_amps), MAX_CHARGER_AMPS)
-    load_amps = actual if charger_load_amps is None else charger_load_amps
-    load_amps = min(non_negative(load_amps), MAX_CHARGER_AMPS)
-    charger_load_w = load_amps * watts_per_amp
-    shown_load_w = actual * watts_per_amp
+    charger_load_w, shown_load_w = _chargers_w(chargers, charger_load_amps, watts_per_amp)
 
     problem = reading_problem(site)
     if problem is not None:
-        return GreenBudget(
-            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, shown_load_w, 0.0, volts, volts_from
-        )  # fmt: skip
+        return GreenBudget(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, shown_load_w, 0.0, volts, volts_from)
 
     generation_w = max(float(site.generation_w), 0.0)
     consumption_w = max(float(site.consumption_w), 0.0)
-    house_w = consumption_w
-    if settings.subtract_charger_load:
-        house_w -= charger_load_w
-    if house_w < 0 and not settings.treat_generation_as_grid_delivery:
-        house_w = 0.0
-    taken_w = house_w + _offsets_w(settings, watts_per_amp)
+    taken_w = _taken_w(consumption_w, charger_load_w, settings, watts_per_amp)
     surplus_w = generation_w - taken_w
-
-    # A negative "consumption" (a negative offset, chargers' load added back) is shown as
-    # generation, as TWCManager's getGeneration does, so both figures stay >= 0.
-    generation_ca = _centiamps((generation_w + max(-taken_w, 0.0)) / watts_per_amp)
-    consumption_ca = _centiamps(max(taken_w, 0.0) / watts_per_amp)
+    generation_ca, consumption_ca = _console_centiamps(generation_w, taken_w, watts_per_amp)
     surplus_ca = generation_ca - consumption_ca
     wiring_ca = math.floor(wiring * 100 + 1e-9)
     surplus_amps = min(max(surplus_ca, 0), wiring_ca) / 100
@@ -357,6 +340,40 @@ def _volts(
     if default is None or not MIN_PLAUSIBLE_VOLTS <= default <= MAX_PLAUSIBLE_VOLTS:
         default = 240.0
     return default, "defaultVoltage"
+
+
+def _chargers_w(
+    chargers: ChargerView, load_amps: float | None, watts_per_amp: float
+) -> tuple[float, float]:
+    """The chargers' load to take off the meter's consumption (``load_amps``, the draw when
+    the meter measured; default: now) and the one the console shows (now), in watts."""
+    actual = min(non_negative(chargers.actual_amps), MAX_CHARGER_AMPS)
+    load = min(non_negative(actual if load_amps is None else load_amps), MAX_CHARGER_AMPS)
+    return load * watts_per_amp, actual * watts_per_amp
+
+
+def _taken_w(
+    consumption_w: float, charger_load_w: float, settings: GreenSettings, watts_per_amp: float
+) -> float:
+    """Everything taken off the generation: the house (less the chargers with
+    subtractChargerLoad; below 0 only with treatGenerationAsGridDelivery) and the offsets."""
+    house_w = consumption_w
+    if settings.subtract_charger_load:
+        house_w -= charger_load_w
+    if house_w < 0 and not settings.treat_generation_as_grid_delivery:
+        house_w = 0.0
+    return house_w + _offsets_w(settings, watts_per_amp)
+
+
+def _console_centiamps(
+    generation_w: float, taken_w: float, watts_per_amp: float
+) -> tuple[int, int]:
+    """The console's generation and consumption figures in whole centiamps. A negative
+    "consumption" (a negative offset, chargers' load added back) is shown as generation, as
+    TWCManager's getGeneration does, so both figures stay >= 0."""
+    generation_ca = _centiamps((generation_w + max(-taken_w, 0.0)) / watts_per_amp)
+    consumption_ca = _centiamps(max(taken_w, 0.0) / watts_per_amp)
+    return generation_ca, consumption_ca
 
 
 def _offsets_w(settings: GreenSettings, watts_per_amp: float) -> float:
