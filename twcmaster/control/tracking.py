@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -319,12 +320,7 @@ class GreenTracker:
             return self._fail_safe(now, chargers, problem)
         assert site is not None
         figures = self._read(now, site, chargers, settings)
-        if self._state.phase is GreenPhase.OFF:
-            decision = self._from_off(now, figures, chargers)
-        elif self._state.phase is GreenPhase.WAITING_TO_START:
-            decision = self._from_waiting(now, figures, chargers)
-        else:
-            decision = self._charging(now, figures, chargers)
+        decision = _TRANSITIONS[self._state.phase](self, now, figures, chargers)
         st = self._state
         st.phase, st.budget_amps = decision.phase, decision.amps
         # The compensator compares the cars' draw with the surplus itself, also while a rise
@@ -547,6 +543,20 @@ class GreenTracker:
         self._compensator.update(now, 0.0, chargers, may_learn=False)
         rule = GreenRule.UNUSABLE_READING
         return GreenDecision(GreenPhase.OFF, rule, safe, None, problem=problem)
+
+
+#: Each phase's transition function (the table in the module docstring): the phases that
+#: charge share one, in which the budget decides the next phase.
+_TRANSITIONS: dict[
+    GreenPhase, Callable[[GreenTracker, float, GreenFigures, ChargerView], GreenDecision]
+] = {
+    GreenPhase.OFF: GreenTracker._from_off,
+    GreenPhase.WAITING_TO_START: GreenTracker._from_waiting,
+    GreenPhase.TRACKING: GreenTracker._charging,
+    GreenPhase.FLEXING: GreenTracker._charging,
+    GreenPhase.HOLDING: GreenTracker._charging,
+    GreenPhase.SHEDDING: GreenTracker._charging,
+}
 
 
 def _start_level(config: PolicyConfig) -> float:
