@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from typing import Any
 
 from twcmaster.assembly import core_outputs
@@ -18,7 +19,7 @@ from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
 from twcmaster.logs import configure_logging, get_logger
 from twcmaster.outputs.base import Output, Outputs
-from twcmaster.outputs.console import ConsoleStatus
+from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
 from twcmaster.transport import SerialTransport
 
 STOP_TIMEOUT_S = 2.0  # at exit, the 0 A heartbeats to every slave must go out within this
@@ -40,15 +41,18 @@ class Daemon:
         cars: Any = None,
         outputs: Sequence[Output] = (),
         clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], datetime] = datetime.now,
         log: Any = None,
     ) -> None:
         self.config = config
         self.log = log or get_logger("twcmaster")
         self.clock = clock
+        self.wallclock = wallclock
         self.sources = sources  # a SourceRunner, or None (fixed budget / no green sources)
         if site is None and sources is not None:
             site = sources.combined  # else: the demo's sky, or no green input at all
-        self.core = Core(config, policy=policy, site=site, car_api=cars is not None)
+        self.site = site  # now_s -> the energy reading the policy gets (None: no sources)
+        self.core = Core(config, policy=policy, car_api=cars is not None)
         self.outputs = Outputs(
             core_outputs(config, self.log, console=console, cars=cars, more=outputs),
             on_error=self.core.record_error,
@@ -153,7 +157,8 @@ class Daemon:
         if self._arrived:
             data = bytes(self._arrived) + data
             self._arrived.clear()
-        step = self.core.service(now, data)
+        site = self.site(now) if self.site is not None else None
+        step = self.core.service(now, data, site=site, local_time=self.wallclock())
         for wire in step.frames:
             self.transport.send(wire)
         if step.read_after_s is not None:
@@ -198,8 +203,11 @@ def start_outputs(config: AppConfig) -> ConsoleStatus:
         stream=sys.stderr,
         display_milliseconds=config.display_milliseconds,
     )
-    # Like TWCManager: a line that only differs by < 1 A of actual draw is not reprinted.
-    return ConsoleStatus(sys.stdout, milliseconds=config.display_milliseconds, amps_jitter_a=1.0)
+    return ConsoleStatus(
+        sys.stdout,
+        milliseconds=config.display_milliseconds,
+        amps_jitter_a=CONSOLE_AMPS_JITTER_A,
+    )
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
