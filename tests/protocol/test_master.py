@@ -51,7 +51,7 @@ class Bus:
                 self.sent.append((self.now, message))
                 reply = self._reply(message)
                 if reply is not None:
-                    self.now += len(wire) * bm.BYTE_TIME_S + 0.01
+                    self.now += len(wire) * codec.BYTE_TIME_S + 0.01
                     self.events += self.master.receive(slave_wire(reply), self.now)
                 continue
             self.now = min(end, max(self.master.next_wakeup_s(self.now), self.now + 1e-4))

@@ -20,7 +20,8 @@ from twcmaster.protocol.gate import GateInput, WiringLimits, committed_centiamps
 from twcmaster.protocol.messages import Code
 from twcmaster.protocol.vin import vin_check_digit_ok
 
-BYTE_TIME_S = 10 / 9600  # one 8N1 byte at 9600 baud on the wire (§5.1)
+# The line speed lives in codec.py; re-exported for tests/robustness/scenes.py (bm.BYTE_TIME_S).
+BYTE_TIME_S = codec.BYTE_TIME_S
 LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
 ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's echo
 CHARGING_AMPS = 1.0  # a car drawing at least this is charging (§6.2, §5.4 VIN polling)
@@ -531,7 +532,7 @@ class BusMaster:
             return None, events
         wire = m.encode_for_tx(message, self.settings.trailer_byte)
         self._recent_tx.append((now_s, message.to_payload()))
-        tx_end_s = now_s + len(wire) * BYTE_TIME_S
+        tx_end_s = now_s + len(wire) * codec.BYTE_TIME_S
         if expects_reply_from is None:
             self._bus_free_s = tx_end_s + self.settings.linkready_spacing_s
         else:
@@ -647,7 +648,7 @@ class BusMaster:
 
     def _query_fits(self, at_s: float) -> bool:
         """A query exchange started at ``at_s`` ends before any heartbeat falls due."""
-        exchange_s = 2 * 20 * BYTE_TIME_S + self.settings.reply_timeout_s
+        exchange_s = 2 * 20 * codec.BYTE_TIME_S + self.settings.reply_timeout_s
         return all(s.next_heartbeat_s >= at_s + exchange_s for s in self.slaves.values())
 
     def _query(self, slave: Slave, now_s: float) -> m.Message | None:
