@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 
 from twcmaster.protocol import codec
 from twcmaster.protocol import messages as m
-from twcmaster.protocol.gate import GateInput, WiringLimits, committed_centiamps, wire_amps
-from twcmaster.protocol.messages import Code
+from twcmaster.protocol.gate import (
+    GateInput,
+    WiringLimits,
+    committed_centiamps,
+    protocol_min_amps,
+    wire_amps,
+)
+from twcmaster.protocol.messages import CENTIAMPS_PER_AMP, Code
 from twcmaster.protocol.vinquery import (
     VIN_MAX_ATTEMPTS,
     VIN_RETRY_S,
@@ -37,11 +43,12 @@ COLLISION_REBURST_S = 30.0
 # A dropped slave may still be drawing up to its last limit until it gives up on its master
 # (about 10 s without a heartbeat, §5.1): the amps gate keeps counting it this long.
 DEPARTED_HOLD_S = 30.0
+FIRST_ENERGY_POLL_S = 5.0  # a new slave's first FB EB comes this long after its link-ready
 
 
 @dataclass(frozen=True)
 class MasterSettings:
-    master_twcid: int = 0x7777
+    master_twcid: int = m.TWCMANAGER_MASTER_ID
     master_sign: int = 0x77
     slave_timeout_s: float = 26.0  # drop a slave silent this long (§5.1, §8 Q13)
     heartbeat_interval_s: float = 1.0  # to EACH slave, like a real master (§5.1)
@@ -178,7 +185,7 @@ class Slave:
 
     @property
     def min_amps_supported(self) -> int:
-        return 5 if self.protocol == 1 else 6  # §6.1
+        return protocol_min_amps(self.protocol)  # §6.1
 
     @property
     def committed_centiamps(self) -> int:
@@ -193,11 +200,11 @@ class Slave:
 
     @property
     def actual_amps(self) -> float:
-        return self.actual_centiamps / 100
+        return self.actual_centiamps / CENTIAMPS_PER_AMP
 
     @property
     def allowed_amps(self) -> float:
-        return self.allowed_centiamps / 100
+        return self.allowed_centiamps / CENTIAMPS_PER_AMP
 
 
 @dataclass(frozen=True)
@@ -221,7 +228,7 @@ class SlaveView:
 
     @property
     def min_amps_supported(self) -> int:
-        return 5 if self.protocol == 1 else 6  # §6.1
+        return protocol_min_amps(self.protocol)  # §6.1
 
 
 def _view(slave: Slave) -> SlaveView:
@@ -232,7 +239,7 @@ def _view(slave: Slave) -> SlaveView:
         allowed_amps=slave.allowed_amps,
         actual_amps=slave.actual_amps,
         offer_amps=slave.offer_amps,
-        max_amps=slave.max_centiamps / 100,
+        max_amps=slave.max_centiamps / CENTIAMPS_PER_AMP,
         vin=slave.vin,
         lifetime_kwh=slave.lifetime_kwh,
         voltages=slave.voltages,
@@ -296,7 +303,7 @@ class BusMaster:
         ceiling = self.settings.limits.max_amps_per_twc
         if ceiling is not None:
             amps = min(amps, math.floor(ceiling))
-        slave.offer_amps = min(amps, slave.max_centiamps // 100)
+        slave.offer_amps = min(amps, slave.max_centiamps // CENTIAMPS_PER_AMP)
 
     def stop(self, now_s: float) -> None:
         """Before exiting: a 0 A heartbeat to every slave at once, so the cars stop now rather
@@ -356,7 +363,7 @@ class BusMaster:
             return []
         message = m.decode(body)
         if isinstance(message, m.SlaveLinkReady):
-            return self._on_slave_linkready(message, len(body), now_s)
+            return self._on_slave_linkready(message, now_s)
         if isinstance(message, m.SlaveHeartbeat):
             return self._on_slave_heartbeat(message, now_s)
         if isinstance(message, m.EnergyReport):
@@ -388,7 +395,7 @@ class BusMaster:
                 self._pending = None
         return slave
 
-    def _on_slave_linkready(self, msg: m.SlaveLinkReady, length: int, now_s: float) -> list:
+    def _on_slave_linkready(self, msg: m.SlaveLinkReady, now_s: float) -> list:
         if msg.sender == self.settings.master_twcid:
             # The slave must move, not us: a new burst makes it pick another ID (§5.4, §5.5).
             # Heartbeats go on during the burst (see _next_message).
@@ -418,16 +425,16 @@ class BusMaster:
         self.slaves[msg.sender] = Slave(
             twcid=msg.sender,
             sign=msg.sign,
-            protocol=1 if length == 14 else 2,
+            protocol=msg.protocol,  # from the body length (§2.6)
             max_centiamps=msg.max_centiamps,
             linked_s=now_s,
             last_rx_s=now_s,
             next_heartbeat_s=now_s,  # answer right away (§5.4)
-            next_energy_poll_s=now_s + 5.0,
+            next_energy_poll_s=now_s + FIRST_ENERGY_POLL_S,
             unacked_centiamps=departed_centiamps,
             vin_query=VinQuery(self.settings.vin_retry_s, self.settings.vin_max_attempts),
         )
-        events = [SlaveLinked(msg.sender, 1 if length == 14 else 2, msg.max_centiamps / 100)]
+        events = [SlaveLinked(msg.sender, msg.protocol, msg.max_centiamps / CENTIAMPS_PER_AMP)]
         if len(self.slaves) > 3:
             text = f"{len(self.slaves)} slaves: real TWC masters support at most 3"
             events.append(Alarm("many_slaves", text))
@@ -451,11 +458,11 @@ class BusMaster:
                 msg.data,
                 slave.master_data,
                 msg.state,
-                msg.allowed_centiamps / 100,
-                msg.actual_centiamps / 100,
+                msg.allowed_centiamps / CENTIAMPS_PER_AMP,
+                msg.actual_centiamps / CENTIAMPS_PER_AMP,
             )
         ]
-        if msg.state == 0x02:
+        if msg.state == m.SlaveState.ERROR:
             text = f"slave {slave.twcid:04X} reports an error state"
             events.append(Alarm("slave_error", text, slave.twcid))
         return events
@@ -591,7 +598,7 @@ class BusMaster:
         next_s = self._next_round_s(min(slave.next_heartbeat_s, now_s))
         slave.next_heartbeat_s = next_s if next_s > now_s else self._next_round_s(now_s)
         slave.heartbeat_tx_s.append(now_s)
-        centiamps = self._gated_amps(slave) * 100
+        centiamps = self._gated_amps(slave) * CENTIAMPS_PER_AMP
         message = _heartbeat_message(self.settings.master_twcid, slave, centiamps)
         slave.sent_centiamps = centiamps
         if message.command != m.HeartbeatCommand.NO_CHANGE:
@@ -623,7 +630,8 @@ class BusMaster:
 
     def _query_fits(self, at_s: float) -> bool:
         """A query exchange started at ``at_s`` ends before any heartbeat falls due."""
-        exchange_s = 2 * 20 * codec.BYTE_TIME_S + self.settings.reply_timeout_s
+        longest_body = max(codec.VALID_BODY_LENGTHS)  # a request and its reply, at most
+        exchange_s = 2 * longest_body * codec.BYTE_TIME_S + self.settings.reply_timeout_s
         return all(s.next_heartbeat_s >= at_s + exchange_s for s in self.slaves.values())
 
     def _query(self, slave: Slave, now_s: float) -> m.Message | None:
@@ -634,12 +642,13 @@ class BusMaster:
         if slave.vin_query.asking:
             part = slave.vin_query.on_query_slot(now_s)
             if part is not None:
-                return m.AddressedRequest(m.VIN_REQUEST_CODES[part - 1], me, slave.twcid, 16)
+                code = m.VIN_REQUEST_CODES[part - 1]
+                return m.AddressedRequest(code, me, slave.twcid, m.P2_BODY_LENGTH)
             # The slave does not answer VIN requests: the sequence waits (§5.4).
             if not now_s >= slave.next_energy_poll_s:
                 return None
         slave.next_energy_poll_s = now_s + self.settings.energy_poll_interval_s
-        return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, 16)
+        return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, m.P2_BODY_LENGTH)
 
 
 def _vin_part_events(msg: m.VinPart, answer: PartAnswer) -> list[Event]:
@@ -671,7 +680,7 @@ def _heartbeat_message(master_twcid: int, slave: Slave, offer_centiamps: int) ->
     # explicitly rather than "no change" against a report that may be stale.
     unconfirmed = slave.unacked_centiamps != 0
     if offer_centiamps != slave.allowed_centiamps or offer_centiamps == 0 or unconfirmed:
-        command = m.HeartbeatCommand.SET_LIMIT_P1 if slave.protocol == 1 else 0x09
+        command = m.set_limit_command(slave.protocol)
     else:
         command = m.HeartbeatCommand.NO_CHANGE
     return m.MasterHeartbeat.build(

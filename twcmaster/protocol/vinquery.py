@@ -40,9 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from twcmaster.protocol.messages import VIN_PART_CODES
 from twcmaster.protocol.vin import vin_check_digit_ok
 
-VIN_PARTS = 3  # FD EE, FD EF, FD F1 (§3.4)
+VIN_PARTS = len(VIN_PART_CODES)  # FD EE, FD EF, FD F1 (§3.4)
 VIN_RETRY_S = 60.0  # start the sequence over this long after it failed (§5.4)
 VIN_MAX_ATTEMPTS = 6  # sequences per car: the first try + 5 retries (§5.4)
 VIN_UNANSWERED_LIMIT = 3  # requests for one part left unanswered before the sequence fails
