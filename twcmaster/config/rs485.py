@@ -11,10 +11,8 @@ from twcmaster.config.fields import ABSENT, Section, section
 from twcmaster.config.limits import MAX_BAUD, MAX_WAIT_S
 from twcmaster.config.model import RS485Config
 from twcmaster.config.problems import Report
+from twcmaster.protocol.codec import BAUD, ESC, FRAME_END
 
-_TWC_BAUD = 9600
-_FRAME_DELIMITER = 0xC0
-_ESCAPE_BYTE = 0xDB
 _PYSERIAL_URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110")
 
 
@@ -39,7 +37,7 @@ def parse_rs485(data: Mapping[str, Any], report: Report) -> RS485Config | None:
         master_sign=bus.hex_bytes("masterSign", "77", size=1),
         trailer_byte=trailer,
     )
-    if trailer == _FRAME_DELIMITER:
+    if trailer == FRAME_END:
         report.error(bus.key_path("trailerByte"), '"C0" would open a new frame; use "FE" or null')
         return None
     if any(value is None for key, value in fields.items() if key != "trailer_byte"):
@@ -91,13 +89,11 @@ def _parse_baud(bus: Section, legacy: Section) -> int | None:
             "config.baud", "old place for the baud rate; move it to interface.RS485.baud"
         )
     # pyserial takes "9600" as well as 9600, so TWCManager configs may hold either.
-    baud = source.whole(
-        "baud", _TWC_BAUD, "a baud rate like 9600", lambda x: 0 < x <= MAX_BAUD, True
-    )
-    if baud is not None and baud != _TWC_BAUD:
+    baud = source.whole("baud", BAUD, "a baud rate like 9600", lambda x: 0 < x <= MAX_BAUD, True)
+    if baud is not None and baud != BAUD:
         source.report.warn(
             source.key_path("baud"),
-            f"{baud}: TWCs talk at {_TWC_BAUD} baud; "
+            f"{baud}: TWCs talk at {BAUD} baud; "
             "change it only for an adapter that converts the rate",
         )
     return baud
@@ -115,8 +111,8 @@ def _check_master_twcid(bus: Section, twcid: int | None) -> int | None:
         )
         return None
     for byte in (twcid >> 8, twcid & 0xFF):
-        if byte in (_FRAME_DELIMITER, _ESCAPE_BYTE):
-            role = "frame delimiter" if byte == _FRAME_DELIMITER else "escape byte"
+        if byte in (FRAME_END, ESC):
+            role = "frame delimiter" if byte == FRAME_END else "escape byte"
             bus.report.error(
                 path,
                 f'"{twcid:04X}" contains {byte:02X}, the {role}: every '
