@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import ABSENT, REQUIRED, Section, section
 from twcmaster.config.jsonc import (
     CONFIG_MAX_BYTES,
@@ -70,7 +71,7 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: Report) ->
     per_twc = wiring.max_amps_per_twc if wiring else None
     min_amps = _parse_min_amps(cfg, per_twc)
     max_amps = cfg.amps(
-        "maxAmpsPerTWC", 32, f"a number of amps from 1 to {TWC_MAX_AMPS}",
+        "maxAmpsPerTWC", DEFAULTS["maxAmpsPerTWC"], f"a number of amps from 1 to {TWC_MAX_AMPS}",
         lambda x: 1 <= x <= TWC_MAX_AMPS,
     )  # fmt: skip
     fields = dict(
@@ -78,24 +79,26 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: Report) ->
         min_amps_per_twc=min_amps,
         max_amps_per_twc=max_amps,
         non_scheduled_amps_max=_parse_non_scheduled(cfg, wiring),
-        start_stop_delay_s=cfg.number("startStopDelay", 60.0, _SECONDS, _seconds_ok),
-        default_voltage_v=cfg.number(
-            "defaultVoltage", 240.0, "volts between 50 and 500", lambda x: 50 <= x <= 500
+        start_stop_delay_s=_seconds(cfg, "startStopDelay"),
+        default_voltage_v=_number(
+            cfg, "defaultVoltage", "volts between 50 and 500", lambda x: 50 <= x <= 500
         ),
-        number_of_phases=cfg.whole("numberOfPhases", 1, "1, 2 or 3", lambda x: 1 <= x <= 3),
+        number_of_phases=cfg.whole(
+            "numberOfPhases", DEFAULTS["numberOfPhases"], "1, 2 or 3", lambda x: 1 <= x <= 3
+        ),
         settings_path=_parse_settings_path(cfg, base_dir),
         log_level=_parse_log_level(cfg),
-        display_milliseconds=cfg.boolean("displayMilliseconds", False),
-        spike_amps_proactively=cfg.boolean("spikeAmpsProactively", True),
-        spike_amps_reactively=cfg.boolean("spikeAmpsReactively", True),
+        display_milliseconds=_boolean(cfg, "displayMilliseconds"),
+        spike_amps_proactively=_boolean(cfg, "spikeAmpsProactively"),
+        spike_amps_reactively=_boolean(cfg, "spikeAmpsReactively"),
         spike_amps=_parse_spike_amps(cfg, per_twc),
-        green_energy_flex_amps=cfg.number(
+        green_energy_flex_amps=_number(
+            cfg,
             "greenEnergyFlexAmps",
-            0.0,
             f"a number of amps from 0 to {MAX_AMPS_ALL_TWCS}",
             _amps_up_to(MAX_AMPS_ALL_TWCS),
         ),  # fmt: skip
-        use_flex_amps_to_start_charge=cfg.boolean("useFlexAmpsToStartCharge", False),
+        use_flex_amps_to_start_charge=_boolean(cfg, "useFlexAmpsToStartCharge"),
         **_parse_green(cfg, wiring),
         rs485=parse_rs485(data, report),
         log_format=_parse_log_format(data, report),
@@ -109,8 +112,8 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: Report) ->
 def _parse_green(cfg: Section, wiring: WiringConfig | None) -> dict[str, Any]:
     limit = wiring.max_amps_all_twcs if wiring else MAX_AMPS_ALL_TWCS
     any_amps = f"a number of amps from 0 to {MAX_AMPS_ALL_TWCS}"
-    subtract = cfg.boolean("subtractChargerLoad", False)
-    treat = cfg.boolean("treatGenerationAsGridDelivery", False)
+    subtract = _boolean(cfg, "subtractChargerLoad")
+    treat = _boolean(cfg, "treatGenerationAsGridDelivery")
     if treat and subtract is False:
         cfg.report.warn(
             cfg.key_path("treatGenerationAsGridDelivery"),
@@ -121,38 +124,41 @@ def _parse_green(cfg: Section, wiring: WiringConfig | None) -> dict[str, Any]:
     return dict(
         subtract_charger_load=subtract,
         treat_generation_as_grid_delivery=treat,
-        green_energy_amps_offset=cfg.number(
-            "greenEnergyAmpsOffset", 0.0,
+        green_energy_amps_offset=_number(
+            cfg, "greenEnergyAmpsOffset",
             f"a number of amps from -{MAX_AMPS_ALL_TWCS} to {MAX_AMPS_ALL_TWCS}",
             lambda x: abs(x) <= MAX_AMPS_ALL_TWCS,
         ),
-        green_energy_latch_min=cfg.number(
-            "greenEnergyLatch", 0.0, f"minutes from 0 to {MAX_WAIT_S / 60:g} (a day)",
+        green_energy_latch_min=_number(
+            cfg, "greenEnergyLatch", f"minutes from 0 to {MAX_WAIT_S / 60:g} (a day)",
             lambda x: 0 <= x <= MAX_WAIT_S / 60,
         ),
-        green_energy_safe_amps=cfg.number(
-            "greenEnergySafeAmps", 0.0,
-            f"amps from 0 to wiringMaxAmpsAllTWCs ({limit:g})", _amps_up_to(limit),
+        green_energy_safe_amps=_number(
+            cfg, "greenEnergySafeAmps", f"amps from 0 to wiringMaxAmpsAllTWCs ({limit:g})",
+            _amps_up_to(limit),
         ),
-        green_energy_start_margin_amps=cfg.number(
-            "greenEnergyStartMarginAmps", 0.0, any_amps, _amps_up_to(MAX_AMPS_ALL_TWCS)
+        green_energy_start_margin_amps=_number(
+            cfg, "greenEnergyStartMarginAmps", any_amps, _amps_up_to(MAX_AMPS_ALL_TWCS)
         ),
-        green_energy_start_delay_s=cfg.number(
-            "greenEnergyStartDelay", 60.0, _SECONDS, _seconds_ok
-        ),
-        green_energy_min_on_time_s=cfg.number(
-            "greenEnergyMinOnTime", 1800.0, _SECONDS, _seconds_ok
-        ),
-        green_energy_min_off_time_s=cfg.number(
-            "greenEnergyMinOffTime", 60.0, _SECONDS, _seconds_ok
-        ),
-        green_energy_smoothing_s=cfg.number(
-            "greenEnergySmoothingSeconds", 0.0, _SECONDS, _seconds_ok
-        ),
-        green_energy_raise_delay_s=cfg.number(
-            "greenEnergyRaiseDelay", 20.0, _SECONDS, _seconds_ok
-        ),
+        green_energy_start_delay_s=_seconds(cfg, "greenEnergyStartDelay"),
+        green_energy_min_on_time_s=_seconds(cfg, "greenEnergyMinOnTime"),
+        green_energy_min_off_time_s=_seconds(cfg, "greenEnergyMinOffTime"),
+        green_energy_smoothing_s=_seconds(cfg, "greenEnergySmoothingSeconds"),
+        green_energy_raise_delay_s=_seconds(cfg, "greenEnergyRaiseDelay"),
     )  # fmt: skip
+
+
+def _number(cfg: Section, key: str, expected: str, valid: Callable[[float], bool]) -> float | None:
+    """A number of the ``config`` section, its default from ``DEFAULTS``."""
+    return cfg.number(key, DEFAULTS[key], expected, valid)
+
+
+def _seconds(cfg: Section, key: str) -> float | None:
+    return _number(cfg, key, _SECONDS, _seconds_ok)
+
+
+def _boolean(cfg: Section, key: str) -> bool | None:
+    return cfg.boolean(key, DEFAULTS[key])
 
 
 def _parse_wiring(cfg: Section) -> WiringConfig | None:
@@ -183,7 +189,12 @@ def _parse_wiring(cfg: Section) -> WiringConfig | None:
 
 def _parse_min_amps(cfg: Section, per_twc: int | None) -> int | None:
     expected = f"a number of amps from {TWC_MIN_AMPS} (the lowest a TWC accepts) to {TWC_MAX_AMPS}"
-    min_amps = cfg.amps("minAmpsPerTWC", 12, expected, lambda x: TWC_MIN_AMPS <= x <= TWC_MAX_AMPS)
+    min_amps = cfg.amps(
+        "minAmpsPerTWC",
+        DEFAULTS["minAmpsPerTWC"],
+        expected,
+        lambda x: TWC_MIN_AMPS <= x <= TWC_MAX_AMPS,
+    )
     if min_amps is not None and per_twc is not None and min_amps > per_twc:
         given = "" if "minAmpsPerTWC" in cfg.values else " (the default)"
         # An error, not TWCManager's warning: nothing would ever charge, and TWCManager's
@@ -203,8 +214,8 @@ def _parse_non_scheduled(cfg: Section, wiring: WiringConfig | None) -> int | Non
         return None
     limit = wiring.max_amps_all_twcs
     return cfg.amps(
-        "nonScheduledAmpsMax", None, f"amps from 0 to wiringMaxAmpsAllTWCs ({limit})",
-        lambda x: 0 <= x <= limit,
+        "nonScheduledAmpsMax", DEFAULTS["nonScheduledAmpsMax"],
+        f"amps from 0 to wiringMaxAmpsAllTWCs ({limit})", lambda x: 0 <= x <= limit,
     )  # fmt: skip
 
 
@@ -212,7 +223,9 @@ def _parse_spike_amps(cfg: Section, per_twc: int | None) -> int | None:
     expected = (
         f"a number of amps from {TWC_MIN_AMPS} to {TWC_MAX_AMPS}, or null for the built-in default"
     )
-    spike = cfg.amps("spikeAmps", None, expected, lambda x: TWC_MIN_AMPS <= x <= TWC_MAX_AMPS)
+    spike = cfg.amps(
+        "spikeAmps", DEFAULTS["spikeAmps"], expected, lambda x: TWC_MIN_AMPS <= x <= TWC_MAX_AMPS
+    )
     if spike is not None and per_twc is not None and spike > per_twc:
         cfg.report.warn(
             cfg.key_path("spikeAmps"),
@@ -236,14 +249,14 @@ def _parse_log_level(cfg: Section) -> int | None:
         cfg.report.warn(cfg.key_path("debugLevel"), "ignored because logLevel is set")
     if isinstance(value, str) and value.strip().upper() in _LOG_LEVEL_NAMES:
         return _LOG_LEVEL_NAMES[value.strip().upper()]
-    return cfg.whole("logLevel", 20, expected, lambda x: 1 <= x <= 50)
+    return cfg.whole("logLevel", DEFAULTS["logLevel"], expected, lambda x: 1 <= x <= 50)
 
 
 def _legacy_debug_level(cfg: Section) -> int | None:
     expected = "a number 0..11 (more counts as 11)"
     debug = cfg.number("debugLevel", None, expected, lambda x: x >= 0)
     if debug is None:
-        return 20
+        return DEFAULTS["logLevel"]
     level = _DEBUG_LEVEL_TO_LOG_LEVEL[min(max(math.ceil(debug), 0), 11)]
     cfg.report.warn(
         cfg.key_path("debugLevel"),
@@ -269,7 +282,7 @@ def _parse_log_format(data: Mapping[str, Any], report: Report) -> str | None:
     log = Section(section(data, "logging"), "logging", report)
     value = log.raw("format")
     if value is ABSENT:
-        return "auto"
+        return DEFAULTS["logging.format"]
     if isinstance(value, str) and value in _LOG_FORMATS:
         return value
     log.bad("format", value, " or ".join(f'"{name}"' for name in _LOG_FORMATS))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import section
 from twcmaster.config.problems import Problem
 
@@ -50,18 +51,18 @@ class AppConfig:
     log_format: str  # "auto", "console" or "json"
     # The whole file as loaded, for sections later modules parse themselves.
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
-    # Green-energy tracking (control/green.py, control/policy.py; defaults = policy.DEFAULT_*).
-    subtract_charger_load: bool = False
-    treat_generation_as_grid_delivery: bool = False
-    green_energy_amps_offset: float = 0.0  # A; + means more consumption
-    green_energy_latch_min: float = 0.0  # minutes; 0 = off
-    green_energy_safe_amps: float = 0.0  # A while the energy reading is stale or missing
-    green_energy_start_margin_amps: float = 0.0
-    green_energy_start_delay_s: float = 60.0
-    green_energy_min_on_time_s: float = 1800.0
-    green_energy_min_off_time_s: float = 60.0
-    green_energy_smoothing_s: float = 0.0  # 0 = off
-    green_energy_raise_delay_s: float = 20.0
+    # Green-energy tracking (control/green.py, control/policy.py); defaults: defaults.py.
+    subtract_charger_load: bool = DEFAULTS["subtractChargerLoad"]
+    treat_generation_as_grid_delivery: bool = DEFAULTS["treatGenerationAsGridDelivery"]
+    green_energy_amps_offset: float = DEFAULTS["greenEnergyAmpsOffset"]  # A; + = more consumption
+    green_energy_latch_min: float = DEFAULTS["greenEnergyLatch"]  # minutes; 0 = off
+    green_energy_safe_amps: float = DEFAULTS["greenEnergySafeAmps"]  # A while the reading is bad
+    green_energy_start_margin_amps: float = DEFAULTS["greenEnergyStartMarginAmps"]
+    green_energy_start_delay_s: float = DEFAULTS["greenEnergyStartDelay"]
+    green_energy_min_on_time_s: float = DEFAULTS["greenEnergyMinOnTime"]
+    green_energy_min_off_time_s: float = DEFAULTS["greenEnergyMinOffTime"]
+    green_energy_smoothing_s: float = DEFAULTS["greenEnergySmoothingSeconds"]  # 0 = off
+    green_energy_raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""

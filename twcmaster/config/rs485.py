@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import ABSENT, Section, section
 from twcmaster.config.limits import MAX_BAUD, MAX_WAIT_S
 from twcmaster.config.model import RS485Config
@@ -21,20 +22,20 @@ def parse_rs485(data: Mapping[str, Any], report: Report) -> RS485Config | None:
     legacy = Section(section(data, "config"), "config", report)
     port = _parse_port(bus, legacy)
     baud = _parse_baud(bus, legacy)
-    twcid = bus.hex_bytes("masterTWCID", "7777", size=2)
-    trailer = bus.hex_bytes("trailerByte", None, size=1)
+    twcid = bus.hex_bytes("masterTWCID", DEFAULTS["interface.RS485.masterTWCID"], size=2)
+    trailer = bus.hex_bytes("trailerByte", DEFAULTS["interface.RS485.trailerByte"], size=1)
     fields = dict(
-        enabled=bus.boolean("enabled", True),
+        enabled=bus.boolean("enabled", DEFAULTS["interface.RS485.enabled"]),
         port=port,
         baud=baud,
         slave_timeout_s=bus.number(
             "slaveTimeout",
-            26.0,
+            DEFAULTS["interface.RS485.slaveTimeout"],
             f"seconds > 0, at most {MAX_WAIT_S:g} (a day)",
             lambda x: 0 < x <= MAX_WAIT_S,
         ),  # fmt: skip
         master_twcid=_check_master_twcid(bus, twcid),
-        master_sign=bus.hex_bytes("masterSign", "77", size=1),
+        master_sign=bus.hex_bytes("masterSign", DEFAULTS["interface.RS485.masterSign"], size=1),
         trailer_byte=trailer,
     )
     if trailer == FRAME_END:
@@ -52,7 +53,7 @@ def _parse_port(bus: Section, legacy: Section) -> str | None:
         legacy.report.warn(
             legacy.key_path(key), "old place for the port; move it to interface.RS485.port"
         )
-    port = source.text(key, "/dev/ttyUSB0")
+    port = source.text(key, DEFAULTS["interface.RS485.port"])
     if port is None:
         return None
     if "://" not in port:
@@ -89,7 +90,13 @@ def _parse_baud(bus: Section, legacy: Section) -> int | None:
             "config.baud", "old place for the baud rate; move it to interface.RS485.baud"
         )
     # pyserial takes "9600" as well as 9600, so TWCManager configs may hold either.
-    baud = source.whole("baud", BAUD, "a baud rate like 9600", lambda x: 0 < x <= MAX_BAUD, True)
+    baud = source.whole(
+        "baud",
+        DEFAULTS["interface.RS485.baud"],
+        "a baud rate like 9600",
+        lambda x: 0 < x <= MAX_BAUD,
+        True,
+    )
     if baud is not None and baud != BAUD:
         source.report.warn(
             source.key_path("baud"),
