@@ -754,6 +754,15 @@ def test_raw_sections_stay_available_and_read_only():
     assert isinstance(settings, AppConfig)
 
 
+def test_enabled_sources_are_typed_at_load_time():
+    fronius = {"enabled": True, "serverIP": "10.0.0.2", "interval": "5"}
+    settings = load(sources={"Fronius": fronius, "HASS": {"enabled": False}}).settings
+    [spec] = settings.sources
+    assert (spec.name, spec.timing.interval_s, spec.timing.max_age_s) == ("Fronius", 5.0, 60.0)
+    assert spec.settings == fronius
+    assert load().settings.sources == ()
+
+
 # ---------------------------------------------- a realistic TWCManager config.json
 
 REALISTIC_TWCMANAGER_CONFIG = """\

@@ -20,10 +20,10 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import ABSENT, REQUIRED, Section, section
@@ -45,6 +45,9 @@ from twcmaster.config.problems import ConfigError, Problem, Report, describe_val
 from twcmaster.config.rs485 import parse_rs485
 from twcmaster.config.schema import check_keys, warn_unused
 
+if TYPE_CHECKING:
+    from twcmaster.sources.registry import SourceSpec
+
 # TWCManager's level numbers: INFO2..INFO9 = 19..12, DEBUG2 = 9.
 _LOG_LEVEL_NAMES = {
     "CRITICAL": 50, "ERROR": 40, "WARNING": 30, "INFO": 20,
@@ -65,7 +68,9 @@ def _amps_up_to(limit: float) -> Callable[[float], bool]:
     return lambda value: 0 <= value <= limit
 
 
-def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: Report) -> AppConfig | None:
+def _parse_app_config(
+    data: Mapping[str, Any], base_dir: str, report: Report, sources: tuple[SourceSpec, ...]
+) -> AppConfig | None:
     cfg = Section(section(data, "config"), "config", report)
     wiring = _parse_wiring(cfg)
     per_twc = wiring.max_amps_per_twc if wiring else None
@@ -106,7 +111,7 @@ def _parse_app_config(data: Mapping[str, Any], base_dir: str, report: Report) ->
     _check_fake_master(cfg)
     if report.errors:
         return None
-    return AppConfig(**fields, raw=MappingProxyType(copy.deepcopy(dict(data))))
+    return AppConfig(**fields, sources=sources, raw=MappingProxyType(copy.deepcopy(dict(data))))
 
 
 def _parse_green(cfg: Section, wiring: WiringConfig | None) -> dict[str, Any]:
@@ -323,33 +328,27 @@ def load_config(path: str | os.PathLike) -> LoadedConfig:
     return _load(data, os.path.dirname(os.path.abspath(path)), path=path)
 
 
-def _check_sources(data: Mapping[str, Any], report: Report) -> None:
-    """Each energy source's own rules (required host, ids, intervals), by key path."""
+def _parse_sources(data: Mapping[str, Any], report: Report) -> tuple[SourceSpec, ...]:
+    """The enabled energy sources, typed by the registry's schema (required host, ids,
+    intervals ...); each problem by key path."""
     from twcmaster.sources import SOURCE_MODULES
-    from twcmaster.sources.registry import check_sources  # imports no network library
+    from twcmaster.sources.registry import SourceConfigError, source_specs  # no network
 
     sources = data.get("sources")
     if not isinstance(sources, Mapping):
-        return
+        return ()
     # Sections of sources twcmaster does not have (yet) are the "not used yet" warnings of
-    # _warn_unused, and unknown names are already errors: check the ones twcmaster runs.
+    # warn_unused, and unknown names are already errors: check the ones twcmaster runs.
     ours = {name: value for name, value in sources.items() if name in SOURCE_MODULES}
-    already = {problem.key_path for problem in report.errors}
-    for key_path, message in [*check_sources(ours), *_source_timing_bounds(ours)]:
-        if key_path not in already:
-            report.error(key_path, message)
-            already.add(key_path)
-
-
-def _source_timing_bounds(sources: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """The upper bound registry.check_timing lacks: an interval of 1e308 s is a typo."""
-    from twcmaster.sources.registry import check_number
-
-    for name, values in sources.items():
-        if isinstance(values, Mapping) and values.get("enabled") is True:
-            for key in ("interval", "timeout", "maxAge"):
-                for _, message in check_number(values, key, maximum=MAX_WAIT_S, unit="seconds"):
-                    yield f"sources.{name}.{key}", message
+    try:
+        return source_specs(ours)
+    except SourceConfigError as exc:
+        already = {problem.key_path for problem in report.errors}
+        for key_path, message in exc.problems:
+            if key_path not in already:
+                report.error(key_path, message)
+                already.add(key_path)
+        return ()
 
 
 def _load(data: Mapping[str, Any], base_dir: str, path: str | None) -> LoadedConfig:
@@ -357,9 +356,9 @@ def _load(data: Mapping[str, Any], base_dir: str, path: str | None) -> LoadedCon
         raise ConfigError([Problem("", f"expected a {{...}} object, got {kind(data)}")], path)
     report = Report()
     check_keys(data, report)
-    _check_sources(data, report)
+    sources = _parse_sources(data, report)
     warn_unused(data, report)
-    settings = _parse_app_config(data, base_dir, report)
+    settings = _parse_app_config(data, base_dir, report, sources)
     if settings is None or report.errors:
         raise ConfigError(report.errors, path, tuple(report.warnings))
     return LoadedConfig(settings=settings, warnings=tuple(report.warnings), path=path)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import section
 from twcmaster.config.problems import Problem
+
+if TYPE_CHECKING:
+    from twcmaster.sources.registry import SourceSpec
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class AppConfig:
     log_format: str  # "auto", "console" or "json"
     # The whole file as loaded, for sections later modules parse themselves.
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+    # The enabled energy sources, checked and typed by sources/registry.py's schema.
+    sources: tuple[SourceSpec, ...] = ()
     # Green-energy tracking (control/green.py, control/policy.py); defaults: defaults.py.
     subtract_charger_load: bool = DEFAULTS["subtractChargerLoad"]
     treat_generation_as_grid_delivery: bool = DEFAULTS["treatGenerationAsGridDelivery"]
