@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twcmaster.config.problems import Report, describe_value
+from twcmaster.numbers import finite_number
 
 # Values a setting may take when its key is absent.
 REQUIRED = object()
@@ -131,14 +132,14 @@ class Section:
         return None
 
 
-def _as_number(value: Any, from_string: bool) -> float | int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and from_string:
+def _as_number(value: Any, from_string: bool) -> float | None:
+    """A finite number; text only ``from_string`` (pyserial's rule: int() text, or float()
+    text with a decimal point), as TWCManager configs may write a baud rate."""
+    if isinstance(value, str):
+        if not from_string:
+            return None
         try:
             value = float(value) if "." in value else int(value)
         except ValueError:
             return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return value
-    return None
+    return finite_number(value)

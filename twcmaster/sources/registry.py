@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from twcmaster.numbers import finite_number
 from twcmaster.sources import SOURCE_MODULES
 from twcmaster.sources.base import (
     DEFAULT_MAX_AGE_S,
@@ -195,7 +196,7 @@ def read_number(config: Mapping[str, Any], key: str, default: float) -> float:
     value = config.get(key)
     if value is None or value == "":
         return float(default)
-    number = _to_number(value)
+    number = finite_number(value)
     if number is None:
         raise ValueError(f"{key}: expected a number, got {value!r}")
     return number
@@ -316,7 +317,7 @@ def check_number(
     value = config.get(key)
     if value is None:
         return []
-    number = _to_number(value)
+    number = finite_number(value)
     suffix = f" {unit}" if unit else ""
     if number is None:
         return [(key, f"expected a number{suffix}, got {_describe(value)}")]
@@ -344,21 +345,6 @@ def check_file(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
 
 def _prefixed(path: str, problems: list[Problem]) -> list[Problem]:
     return [(f"{path}.{key}" if key else path, message) for key, message in problems]
-
-
-def _to_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def _to_port(value: Any) -> int | None:
