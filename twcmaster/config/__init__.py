@@ -3,7 +3,9 @@
 * ``jsonc``: TWCManager's "JSON with comments" -> a dict; the bounded file read.
 * ``schema``: the key names each section may hold; unknown keys, unused modules.
 * ``fields``: typed reads of single keys, each bad value reported by key path.
-* ``load``: values -> the model (``rs485`` for ``interface.RS485``), ``load_config``.
+* ``load``: values -> the model (``rs485`` for ``interface.RS485``; the energy sources through
+  ``sources/registry.py``), ``load_config``.
+* ``defaults``: what an absent key means, one table; ``limits``: the bounds values must keep.
 * ``model``: the frozen settings; ``problems``: ``Problem`` and ``ConfigError``.
 """
 
