@@ -1,12 +1,15 @@
 """The daemon's logic without I/O: bus master, controller, policy and the status snapshot.
 
-Fed received bytes and the time, it returns the frames to send and says when it next needs to
-run (sans-I/O, like the parts it wires). The asyncio daemon (``daemon.py``) and the day
-simulator (``simulate.py``) drive the very same object, one with real time and a serial port,
-the other in virtual time.
+``Core.service(now, data)`` is the one step: fed the bytes that arrived and the time, it
+returns the frames to send, when it next needs to run and the **events** of that step
+(``events.py``), and performs no side effect: no console, no logging, no car calls. The
+asyncio daemon (``daemon.py``) and the day simulator (``simulate.py``) drive this very step,
+one with real time and a serial port, the other in virtual time, and both hand the events to
+the outputs (``outputs/``), which read the one ``Snapshot``.
 
-Data flows one way (design.md): serial bytes -> bus master -> controller -> offers -> bus
-master -> serial bytes, and every output reads the same snapshot.
+Data flows one way (design.md, ARCHITECTURE.md): serial bytes -> bus master -> controller ->
+offers -> bus master -> serial bytes; readings -> policy -> budget; core -> events + snapshot
+-> outputs.
 """
 
 from __future__ import annotations
@@ -17,17 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from twcmaster import events as ev
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
-from twcmaster.control.carcommands import CarCommand, CarCommander, CarSeen
+from twcmaster.control.carcommands import CarCommander, CarSeen
+from twcmaster.control.green import ChargerView
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
-from twcmaster.logs import get_logger
-from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.protocol import master as bm
 from twcmaster.protocol.gate import WiringLimits
-from twcmaster.protocol.messages import SLAVE_STATE_NAMES
+from twcmaster.protocol.messages import SLAVE_STATE_NAMES, HeartbeatCommand, MasterHeartbeat
 
-ALARM_REPEAT_S = 60.0  # the same alarm is logged again at most this often
+ALARM_REPEAT_S = 60.0  # the same alarm is raised again at most this often
 ALARM_SHOWN_S = 2 * ALARM_REPEAT_S  # an alarm stays in the snapshot this long after it fired
 # Alarms kept at once: noise can name a new TWCID in every frame, and the table must not grow
 # with it (the oldest go first).
@@ -36,8 +39,13 @@ MAX_ALARMS = 64
 # moved by this much, and otherwise at this cadence (for its hold timers).
 ALLOCATE_EVERY_S = 2.0
 REALLOCATE_ON_DRAW_CHANGE_A = 0.5
-GREEN_LINES_REPEAT_S = 60.0  # green-energy console lines with new watts but the same amps
-ERROR_LOG_REPEAT_S = 60.0  # an internal error's traceback is logged at most this often per place
+MIN_SERVICE_STEP_S = 0.001  # the driver never sleeps less than this between two steps
+SERVICE_RETRY_S = 0.1  # after a failed step, run again this soon
+# Events kept for a caller that uses receive/poll and never takes them (service always does).
+MAX_PENDING_EVENTS = 4096
+# TWCs whose last set-limit is remembered (for OfferChanged); noise may name many.
+MAX_SET_LIMITS_KEPT = 64
+SET_LIMIT_COMMANDS = frozenset({HeartbeatCommand.SET_LIMIT_P1, HeartbeatCommand.SET_LIMIT_P2})
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,18 @@ class Snapshot:
         return sum(s.offer_amps for s in self.slaves)
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one ``Core.service`` call returns."""
+
+    frames: tuple[bytes, ...]  # to send, in order
+    events: tuple[ev.Event, ...]  # what happened, in order
+    wake_s: float  # call service again at the latest then
+    # While a reply is due: leave arriving bytes unread until then (read them in the step
+    # that may send the next frame: one wake-up per exchange instead of two).
+    read_after_s: float | None
+
+
 def master_settings(config: AppConfig) -> bm.MasterSettings:
     rs485 = config.rs485
     return bm.MasterSettings(
@@ -107,44 +127,40 @@ def allocation_settings(config: AppConfig) -> AllocationSettings:
 
 
 class Core:
+    """``policy``: a ``PolicyEngine`` (default: the config's fixed rate); ``site(now_s)``: the
+    energy sources' combined reading (None: no sources); ``wallclock()``: local time for the
+    schedule; ``car_api``: whether the cars can be started and stopped through their API
+    (then protocol 2 cars are stopped that way; else with a 0 A offer, as TWCManager does
+    without one)."""
+
     def __init__(
         self,
         config: AppConfig,
         *,
-        console: ConsoleStatus | None = None,
         policy: Any = None,
         wallclock: Callable[[], datetime] = datetime.now,
         site: Callable[[float], Any] | None = None,
-        cars: Any = None,
-        log: Any = None,
+        car_api: bool = False,
     ) -> None:
         self.config = config
-        self.log = log or get_logger("twcmaster")
         self.master = bm.BusMaster(master_settings(config))
         self.controller = Controller(allocation_settings(config))
         self.policy = policy or fixed_budget_from_config(
             config.non_scheduled_amps_max, config.wiring.max_amps_all_twcs
         )
-        self.console = console
         self.wallclock = wallclock
-        self.site = site  # now -> the sources' combined SiteReading (None: no sources)
-        # Something with ``request(CarCommand)`` that starts/stops cars (a car API), or None:
-        # then protocol 2 cars are stopped with a 0 A offer, as TWCManager does without one.
-        self.cars = cars
-        self.car_commander = CarCommander() if cars is not None else None
+        self.site = site
+        self.car_commander = CarCommander() if car_api else None
         self.link_up = False
         self.budget: Budget = Budget(0.0, "starting", "no decision yet")
-        self.offers: dict[int, Offer] = {}
-        self._alarms: dict[str, tuple[float, str]] = {}
-        self._log_frames = config.log_level <= 10
+        self.internal_errors = 0
+        self._offers: dict[int, Offer] = {}
+        self._alarms: dict[tuple[str, int | None], tuple[float, str]] = {}
         self._allocated_s = -math.inf
         self._last_seen: dict[int, tuple[int, float, float]] = {}
-        self._shown_lines: tuple[str, ...] = ()
-        self._lines_shown_s = -math.inf
-        self._shown_decision: tuple[str, str] | None = None
-        self.internal_errors = 0
+        self._set_limits: dict[int, int] = {}  # twcid -> centiamps of the last set-limit sent
         self._last_internal_error = ""
-        self._error_logged_s: dict[str, float] = {}
+        self._events: list[ev.Event] = []
 
     # -- driving it
 
@@ -161,9 +177,33 @@ class Core:
         """Every slave has been sent its 0 A heartbeat since ``stop``."""
         return self.master.stopped
 
+    def set_link(self, up: bool) -> None:
+        """The serial line opened (the master announces itself again) or closed."""
+        if up != self.link_up:
+            self.link_up = up
+            self._emit(ev.LinkChanged(up))
+
+    def service(self, now: float, data: bytes = b"") -> Step:
+        """The one step: take ``data`` (bytes that arrived), send what is due, say when to
+        wake and what happened. Whatever part of it raises, the error is counted and the
+        step still returns (the caller re-arms its timer either way)."""
+        frames: list[bytes] = []
+        try:
+            if data:
+                self.receive(data, now)
+            frames = self.poll(now)
+            wake_s = max(self.next_wakeup_s(now), now + MIN_SERVICE_STEP_S)
+            read_after_s = self.reply_pending_until_s
+        except Exception as error:
+            self.record_error("service step", error, now)
+            wake_s, read_after_s = now + SERVICE_RETRY_S, None
+        if read_after_s is not None and now >= read_after_s:
+            read_after_s = None
+        return Step(tuple(frames), self.take_events(), wake_s, read_after_s)
+
     def receive(self, data: bytes, now: float) -> None:
-        if self._log_frames:
-            self.log.debug("rx", bytes=data.hex(" "))
+        """Bytes from the line (``service`` calls this; its events wait for ``take_events``)."""
+        self._emit(ev.BytesReceived(data))
         self._handle(self.master.receive(data, now), now)
 
     def poll(self, now: float) -> list[bytes]:
@@ -173,6 +213,7 @@ class Core:
             wire, events = self.master.poll(now)
             self._handle(events, now)
             if wire is None:
+                self._expire_alarms(now)
                 return frames
             frames.append(wire)
 
@@ -186,23 +227,24 @@ class Core:
             return self.master.reply_window_end_s
         return None
 
+    def take_events(self) -> tuple[ev.Event, ...]:
+        """The events since the last call, oldest first."""
+        taken = tuple(self._events)
+        self._events.clear()
+        return taken
+
     def record_error(self, where: str, error: BaseException, now: float) -> None:
-        """A bug caught so that the bus goes on: counted in the snapshot and logged, with its
-        traceback at most once every ERROR_LOG_REPEAT_S per place (no log flood)."""
+        """A bug caught so that the bus goes on: counted in the snapshot and reported."""
         self.internal_errors += 1
         self._last_internal_error = f"{where}: {error!r}"[:200]
-        logged_s = self._error_logged_s.get(where)
-        if logged_s is None or now - logged_s >= ERROR_LOG_REPEAT_S:
-            self._error_logged_s[where] = now
-            self.log.error(
-                "internal error, carrying on",
-                where=where,
-                error=repr(error)[:200],
-                count=self.internal_errors,
-                exc_info=error,
-            )
+        self._emit(ev.InternalError(where, error, self.internal_errors))
 
-    # -- events
+    def _emit(self, event: ev.Event) -> None:
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            del self._events[: MAX_PENDING_EVENTS // 2]  # nobody takes them: keep the newest
+        self._events.append(event)
+
+    # -- the bus master's events
 
     def _handle(self, events: list[bm.Event], now: float) -> None:
         for event in events:
@@ -227,23 +269,13 @@ class Core:
             self._allocate(now)
         if changed:
             self._last_seen[event.twcid] = (event.state, event.allowed_amps, event.actual_amps)
-        if self.console is not None:
-            self.console.heartbeat(event.twcid, event.slave_data, event.master_data)
+        self._emit(ev.HeartbeatExchanged(event.twcid, event.slave_data, event.master_data))
 
     def _on_linked(self, event: bm.SlaveLinked, now: float) -> None:
-        self.log.info(
-            "slave linked",
-            twcid=f"{event.twcid:04X}",
-            protocol=event.protocol,
-            max_amps=event.max_amps,
-        )
-        if event.max_amps < self.config.wiring.max_amps_per_twc:
-            self.log.warning(
-                "slave's own maximum is below wiringMaxAmpsPerTWC: offers are capped at it",
-                twcid=f"{event.twcid:04X}",
-                slave_max_amps=event.max_amps,
-                wiring_max_amps_per_twc=self.config.wiring.max_amps_per_twc,
-            )
+        self._emit(ev.SlaveLinked(event.twcid, event.protocol, event.max_amps))
+        wiring_per_twc = self.config.wiring.max_amps_per_twc
+        if event.max_amps < wiring_per_twc:
+            self._emit(ev.SlaveCapped(event.twcid, event.max_amps, wiring_per_twc))
         self._allocate(now)
 
     def _on_lost(self, event: bm.SlaveLost, now: float) -> None:
@@ -251,101 +283,54 @@ class Core:
         if self.car_commander is not None:
             self.car_commander.forget(event.twcid)
         self._last_seen.pop(event.twcid, None)
-        self.offers.pop(event.twcid, None)
-        self.log.warning(
-            "slave lost", twcid=f"{event.twcid:04X}", silent_s=round(event.silent_s, 1)
-        )
+        self._offers.pop(event.twcid, None)
+        self._emit(ev.SlaveLost(event.twcid, event.silent_s))
 
     def _on_alarm(self, event: bm.Alarm, now: float) -> None:
-        key = f"{event.kind}:{event.twcid}"
+        key = (event.kind, event.twcid)
         last = self._alarms.pop(key, None)  # re-inserted last: the dict stays oldest-first
         self._alarms[key] = (now, event.message)
-        self._forget_old_alarms(now)
         if last is None or now - last[0] >= ALARM_REPEAT_S:
-            self.log.error(event.message, alarm=event.kind)
-            if self.console is not None:
-                self.console.line(f"ALARM: {event.message}")
+            self._emit(ev.AlarmRaised(event.kind, event.twcid, event.message))
+        self._expire_alarms(now)
 
-    def _forget_old_alarms(self, now: float) -> None:
-        for key, (at, _) in list(self._alarms.items()):
+    def _expire_alarms(self, now: float) -> None:
+        """Alarms not raised again for ALARM_SHOWN_S (or beyond MAX_ALARMS) are cleared."""
+        for key, (at, message) in list(self._alarms.items()):
             if now - at < ALARM_SHOWN_S and len(self._alarms) <= MAX_ALARMS:
                 break  # oldest first: the rest are newer
             del self._alarms[key]
+            self._emit(ev.AlarmCleared(key[0], key[1], message))
 
     def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
-        self.log.info(
-            "energy report",
-            twcid=f"{event.twcid:04X}",
-            lifetime_kwh=event.lifetime_kwh,
-            voltages=list(event.voltages),
-        )
+        self._emit(ev.EnergyReported(event.twcid, event.lifetime_kwh, event.voltages))
 
     def _on_vin(self, event: bm.VinReported, now: float) -> None:
-        self.log.info("vehicle", twcid=f"{event.twcid:04X}", vin=event.vin or "none")
+        self._emit(ev.VinReported(event.twcid, event.vin))
 
     def _on_sent(self, event: bm.Sent, now: float) -> None:
-        if self._log_frames:
-            self.log.debug("tx", frame=event.wire.hex(" "), message=event.message.name)
+        self._emit(ev.FrameSent(event.wire, event.message.name))
+        message = event.message
+        if isinstance(message, MasterHeartbeat) and message.command in SET_LIMIT_COMMANDS:
+            previous = self._set_limits.get(message.receiver, 0)
+            if message.centiamps != previous:
+                self._remember_set_limit(message.receiver, message.centiamps)
+                self._emit(ev.OfferChanged(message.receiver, previous, message.centiamps))
+
+    def _remember_set_limit(self, twcid: int, centiamps: int) -> None:
+        self._set_limits.pop(twcid, None)
+        if len(self._set_limits) >= MAX_SET_LIMITS_KEPT:
+            del self._set_limits[next(iter(self._set_limits))]
+        self._set_limits[twcid] = centiamps
 
     def _on_rejected(self, event: bm.FrameRejected, now: float) -> None:
-        if self._log_frames:
-            self.log.debug("frame rejected", raw=event.raw.hex(" "), reason=event.reason)
+        self._emit(ev.FrameRejected(event.raw, event.reason))
 
     def _on_dispatch_failed(self, event: bm.DispatchFailed, now: float) -> None:
         self.record_error("receiving a frame", event.error, now)
 
     def _on_ignored(self, event: bm.Ignored, now: float) -> None:
-        if self._log_frames:
-            self.log.debug("ignored", message=event.message.name, reason=event.reason)
-
-    def _decide(self, now: float) -> Budget:
-        """The policy's budget; 0 A when the policy fails (fail safe: less current)."""
-        try:
-            if isinstance(self.policy, FixedBudget):
-                return self.policy.decide(now)
-            site = self.site(now) if self.site is not None else None
-            return self.policy.decide(now, self.wallclock(), site, self.charger_view())
-        except Exception as error:
-            self.record_error("policy", error, now)
-            return Budget(0.0, "error", f"the policy failed ({type(error).__name__}): 0 A")
-
-    def _show_budget(self, budget: Budget) -> None:
-        """The green-energy lines of TWCManager's console, when they change (not every tick),
-        and the policy's decision when it changes."""
-        if self.console is None:
-            return
-        lines = tuple(getattr(budget, "lines", ()) or ())
-        # The watts move every second while a car ramps: reprint when the resulting amps
-        # change, or the figures after GREEN_LINES_REPEAT_S.
-        now = self._allocated_s
-        if lines and (
-            lines[1:] != self._shown_lines[1:]
-            or (lines != self._shown_lines and now - self._lines_shown_s >= GREEN_LINES_REPEAT_S)
-        ):
-            self.console.line("\n".join(lines))
-            self._shown_lines = lines
-            self._lines_shown_s = now
-        decision = (budget.policy, budget.reason) if not lines else (budget.policy, "")
-        if decision != self._shown_decision:
-            self.console.line(f"Policy: {budget.policy}: {budget.reason}")
-            self._shown_decision = decision
-
-    def charger_view(self) -> Any:
-        """What the chargers do now, for the policy's closed loop."""
-        from twcmaster.control.green import ChargerView
-
-        slaves = list(self.master.slaves.values())
-        volts = [v for s in slaves if s.voltages for v in s.voltages if v > 0]
-        return ChargerView(
-            actual_amps=sum(s.actual_amps for s in slaves),
-            offered_amps=float(sum(s.offer_amps for s in slaves)),
-            charging_cars=sum(1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS),
-            voltage_v=sum(volts) / len(volts) if volts else None,
-            # Plugged in and charging or asking (§4.2: anything but 0 idle and 2 error).
-            cars_wanting=sum(
-                1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS or s.state not in (0, 2)
-            ),
-        )
+        self._emit(ev.FrameIgnored(event.message.name, event.reason))
 
     _handlers = {
         bm.HeartbeatExchanged: _on_heartbeat,
@@ -360,43 +345,83 @@ class Core:
         bm.DispatchFailed: _on_dispatch_failed,
     }
 
+    # -- deciding
+
+    def _decide(self, now: float) -> Budget:
+        """The policy's budget; 0 A when the policy fails (fail safe: less current)."""
+        try:
+            if isinstance(self.policy, FixedBudget):
+                return self.policy.decide(now)
+            site = self.site(now) if self.site is not None else None
+            return self.policy.decide(now, self.wallclock(), site, self.charger_view())
+        except Exception as error:
+            self.record_error("policy", error, now)
+            return Budget(0.0, "error", f"the policy failed ({type(error).__name__}): 0 A")
+
+    def _set_budget(self, budget: Budget) -> None:
+        previous = self.budget
+        self.budget = budget
+        self._emit(ev.BudgetDecided(budget))
+        if budget.policy != previous.policy:
+            was = "" if previous.policy == "starting" else previous.policy
+            self._emit(ev.PolicyChanged(was, budget.policy, budget.reason))
+        if budget.stale and not previous.stale:
+            self._emit(ev.ReadingStale(budget.problem))
+        elif previous.stale and not budget.stale:
+            self._emit(ev.ReadingUsable())
+
+    def charger_view(self) -> ChargerView:
+        """What the chargers do now, for the policy's closed loop."""
+        slaves = self.master.slave_views()
+        volts = [v for s in slaves if s.voltages for v in s.voltages if v > 0]
+        return ChargerView(
+            actual_amps=sum(s.actual_amps for s in slaves),
+            offered_amps=float(sum(s.offer_amps for s in slaves)),
+            charging_cars=sum(1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS),
+            voltage_v=sum(volts) / len(volts) if volts else None,
+            # Plugged in and charging or asking (§4.2: anything but 0 idle and 2 error).
+            cars_wanting=sum(
+                1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS or s.state not in (0, 2)
+            ),
+        )
+
     # -- allocation
 
     def _allocate(self, now: float) -> None:
         self._allocated_s = now
-        self.budget = self._decide(now)
-        self._show_budget(self.budget)
-        readings = [
-            SlaveReading(
-                twcid=s.twcid,
-                protocol=s.protocol,
-                link_max_amps=s.max_centiamps / 100,
-                state=s.state,
-                reported_allowed_amps=s.allowed_amps,
-                actual_amps=s.actual_amps,
-                stop_through_car=self._stop_through_car(s),
-            )
-            for s in self.master.slaves.values()
-        ]
+        self._set_budget(self._decide(now))
+        slaves = self.master.slave_views()
+        readings = [self._reading(s) for s in slaves]
         max_cars = getattr(self.budget, "max_cars", None)
         try:
-            self.offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
+            self._offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
         except Exception as error:
             self.record_error("allocation", error, now)
-            self._offer_nothing()
+            self._offer_nothing(slaves)
             return
-        for twcid, offer in self.offers.items():
+        for twcid, offer in self._offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
         if self.car_commander is not None:
             self._command_cars(now)
 
-    def _offer_nothing(self) -> None:
-        """Fail safe when the allocation itself failed: 0 A to every slave."""
-        self.offers = {}
-        for twcid in self.master.slaves:
-            self.master.set_offer(twcid, 0)
+    def _reading(self, slave: bm.SlaveView) -> SlaveReading:
+        return SlaveReading(
+            twcid=slave.twcid,
+            protocol=slave.protocol,
+            link_max_amps=slave.max_amps,
+            state=slave.state,
+            reported_allowed_amps=slave.allowed_amps,
+            actual_amps=slave.actual_amps,
+            stop_through_car=self._stop_through_car(slave),
+        )
 
-    def _stop_through_car(self, slave: bm.Slave) -> bool:
+    def _offer_nothing(self, slaves: tuple[bm.SlaveView, ...]) -> None:
+        """Fail safe when the allocation itself failed: 0 A to every slave."""
+        self._offers = {}
+        for slave in slaves:
+            self.master.set_offer(slave.twcid, 0)
+
+    def _stop_through_car(self, slave: bm.SlaveView) -> bool:
         commander = self.car_commander
         return (
             commander is not None
@@ -412,39 +437,18 @@ class Core:
                 vin=s.vin,
                 state=s.state,
                 actual_amps=s.actual_amps,
-                offer_amps=self.offers[s.twcid].offer_amps,
+                offer_amps=self._offers[s.twcid].offer_amps,
                 min_amps=self.controller.min_offer_amps(s.protocol),
-                car_stop_wanted=self.offers[s.twcid].car_stop_wanted,
+                car_stop_wanted=self._offers[s.twcid].car_stop_wanted,
             )
-            for s in self.master.slaves.values()
-            if s.protocol == 2 and s.twcid in self.offers
+            for s in self.master.slave_views()
+            if s.protocol == 2 and s.twcid in self._offers
         ]
-        for command in self.car_commander.decide(now, seen):
-            self._send_car_command(command)
-        for twcid, message in self.car_commander.notices:
-            self.log.warning(message, twcid=f"{twcid:04X}")
-            if self.console is not None:
-                self.console.line(f"TWC {twcid:04X}: {message}.")
-        self.car_commander.notices.clear()
-
-    def _send_car_command(self, command: CarCommand) -> None:
-        twcid = f"{command.twcid:04X}"
-        self.log.info(
-            "car command",
-            action=command.action.value,
-            twcid=twcid,
-            vin=command.vin or "unknown",
-            reason=command.reason,
-        )
-        if self.console is not None:
-            car = command.vin or "the car"
-            self.console.line(
-                f"Asking {car} on TWC {twcid} to {command.action.value} charging: {command.reason}."
-            )
-        try:
-            self.cars.request(command)
-        except Exception as error:  # a failing car API never stops the charging control
-            self.log.error("car command failed", twcid=twcid, error=repr(error))
+        decision = self.car_commander.decide(now, seen)
+        for command in decision.commands:
+            self._emit(ev.CarCommandWanted(command))
+        for notice in decision.notices:
+            self._emit(ev.CarNotice(notice.twcid, notice.message))
 
     # -- status
 
@@ -454,26 +458,27 @@ class Core:
             return ""
         return f"{command.action.value} {now - command.at_s:.0f}s ago ({command.reason})"
 
-    def snapshot(self, now: float) -> Snapshot:
-        slaves = tuple(
-            SlaveSnapshot(
-                twcid=f"{s.twcid:04X}",
-                protocol=s.protocol,
-                state=s.state,
-                state_name=SLAVE_STATE_NAMES.get(s.state, "unknown"),
-                allowed_amps=s.allowed_amps,
-                actual_amps=s.actual_amps,
-                offer_amps=s.offer_amps,
-                offer_reason=self.offers[s.twcid].reason if s.twcid in self.offers else "",
-                max_amps=s.max_centiamps / 100,
-                vin=s.vin,
-                lifetime_kwh=s.lifetime_kwh,
-                voltages=s.voltages,
-                seconds_since_reply=round(now - s.last_rx_s, 3),
-                car_command=self._car_command_text(s.twcid, now),
-            )
-            for s in self.master.slaves.values()
+    def _slave_snapshot(self, s: bm.SlaveView, now: float) -> SlaveSnapshot:
+        offer = self._offers.get(s.twcid)
+        return SlaveSnapshot(
+            twcid=f"{s.twcid:04X}",
+            protocol=s.protocol,
+            state=s.state,
+            state_name=SLAVE_STATE_NAMES.get(s.state, "unknown"),
+            allowed_amps=s.allowed_amps,
+            actual_amps=s.actual_amps,
+            offer_amps=s.offer_amps,
+            offer_reason=offer.reason if offer is not None else "",
+            max_amps=s.max_amps,
+            vin=s.vin,
+            lifetime_kwh=s.lifetime_kwh,
+            voltages=s.voltages,
+            seconds_since_reply=round(now - s.last_rx_s, 3),
+            car_command=self._car_command_text(s.twcid, now),
         )
+
+    def snapshot(self, now: float) -> Snapshot:
+        slaves = tuple(self._slave_snapshot(s, now) for s in self.master.slave_views())
         recent = tuple(text for at, text in self._alarms.values() if now - at < ALARM_SHOWN_S)
         return Snapshot(
             self.budget,

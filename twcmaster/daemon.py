@@ -10,20 +10,24 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from twcmaster.assembly import core_outputs
 from twcmaster.config import AppConfig
-from twcmaster.core import Core, Snapshot
+from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
 from twcmaster.logs import configure_logging, get_logger
+from twcmaster.outputs.base import Output, Outputs
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.transport import SerialTransport
 
-SERVICE_RETRY_S = 0.1  # after a failed service step, try again this soon
 STOP_TIMEOUT_S = 2.0  # at exit, the 0 A heartbeats to every slave must go out within this
 
 
 class Daemon:
+    """``console``: the status console (None: none); ``cars``: a car API (anything with
+    ``request(CarCommand)``), or None; ``outputs``: further outputs of the core."""
+
     def __init__(
         self,
         config: AppConfig,
@@ -34,6 +38,7 @@ class Daemon:
         sources: Any = None,
         site: Callable[[float], Any] | None = None,
         cars: Any = None,
+        outputs: Sequence[Output] = (),
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
     ) -> None:
@@ -43,8 +48,11 @@ class Daemon:
         self.sources = sources  # a SourceRunner, or None (fixed budget / no green sources)
         if site is None and sources is not None:
             site = sources.combined  # else: the demo's sky, or no green input at all
-        self.core = Core(config, console=console, policy=policy, site=site, cars=cars, log=self.log)
-        self.master = self.core.master  # the bus master, for status and tests
+        self.core = Core(config, policy=policy, site=site, car_api=cars is not None)
+        self.outputs = Outputs(
+            core_outputs(config, self.log, console=console, cars=cars, more=outputs),
+            on_error=self.core.record_error,
+        )
         self.port = port or config.rs485.port
         self.transport = SerialTransport(
             self.port,
@@ -56,13 +64,9 @@ class Daemon:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def offers(self):
-        return self.core.offers
+        self._arrived = bytearray()  # handed over by the transport, for the next step
 
     def snapshot(self) -> Snapshot:
-        self.core.link_up = self.transport.is_open
         return self.core.snapshot(self.clock())
 
     async def run(self, duration_s: float | None = None) -> None:
@@ -70,7 +74,7 @@ class Daemon:
         self.log.info(
             "twcmaster starting",
             port=self.port,
-            master_id=f"{self.master.settings.master_twcid:04X}",
+            master_id=f"{self.config.rs485.master_twcid:04X}",
             wiring_max_amps_all_twcs=self.config.wiring.max_amps_all_twcs,
             wiring_max_amps_per_twc=self.config.wiring.max_amps_per_twc,
             min_amps_per_twc=self.config.min_amps_per_twc,
@@ -106,9 +110,9 @@ class Daemon:
         """A 0 A heartbeat to every slave before the port closes, so the cars stop at once
         rather than when the TWCs give up on their master (about 10 s, with a fault on the
         car after 20-30 s). Bounded: a dead port or a stuck slave cannot hold up the exit."""
-        if not self.transport.is_open or not self.core.master.slaves:
-            return
         now = self.clock()
+        if not self.transport.is_open or not self.core.snapshot(now).slaves:
+            return
         self.core.stop(now)
         self._service()
         deadline_s = now + STOP_TIMEOUT_S
@@ -121,7 +125,7 @@ class Daemon:
         self.log.info("slaves sent 0 A before exit", twcids=self._twcids(), done=self.core.stopped)
 
     def _twcids(self) -> list[str]:
-        return [f"{twcid:04X}" for twcid in self.core.master.slaves]
+        return [slave.twcid for slave in self.snapshot().slaves]
 
     def _service(self) -> None:
         """Read what is waiting, send what is due, then sleep until the core next needs us (a
@@ -140,22 +144,24 @@ class Daemon:
             self._arm(wake_s)
 
     def _step(self, now: float) -> float:
-        """One service step; returns when the core next needs us.
+        """One ``Core.service`` step; returns when the core next needs us.
 
         While a reply is due, reading is paused and the reply is read here when its window
         ends, in the same wake-up that sends the next heartbeat: one wake-up per exchange
         instead of two (the daemon's CPU time is mostly the cost of waking up)."""
         data = self.transport.read_now(now)
-        if data:
-            self.core.receive(data, now)
-        for wire in self.core.poll(now):
+        if self._arrived:
+            data = bytes(self._arrived) + data
+            self._arrived.clear()
+        step = self.core.service(now, data)
+        for wire in step.frames:
             self.transport.send(wire)
-        window_end = self.core.reply_pending_until_s
-        if window_end is not None and now < window_end:
+        if step.read_after_s is not None:
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
-        return max(self.core.next_wakeup_s(now), now + 0.001)
+        self.outputs.publish(now, step.events, lambda: self.core.snapshot(now))
+        return step.wake_s
 
     def _resume_reading_quietly(self) -> None:
         """After a failed step: bytes must wake us again, whatever state reading was left in."""
@@ -172,14 +178,11 @@ class Daemon:
         self._timer = self._loop.call_at(wake_s, self._service)
 
     def _on_bytes(self, data: bytes, now: float) -> None:
-        try:
-            self.core.receive(data, now)
-        except Exception as error:  # counted and logged; the service step below still runs
-            self.core.record_error("receiving", error, now)
+        self._arrived += data
         self._service()
 
     def _on_link(self, is_open: bool, reason: str | None) -> None:
-        self.core.link_up = is_open
+        self.core.set_link(is_open)
         if is_open:
             # Slaves that lost us send link-ready again; a new burst announces us at once.
             self.core.start(self.clock())

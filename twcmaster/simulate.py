@@ -39,7 +39,7 @@ surplus there, which the ideal leaves unused). Volts and phases are the config's
 
 ``charge_starts`` / ``charge_stops``: a car's draw crossing 1 A upwards / downwards (sampled
 each second). ``offer_changes``: set-limit heartbeats (``05``/``09``) whose amps differ from the
-previous set-limit sent to that TWC, read from the master's bytes.
+previous set-limit sent to that TWC (the core's ``OfferChanged`` events).
 """
 
 from __future__ import annotations
@@ -51,14 +51,19 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from twcmaster import events as ev
+from twcmaster.assembly import core_outputs
 from twcmaster.config import AppConfig, LoadedConfig, config_from_dict
 from twcmaster.core import Core
-from twcmaster.protocol import codec, messages
-from twcmaster.sim.bus import BYTE_TIME_S, SimulatedBus, make_slaves
+from twcmaster.outputs.base import Outputs
+from twcmaster.outputs.console import ConsoleOutput, ConsoleStatus
+from twcmaster.protocol.codec import BYTE_TIME_S
+from twcmaster.protocol.master import CHARGING_AMPS
+from twcmaster.sim.bus import SimulatedBus, make_slaves
 from twcmaster.sim.car import CarPhase
 from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.sky import Outage, Profile, Sky
@@ -77,11 +82,7 @@ REFERENCE_CONFIG: dict[str, Any] = {
 #: The simulated calendar day (the shipped profiles' sun is late May's); the policy sees
 #: this date with the profile's time of day as its local time.
 SIM_DATE = date(2024, 5, 25)
-CHARGING_AMPS = 1.0  # a car draws at least this: it charges (as the bus master counts)
-SET_LIMIT_COMMANDS = frozenset({0x05, 0x09})
-_HEARTBEAT_PREFIX = bytes([0xC0, 0xFB, 0xE0])
 JOULES_PER_KWH = 3.6e6
-MIN_STEP_S = 0.001  # the daemon never sleeps less than this between services
 
 
 def simulation_config() -> LoadedConfig:
@@ -226,7 +227,6 @@ class _Totals:
     offer_changes: int = 0
     refusing_s: float = 0.0
     stale_s: float = 0.0
-    last_set_limit: dict[int, int] = field(default_factory=dict)
 
 
 class DaySimulation:
@@ -290,13 +290,11 @@ class DaySimulation:
             policy=policy,
             wallclock=self._wallclock,
             site=self._site,
-            cars=self.car_api,
-            log=self.log,
+            car_api=self.car_api is not None,
         )
+        self.outputs = Outputs(core_outputs(config, self.log, cars=self.car_api))
         self.totals = _Totals()
         self.now = self.start_s
-        self._sniffer = codec.FrameParser()
-        self._heard: dict[bytes, list[tuple[int, int, int]]] = {}
         self._to_bus: list[tuple[float, bytes]] = []  # (arrival at the slaves, bytes)
         self._to_core: list[tuple[float, bytes]] = []  # (arrival at the master, bytes)
         self._unread = bytearray()  # arrived while reading is paused (daemon: OS buffer)
@@ -387,40 +385,23 @@ class DaySimulation:
         self._wall_s += time.perf_counter() - wall_start
 
     def _service(self, now: float) -> None:
-        """``Daemon._service`` with the virtual clock: read, send, decide when to wake."""
-        core = self.core
-        if self._unread:
-            core.receive(bytes(self._unread), now)
-            self._unread.clear()
-        for wire in core.poll(now):
+        """The daemon's step with the virtual clock: read, send, decide when to wake."""
+        step = self.core.service(now, bytes(self._unread))
+        self._unread.clear()
+        for wire in step.frames:
             start = max(now, self._master_free_s)
             self._master_free_s = start + len(wire) * BYTE_TIME_S
             self._to_bus.append((self._master_free_s, wire))
-            if wire.startswith(_HEARTBEAT_PREFIX):
-                self._sniff(wire, now)
-        window_end = core.reply_pending_until_s
-        self._paused = window_end is not None and now < window_end
-        self._wake_s = max(core.next_wakeup_s(now), now + MIN_STEP_S)
-
-    def _sniff(self, wire: bytes, now: float) -> None:
-        """Count set-limit heartbeats whose amps changed, from the bytes the master sent."""
-        decoded = self._heard.get(wire)
-        if decoded is None:  # a heartbeat not seen before (most repeat the previous one)
-            decoded = []
-            for item in self._sniffer.feed(wire, now):
-                if isinstance(item, codec.Frame):
-                    message = messages.decode(item.body)
-                    if isinstance(message, messages.MasterHeartbeat):
-                        decoded.append((message.receiver, message.command, message.centiamps))
-            if len(self._heard) > 1024:
-                self._heard.clear()
-            self._heard[wire] = decoded
-        for receiver, command, centiamps in decoded:
-            if command not in SET_LIMIT_COMMANDS:
-                continue
-            if centiamps != self.totals.last_set_limit.get(receiver, 0):
+        self._paused = step.read_after_s is not None
+        self._wake_s = step.wake_s
+        for event in step.events:
+            if isinstance(event, ev.OfferChanged):
                 self.totals.offer_changes += 1
-                self.totals.last_set_limit[receiver] = centiamps
+        self.outputs.publish(now, step.events, lambda: self.core.snapshot(now))
+
+    def attach_console(self, status: ConsoleStatus) -> None:
+        """Print the daemon's console lines for the run (``status`` on the virtual clock)."""
+        self.outputs.add(ConsoleOutput(status))
 
     # -- accounting
 

@@ -79,6 +79,7 @@ from typing import Any
 
 from twcmaster.config import AppConfig, config_from_dict
 from twcmaster.control.allocation import MIN_AMPS_P1, MIN_AMPS_P2
+from twcmaster.core import SERVICE_RETRY_S, Step
 from twcmaster.logs import configure_logging
 from twcmaster.protocol import codec, messages
 from twcmaster.protocol.messages import Code
@@ -125,7 +126,6 @@ AWAY_S = (600.0, 3600.0)
 #: A slave that announces itself is linked and heartbeated within this (link-ready, first
 #: heartbeat), so a fault that silences it is excused this much longer.
 RELINK_S = 2.0
-SERVICE_RETRY_S = 0.1  # after an exception escaped the core, run it again this soon (daemon)
 
 # Real-time part.
 DEFAULT_SECONDS = 300.0
@@ -427,41 +427,22 @@ class CoreProbe:
     def start(self, now: float) -> None:
         self._call("start", self.core.start, now)
 
-    def receive(self, data: bytes, now: float) -> None:
+    def service(self, now: float, data: bytes = b"") -> Step:
         if now < self.stalled_until_s:
             self._held += data
-            return
-        self._release(now)
-        self._call("receive", self.core.receive, data, now)
-
-    def poll(self, now: float) -> list[bytes]:
-        if now < self.stalled_until_s:
-            return []
-        self._release(now)
-        frames = self._call("poll", self.core.poll, now) or []
-        for wire in frames:
-            self.on_frame(wire, now)
-        return frames
-
-    def next_wakeup_s(self, now: float) -> float:
-        if now < self.stalled_until_s:
-            return self.stalled_until_s
-        wake_s = self._call("next_wakeup_s", self.core.next_wakeup_s, now)
-        return now + SERVICE_RETRY_S if wake_s is None else wake_s
-
-    @property
-    def reply_pending_until_s(self) -> float | None:
-        try:
-            return self.core.reply_pending_until_s
-        except Exception as error:
-            self._escaped("reply_pending_until_s", error)
-            return None
-
-    def _release(self, now: float) -> None:
+            return Step((), (), self.stalled_until_s, None)
         if self._held:
-            data = bytes(self._held)
+            data = bytes(self._held) + data
             self._held.clear()
-            self._call("receive", self.core.receive, data, now)
+        step = self._call("service", self.core.service, now, data)
+        if step is None:
+            return Step((), (), now + SERVICE_RETRY_S, None)
+        for wire in step.frames:
+            self.on_frame(wire, now)
+        return step
+
+    def snapshot(self, now: float) -> Any:
+        return self.core.snapshot(now)
 
     def _call(self, where: str, method: Callable, *args: Any) -> Any:
         try:

@@ -5,7 +5,13 @@ Time is a parameter: nothing sleeps.
 
 from __future__ import annotations
 
-from twcmaster.control.carcommands import CarAction, CarCommander, CarCommandSettings, CarSeen
+from twcmaster.control.carcommands import (
+    CarAction,
+    CarCommander,
+    CarCommandSettings,
+    CarNotice,
+    CarSeen,
+)
 
 A, B = 0x0A0A, 0x0B0B
 VIN = "5YJ3E1EA7KF000316"
@@ -23,14 +29,19 @@ def seen(
     return CarSeen(twcid, vin, state, actual, offer, 6, stop_wanted)
 
 
+def decide(commander: CarCommander, now: float, cars: list[CarSeen]) -> list:
+    """The commands of one decision (the notices are asserted where they matter)."""
+    return list(commander.decide(now, cars).commands)
+
+
 def actions(commands) -> list[tuple[int, CarAction]]:
     return [(c.twcid, c.action) for c in commands]
 
 
 def test_a_stop_is_asked_once_the_controller_wants_the_car_stopped():
     commander = CarCommander()
-    assert commander.decide(0.0, [seen()]) == []
-    (command,) = commander.decide(1.0, [seen(stop_wanted=True)])
+    assert decide(commander, 0.0, [seen()]) == []
+    (command,) = decide(commander, 1.0, [seen(stop_wanted=True)])
     assert (command.action, command.vin, command.twcid, command.at_s) == (
         CarAction.STOP,
         VIN,
@@ -43,94 +54,96 @@ def test_a_stop_is_asked_once_the_controller_wants_the_car_stopped():
 def test_requests_for_one_twc_are_a_minute_apart_and_the_car_is_given_up_after_three():
     commander = CarCommander()
     drawing_on = seen(stop_wanted=True)
-    times = [t for t in range(0, 400, 2) if commander.decide(float(t), [drawing_on])]
-    assert times == [0, 60, 120]  # three stops, a minute apart, then it gives up
+    decisions = {t: commander.decide(float(t), [drawing_on]) for t in range(0, 400, 2)}
+    assert [t for t, d in decisions.items() if d.commands] == [0, 60, 120]  # then it gives up
     assert not commander.stop_through_car(A)  # the controller may now offer 0 A
-    assert commander.notices == [
-        (A, "the car still draws 5.2A after 3 stop requests through its API: offering 0 A instead")
+    notices = [n for d in decisions.values() for n in d.notices]
+    assert notices == [
+        CarNotice(
+            A,
+            "the car still draws 5.2A after 3 stop requests through its API: offering 0 A instead",
+        )
     ]
     # The fallback (0 A) is under way while the car still draws; it is not re-armed ...
-    assert commander.decide(400.0, [seen(offer=0, actual=5.2)]) == []
+    assert decide(commander, 400.0, [seen(offer=0, actual=5.2)]) == []
     assert not commander.stop_through_car(A)
     # ... until the car has stopped drawing.
-    commander.decide(410.0, [seen(state=3, offer=0, actual=0.0)])
+    decide(commander, 410.0, [seen(state=3, offer=0, actual=0.0)])
     assert commander.stop_through_car(A)
 
 
 def test_each_twc_has_its_own_rate_limit():
     commander = CarCommander()
-    assert actions(commander.decide(0.0, [seen(stop_wanted=True)])) == [(A, CarAction.STOP)]
-    out = commander.decide(1.0, [seen(stop_wanted=True), seen(twcid=B, stop_wanted=True)])
+    assert actions(decide(commander, 0.0, [seen(stop_wanted=True)])) == [(A, CarAction.STOP)]
+    out = decide(commander, 1.0, [seen(stop_wanted=True), seen(twcid=B, stop_wanted=True)])
     assert actions(out) == [(B, CarAction.STOP)]
 
 
 def test_a_car_we_stopped_is_started_when_offered_its_minimum_again():
     commander = CarCommander()
-    commander.decide(0.0, [seen(stop_wanted=True)])
-    commander.decide(10.0, [seen(state=3, actual=0.0, offer=0)])  # stopped, 0 A
+    decide(commander, 0.0, [seen(stop_wanted=True)])
+    decide(commander, 10.0, [seen(state=3, actual=0.0, offer=0)])  # stopped, 0 A
     # Offered 6 A again: a start 10 s later, and not before a minute after the stop.
-    assert commander.decide(30.0, [seen(state=3, actual=0.0, offer=6)]) == []
-    assert commander.decide(40.0, [seen(state=3, actual=0.0, offer=6)]) == []
-    (start,) = commander.decide(60.0, [seen(state=3, actual=0.0, offer=6)])
+    assert decide(commander, 30.0, [seen(state=3, actual=0.0, offer=6)]) == []
+    assert decide(commander, 40.0, [seen(state=3, actual=0.0, offer=6)]) == []
+    (start,) = decide(commander, 60.0, [seen(state=3, actual=0.0, offer=6)])
     assert start.action is CarAction.START and start.reason == "offered 6A again"
-    commander.decide(70.0, [seen(actual=5.0)])  # it charges: our stop is undone
-    assert commander.decide(200.0, [seen(state=3, actual=0.0, offer=6)]) == []
+    decide(commander, 70.0, [seen(actual=5.0)])  # it charges: our stop is undone
+    assert decide(commander, 200.0, [seen(state=3, actual=0.0, offer=6)]) == []
 
 
 def test_a_car_that_stopped_on_its_own_is_left_alone():
     """Full, scheduled or stopped by its owner: not ours to start (API calls cost money)."""
     commander = CarCommander()
-    commander.decide(0.0, [seen(actual=15.0, offer=16)])
+    decide(commander, 0.0, [seen(actual=15.0, offer=16)])
     for t in range(10, 1000, 10):
-        assert commander.decide(float(t), [seen(state=3, actual=0.0, offer=16)]) == []
+        assert decide(commander, float(t), [seen(state=3, actual=0.0, offer=16)]) == []
 
 
 def test_a_stop_still_on_its_way_when_the_budget_returns_is_undone():
     """The stop was asked; the sun came back before the car acted; the car then stops on our
     request and must be started again."""
     commander = CarCommander()
-    commander.decide(0.0, [seen(stop_wanted=True)])
-    commander.decide(2.0, [seen(actual=5.2, offer=10)])  # budget back, car not stopped yet
-    commander.decide(5.0, [seen(state=3, actual=0.0, offer=10)])  # now it has stopped
-    (start,) = commander.decide(60.0, [seen(state=3, actual=0.0, offer=10)])
+    decide(commander, 0.0, [seen(stop_wanted=True)])
+    decide(commander, 2.0, [seen(actual=5.2, offer=10)])  # budget back, car not stopped yet
+    decide(commander, 5.0, [seen(state=3, actual=0.0, offer=10)])  # now it has stopped
+    (start,) = decide(commander, 60.0, [seen(state=3, actual=0.0, offer=10)])
     assert start.action is CarAction.START
 
 
 def test_starts_give_up_after_three_and_errors_are_not_started():
     commander = CarCommander(CarCommandSettings(max_start_attempts=3))
-    commander.decide(0.0, [seen(stop_wanted=True)])
-    starts = [
-        t
-        for t in range(10, 1000, 5)
-        if commander.decide(float(t), [seen(state=3, actual=0.0, offer=6)])
-    ]
-    assert starts == [60, 120, 180]
-    assert "did not start after 3 start requests" in commander.notices[-1][1]
+    decide(commander, 0.0, [seen(stop_wanted=True)])
+    waiting = seen(state=3, actual=0.0, offer=6)
+    decisions = {t: commander.decide(float(t), [waiting]) for t in range(10, 1000, 5)}
+    assert [t for t, d in decisions.items() if d.commands] == [60, 120, 180]
+    notices = [n for d in decisions.values() for n in d.notices]
+    assert "did not start after 3 start requests" in notices[-1].message
     commander = CarCommander()
-    commander.decide(0.0, [seen(stop_wanted=True)])
+    decide(commander, 0.0, [seen(stop_wanted=True)])
     for t in range(10, 300, 5):
-        assert commander.decide(float(t), [seen(state=2, actual=0.0, offer=6)]) == []
+        assert decide(commander, float(t), [seen(state=2, actual=0.0, offer=6)]) == []
 
 
 def test_an_unplugged_car_is_forgotten():
     commander = CarCommander()
-    commander.decide(0.0, [seen(stop_wanted=True)])
-    commander.decide(10.0, [seen(state=0, actual=0.0, offer=0)])  # unplugged
+    decide(commander, 0.0, [seen(stop_wanted=True)])
+    decide(commander, 10.0, [seen(state=0, actual=0.0, offer=0)])  # unplugged
     for t in range(20, 300, 10):
-        assert commander.decide(float(t), [seen(state=4, actual=0.0, offer=6)]) == []
+        assert decide(commander, float(t), [seen(state=4, actual=0.0, offer=6)]) == []
 
 
 def test_no_start_while_the_car_is_still_kept_at_its_minimum_for_the_stop():
     commander = CarCommander(CarCommandSettings(min_interval_s=1.0, start_after_s=1.0))
-    commander.decide(0.0, [seen(stop_wanted=True)])
+    decide(commander, 0.0, [seen(stop_wanted=True)])
     for t in range(5, 30):  # stopped, still offered 6 A during the charging debounce
-        assert commander.decide(float(t), [seen(state=3, actual=0.0, stop_wanted=True)]) == []
+        assert decide(commander, float(t), [seen(state=3, actual=0.0, stop_wanted=True)]) == []
 
 
 def test_commands_keep_the_cars_vin_after_the_twc_forgot_it():
     commander = CarCommander(CarCommandSettings(min_interval_s=1.0, start_after_s=1.0))
-    commander.decide(0.0, [seen(stop_wanted=True)])
-    commander.decide(5.0, [seen(state=3, actual=0.0, offer=0, vin=None)])
-    commander.decide(6.0, [seen(state=3, actual=0.0, offer=6, vin=None)])
-    (start,) = commander.decide(7.0, [seen(state=3, actual=0.0, offer=6, vin=None)])
+    decide(commander, 0.0, [seen(stop_wanted=True)])
+    decide(commander, 5.0, [seen(state=3, actual=0.0, offer=0, vin=None)])
+    decide(commander, 6.0, [seen(state=3, actual=0.0, offer=6, vin=None)])
+    (start,) = decide(commander, 7.0, [seen(state=3, actual=0.0, offer=6, vin=None)])
     assert start.vin == VIN

@@ -20,7 +20,7 @@ def check_safe_and_quiet(rig: Rig, per_twc: int = 32, all_twcs: int = 40) -> Non
         assert s.stats.max_limit_centiamps <= per_twc * 100
         assert not s.stats.blocked_codes and not s.stats.error_commands
         assert not s.stats.unknown_codes, s.stats.unknown_codes
-    allowed = sum(s.allowed_centiamps for s in rig.daemon.master.slaves.values())
+    allowed = sum(s.allowed_centiamps for s in rig.daemon.core.master.slaves.values())
     assert allowed <= all_twcs * 100
 
 
@@ -37,7 +37,7 @@ def test_master_links_heartbeats_and_shares_amps(protocols, seconds):
         await rig.run(slaves, seconds)
 
     asyncio.run(scenario())
-    master = rig.daemon.master
+    master = rig.daemon.core.master
     assert set(master.slaves) == {s.twcid for s in rig.bus.slaves}
     for s in rig.bus.slaves:
         linked = master.slaves[s.twcid]
@@ -60,13 +60,13 @@ def test_silent_slave_times_out_and_comes_back():
     async def during(rig: Rig) -> None:
         await asyncio.sleep(4.0)
         gone = rig.bus.slaves.pop()  # unplugged from the bus: it answers nothing
-        assert gone.twcid in rig.daemon.master.slaves
+        assert gone.twcid in rig.daemon.core.master.slaves
         await asyncio.sleep(4.5)
-        assert gone.twcid not in rig.daemon.master.slaves
+        assert gone.twcid not in rig.daemon.core.master.slaves
         rig.bus.slaves.append(gone)  # back: it announces itself within ~10 s
         for _ in range(150):
             await asyncio.sleep(0.1)
-            if gone.twcid in rig.daemon.master.slaves:
+            if gone.twcid in rig.daemon.core.master.slaves:
                 return
         raise AssertionError("slave did not link again")
 
@@ -74,7 +74,7 @@ def test_silent_slave_times_out_and_comes_back():
         await rig.run([slave(0x1234), slave(0x2345, seed=2)], 30.0, during)
 
     asyncio.run(scenario())
-    assert 0x1234 in rig.daemon.master.slaves
+    assert 0x1234 in rig.daemon.core.master.slaves
 
 
 def test_slave_using_the_masters_id_is_moved_by_a_new_burst():
@@ -86,7 +86,7 @@ def test_slave_using_the_masters_id_is_moved_by_a_new_burst():
     asyncio.run(scenario())
     (moved,) = rig.bus.slaves
     assert moved.twcid != 0x7777 and moved.stats.id_changes >= 1
-    assert moved.twcid in rig.daemon.master.slaves
+    assert moved.twcid in rig.daemon.core.master.slaves
 
 
 def test_second_master_on_the_bus_raises_an_alarm():
@@ -104,7 +104,7 @@ def test_second_master_on_the_bus_raises_an_alarm():
     asyncio.run(scenario())
     alarms = rig.daemon.snapshot().alarms
     assert any("another master (4242)" in a for a in alarms), alarms
-    assert rig.daemon.master.foreign_master_seen_s is not None
+    assert rig.daemon.core.master.foreign_master_seen_s is not None
     assert any("ALARM: another master (4242)" in line for line in rig.lines), rig.lines
 
 
@@ -115,7 +115,7 @@ def test_port_vanishing_and_returning(tmp_path):
     async def during(rig: Rig) -> None:
         await asyncio.sleep(3.0)
         heard = rig.bus.slaves[0].stats.heartbeat_times_s
-        assert rig.bus.slaves[0].twcid in rig.daemon.master.slaves
+        assert rig.bus.slaves[0].twcid in rig.daemon.core.master.slaves
         await rig.unplug_adapter()
         await asyncio.sleep(2.0)
         assert not rig.daemon.transport.is_open  # the daemon is still up, waiting for it
@@ -146,7 +146,7 @@ def test_garbage_on_the_bus_is_skipped():
         await rig.run([slave(0x1234)], 8.0, during)
 
     asyncio.run(scenario())
-    assert 0x1234 in rig.daemon.master.slaves
+    assert 0x1234 in rig.daemon.core.master.slaves
     assert rig.bus.slaves[0].car.actual_amps > 4.0
 
 
@@ -165,6 +165,14 @@ def test_protocol_2_car_is_stopped_and_started_through_its_api_without_a_power_c
 
     async def during(rig: Rig) -> None:
         core = rig.daemon.core
+
+        def offer_amps(twcid: int) -> int:
+            """The offer the snapshot shows for the slave (-1: not linked)."""
+            for linked in rig.daemon.snapshot().slaves:
+                if linked.twcid == f"{twcid:04X}":
+                    return linked.offer_amps
+            return -1
+
         core.car_commander.settings = CarCommandSettings(min_interval_s=5.0, start_after_s=3.0)
         s = rig.bus.slaves[0]
 
@@ -173,13 +181,12 @@ def test_protocol_2_car_is_stopped_and_started_through_its_api_without_a_power_c
             while not condition():
                 assert rig.loop.time() < end, f"timed out: {seen[-3:]}"
                 await asyncio.sleep(0.2)
-                offer = core.offers.get(s.twcid)
-                seen.append((s.car.phase.value, offer.offer_amps if offer else -1, s.actual_amps))
+                seen.append((s.car.phase.value, offer_amps(s.twcid), s.actual_amps))
 
         await until(lambda: s.actual_amps > 12, 20)
         core.policy = FixedBudget(0, "test: no budget")
         await until(lambda: s.car.phase is CarPhase.STOPPED, 15)
-        await until(lambda: core.offers[s.twcid].offer_amps == 0, 15)
+        await until(lambda: offer_amps(s.twcid) == 0, 15)
         core.policy = FixedBudget(16, "test: budget back")
         await until(lambda: s.actual_amps > 12, 25)
         interruptions_before_exit.append(s.car.interruptions)  # exit then sends 0 A

@@ -52,13 +52,6 @@ class ProviderSource:
         return options[self._fdp.ConsumeIntInRange(0, len(options) - 1)]
 
 
-class _Quiet:
-    def debug(self, *args, **kwargs) -> None:
-        pass
-
-    info = warning = error = exception = debug
-
-
 CONFIG = config_from_dict(
     {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6}},
     "/tmp",
@@ -81,14 +74,13 @@ def test_one_input(data: bytes) -> None:
         garbage.piece(src, LINKED)[1] for _ in range(src.integer(0, 8))
     ) + fdp.ConsumeBytes(64)
     master = linked_master()
-    core = Core(CONFIG, log=_Quiet())
+    core = Core(CONFIG)
     core.start(0.0)
     now = 0.0
     for chunk in garbage.chunks(src, stream + data[:64]):
         now += src.choice((0.0, 0.001, 0.06, 2.5))
         master.receive(chunk, now)
-        core.receive(chunk, now)
-        core.poll(now)
+        core.service(now, chunk)
         core.snapshot(now)
         for parser in (master._parser, core.master._parser):
             if len(parser._collected) > RECEIVE_BUFFER_BOUND:

@@ -41,11 +41,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tests.robustness.profiles import TALLY
+from twcmaster.assembly import core_outputs
 from twcmaster.config import config_from_dict
 from twcmaster.control.carcommands import CarAction, CarCommand
 from twcmaster.control.green import reading_problem
 from twcmaster.control.policy import POLICY_GREEN, PolicyConfig, PolicyEngine
 from twcmaster.core import Core
+from twcmaster.outputs.base import Outputs
 from twcmaster.protocol import codec, messages
 from twcmaster.settings import SettingsStore
 from twcmaster.sim.bus import BYTE_TIME_S, SimulatedBus
@@ -65,7 +67,6 @@ NOISE_SILENCE_S = 0.11
 #: may spill into the next: the gaps up to each slave's second heartbeat after it may be a
 #: round longer.
 CATCH_UP_S = 1.0
-MIN_STEP_S = 0.001  # the daemon never sleeps less than this between services
 SET_LIMIT = {1: 0x05, 2: 0x09}  # the set-limit command of each protocol (§4.1, §8 Q9)
 LINKREADY_PERIOD_S = 10.0  # a unit without a master announces itself this often (§3.2)
 _EPS = 1e-6
@@ -307,9 +308,9 @@ class Rig:
             policy=self.policy,
             wallclock=self.wallclock,
             site=lambda now_s: self.site,
-            cars=self.cars,
-            log=self.log,
+            car_api=self.cars is not None,
         )
+        self.outputs = Outputs(core_outputs(self.config, self.log, cars=self.cars))
         self.bus = SimulatedBus([], trailer=0xFE)
         self.vanished: list[Any] = []  # units cut off the bus (they still apply their limit)
         self.to_bus: list[tuple[float, bytes]] = []  # master's bytes: (arrival, bytes)
@@ -374,20 +375,20 @@ class Rig:
     def service(self, now: float) -> None:
         """``Daemon._service`` with the virtual clock: read, send, decide when to wake."""
         core = self.core
-        if self.unread:
-            data = bytes(self.unread)
-            self.unread.clear()
+        data = bytes(self.unread)
+        self.unread.clear()
+        if data:
             self._sniff_rx(data, now)
-            self.call(core.receive, data, now)
         self.rx_sniffer.expire(now)
-        for wire in self.call(core.poll, now):
+        step = self.call(core.service, now, data)
+        for wire in step.frames:
             self._check_tx(wire, now)
             start = max(now, self.master_free_s)
             self.master_free_s = start + len(wire) * BYTE_TIME_S
             self.to_bus.append((self.master_free_s, wire))
-        window_end = self.call(lambda: core.reply_pending_until_s)
-        self.paused = window_end is not None and now < window_end
-        self.wake_s = max(self.call(core.next_wakeup_s, now), now + MIN_STEP_S)
+        self.paused = step.read_after_s is not None
+        self.wake_s = step.wake_s
+        self.outputs.publish(now, step.events, lambda: core.snapshot(now))
         self._track_links(now)
 
     # -- running

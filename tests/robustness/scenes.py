@@ -180,16 +180,10 @@ def alarm_table_growth_bytes(distinct_ids: int = 3000) -> int:
 
     from twcmaster.core import Core
 
-    class Quiet:
-        def debug(self, *args, **kwargs) -> None:
-            pass
-
-        info = warning = error = exception = debug
-
     config = config_from_dict(
         {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32}}, "/tmp"
     ).settings
-    core = Core(config, log=Quiet())
+    core = Core(config)
     core.start(0.0)
     tracemalloc.start()
     try:
@@ -198,8 +192,7 @@ def alarm_table_growth_bytes(distinct_ids: int = 3000) -> int:
             now = float(i)
             sender = 0x1000 + i
             foreign = messages.MasterLinkReady(1, sender, 0x77)
-            core.receive(codec.frame(foreign.to_payload()), now)
-            core.poll(now)
+            core.service(now, codec.frame(foreign.to_payload()))
             core.snapshot(now)
             if i == distinct_ids // 10:
                 baseline = tracemalloc.get_traced_memory()[0]

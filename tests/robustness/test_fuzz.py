@@ -151,13 +151,7 @@ def core_for_fuzz() -> Core:
         folder,
     ).settings
 
-    class Quiet:
-        def debug(self, *a, **k):
-            pass
-
-        info = warning = error = exception = debug
-
-    return Core(config, log=Quiet())
+    return Core(config)
 
 
 @pytest.mark.parametrize("batch", batches("core_receive"))
@@ -181,6 +175,7 @@ def test_core_survives_noise_and_keeps_its_slaves(batch, items, data):
         for wire in call(core.poll, at):
             assert wire[0] == codec.FRAME_END
         call(core.next_wakeup_s, at)
+        call(core.take_events)
         snapshot = call(core.snapshot, at)
         assert snapshot.total_offer_amps <= 32
         assert all(s.offer_amps == 0 or 6 <= s.offer_amps <= 32 for s in snapshot.slaves)

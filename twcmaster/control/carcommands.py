@@ -28,7 +28,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-CHARGING_AMPS = 1.0  # A; a car drawing less than this is not charging (§6.8)
+from twcmaster.protocol.master import CHARGING_AMPS  # a car drawing less does not charge
 
 
 class CarAction(enum.Enum):
@@ -68,6 +68,22 @@ class CarSeen:
     car_stop_wanted: bool  # the controller keeps it at its minimum only until the car stops
 
 
+@dataclass(frozen=True)
+class CarNotice:
+    """Something the commander gave up on, for the owner (a warning)."""
+
+    twcid: int
+    message: str
+
+
+@dataclass(frozen=True)
+class CarDecision:
+    """What one ``CarCommander.decide`` call wants done and has to say."""
+
+    commands: tuple[CarCommand, ...] = ()
+    notices: tuple[CarNotice, ...] = ()
+
+
 @dataclass
 class _CarTrack:
     stopped_by_us: bool = False
@@ -84,8 +100,6 @@ class _CarTrack:
 class CarCommander:
     settings: CarCommandSettings = field(default_factory=CarCommandSettings)
     _tracks: dict[int, _CarTrack] = field(default_factory=dict)
-    #: Give-ups since the caller last emptied it, as (twcid, message) for the log.
-    notices: list[tuple[int, str]] = field(default_factory=list)
 
     def stop_through_car(self, twcid: int) -> bool:
         """Whether the controller should keep this slave's car at its minimum until it stops."""
@@ -99,17 +113,21 @@ class CarCommander:
     def forget(self, twcid: int) -> None:
         self._tracks.pop(twcid, None)
 
-    def decide(self, now_s: float, cars: Iterable[CarSeen]) -> list[CarCommand]:
-        commands = []
+    def decide(self, now_s: float, cars: Iterable[CarSeen]) -> CarDecision:
+        commands, notices = [], []
         for car in cars:
             track = self._tracks.setdefault(car.twcid, _CarTrack())
-            command = self._decide_one(now_s, car, track)
-            if command is not None:
-                track.last_command = command
-                commands.append(command)
-        return commands
+            drawing = self._observe(now_s, car, track)
+            outcome = self._request(now_s, car, track, drawing)
+            if isinstance(outcome, CarCommand):
+                track.last_command = outcome
+                commands.append(outcome)
+            elif outcome is not None:
+                notices.append(outcome)
+        return CarDecision(tuple(commands), tuple(notices))
 
-    def _decide_one(self, now: float, car: CarSeen, track: _CarTrack) -> CarCommand | None:
+    def _observe(self, now: float, car: CarSeen, track: _CarTrack) -> bool:
+        """Update what we know of the car; returns whether it draws current."""
         drawing = car.actual_amps >= CHARGING_AMPS
         if car.state == 0 and not drawing:  # idle: unplugged, or nothing to undo
             track.stopped_by_us = track.gave_up = False
@@ -134,22 +152,15 @@ class CarCommander:
         else:
             track.offered_since_s = None
         track.drawing = drawing
+        return drawing
 
+    def _request(
+        self, now: float, car: CarSeen, track: _CarTrack, drawing: bool
+    ) -> CarCommand | CarNotice | None:
         last = track.last_command
         may_ask = last is None or now - last.at_s >= self.settings.min_interval_s
         if car.car_stop_wanted and drawing and not track.gave_up:
-            if not may_ask:
-                return None
-            if track.stop_attempts >= self.settings.max_stop_attempts:
-                track.gave_up = True
-                self.notices.append((car.twcid, (
-                    f"the car still draws {car.actual_amps:.1f}A after {track.stop_attempts} "
-                    "stop requests through its API: offering 0 A instead"
-                )))  # fmt: skip
-                return None
-            track.stop_attempts += 1
-            track.stopped_by_us = True
-            return CarCommand(car.twcid, track.vin, CarAction.STOP, now, "budget below its minimum")
+            return self._stop(now, car, track) if may_ask else None
         if (
             track.stopped_by_us
             and not drawing
@@ -158,15 +169,28 @@ class CarCommander:
             and now - track.offered_since_s >= self.settings.start_after_s
             and may_ask
         ):
-            if track.start_attempts >= self.settings.max_start_attempts:
-                track.stopped_by_us = False  # it will not start: leave it to its owner
-                self.notices.append((car.twcid, (
-                    f"the car did not start after {track.start_attempts} start requests "
-                    "through its API: leaving it to its owner"
-                )))  # fmt: skip
-                return None
-            track.start_attempts += 1
-            return CarCommand(
-                car.twcid, track.vin, CarAction.START, now, f"offered {car.offer_amps}A again"
-            )
+            return self._start(now, car, track)
         return None
+
+    def _stop(self, now: float, car: CarSeen, track: _CarTrack) -> CarCommand | CarNotice:
+        if track.stop_attempts >= self.settings.max_stop_attempts:
+            track.gave_up = True
+            return CarNotice(car.twcid, (
+                f"the car still draws {car.actual_amps:.1f}A after {track.stop_attempts} "
+                "stop requests through its API: offering 0 A instead"
+            ))  # fmt: skip
+        track.stop_attempts += 1
+        track.stopped_by_us = True
+        return CarCommand(car.twcid, track.vin, CarAction.STOP, now, "budget below its minimum")
+
+    def _start(self, now: float, car: CarSeen, track: _CarTrack) -> CarCommand | CarNotice:
+        if track.start_attempts >= self.settings.max_start_attempts:
+            track.stopped_by_us = False  # it will not start: leave it to its owner
+            return CarNotice(car.twcid, (
+                f"the car did not start after {track.start_attempts} start requests "
+                "through its API: leaving it to its owner"
+            ))  # fmt: skip
+        track.start_attempts += 1
+        return CarCommand(
+            car.twcid, track.vin, CarAction.START, now, f"offered {car.offer_amps}A again"
+        )

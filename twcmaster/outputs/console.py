@@ -35,21 +35,26 @@ Other status lines (green energy, limits) are printed with the same time stamp p
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+from twcmaster import events as ev
 
 if TYPE_CHECKING:  # the console reads these; it never imports the core's machinery
     from twcmaster.control.green import GreenBudget
     from twcmaster.control.policy import Budget
+    from twcmaster.outputs.base import Publication
 
 TIME_FORMAT = "%H:%M:%S"
 MIN_BLOCK_BYTES = 5  # state/command byte + two amp fields
 FIRST_PAIR_INDEX = 5  # bytes from here on are printed as hex pairs
 DEFAULT_REPEAT_AFTER_S = 60.0
+GREEN_LINES_REPEAT_S = 60.0  # green-energy lines with new watts but the same amps
 
 
 def format_timestamp(now_local: datetime, *, milliseconds: bool = False) -> str:
@@ -214,3 +219,67 @@ class ConsoleStatus:
 
 def _without_actual(slave_data: bytes) -> bytes:
     return slave_data[:3] + b"\x00\x00" + slave_data[5:]
+
+
+class ConsoleOutput:
+    """The console as an output of the core: its lines from the step's events.
+
+    * ``SHB`` lines for heartbeat exchanges (``ConsoleStatus.heartbeat``: de-duplicated);
+    * the green-energy lines when the amps they show change (the watts move every second
+      while a car ramps: those are reprinted after ``GREEN_LINES_REPEAT_S``), and
+      ``Policy: <name>: <reason>`` when the decision changes (the reason is left out of
+      that comparison while green lines show the figures);
+    * ``ALARM:`` lines, car start/stop requests and the car commands' notices.
+    """
+
+    def __init__(self, status: ConsoleStatus) -> None:
+        self.status = status
+        self._shown_lines: tuple[str, ...] = ()
+        self._lines_shown_s = -math.inf
+        self._shown_decision: tuple[str, str] | None = None
+
+    def publish(self, publication: Publication) -> None:
+        for event in publication.events:
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(self, event, publication.now_s)
+
+    def _heartbeat(self, event: ev.HeartbeatExchanged, now: float) -> None:
+        self.status.heartbeat(event.twcid, event.slave_data, event.master_data)
+
+    def _budget(self, event: ev.BudgetDecided, now: float) -> None:
+        budget = event.budget
+        lines = green_lines(budget)
+        if lines and (
+            lines[1:] != self._shown_lines[1:]
+            or (lines != self._shown_lines and now - self._lines_shown_s >= GREEN_LINES_REPEAT_S)
+        ):
+            self.status.line("\n".join(lines))
+            self._shown_lines = lines
+            self._lines_shown_s = now
+        decision = (budget.policy, budget.reason) if not lines else (budget.policy, "")
+        if decision != self._shown_decision:
+            self.status.line(f"Policy: {budget.policy}: {budget.reason}")
+            self._shown_decision = decision
+
+    def _alarm(self, event: ev.AlarmRaised, now: float) -> None:
+        self.status.line(f"ALARM: {event.message}")
+
+    def _car_command(self, event: ev.CarCommandWanted, now: float) -> None:
+        command = event.command
+        car = command.vin or "the car"
+        self.status.line(
+            f"Asking {car} on TWC {command.twcid:04X} to {command.action.value} charging: "
+            f"{command.reason}."
+        )
+
+    def _car_notice(self, event: ev.CarNotice, now: float) -> None:
+        self.status.line(f"TWC {event.twcid:04X}: {event.message}.")
+
+    _handlers: dict[type, Callable[[ConsoleOutput, Any, float], None]] = {
+        ev.HeartbeatExchanged: _heartbeat,
+        ev.BudgetDecided: _budget,
+        ev.AlarmRaised: _alarm,
+        ev.CarCommandWanted: _car_command,
+        ev.CarNotice: _car_notice,
+    }
