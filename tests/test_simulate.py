@@ -17,11 +17,11 @@ from twcmaster.sim.sky import Outage, Profile, Sky, load_profile
 from twcmaster.simulate import (
     REFERENCE_CONFIG,
     DaySimulation,
-    parse_outage,
     policy_choice,
     simulate,
     simulation_config,
 )
+from twcmaster.simulate_command import parse_outage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOUDY_DAY = os.path.join(REPO, "profiles", "cloudy-day.csv")

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from twcmaster.logs import configure_logging
-from twcmaster.sim.bus import SimulatedBus, make_slaves
-from twcmaster.sim.runner import PtyBus
+from twcmaster.sim.runner import serve_simulated_twcs
 
 #: Heartbeats in the first seconds are excluded: the link-ready burst and the first exchange
 #: are start-up, not the steady cadence the targets are about.
@@ -76,6 +75,16 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_kib(pid: int) -> int:
+    """The process's own peak resident set (VmHWM), read while it runs: ``ru_maxrss`` from
+    ``wait4`` would also count the interpreter that exec'd it."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _config_file(port: str, directory: str) -> str:
     path = os.path.join(directory, "config.json")
     config = {
@@ -90,12 +99,8 @@ def _config_file(port: str, directory: str) -> str:
 
 async def _measure(count: int, seconds: float, protocol: int) -> Result:
     loop = asyncio.get_running_loop()
-    bus = SimulatedBus(
-        make_slaves(count, protocol=protocol, plugged=True, seed=count, powered_on_s=loop.time())
-    )
-    sim = PtyBus(bus)
-    sim.start()
-    tty_path = sim.path
+    sim = serve_simulated_twcs(count, protocol=protocol, seed=count, now_s=loop.time())
+    bus, tty_path = sim.bus, sim.path
     keep = os.environ.get("BENCH_KEEP")  # a folder to keep the daemon's output in
     with tempfile.TemporaryDirectory() as directory:
         directory = keep or directory
@@ -112,6 +117,7 @@ async def _measure(count: int, seconds: float, protocol: int) -> Result:
             cpu_at_settle_s = _cpu_s(child.pid)
             await asyncio.sleep(seconds - CPU_SETTLE_S)
             cpu_at_end_s = _cpu_s(child.pid)
+            peak_rss_kib = _peak_rss_kib(child.pid)
             child.send_signal(signal.SIGTERM)
             _, status, usage = await asyncio.to_thread(os.wait4, child.pid, 0)
             child.returncode = os.waitstatus_to_exitcode(status)
@@ -125,7 +131,7 @@ async def _measure(count: int, seconds: float, protocol: int) -> Result:
         seconds=seconds,
         cpu_s=usage.ru_utime + usage.ru_stime,
         steady_cpu_s_per_min=(cpu_at_end_s - cpu_at_settle_s) * 60.0 / (seconds - CPU_SETTLE_S),
-        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux reports KiB
+        peak_rss_mb=peak_rss_kib / 1024,
         intervals=intervals,
     )
 

@@ -195,7 +195,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from twcmaster.simulate import run_command
+    from twcmaster.simulate_command import run_command
 
     loaded = None
     if args.config:

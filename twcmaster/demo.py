@@ -15,9 +15,9 @@ from twcmaster.config import LoadedConfig, config_from_dict
 from twcmaster.control.carcommands import CarCommand
 from twcmaster.daemon import Daemon, build_daemon, run_until_signalled, start_outputs
 from twcmaster.outputs.console import ConsoleStatus
-from twcmaster.sim.bus import DemoScenario, SimulatedBus, make_slaves
+from twcmaster.sim.bus import DemoScenario, SimulatedBus
 from twcmaster.sim.carapi import SimulatedCarApi
-from twcmaster.sim.runner import PtyBus
+from twcmaster.sim.runner import serve_simulated_twcs
 
 #: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC, 230 V
 #: single phase; cars may start as soon as the sun allows (no start delay) so the demo shows
@@ -59,12 +59,8 @@ async def _demo(
     seed: int | None,
 ) -> None:
     loop = asyncio.get_running_loop()
-    bus = SimulatedBus(
-        make_slaves(count, protocol=protocol, plugged=True, seed=seed, powered_on_s=loop.time())
-    )
-    sim = PtyBus(bus)
-    sim.start()
-    tty_path = sim.path
+    sim = serve_simulated_twcs(count, protocol=protocol, seed=seed, now_s=loop.time())
+    bus, tty_path = sim.bus, sim.path
     ids = ", ".join(f"{s.twcid:04X}" for s in bus.slaves)
     console.line(f"Demo: {count} simulated TWC(s) {ids} (protocol {protocol}) on {tty_path}")
     cars = RealTimeCarApi(SimulatedCarApi(bus.slaves), loop)

@@ -17,29 +17,8 @@ them in the wake-up that may send the next frame. A master frame reaches the sla
 last byte is on the wire (9600 baud); the slaves answer after their reply delay, and their
 bytes reach the master when their last byte has arrived.
 
-Accounting, for each second (and each profile row boundary inside one)::
-
-    P_c  = the cars' charging power: their energy over the second (the car model integrates
-           its draw, ramps included) / 1 s; that is sum(draw) x volts x phases
-    S    = max(0, generation - consumption)       (consumption excludes the chargers)
-    charged_from_surplus  += min(P_c, S) x 1 s
-    grid_import_for_charging += P_c - min(P_c, S)  (so charged = from_surplus + grid_import)
-
-**The ideal** is what a controller that followed the surplus exactly each second, in whole
-amps between the floor and the limit, would charge::
-
-    amps_ideal = min(floor(S / (volts x phases)), limit), and 0 if below minAmpsPerTWC
-    ideal_kwh  = sum(amps_ideal x volts x phases x 1 s)
-
-with ``limit`` = min(wiringMaxAmpsAllTWCs, slaves x wiringMaxAmpsPerTWC). It is the energy an
-instant, lossless follower would take from the surplus; it is not an upper bound of
-``charged_from_surplus`` (a car held at the floor through a dip below it still uses the
-surplus there, which the ideal leaves unused). Volts and phases are the config's
-``defaultVoltage`` and ``numberOfPhases``; the simulated TWCs report that voltage.
-
-``charge_starts`` / ``charge_stops``: a car's draw crossing 1 A upwards / downwards (sampled
-each second). ``offer_changes``: set-limit heartbeats (``05``/``09``) whose amps differ from the
-previous set-limit sent to that TWC (the core's ``OfferChanged`` events).
+The accounting (energies, the ideal, starts and stops, offer changes) is
+``sim/accounting.py``; the command line, ``simulate_command.py``.
 """
 
 from __future__ import annotations
@@ -47,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -62,9 +40,8 @@ from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
 from twcmaster.outputs.console import ConsoleOutput, ConsoleStatus
 from twcmaster.protocol.codec import BYTE_TIME_S
-from twcmaster.protocol.master import CHARGING_AMPS
+from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult, Totals
 from twcmaster.sim.bus import SimulatedBus, make_slaves
-from twcmaster.sim.car import CarPhase
 from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.sky import Outage, Profile, Sky
 
@@ -82,7 +59,6 @@ REFERENCE_CONFIG: dict[str, Any] = {
 #: The simulated calendar day (the shipped profiles' sun is late May's); the policy sees
 #: this date with the profile's time of day as its local time.
 SIM_DATE = date(2024, 5, 25)
-JOULES_PER_KWH = 3.6e6
 
 
 def simulation_config() -> LoadedConfig:
@@ -90,106 +66,10 @@ def simulation_config() -> LoadedConfig:
     return config_from_dict(REFERENCE_CONFIG, tempfile.gettempdir())
 
 
-# --- results -----------------------------------------------------------------------------------
-
-
-IDEAL_DEFINITION = (
-    "per second: amps = min(floor(max(0, generation - consumption) / (volts x phases)), "
-    "limit), 0 if below minAmpsPerTWC; ideal_kwh = sum(amps x volts x phases x 1 s)"
-)
-
-
-@dataclass(frozen=True)
-class SimulationResult:
-    """Totals of one simulated run (energies in kWh)."""
-
-    profile: str
-    policy: str
-    slaves: int
-    voltage_v: float
-    phases: int
-    min_amps: int
-    limit_amps: int
-    simulated_s: float
-    generation_kwh: float
-    consumption_kwh: float
-    surplus_kwh: float
-    charged_kwh: float
-    charged_from_surplus_kwh: float
-    grid_import_for_charging_kwh: float
-    ideal_kwh: float
-    charge_starts: int
-    charge_stops: int
-    offer_changes: int
-    wall_time_s: float
-    cars_kwh: tuple[float, ...]  # each car's own energy counter
-    car_interruptions: int  # power cuts under a charging car (P2 0 A, lost heartbeats)
-    car_refusing_s: float  # time cars refused to charge after too many interruptions
-    car_api: bool  # the daemon could start/stop the cars through their (simulated) API
-    car_api_requests: int  # start/stop requests it made
-    stale_s: float  # time the policy saw a stale reading (injected outages)
-    heartbeats: int  # heartbeats the slaves heard
-    longest_heartbeat_gap_s: float
-    warnings: tuple[str, ...]  # what the core logged at warning level or above (deduplicated)
-
-    @property
-    def ratio_to_ideal(self) -> float | None:
-        return self.charged_from_surplus_kwh / self.ideal_kwh if self.ideal_kwh > 0 else None
-
-    @property
-    def grid_import_share(self) -> float | None:
-        if self.charged_kwh <= 0:
-            return None
-        return self.grid_import_for_charging_kwh / self.charged_kwh
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, float):
-                out[key] = round(value, 4)
-        out["cars_kwh"] = [round(v, 4) for v in self.cars_kwh]
-        out["warnings"] = list(self.warnings)
-        out["ratio_to_ideal"] = _round(self.ratio_to_ideal)
-        out["grid_import_share"] = _round(self.grid_import_share)
-        out["ideal_definition"] = IDEAL_DEFINITION
-        return out
-
-    def summary(self) -> str:
-        ratio = "n/a" if self.ratio_to_ideal is None else f"{self.ratio_to_ideal:.1%}"
-        share = "n/a" if self.grid_import_share is None else f"{self.grid_import_share:.1%}"
-        hours = f"{self.simulated_s / 3600:.2f}".rstrip("0").rstrip(".")
-        lines = [
-            f"Simulated {hours} h of {self.profile} in {self.wall_time_s:.1f} s: "
-            f"{self.slaves} TWC(s), {self.voltage_v:g} V x {self.phases} phase(s), "
-            f"{self.min_amps}-{self.limit_amps} A, policy {self.policy}",
-            f"  site:      generation {self.generation_kwh:.2f} kWh, consumption "
-            f"{self.consumption_kwh:.2f} kWh (chargers excluded), "
-            f"surplus {self.surplus_kwh:.2f} kWh",
-            f"  charged:   {self.charged_kwh:.2f} kWh, from surplus "
-            f"{self.charged_from_surplus_kwh:.2f} kWh, grid import for charging "
-            f"{self.grid_import_for_charging_kwh:.2f} kWh ({share})",
-            f"  ideal:     {self.ideal_kwh:.2f} kWh; from surplus / ideal = {ratio}",
-            f"             ({IDEAL_DEFINITION})",
-            f"  behaviour: {self.charge_starts} charge start(s), {self.charge_stops} stop(s), "
-            f"{self.offer_changes} offer change(s), {self.car_interruptions} interruption(s)"
-            + (f", cars refused {self.car_refusing_s:.0f} s" if self.car_refusing_s else "")
-            + (f", {self.car_api_requests} car API request(s)" if self.car_api else ", no car API"),
-            f"  bus:       {self.heartbeats} heartbeat(s), longest gap "
-            f"{self.longest_heartbeat_gap_s:.2f} s"
-            + (f"; stale readings {self.stale_s:.0f} s" if self.stale_s else ""),
-        ]
-        lines += [f"  warning:   {text}" for text in self.warnings]
-        return "\n".join(lines)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
 # --- the simulation ----------------------------------------------------------------------------
 
 
-class _QuietLog:
+class QuietLog:
     """Core's logger in a simulation: info and debug are dropped (a day would print
     thousands of lines); warnings and errors are kept, once per distinct message."""
 
@@ -213,20 +93,12 @@ class _QuietLog:
     exception = warning
 
 
-@dataclass
-class _Totals:
-    generation_j: float = 0.0
-    consumption_j: float = 0.0
-    surplus_j: float = 0.0
-    charged_j: float = 0.0
-    from_surplus_j: float = 0.0
-    grid_import_j: float = 0.0
-    ideal_j: float = 0.0
-    starts: int = 0
-    stops: int = 0
-    offer_changes: int = 0
-    refusing_s: float = 0.0
-    stale_s: float = 0.0
+@dataclass(frozen=True)
+class _Due:
+    at_s: float  # the next moment anything happens
+    tick_s: float  # the next accounting boundary
+    bus_s: float | None  # the simulated slaves' next event
+    car_s: float | None  # the car API's next action
 
 
 class DaySimulation:
@@ -259,29 +131,13 @@ class DaySimulation:
         self.end_s = sky.profile.end_s if end_s is None else end_s
         self.volts = float(config.default_voltage_v)
         self.phases = int(config.number_of_phases)
-        self.min_amps = int(config.min_amps_per_twc)
-        self.limit_amps = int(
-            min(config.wiring.max_amps_all_twcs, slaves * config.wiring.max_amps_per_twc)
-        )
         self._midnight = datetime.combine(day, datetime.min.time())
-        volts = round(self.volts)
-        voltage = tuple(volts if i < self.phases else 0 for i in range(3))
-        self.bus = SimulatedBus(
-            make_slaves(
-                slaves,
-                protocol=protocol,
-                plugged=True,
-                max_amps=float(config.wiring.max_amps_per_twc),
-                voltage_v=voltage,
-                seed=seed,
-                powered_on_s=self.start_s,
-            )
-        )
+        self.bus = self._simulated_bus(slaves, protocol, seed)
         self.cars = [slave.car for slave in self.bus.slaves]
         # The simulated cars are Teslas the daemon can start and stop through their API, as
         # TWCManager does by default (§6.7); without it a P2 car is stopped by a 0 A offer.
         self.car_api = SimulatedCarApi(self.bus.slaves) if car_api else None
-        self.log = _QuietLog()
+        self.log = QuietLog()
         if policy is None:
             policy, policy_name = make_policy(config, policy_name)
         self.policy_name = policy_name or type(policy).__name__
@@ -293,7 +149,18 @@ class DaySimulation:
             car_api=self.car_api is not None,
         )
         self.outputs = Outputs(core_outputs(config, self.log, cars=self.car_api))
-        self.totals = _Totals()
+        self.accounting = DayAccounting(
+            sky,
+            self.cars,
+            volts=self.volts,
+            phases=self.phases,
+            min_amps=int(config.min_amps_per_twc),
+            limit_amps=int(
+                min(config.wiring.max_amps_all_twcs, slaves * config.wiring.max_amps_per_twc)
+            ),
+            start_s=self.start_s,
+            end_s=self.end_s,
+        )
         self.now = self.start_s
         self._to_bus: list[tuple[float, bytes]] = []  # (arrival at the slaves, bytes)
         self._to_core: list[tuple[float, bytes]] = []  # (arrival at the master, bytes)
@@ -301,12 +168,40 @@ class DaySimulation:
         self._paused = False
         self._master_free_s = -math.inf  # the master's transmitter is busy until then
         self._wake_s = self.start_s
-        self._tick_s = self.start_s  # the last accounting boundary
-        self._next_tick = self._next_tick_s()
-        self._energy_j = [0.0] * len(self.cars)
-        self._charging = [False] * len(self.cars)
         self._started = False
         self._wall_s = 0.0
+
+    def _simulated_bus(self, slaves: int, protocol: int, seed: int) -> SimulatedBus:
+        """The TWCs, with cars plugged in, reporting the config's voltage on its phases."""
+        volts = round(self.volts)
+        voltage = tuple(volts if i < self.phases else 0 for i in range(3))
+        return SimulatedBus(
+            make_slaves(
+                slaves,
+                protocol=protocol,
+                plugged=True,
+                max_amps=float(self.config.wiring.max_amps_per_twc),
+                voltage_v=voltage,
+                seed=seed,
+                powered_on_s=self.start_s,
+            )
+        )
+
+    @property
+    def totals(self) -> Totals:
+        return self.accounting.totals
+
+    @property
+    def limit_amps(self) -> int:
+        return self.accounting.limit_amps
+
+    @property
+    def min_amps(self) -> int:
+        return self.accounting.min_amps
+
+    def attach_console(self, status: ConsoleStatus) -> None:
+        """Print the daemon's console lines for the run (``status`` on the virtual clock)."""
+        self.outputs.add(ConsoleOutput(status))
 
     # -- what the core sees
 
@@ -344,45 +239,55 @@ class DaySimulation:
             self._started = True
             self.core.start(self.start_s)
             self._service(self.start_s)
-        bus = self.bus
-        to_bus, to_core = self._to_bus, self._to_core
         while True:
-            tick_s = self._next_tick
-            bus_s = bus.next_event_s()
-            car_s = self.car_api.next_due_s() if self.car_api is not None else None
-            t = min(
-                tick_s,
-                self._wake_s,
-                math.inf if bus_s is None else bus_s,
-                math.inf if car_s is None else car_s,
-                to_bus[0][0] if to_bus else math.inf,
-                to_core[0][0] if to_core else math.inf,
-            )
-            if t > until_s:
+            due = self._due()
+            if due.at_s > until_s:
                 break
-            self.now = t
-            # In wire order: what the master said reaches the slaves, the slaves answer,
-            # their bytes reach the master, the master runs, then the second is accounted.
-            if car_s is not None and car_s <= t:
-                self.car_api.apply_due(t)
-            while to_bus and to_bus[0][0] <= t:
-                bus.receive(to_bus.pop(0)[1], t)
-            if bus_s is not None and bus_s <= t:
-                data = bus.transmit(t)
-                if data:
-                    to_core.append((t + len(data) * BYTE_TIME_S, data))
-            arrived = False
-            while to_core and to_core[0][0] <= t:
-                self._unread += to_core.pop(0)[1]
-                arrived = True
-            if t >= self._wake_s or (arrived and not self._paused):
-                self._service(t)
-            if t >= tick_s:
-                self._account(tick_s)
-        if until_s >= self.end_s and self._tick_s < self.end_s:
+            self.now = due.at_s
+            self._step(due)
+        if until_s >= self.end_s and self.accounting.closed_s < self.end_s:
             self._account(self.end_s)
         self.now = until_s
         self._wall_s += time.perf_counter() - wall_start
+
+    def _due(self) -> _Due:
+        """The clock jumps to the next thing that happens: an accounting boundary, the
+        master's wake-up, a slave's reply, a car API action, or bytes reaching either side."""
+        bus_s = self.bus.next_event_s()
+        car_s = self.car_api.next_due_s() if self.car_api is not None else None
+        tick_s = self.accounting.next_tick_s
+        at_s = min(
+            tick_s,
+            self._wake_s,
+            math.inf if bus_s is None else bus_s,
+            math.inf if car_s is None else car_s,
+            self._to_bus[0][0] if self._to_bus else math.inf,
+            self._to_core[0][0] if self._to_core else math.inf,
+        )
+        return _Due(at_s, tick_s, bus_s, car_s)
+
+    def _step(self, due: _Due) -> None:
+        """Everything due, in wire order: what the master said reaches the slaves, the
+        slaves answer, their bytes reach the master, the master runs, then the second is
+        accounted (each part as it was due when the clock jumped)."""
+        t = due.at_s
+        if due.car_s is not None and due.car_s <= t:
+            assert self.car_api is not None
+            self.car_api.apply_due(t)
+        while self._to_bus and self._to_bus[0][0] <= t:
+            self.bus.receive(self._to_bus.pop(0)[1], t)
+        if due.bus_s is not None and due.bus_s <= t:
+            data = self.bus.transmit(t)
+            if data:
+                self._to_core.append((t + len(data) * BYTE_TIME_S, data))
+        arrived = False
+        while self._to_core and self._to_core[0][0] <= t:
+            self._unread += self._to_core.pop(0)[1]
+            arrived = True
+        if t >= self._wake_s or (arrived and not self._paused):
+            self._service(t)
+        if t >= due.tick_s:
+            self._account(due.tick_s)
 
     def _service(self, now: float) -> None:
         """The daemon's step with the virtual clock: read, send, decide when to wake."""
@@ -396,66 +301,16 @@ class DaySimulation:
         self._wake_s = step.wake_s
         for event in step.events:
             if isinstance(event, ev.OfferChanged):
-                self.totals.offer_changes += 1
+                self.accounting.totals.offer_changes += 1
         self.outputs.publish(now, step.events, lambda: self.core.snapshot(now))
 
-    def attach_console(self, status: ConsoleStatus) -> None:
-        """Print the daemon's console lines for the run (``status`` on the virtual clock)."""
-        self.outputs.add(ConsoleOutput(status))
-
-    # -- accounting
-
-    def _next_tick_s(self) -> float:
-        """The next accounting boundary: the next whole second, or a profile row inside it."""
-        if self._tick_s >= self.end_s:
-            return math.inf
-        nxt = math.floor(self._tick_s) + 1.0
-        change = self.sky.profile.next_change_s(self._tick_s) if not self.sky.wrap else None
-        if change is not None and change < nxt:
-            nxt = change
-        return min(nxt, self.end_s)
-
     def _account(self, t: float) -> None:
-        """Close the interval [last boundary, t): energies, surplus, ideal, starts/stops."""
-        totals = self.totals
-        dt = t - self._tick_s
-        if dt <= 0:
-            return
-        self.bus.advance(t)
-        generation_w, consumption_w = self.sky.site_at(self._tick_s)
-        surplus_w = max(0.0, generation_w - consumption_w)
-        charged_j = 0.0
-        for i, car in enumerate(self.cars):
-            energy_j = car.energy_kwh * JOULES_PER_KWH
-            charged_j += energy_j - self._energy_j[i]
-            self._energy_j[i] = energy_j
-            charging = car.actual_amps >= CHARGING_AMPS
-            if charging != self._charging[i]:
-                self._charging[i] = charging
-                if charging:
-                    totals.starts += 1
-                else:
-                    totals.stops += 1
-            if car.phase is CarPhase.REFUSING:
-                totals.refusing_s += dt
-        charging_w = max(0.0, charged_j / dt)
-        from_surplus_w = min(charging_w, surplus_w)
-        totals.generation_j += generation_w * dt
-        totals.consumption_j += consumption_w * dt
-        totals.surplus_j += surplus_w * dt
-        totals.charged_j += charging_w * dt
-        totals.from_surplus_j += from_surplus_w * dt
-        totals.grid_import_j += (charging_w - from_surplus_w) * dt
-        totals.ideal_j += self.ideal_amps(surplus_w) * self.volts * self.phases * dt
-        if self.sky.outage_at(self._tick_s) is not None:
-            totals.stale_s += dt
-        self._tick_s = t
-        self._next_tick = self._next_tick_s()
+        if t > self.accounting.closed_s:
+            self.bus.advance(t)
+            self.accounting.close(t)
 
     def ideal_amps(self, surplus_w: float) -> int:
-        """Whole amps an exact surplus follower would offer (see the module docstring)."""
-        amps = min(math.floor(surplus_w / (self.volts * self.phases)), self.limit_amps)
-        return amps if amps >= self.min_amps else 0
+        return self.accounting.ideal_amps(surplus_w)
 
     def result(self) -> SimulationResult:
         totals = self.totals
@@ -470,9 +325,9 @@ class DaySimulation:
             slaves=len(self.bus.slaves),
             voltage_v=self.volts,
             phases=self.phases,
-            min_amps=self.min_amps,
-            limit_amps=self.limit_amps,
-            simulated_s=self._tick_s - self.start_s,
+            min_amps=self.accounting.min_amps,
+            limit_amps=self.accounting.limit_amps,
+            simulated_s=self.accounting.closed_s - self.start_s,
             generation_kwh=totals.generation_j / JOULES_PER_KWH,
             consumption_kwh=totals.consumption_j / JOULES_PER_KWH,
             surplus_kwh=totals.surplus_j / JOULES_PER_KWH,
@@ -573,101 +428,3 @@ def simulate(
 
 def format_json(result: SimulationResult) -> str:
     return json.dumps(result.to_dict(), sort_keys=False)
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def parse_clock_s(text: str) -> float:
-    """Seconds from midnight: ``43200``, ``12:00`` or ``12:00:30``."""
-    text = text.strip()
-    if ":" not in text:
-        value = float(text)
-    else:
-        parts = [float(p) for p in text.split(":")]
-        if len(parts) > 3:
-            raise ValueError(text)
-        value = sum(p * 60 ** (2 - i) for i, p in enumerate(parts + [0.0] * (3 - len(parts))))
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(text)
-    return value
-
-
-def parse_outage(text: str) -> Outage:
-    """``--stale FROM-TO`` (seconds of the day or HH:MM[:SS]) as an ``Outage``."""
-    start, sep, end = text.partition("-")
-    try:
-        if not sep:
-            raise ValueError(text)
-        outage = Outage(parse_clock_s(start), parse_clock_s(end))
-    except ValueError:
-        raise ValueError(
-            f"--stale {text!r}: expected FROM-TO, in seconds of the day or HH:MM[:SS] "
-            "(e.g. 12:00-12:10)"
-        ) from None
-    if outage.end_s <= outage.start_s:
-        raise ValueError(f"--stale {text!r}: the end must come after the start")
-    return outage
-
-
-def run_command(
-    profile_path: str,
-    loaded: LoadedConfig | None,
-    *,
-    as_json: bool = False,
-    policy: str | None = None,
-    slaves: int = 1,
-    protocol: int = 2,
-    car_api: bool = True,
-    stale: Sequence[str] = (),
-    out: Any = None,
-    err: Any = None,
-) -> int:
-    """``twcmaster simulate``: 0 on success, 2 for bad input (reported on ``err``)."""
-    import sys
-
-    from twcmaster.sim.sky import ProfileError, load_profile
-
-    out = out or sys.stdout
-    err = err or sys.stderr
-    try:
-        policy_name = policy_choice(policy)
-        outages = [parse_outage(text) for text in stale]
-        profile = load_profile(profile_path)
-    except (ValueError, ProfileError) as exc:
-        print(f"twcmaster: {exc}", file=err)
-        return 2
-    if not 1 <= slaves <= 6:
-        print("twcmaster: --slaves must be 1 to 6", file=err)
-        return 2
-    loaded = loaded or simulation_config()
-    store = None
-    if policy_name == RULES and loaded.path is not None:
-        from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
-
-        store = SettingsStore(
-            os.path.join(loaded.settings.settings_path, SETTINGS_FILE_NAME),
-            log=_QuietLog(),
-            wiring_max_amps_all_twcs=loaded.settings.wiring.max_amps_all_twcs,
-        )
-    policy_engine, name = make_policy(loaded.settings, policy_name, store)
-    progress = None
-    if not as_json and getattr(err, "isatty", lambda: False)():
-
-        def progress(t_s: float) -> None:
-            end = "\n" if t_s >= profile.end_s else ""
-            print(f"\r  simulated {t_s / 3600:5.2f} h", end=end, file=err, flush=True)
-
-    result = simulate(
-        loaded.settings,
-        profile,
-        slaves=slaves,
-        policy=policy_engine,
-        policy_name=name,
-        protocol=protocol,
-        car_api=car_api,
-        outages=outages,
-        progress=progress,
-    )
-    print(format_json(result) if as_json else result.summary(), file=out, flush=True)
-    return 0

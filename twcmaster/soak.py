@@ -94,7 +94,8 @@ from twcmaster.sim.slave import (
     random_sign,
     random_twcid,
 )
-from twcmaster.simulate import DaySimulation, parse_clock_s
+from twcmaster.simulate import DaySimulation
+from twcmaster.simulate_command import parse_clock_s
 
 # --- what is run --------------------------------------------------------------------------------
 

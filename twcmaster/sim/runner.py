@@ -302,3 +302,16 @@ class PtyBus:
         if self._link_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._link_path)
+
+
+def serve_simulated_twcs(
+    count: int, *, protocol: int = 2, seed: int | None = None, now_s: float
+) -> PtyBus:
+    """``count`` simulated TWCs with cars plugged in, answering on a new pty from now on (the
+    demo and the benchmark; call inside the running loop, ``close()`` when done)."""
+    bus = SimulatedBus(
+        make_slaves(count, protocol=protocol, plugged=True, seed=seed, powered_on_s=now_s)
+    )
+    served = PtyBus(bus)
+    served.start()
+    return served
