@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -127,6 +128,21 @@ def test_a_fixed_policy_charges_through_the_night_from_the_grid():
     )
     assert result.charged_from_surplus_kwh == pytest.approx(4800 * 300 / 3.6e6, rel=0.01)
     assert result.grid_import_for_charging_kwh > 0.5
+
+
+def test_the_console_shows_the_daemons_lines_in_simulated_time():
+    """``--console``: the very output the daemon prints (the console is an output of the
+    core's events in both), stamped with the simulated clock."""
+    profile = Profile.from_rows([(43200, 6000, 300)], end_s=43200 + 120)
+    lines = io.StringIO()
+    result = simulate(simulation_config().settings, profile, console=lines)
+    text = lines.getvalue().splitlines()
+    assert text[0] == "12:00:00: Green energy generates 6000W, Consumption 300W, Charger Load 0W"
+    assert text[1] == "          Limiting car charging to 26.09A - 1.30A = 24.79A."
+    assert text[3].startswith("12:00:00: Policy: Track Green Energy: surplus 24.79A")
+    assert any(line.startswith("12:00:01: SHB ") for line in text)
+    shb = [line for line in text if ": SHB " in line]
+    assert len(shb) < result.heartbeats  # de-duplicated, as the daemon's console is
 
 
 def test_a_stale_reading_stops_green_charging_and_is_counted():

@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FROM-TO",
         help="energy readings are stale in this period (e.g. 12:00-12:10); repeatable",
     )
+    simulate.add_argument(
+        "--console",
+        action="store_true",
+        help="print the daemon's console lines as it would have printed them, stamped with "
+        "the simulated time, before the summary",
+    )
     simulate.set_defaults(handler=_cmd_simulate)
 
     decode = sub.add_parser("decode", help="decode TWC frames given as hex, one JSON per line")
@@ -211,6 +217,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         car_api=args.car_api,
         stale=args.stale,
+        console=args.console,
     )
 
 

@@ -18,7 +18,7 @@ from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
 from twcmaster.logs import configure_logging, get_logger
 from twcmaster.outputs.base import Output, Outputs
-from twcmaster.outputs.console import ConsoleStatus
+from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
 from twcmaster.transport import SerialTransport
 
 STOP_TIMEOUT_S = 2.0  # at exit, the 0 A heartbeats to every slave must go out within this
@@ -198,8 +198,11 @@ def start_outputs(config: AppConfig) -> ConsoleStatus:
         stream=sys.stderr,
         display_milliseconds=config.display_milliseconds,
     )
-    # Like TWCManager: a line that only differs by < 1 A of actual draw is not reprinted.
-    return ConsoleStatus(sys.stdout, milliseconds=config.display_milliseconds, amps_jitter_a=1.0)
+    return ConsoleStatus(
+        sys.stdout,
+        milliseconds=config.display_milliseconds,
+        amps_jitter_a=CONSOLE_AMPS_JITTER_A,
+    )
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:

@@ -31,14 +31,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from twcmaster import events as ev
 from twcmaster.assembly import core_outputs
 from twcmaster.config import AppConfig, LoadedConfig, config_from_dict
 from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
-from twcmaster.outputs.console import ConsoleOutput, ConsoleStatus
+from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleOutput, ConsoleStatus
 from twcmaster.protocol.codec import BYTE_TIME_S
 from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult, Totals
 from twcmaster.sim.bus import SimulatedBus, make_slaves
@@ -411,11 +411,23 @@ def simulate(
     policy_name: str | None = None,
     outages: Sequence[Outage] = (),
     progress: Callable[[float], None] | None = None,
+    console: TextIO | None = None,
     **options: Any,
 ) -> SimulationResult:
-    """Run a whole profile; ``progress(t_s)`` is called every simulated hour."""
+    """Run a whole profile; ``progress(t_s)`` is called every simulated hour; ``console``
+    gets the daemon's console lines, stamped with the simulated time."""
     sky = Sky(profile, outages=outages)
     sim = DaySimulation(config, sky, slaves=slaves, policy_name=policy_name, **options)
+    if console is not None:
+        sim.attach_console(
+            ConsoleStatus(
+                console,
+                milliseconds=config.display_milliseconds,
+                amps_jitter_a=CONSOLE_AMPS_JITTER_A,
+                clock=lambda: sim.now,
+                wallclock=sim._wallclock,
+            )
+        )
     if progress is None:
         return sim.run()
     t = sim.start_s

@@ -67,6 +67,7 @@ def run_command(
     protocol: int = 2,
     car_api: bool = True,
     stale: Sequence[str] = (),
+    console: bool = False,
     out: Any = None,
     err: Any = None,
 ) -> int:
@@ -111,6 +112,7 @@ def run_command(
         car_api=car_api,
         outages=outages,
         progress=progress,
+        console=out if console else None,
     )
     print(format_json(result) if as_json else result.summary(), file=out, flush=True)
     return 0

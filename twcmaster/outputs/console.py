@@ -55,6 +55,8 @@ MIN_BLOCK_BYTES = 5  # state/command byte + two amp fields
 FIRST_PAIR_INDEX = 5  # bytes from here on are printed as hex pairs
 DEFAULT_REPEAT_AFTER_S = 60.0
 GREEN_LINES_REPEAT_S = 60.0  # green-energy lines with new watts but the same amps
+# Like TWCManager: a heartbeat line that only differs by < 1 A of actual draw is not reprinted.
+CONSOLE_AMPS_JITTER_A = 1.0
 
 
 def format_timestamp(now_local: datetime, *, milliseconds: bool = False) -> str:
