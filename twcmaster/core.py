@@ -15,7 +15,6 @@ offers -> bus master -> serial bytes; readings -> policy -> budget; core -> even
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +23,7 @@ from twcmaster import events as ev
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
 from twcmaster.control.carcommands import CarCommander, CarSeen
-from twcmaster.control.green import ChargerView
+from twcmaster.control.green import ChargerView, SiteReadingLike
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
 from twcmaster.protocol import master as bm
 from twcmaster.protocol.gate import WiringLimits
@@ -127,19 +126,18 @@ def allocation_settings(config: AppConfig) -> AllocationSettings:
 
 
 class Core:
-    """``policy``: a ``PolicyEngine`` (default: the config's fixed rate); ``site(now_s)``: the
-    energy sources' combined reading (None: no sources); ``wallclock()``: local time for the
-    schedule; ``car_api``: whether the cars can be started and stopped through their API
-    (then protocol 2 cars are stopped that way; else with a 0 A offer, as TWCManager does
-    without one)."""
+    """``policy``: a ``PolicyEngine`` (default: the config's fixed rate); ``car_api``: whether
+    the cars can be started and stopped through their API (then protocol 2 cars are stopped
+    that way; else with a 0 A offer, as TWCManager does without one).
+
+    The energy reading and the local time come with each step (``service(..., site=,
+    local_time=)``): the core never asks anyone for them."""
 
     def __init__(
         self,
         config: AppConfig,
         *,
         policy: Any = None,
-        wallclock: Callable[[], datetime] = datetime.now,
-        site: Callable[[float], Any] | None = None,
         car_api: bool = False,
     ) -> None:
         self.config = config
@@ -148,8 +146,8 @@ class Core:
         self.policy = policy or fixed_budget_from_config(
             config.non_scheduled_amps_max, config.wiring.max_amps_all_twcs
         )
-        self.wallclock = wallclock
-        self.site = site
+        self._site: SiteReadingLike | None = None  # the energy sources' latest combined reading
+        self._local_time: datetime | None = None  # the wall clock, for schedules
         self.car_commander = CarCommander() if car_api else None
         self.link_up = False
         self.budget: Budget = Budget(0.0, "starting", "no decision yet")
@@ -183,10 +181,19 @@ class Core:
             self.link_up = up
             self._emit(ev.LinkChanged(up))
 
-    def service(self, now: float, data: bytes = b"") -> Step:
-        """The one step: take ``data`` (bytes that arrived), send what is due, say when to
-        wake and what happened. Whatever part of it raises, the error is counted and the
-        step still returns (the caller re-arms its timer either way)."""
+    def service(
+        self,
+        now: float,
+        data: bytes = b"",
+        *,
+        site: SiteReadingLike | None = None,
+        local_time: datetime | None = None,
+    ) -> Step:
+        """The one step: take ``data`` (bytes that arrived), the energy sources' reading
+        (None: none) and the local time, send what is due, say when to wake and what
+        happened. Whatever part of it raises, the error is counted and the step still
+        returns (the caller re-arms its timer either way)."""
+        self.feed(site, local_time)
         frames: list[bytes] = []
         try:
             if data:
@@ -200,6 +207,11 @@ class Core:
         if read_after_s is not None and now >= read_after_s:
             read_after_s = None
         return Step(tuple(frames), self.take_events(), wake_s, read_after_s)
+
+    def feed(self, site: SiteReadingLike | None, local_time: datetime | None) -> None:
+        """The inputs the policy decides on, until the next step (``service`` calls this)."""
+        self._site = site
+        self._local_time = local_time
 
     def receive(self, data: bytes, now: float) -> None:
         """Bytes from the line (``service`` calls this; its events wait for ``take_events``)."""
@@ -352,8 +364,9 @@ class Core:
         try:
             if isinstance(self.policy, FixedBudget):
                 return self.policy.decide(now)
-            site = self.site(now) if self.site is not None else None
-            return self.policy.decide(now, self.wallclock(), site, self.charger_view())
+            if self._local_time is None:
+                raise ValueError("no local time given: the policy cannot read its schedule")
+            return self.policy.decide(now, self._local_time, self._site, self.charger_view())
         except Exception as error:
             self.record_error("policy", error, now)
             return Budget(0.0, "error", f"the policy failed ({type(error).__name__}): 0 A")

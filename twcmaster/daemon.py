@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from typing import Any
 
 from twcmaster.assembly import core_outputs
@@ -40,15 +41,18 @@ class Daemon:
         cars: Any = None,
         outputs: Sequence[Output] = (),
         clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], datetime] = datetime.now,
         log: Any = None,
     ) -> None:
         self.config = config
         self.log = log or get_logger("twcmaster")
         self.clock = clock
+        self.wallclock = wallclock
         self.sources = sources  # a SourceRunner, or None (fixed budget / no green sources)
         if site is None and sources is not None:
             site = sources.combined  # else: the demo's sky, or no green input at all
-        self.core = Core(config, policy=policy, site=site, car_api=cars is not None)
+        self.site = site  # now_s -> the energy reading the policy gets (None: no sources)
+        self.core = Core(config, policy=policy, car_api=cars is not None)
         self.outputs = Outputs(
             core_outputs(config, self.log, console=console, cars=cars, more=outputs),
             on_error=self.core.record_error,
@@ -153,7 +157,8 @@ class Daemon:
         if self._arrived:
             data = bytes(self._arrived) + data
             self._arrived.clear()
-        step = self.core.service(now, data)
+        site = self.site(now) if self.site is not None else None
+        step = self.core.service(now, data, site=site, local_time=self.wallclock())
         for wire in step.frames:
             self.transport.send(wire)
         if step.read_after_s is not None:

@@ -5,7 +5,7 @@ TWC slaves with cars (``SimulatedBus``), as in the demo, but against a virtual c
 sleeps, and the clock jumps from one event to the next (a frame's end, a reply, the master's
 next wake-up, the next second of accounting), so a day takes seconds. The site's generation
 and household consumption come from a profile (``sim/sky.py``) and reach the policy as the
-energy sources' ``SiteReading`` through ``Core(site=...)``, shaped like the meter the config
+energy sources' ``SiteReading`` with each ``Core.service`` step, shaped like the meter the config
 describes: with ``subtractChargerLoad`` its consumption includes the cars' draw, with
 ``treatGenerationAsGridDelivery`` its "generation" is the export (the profile's consumption
 never includes the chargers).
@@ -141,13 +141,7 @@ class DaySimulation:
         if policy is None:
             policy, policy_name = make_policy(config, policy_name)
         self.policy_name = policy_name or type(policy).__name__
-        self.core = Core(
-            config,
-            policy=policy,
-            wallclock=self._wallclock,
-            site=self._site,
-            car_api=self.car_api is not None,
-        )
+        self.core = Core(config, policy=policy, car_api=self.car_api is not None)
         self.outputs = Outputs(core_outputs(config, self.log, cars=self.car_api))
         self.accounting = DayAccounting(
             sky,
@@ -291,7 +285,9 @@ class DaySimulation:
 
     def _service(self, now: float) -> None:
         """The daemon's step with the virtual clock: read, send, decide when to wake."""
-        step = self.core.service(now, bytes(self._unread))
+        step = self.core.service(
+            now, bytes(self._unread), site=self._site(now), local_time=self._wallclock()
+        )
         self._unread.clear()
         for wire in step.frames:
             start = max(now, self._master_free_s)

@@ -428,14 +428,14 @@ class CoreProbe:
     def start(self, now: float) -> None:
         self._call("start", self.core.start, now)
 
-    def service(self, now: float, data: bytes = b"") -> Step:
+    def service(self, now: float, data: bytes = b"", **inputs: Any) -> Step:
         if now < self.stalled_until_s:
             self._held += data
             return Step((), (), self.stalled_until_s, None)
         if self._held:
             data = bytes(self._held) + data
             self._held.clear()
-        step = self._call("service", self.core.service, now, data)
+        step = self._call("service", lambda: self.core.service(now, data, **inputs))
         if step is None:
             return Step((), (), now + SERVICE_RETRY_S, None)
         for wire in step.frames:
@@ -928,8 +928,8 @@ class VirtualSoak:
         self.bus = FaultyBus(self.sim.bus, self.monitor, rng)
         self.probe = CoreProbe(self.core, self._on_frame)
         energy, wallclock = EnergyFaults(rng), WallClock()
-        self.core.site = energy.wrap(self.core.site)
-        self.core.wallclock = wallclock.wrap(self.core.wallclock)
+        self.sim._site = energy.wrap(self.sim._site)  # type: ignore[method-assign]
+        self.sim._wallclock = wallclock.wrap(self.sim._wallclock)  # type: ignore[method-assign]
         foreign = ForeignDevice(self.bus, master_twcid, rng)
         self.churn = CarChurn(self.bus.slaves, rng, self.options.start_s)
         targets = FaultTargets(

@@ -306,8 +306,6 @@ class Rig:
         self.core = Core(
             self.config,
             policy=self.policy,
-            wallclock=self.wallclock,
-            site=lambda now_s: self.site,
             car_api=self.cars is not None,
         )
         self.outputs = Outputs(core_outputs(self.config, self.log, cars=self.cars))
@@ -380,7 +378,9 @@ class Rig:
         if data:
             self._sniff_rx(data, now)
         self.rx_sniffer.expire(now)
-        step = self.call(core.service, now, data)
+        step = self.call(
+            lambda: core.service(now, data, site=self.site, local_time=self.wallclock())
+        )
         for wire in step.frames:
             self._check_tx(wire, now)
             start = max(now, self.master_free_s)

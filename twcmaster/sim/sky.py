@@ -364,7 +364,7 @@ class Sky:
     def clocked(
         self, origin_s: float, *, start_s: float = 0.0, speed: float = 1.0
     ) -> Callable[[float], SiteReading]:
-        """A ``Core(site=...)`` callable for a real-time loop: loop time ``origin_s`` is
+        """A ``Daemon(site=...)`` callable for a real-time loop: loop time ``origin_s`` is
         profile time ``start_s``, and the profile runs ``speed`` times faster than the loop.
         The readings' ``at_s`` is on the loop's clock, as the policy expects."""
 
