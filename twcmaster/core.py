@@ -27,7 +27,12 @@ from twcmaster.control.green import ChargerView, SiteReadingLike
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
 from twcmaster.protocol import master as bm
 from twcmaster.protocol.gate import WiringLimits
-from twcmaster.protocol.messages import SLAVE_STATE_NAMES, HeartbeatCommand, MasterHeartbeat
+from twcmaster.protocol.messages import (
+    SLAVE_STATE_NAMES,
+    MasterHeartbeat,
+    SlaveState,
+    set_limit_command,
+)
 
 ALARM_REPEAT_S = 60.0  # the same alarm is raised again at most this often
 ALARM_SHOWN_S = 2 * ALARM_REPEAT_S  # an alarm stays in the snapshot this long after it fired
@@ -44,7 +49,8 @@ SERVICE_RETRY_S = 0.1  # after a failed step, run again this soon
 MAX_PENDING_EVENTS = 4096
 # TWCs whose last set-limit is remembered (for OfferChanged); noise may name many.
 MAX_SET_LIMITS_KEPT = 64
-SET_LIMIT_COMMANDS = frozenset({HeartbeatCommand.SET_LIMIT_P1, HeartbeatCommand.SET_LIMIT_P2})
+SET_LIMIT_COMMANDS = frozenset({set_limit_command(1), set_limit_command(2)})  # 05, 09
+NOT_ASKING = frozenset({SlaveState.READY, SlaveState.ERROR})  # S0 of a slave without a car
 
 
 @dataclass(frozen=True)
@@ -392,9 +398,9 @@ class Core:
             offered_amps=float(sum(s.offer_amps for s in slaves)),
             charging_cars=sum(1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS),
             voltage_v=sum(volts) / len(volts) if volts else None,
-            # Plugged in and charging or asking (§4.2: anything but 0 idle and 2 error).
+            # Plugged in and charging or asking (§4.2: anything but ready/idle and error).
             cars_wanting=sum(
-                1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS or s.state not in (0, 2)
+                1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS or s.state not in NOT_ASKING
             ),
         )
 

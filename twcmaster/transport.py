@@ -29,9 +29,8 @@ from typing import Any
 import serial
 
 from twcmaster.logs import get_logger
+from twcmaster.protocol import codec
 
-DEFAULT_BAUD = 9600
-BITS_PER_BYTE_8N1 = 10  # start bit + 8 data bits + stop bit
 READ_CHUNK_BYTES = 4096  # far more than a TWC frame; one read empties the OS buffer
 THREAD_READ_POLL_S = 1.0  # reader threads block this long, then look for a stop request
 THREAD_WRITE_TIMEOUT_S = 2.0  # a write that cannot finish in this time means the link is gone
@@ -52,7 +51,7 @@ class SerialTransport:
         self,
         url: str,
         *,
-        baud: int = DEFAULT_BAUD,
+        baud: int = codec.BAUD,
         on_bytes: OnBytes,
         on_link: OnLink | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -243,7 +242,7 @@ class SerialTransport:
     def _wrote(self, nbytes: int) -> None:
         """Track when the wire will be quiet again after ``nbytes`` reached the OS."""
         now = self._clock()
-        wire_s = nbytes * BITS_PER_BYTE_8N1 / self._baud
+        wire_s = nbytes * codec.BITS_PER_BYTE / self._baud
         self._tx_wire_free_at = max(now, self._tx_wire_free_at) + wire_s
 
 

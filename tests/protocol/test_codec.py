@@ -163,6 +163,14 @@ def test_frame_after_c0_noise_longer_than_a_frame_start():
     assert isinstance(events[-1], Frame) and events[-1].body == codec.unescape(wire("T7")[1:-1])
 
 
+def test_what_the_protocol_version_decides():
+    """§2.6: the body length gives the version; the version gives the set-limit command."""
+    assert [messages.protocol_of_length(n) for n in (14, 16)] == [1, 2]
+    assert [messages.set_limit_command(p) for p in (1, 2)] == [0x05, 0x09]
+    assert messages.LIMIT_COMMANDS == {0x05, 0x08, 0x09}  # M1-M2 carry amps (§4.1)
+    assert messages.SAFE_HEARTBEAT_COMMANDS == {0x00, 0x05, 0x08, 0x09}
+
+
 def test_dangerous_codes_cannot_be_encoded():
     for code in (0xFC19, 0xFC1A, 0xFBE8, 0xFCA1, 0xFBA4):
         message = messages.Unknown(code, code.to_bytes(2, "big") + bytes(13))

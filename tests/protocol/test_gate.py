@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from tests.protocol.test_master import Bus, link
 from twcmaster.protocol import messages as m
-from twcmaster.protocol.gate import GateInput, WiringLimits, committed_centiamps, wire_amps
+from twcmaster.protocol.gate import (
+    GateInput,
+    WiringLimits,
+    committed_centiamps,
+    protocol_min_amps,
+    wire_amps,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "twcmaster"
 
@@ -79,6 +85,15 @@ def test_a_stopping_master_sends_only_0_a():
     assert bus.master.stopped
     sent_after = [msg for t, msg in bus.heartbeats_to(0x1111) if t >= bus.now - 0.5]
     assert sent_after and all(msg.centiamps == 0 for msg in sent_after)
+
+
+def test_the_protocol_minimum_is_5_a_on_p1_and_6_a_on_p2():
+    assert (protocol_min_amps(1), protocol_min_amps(2)) == (5, 6)  # §6.1
+    bus = Bus()
+    link(bus, 0x1111, protocol=1)
+    link(bus, 0x2222, protocol=2)
+    assert [v.min_amps_supported for v in bus.master.slave_views()] == [5, 6]
+    assert [s.min_amps_supported for s in bus.master.slaves.values()] == [5, 6]
 
 
 # --- structure: no other path to the wire for amps ---------------------------------------------

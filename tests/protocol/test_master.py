@@ -51,7 +51,7 @@ class Bus:
                 self.sent.append((self.now, message))
                 reply = self._reply(message)
                 if reply is not None:
-                    self.now += len(wire) * bm.BYTE_TIME_S + 0.01
+                    self.now += len(wire) * codec.BYTE_TIME_S + 0.01
                     self.events += self.master.receive(slave_wire(reply), self.now)
                 continue
             self.now = min(end, max(self.master.next_wakeup_s(self.now), self.now + 1e-4))
@@ -245,9 +245,151 @@ def test_invalid_vin_is_asked_again_later_and_empty_vin_stops_asking():
     assert asked() == 2
     bus.repliers[0x1234] = vin_replier(0x1234, "")
     bus.run(61.0)
-    assert bus.master.slaves[0x1234].vin_done and asked() == 3
+    assert [e.vin for e in bus.events if isinstance(e, bm.VinReported)] == [None]  # no VIN
+    assert asked() == 3
     bus.run(120.0)
     assert asked() == 3
+
+
+class VinCar:
+    """A P2 slave whose car draws ``actual`` centiamps and answers the VIN parts listed in
+    ``answers`` (the others go unanswered)."""
+
+    def __init__(self, twcid: int, vin: str, answers=(1, 2, 3), actual: int = 1000) -> None:
+        self.twcid, self.answers, self.actual = twcid, answers, actual
+        self.parts = (vin[:7], vin[7:14], vin[14:])
+
+    def __call__(self, message: m.Message) -> m.Message | None:
+        if isinstance(message, m.MasterHeartbeat):
+            return m.SlaveHeartbeat.build(self.twcid, ME, 1, 0, self.actual, 2)
+        if isinstance(message, m.AddressedRequest) and message.code in m.VIN_REQUEST_CODES:
+            part = m.VIN_REQUEST_CODES.index(message.code) + 1
+            return (
+                m.VinPart(part, self.twcid, self.parts[part - 1]) if part in self.answers else None
+            )
+        if isinstance(message, m.AddressedRequest) and message.code == Code.REQUEST_ENERGY:
+            return m.EnergyReport(self.twcid, 56, (230, 0, 0))
+        return None
+
+
+def linked_car(car: VinCar, **settings) -> Bus:
+    bus = Bus(**settings)
+    bus.run(1.5)
+    bus.repliers[car.twcid] = car
+    bus.feed(m.SlaveLinkReady(car.twcid, 0x55, 3200, 2))
+    return bus
+
+
+def vin_requests(bus: Bus, part: int | None = None) -> list[float]:
+    """When VIN requests (for ``part``, or any) went out."""
+    codes = m.VIN_REQUEST_CODES if part is None else (m.VIN_REQUEST_CODES[part - 1],)
+    return [t for t, msg in bus.sent if getattr(msg, "code", None) in codes]
+
+
+def vins_reported(bus: Bus) -> list[str | None]:
+    return [e.vin for e in bus.events if isinstance(e, bm.VinReported)]
+
+
+def test_a_bad_check_digit_is_reported_as_ignored_with_the_vin():
+    bus = linked_car(VinCar(0x1234, "5YJ3E1EA9KF000001"))
+    bus.run(10.0)
+    ignored = [e for e in bus.events if isinstance(e, bm.Ignored)]
+    assert [e.reason for e in ignored] == [
+        "VIN '5YJ3E1EA9KF000001' fails its check digit: will ask again"
+    ]
+    assert isinstance(ignored[0].message, m.VinPart) and ignored[0].message.part == 3
+    assert vins_reported(bus) == []
+
+
+def test_three_unanswered_requests_for_a_part_wait_the_retry_time():
+    """§5.4: part 1 asked three times, then nothing until vin_retry_s later; the same for a
+    later part, and the next sequence starts over at part 1."""
+    bus = linked_car(VinCar(0x1234, "5YJ3E1EA8KF000001", answers=()), vin_retry_s=60.0)
+    bus.run(100.0)
+    first = vin_requests(bus)
+    assert len(first) == 6 and vin_requests(bus, 1) == first
+    assert first[2] - first[0] < 2.0  # three tries in a row, then a pause
+    assert 60.0 < first[3] - first[2] < 62.0
+    bus = linked_car(VinCar(0x1234, "5YJ3E1EA8KF000001", answers=(1,)), vin_retry_s=60.0)
+    bus.run(70.0)
+    parts = [
+        m.VIN_REQUEST_CODES.index(msg.code) + 1
+        for _, msg in bus.sent
+        if msg.code in m.VIN_REQUEST_CODES
+    ]
+    assert parts[:4] == [1, 2, 2, 2] and parts[4:6] == [1, 2]
+    assert 60.0 < vin_requests(bus, 1)[1] - vin_requests(bus, 2)[2] < 62.0
+    assert vins_reported(bus) == []
+
+
+def test_at_most_six_sequences_per_car_and_a_new_car_is_asked_again():
+    car = VinCar(0x1234, "5YJ3E1EA9KF000001")  # wrong check digit: every sequence fails
+    bus = linked_car(car, vin_retry_s=60.0)
+    bus.run(500.0)
+    starts = vin_requests(bus, 1)
+    assert len(starts) == 6  # the first try and 5 retries (§5.4)
+    assert all(60.0 < b - a < 62.0 for a, b in pairwise(starts))
+    car.actual = 0  # the car leaves: forgotten after 5 s below 1 A
+    bus.run(10.0)
+    car.actual = 1000
+    bus.run(5.0)
+    assert len(vin_requests(bus, 1)) == 7
+
+
+def test_the_vin_is_forgotten_after_5_s_below_1_a_and_asked_again():
+    car = VinCar(0x1234, "5YJ3E1EA8KF000001")
+    bus = linked_car(car)
+    bus.run(10.0)
+    assert vins_reported(bus) == ["5YJ3E1EA8KF000001"]
+    car.actual = 99  # 0.99 A: not charging
+    bus.run(4.5)  # the first heartbeat reply below 1 A starts the 5 s
+    assert bus.master.slaves[0x1234].vin == "5YJ3E1EA8KF000001"
+    assert bus.master.slave_views()[0].vin == "5YJ3E1EA8KF000001"
+    bus.run(2.5)  # a heartbeat reply 5 s or more after that one
+    assert bus.master.slaves[0x1234].vin is None
+    assert bus.master.slave_views()[0].vin is None
+    assert len(vin_requests(bus, 1)) == 1  # not asked while the draw stays low
+    bus.run(30.0)
+    assert len(vin_requests(bus, 1)) == 1
+    car.actual = 100  # 1.00 A: charging again
+    bus.run(5.0)
+    assert len(vin_requests(bus, 1)) == 2
+    assert vins_reported(bus) == ["5YJ3E1EA8KF000001"] * 2
+
+
+def test_a_short_dip_below_1_a_keeps_the_vin():
+    car = VinCar(0x1234, "5YJ3E1EA8KF000001")
+    bus = linked_car(car)
+    bus.run(10.0)
+    car.actual = 0
+    bus.run(4.0)
+    car.actual = 1000
+    bus.run(2.0)
+    car.actual = 0
+    bus.run(4.0)  # 8 s below 1 A in all, never 5 s in a row
+    assert bus.master.slaves[0x1234].vin == "5YJ3E1EA8KF000001"
+    assert len(vin_requests(bus, 1)) == 1
+
+
+def test_stopping_ends_the_vin_sequence():
+    bus = linked_car(VinCar(0x1234, "5YJ3E1EA8KF000001", answers=()))
+    while not vin_requests(bus):
+        bus.run(0.1)
+    bus.master.stop(bus.now)
+    stopped_s = bus.now
+    bus.run(120.0)
+    assert [t for t, _ in bus.sent if t >= stopped_s] == [
+        t for t, _ in bus.heartbeats_to(0x1234) if t >= stopped_s
+    ]
+    assert all(hb.centiamps == 0 for t, hb in bus.heartbeats_to(0x1234) if t >= stopped_s)
+
+
+def test_a_protocol_1_slave_is_never_asked_for_a_vin():
+    bus = Bus()
+    bus.run(1.5)
+    link(bus, 0x1234, protocol=1, actual=1000)
+    bus.run(200.0)
+    assert vin_requests(bus) == [] and vins_reported(bus) == []
 
 
 def test_vin_validation():

@@ -8,13 +8,7 @@ import pytest
 
 from twcmaster.protocol import codec, messages
 from twcmaster.protocol.messages import Code
-from twcmaster.sim.bus import (
-    BYTE_TIME_S,
-    DemoConfig,
-    DemoScenario,
-    SimulatedBus,
-    make_slaves,
-)
+from twcmaster.sim.bus import DemoConfig, DemoScenario, SimulatedBus, make_slaves
 from twcmaster.sim.slave import SimulatedSlave, State
 
 MASTER = 0x7777
@@ -89,7 +83,7 @@ def test_half_duplex_replies_never_overlap():
     bus = SimulatedBus(slaves)
     # An old-form query has no ID: every unit answers (§8 Q19); they must queue up.
     bus.receive(master_bytes(messages.UnaddressedMessage(Code.REQUEST_OLD_FIRMWARE, 16)), 0.5)
-    frame_s = 19 * BYTE_TIME_S  # 16-byte body + 2 delimiters + trailer
+    frame_s = 19 * codec.BYTE_TIME_S  # 16-byte body + 2 delimiters + trailer
     times = []
     while len(times) < 3:
         due = bus.next_event_s()

@@ -9,8 +9,8 @@ they are in, the value sent is:
 * never more than what the all-TWC wiring limit leaves once every other slave's committed
   amps are counted: the larger of what we last sent it and what it reports as allowed (a
   slave keeps drawing up to its old limit until it has acknowledged a lower one);
-* 0, or at least the floor (``minAmpsPerTWC``, and 5 A on protocol 1 / 6 A on protocol 2,
-  §6.1): never a value in between, which cars handle badly;
+* 0, or at least the floor (``minAmpsPerTWC``, and ``protocol_min_amps``: 5 A on protocol 1,
+  6 A on protocol 2, §6.1): never a value in between, which cars handle badly;
 * 0 while the master is stopping.
 
 The controller already keeps to these limits (``control/allocation.py``, checked as
@@ -23,7 +23,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-CENTIAMPS_PER_AMP = 100
+from twcmaster.protocol.messages import CENTIAMPS_PER_AMP
+
+MIN_AMPS_P1 = 5  # A; the lowest offer a protocol 1 slave accepts (minAmpsTWCSupports, §6.1)
+MIN_AMPS_P2 = 6  # A; on protocol 2, and whenever the protocol is unknown (§6.1)
+
+
+def protocol_min_amps(protocol: int) -> int:
+    """The lowest offer (A) a slave speaking ``protocol`` accepts: 5 on 1, else 6 (§6.1)."""
+    return MIN_AMPS_P1 if protocol == 1 else MIN_AMPS_P2
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class GateInput:
 
     requested_amps: int  # what the controller wants it to have
     max_centiamps: int  # the slave's own maximum (link-ready)
-    protocol_min_amps: int  # 5 on protocol 1, 6 on protocol 2 (§6.1)
+    protocol_min_amps: int  # protocol_min_amps(its protocol) (§6.1)
 
 
 def committed_centiamps(sent_centiamps: int, allowed_centiamps: int) -> int:

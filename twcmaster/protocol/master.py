@@ -16,27 +16,39 @@ from dataclasses import dataclass, field
 
 from twcmaster.protocol import codec
 from twcmaster.protocol import messages as m
-from twcmaster.protocol.gate import GateInput, WiringLimits, committed_centiamps, wire_amps
-from twcmaster.protocol.messages import Code
-from twcmaster.protocol.vin import vin_check_digit_ok
+from twcmaster.protocol.gate import (
+    GateInput,
+    WiringLimits,
+    committed_centiamps,
+    protocol_min_amps,
+    wire_amps,
+)
+from twcmaster.protocol.messages import CENTIAMPS_PER_AMP, Code
+from twcmaster.protocol.vinquery import (
+    VIN_MAX_ATTEMPTS,
+    VIN_RETRY_S,
+    PartAnswer,
+    PartVerdict,
+    VinQuery,
+)
 
-BYTE_TIME_S = 10 / 9600  # one 8N1 byte at 9600 baud on the wire (§5.1)
+# The line speed lives in codec.py; re-exported for tests/robustness/scenes.py (bm.BYTE_TIME_S).
+BYTE_TIME_S = codec.BYTE_TIME_S
 LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
 ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's echo
 CHARGING_AMPS = 1.0  # a car drawing at least this is charging (§6.2, §5.4 VIN polling)
-VIN_FORGET_AFTER_S = 5.0  # forget the VIN once the draw stayed below 1 A this long (§5.4)
-VIN_UNANSWERED_LIMIT = 3  # VIN requests left unanswered before the sequence waits a minute
 # A slave announcing our own ID gets a new link-ready burst (§5.4) at most this often: a real
 # slave moves after the first one; a device that keeps using our ID must not fill the bus.
 COLLISION_REBURST_S = 30.0
 # A dropped slave may still be drawing up to its last limit until it gives up on its master
 # (about 10 s without a heartbeat, §5.1): the amps gate keeps counting it this long.
 DEPARTED_HOLD_S = 30.0
+FIRST_ENERGY_POLL_S = 5.0  # a new slave's first FB EB comes this long after its link-ready
 
 
 @dataclass(frozen=True)
 class MasterSettings:
-    master_twcid: int = 0x7777
+    master_twcid: int = m.TWCMANAGER_MASTER_ID
     master_sign: int = 0x77
     slave_timeout_s: float = 26.0  # drop a slave silent this long (§5.1, §8 Q13)
     heartbeat_interval_s: float = 1.0  # to EACH slave, like a real master (§5.1)
@@ -51,8 +63,8 @@ class MasterSettings:
     # reply's trailer byte came with it.
     gap_after_reply_s: float = 0.0
     energy_poll_interval_s: float = 60.0  # FB EB per slave at most this often (§5.1)
-    vin_retry_s: float = 60.0  # start the VIN sequence over after this (§5.4)
-    vin_max_attempts: int = 6  # first try + 5 retries (§5.4)
+    vin_retry_s: float = VIN_RETRY_S  # start the VIN sequence over after this (§5.4)
+    vin_max_attempts: int = VIN_MAX_ATTEMPTS  # first try + 5 retries (§5.4)
     trailer_byte: int | None = None  # byte sent after each closing C0 (§8 Q1): none by default
     # The wiring limits the amps gate applies to every heartbeat (protocol/gate.py).
     limits: WiringLimits = field(default_factory=WiringLimits)
@@ -168,18 +180,12 @@ class Slave:
     lifetime_kwh: int | None = None
     voltages: tuple[int, int, int] | None = None
     next_energy_poll_s: float = 0.0
-    vin: str | None = None
-    vin_parts: list[str | None] = field(default_factory=lambda: [None, None, None])
-    vin_next_part: int = 0  # 0 = no sequence running, else the part to ask next
-    vin_attempts: int = 0
-    vin_unanswered: int = 0
-    vin_next_try_s: float = 0.0
-    vin_done: bool = False  # a valid VIN, or none available: stop asking
-    below_charging_since_s: float | None = None
+    vin: str | None = None  # set from what vin_query answers
+    vin_query: VinQuery = field(default_factory=VinQuery)  # the VIN sequence (§5.4)
 
     @property
     def min_amps_supported(self) -> int:
-        return 5 if self.protocol == 1 else 6  # §6.1
+        return protocol_min_amps(self.protocol)  # §6.1
 
     @property
     def committed_centiamps(self) -> int:
@@ -194,11 +200,11 @@ class Slave:
 
     @property
     def actual_amps(self) -> float:
-        return self.actual_centiamps / 100
+        return self.actual_centiamps / CENTIAMPS_PER_AMP
 
     @property
     def allowed_amps(self) -> float:
-        return self.allowed_centiamps / 100
+        return self.allowed_centiamps / CENTIAMPS_PER_AMP
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,7 @@ class SlaveView:
 
     @property
     def min_amps_supported(self) -> int:
-        return 5 if self.protocol == 1 else 6  # §6.1
+        return protocol_min_amps(self.protocol)  # §6.1
 
 
 def _view(slave: Slave) -> SlaveView:
@@ -233,7 +239,7 @@ def _view(slave: Slave) -> SlaveView:
         allowed_amps=slave.allowed_amps,
         actual_amps=slave.actual_amps,
         offer_amps=slave.offer_amps,
-        max_amps=slave.max_centiamps / 100,
+        max_amps=slave.max_centiamps / CENTIAMPS_PER_AMP,
         vin=slave.vin,
         lifetime_kwh=slave.lifetime_kwh,
         voltages=slave.voltages,
@@ -297,7 +303,7 @@ class BusMaster:
         ceiling = self.settings.limits.max_amps_per_twc
         if ceiling is not None:
             amps = min(amps, math.floor(ceiling))
-        slave.offer_amps = min(amps, slave.max_centiamps // 100)
+        slave.offer_amps = min(amps, slave.max_centiamps // CENTIAMPS_PER_AMP)
 
     def stop(self, now_s: float) -> None:
         """Before exiting: a 0 A heartbeat to every slave at once, so the cars stop now rather
@@ -306,7 +312,7 @@ class BusMaster:
         self._burst_left = 0
         for slave in self.slaves.values():  # the amps gate sends 0 A from now on
             slave.next_heartbeat_s = now_s
-            slave.vin_next_part = 0
+            slave.vin_query.on_master_stopping()
             slave.next_energy_poll_s = math.inf
 
     @property
@@ -357,7 +363,7 @@ class BusMaster:
             return []
         message = m.decode(body)
         if isinstance(message, m.SlaveLinkReady):
-            return self._on_slave_linkready(message, len(body), now_s)
+            return self._on_slave_linkready(message, now_s)
         if isinstance(message, m.SlaveHeartbeat):
             return self._on_slave_heartbeat(message, now_s)
         if isinstance(message, m.EnergyReport):
@@ -389,7 +395,7 @@ class BusMaster:
                 self._pending = None
         return slave
 
-    def _on_slave_linkready(self, msg: m.SlaveLinkReady, length: int, now_s: float) -> list:
+    def _on_slave_linkready(self, msg: m.SlaveLinkReady, now_s: float) -> list:
         if msg.sender == self.settings.master_twcid:
             # The slave must move, not us: a new burst makes it pick another ID (§5.4, §5.5).
             # Heartbeats go on during the burst (see _next_message).
@@ -419,15 +425,16 @@ class BusMaster:
         self.slaves[msg.sender] = Slave(
             twcid=msg.sender,
             sign=msg.sign,
-            protocol=1 if length == 14 else 2,
+            protocol=msg.protocol,  # from the body length (§2.6)
             max_centiamps=msg.max_centiamps,
             linked_s=now_s,
             last_rx_s=now_s,
             next_heartbeat_s=now_s,  # answer right away (§5.4)
-            next_energy_poll_s=now_s + 5.0,
+            next_energy_poll_s=now_s + FIRST_ENERGY_POLL_S,
             unacked_centiamps=departed_centiamps,
+            vin_query=VinQuery(self.settings.vin_retry_s, self.settings.vin_max_attempts),
         )
-        events = [SlaveLinked(msg.sender, 1 if length == 14 else 2, msg.max_centiamps / 100)]
+        events = [SlaveLinked(msg.sender, msg.protocol, msg.max_centiamps / CENTIAMPS_PER_AMP)]
         if len(self.slaves) > 3:
             text = f"{len(self.slaves)} slaves: real TWC masters support at most 3"
             events.append(Alarm("many_slaves", text))
@@ -451,35 +458,23 @@ class BusMaster:
                 msg.data,
                 slave.master_data,
                 msg.state,
-                msg.allowed_centiamps / 100,
-                msg.actual_centiamps / 100,
+                msg.allowed_centiamps / CENTIAMPS_PER_AMP,
+                msg.actual_centiamps / CENTIAMPS_PER_AMP,
             )
         ]
-        if msg.state == 0x02:
+        if msg.state == m.SlaveState.ERROR:
             text = f"slave {slave.twcid:04X} reports an error state"
             events.append(Alarm("slave_error", text, slave.twcid))
         return events
 
     def _track_charging(self, slave: Slave, now_s: float) -> None:
         """Start the VIN sequence when a car starts drawing; forget the VIN after it stops."""
+        if slave.protocol != 2:
+            return  # P1 firmware predates the data queries
         if slave.actual_amps >= CHARGING_AMPS:
-            slave.below_charging_since_s = None
-            if not slave.vin_done and slave.vin_next_part == 0 and now_s >= slave.vin_next_try_s:
-                if slave.vin_attempts < self.settings.vin_max_attempts and slave.protocol == 2:
-                    slave.vin_next_part = 1
-                    slave.vin_attempts += 1
-                    slave.vin_unanswered = 0
-            return
-        if slave.below_charging_since_s is None:
-            slave.below_charging_since_s = now_s
-        elif now_s - slave.below_charging_since_s >= VIN_FORGET_AFTER_S and (
-            slave.vin is not None or slave.vin_attempts
-        ):
+            slave.vin_query.on_charging(now_s)
+        elif slave.vin_query.on_not_charging(now_s):
             slave.vin = None
-            slave.vin_done = False
-            slave.vin_attempts = 0
-            slave.vin_next_part = 0
-            slave.vin_parts = [None, None, None]
 
     def _on_energy(self, msg: m.EnergyReport, now_s: float) -> list[Event]:
         slave = self._mark_rx(msg.sender, now_s)
@@ -491,24 +486,12 @@ class BusMaster:
 
     def _on_vin_part(self, msg: m.VinPart, now_s: float) -> list[Event]:
         slave = self._mark_rx(msg.sender, now_s)
-        if slave is None or slave.vin_next_part != msg.part:
-            return [Ignored(msg, "VIN part not asked for")]
-        slave.vin_parts[msg.part - 1] = msg.text
-        slave.vin_unanswered = 0
-        if msg.part < 3:
-            slave.vin_next_part = msg.part + 1
-            return []
-        slave.vin_next_part = 0
-        vin = "".join(p or "" for p in slave.vin_parts).upper()
-        slave.vin_parts = [None, None, None]
-        if vin == "":
-            slave.vin, slave.vin_done = None, True  # no VIN available: stop asking
-            return [VinReported(slave.twcid, None)]
-        if vin_check_digit_ok(vin):
-            slave.vin, slave.vin_done = vin, True
-            return [VinReported(slave.twcid, vin)]
-        slave.vin_next_try_s = now_s + self.settings.vin_retry_s
-        return [Ignored(msg, f"VIN {vin!r} fails its check digit: will ask again")]
+        if slave is None:
+            return _vin_part_events(msg, PartAnswer(PartVerdict.NOT_ASKED_FOR))
+        answer = slave.vin_query.on_part_received(msg.part, msg.text, now_s)
+        if answer.verdict in (PartVerdict.VIN, PartVerdict.NO_VIN):
+            slave.vin = answer.vin
+        return _vin_part_events(msg, answer)
 
     def _on_foreign_master(self, msg: m.Message, payload: bytes, now_s: float) -> list:
         sender = int.from_bytes(payload[2:4], "big") if len(payload) >= 4 else None
@@ -531,7 +514,7 @@ class BusMaster:
             return None, events
         wire = m.encode_for_tx(message, self.settings.trailer_byte)
         self._recent_tx.append((now_s, message.to_payload()))
-        tx_end_s = now_s + len(wire) * BYTE_TIME_S
+        tx_end_s = now_s + len(wire) * codec.BYTE_TIME_S
         if expects_reply_from is None:
             self._bus_free_s = tx_end_s + self.settings.linkready_spacing_s
         else:
@@ -615,7 +598,7 @@ class BusMaster:
         next_s = self._next_round_s(min(slave.next_heartbeat_s, now_s))
         slave.next_heartbeat_s = next_s if next_s > now_s else self._next_round_s(now_s)
         slave.heartbeat_tx_s.append(now_s)
-        centiamps = self._gated_amps(slave) * 100
+        centiamps = self._gated_amps(slave) * CENTIAMPS_PER_AMP
         message = _heartbeat_message(self.settings.master_twcid, slave, centiamps)
         slave.sent_centiamps = centiamps
         if message.command != m.HeartbeatCommand.NO_CHANGE:
@@ -643,11 +626,12 @@ class BusMaster:
     def _has_query(self, slave: Slave, now_s: float) -> bool:
         if slave.protocol != 2:
             return False  # P1 firmware predates the data queries
-        return slave.vin_next_part != 0 or now_s >= slave.next_energy_poll_s
+        return slave.vin_query.asking or now_s >= slave.next_energy_poll_s
 
     def _query_fits(self, at_s: float) -> bool:
         """A query exchange started at ``at_s`` ends before any heartbeat falls due."""
-        exchange_s = 2 * 20 * BYTE_TIME_S + self.settings.reply_timeout_s
+        longest_body = max(codec.VALID_BODY_LENGTHS)  # a request and its reply, at most
+        exchange_s = 2 * longest_body * codec.BYTE_TIME_S + self.settings.reply_timeout_s
         return all(s.next_heartbeat_s >= at_s + exchange_s for s in self.slaves.values())
 
     def _query(self, slave: Slave, now_s: float) -> m.Message | None:
@@ -655,18 +639,29 @@ class BusMaster:
         if not self._has_query(slave, now_s) or not self._query_fits(now_s):
             return None
         me = self.settings.master_twcid
-        if slave.vin_next_part:
-            slave.vin_unanswered += 1
-            if slave.vin_unanswered <= VIN_UNANSWERED_LIMIT:
-                code = m.VIN_REQUEST_CODES[slave.vin_next_part - 1]
-                return m.AddressedRequest(code, me, slave.twcid, 16)
-            # The slave does not answer VIN requests: try again later (§5.4).
-            slave.vin_next_part = 0
-            slave.vin_next_try_s = now_s + self.settings.vin_retry_s
+        if slave.vin_query.asking:
+            part = slave.vin_query.on_query_slot(now_s)
+            if part is not None:
+                code = m.VIN_REQUEST_CODES[part - 1]
+                return m.AddressedRequest(code, me, slave.twcid, m.P2_BODY_LENGTH)
+            # The slave does not answer VIN requests: the sequence waits (§5.4).
             if not now_s >= slave.next_energy_poll_s:
                 return None
         slave.next_energy_poll_s = now_s + self.settings.energy_poll_interval_s
-        return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, 16)
+        return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, m.P2_BODY_LENGTH)
+
+
+def _vin_part_events(msg: m.VinPart, answer: PartAnswer) -> list[Event]:
+    """What a received VIN part shows: the reason texts of the VIN sequence's verdicts."""
+    match answer.verdict:
+        case PartVerdict.NOT_ASKED_FOR:
+            return [Ignored(msg, "VIN part not asked for")]
+        case PartVerdict.STORED:
+            return []
+        case PartVerdict.VIN | PartVerdict.NO_VIN:
+            return [VinReported(msg.sender, answer.vin)]
+        case PartVerdict.BAD_CHECK_DIGIT:
+            return [Ignored(msg, f"VIN {answer.vin!r} fails its check digit: will ask again")]
 
 
 def _heartbeat_priority(slave: Slave) -> tuple[bool, float, float]:
@@ -685,7 +680,7 @@ def _heartbeat_message(master_twcid: int, slave: Slave, offer_centiamps: int) ->
     # explicitly rather than "no change" against a report that may be stale.
     unconfirmed = slave.unacked_centiamps != 0
     if offer_centiamps != slave.allowed_centiamps or offer_centiamps == 0 or unconfirmed:
-        command = m.HeartbeatCommand.SET_LIMIT_P1 if slave.protocol == 1 else 0x09
+        command = m.set_limit_command(slave.protocol)
     else:
         command = m.HeartbeatCommand.NO_CHANGE
     return m.MasterHeartbeat.build(

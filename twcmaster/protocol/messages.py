@@ -19,6 +19,20 @@ from typing import Any, ClassVar
 
 from twcmaster.protocol import codec
 
+#: Amps on the wire are u16 centiamps, 0.01 A (§4.1, §4.2).
+CENTIAMPS_PER_AMP = 100
+#: The fixed ID TWCManager's fake master uses, our default too (§1.2).
+TWCMANAGER_MASTER_ID = 0x7777
+#: Body lengths (checksum included) of link-readies, heartbeats and requests on protocol 1
+#: and 2 (§2.5, §2.6).
+P1_BODY_LENGTH = 14
+P2_BODY_LENGTH = 16
+
+
+def protocol_of_length(body_length: int) -> int:
+    """The protocol a link-ready or heartbeat body of this length speaks: 14 -> 1, else 2."""
+    return 1 if body_length == P1_BODY_LENGTH else 2
+
 
 class Code(IntEnum):
     """Type byte and command byte of a message, as one big-endian 16-bit number (§3.1)."""
@@ -117,22 +131,56 @@ class HeartbeatCommand(IntEnum):
 
 
 #: Heartbeat commands the master may send. 06/07 are not used and 02 is dangerous (§4.1).
-SAFE_HEARTBEAT_COMMANDS = frozenset({0x00, 0x05, 0x08, 0x09})
+SAFE_HEARTBEAT_COMMANDS = frozenset(
+    {
+        HeartbeatCommand.NO_CHANGE,
+        HeartbeatCommand.SET_LIMIT_P1,
+        HeartbeatCommand.ACK_STOPPED,
+        HeartbeatCommand.SET_LIMIT_P2,
+    }
+)
+#: Heartbeat commands whose M1-M2 carry amps (§4.1).
+LIMIT_COMMANDS = frozenset(
+    {HeartbeatCommand.SET_LIMIT_P1, HeartbeatCommand.ACK_STOPPED, HeartbeatCommand.SET_LIMIT_P2}
+)
 
-#: S0 of the slave heartbeat (§4.2). Names are labels only (§8 Q8).
+
+def set_limit_command(protocol: int) -> HeartbeatCommand:
+    """The command that sets a slave's limit: ``05`` on protocol 1, ``09`` on protocol 2
+    (§2.6, §4.1, §8 Q9)."""
+    return HeartbeatCommand.SET_LIMIT_P1 if protocol == 1 else HeartbeatCommand.SET_LIMIT_P2
+
+
+class SlaveState(IntEnum):
+    """S0 of the slave heartbeat (§4.2). Names are labels only (§8 Q8)."""
+
+    READY = 0x00
+    CHARGING = 0x01
+    ERROR = 0x02
+    DO_NOT_CHARGE = 0x03
+    READY_TO_CHARGE = 0x04
+    BUSY = 0x05
+    RAISING_2A = 0x06
+    LOWERING_2A = 0x07
+    STARTING = 0x08
+    LIMIT_ACKNOWLEDGED = 0x09
+    ADJUSTMENT_DONE = 0x0A
+    UNKNOWN_0F = 0x0F
+
+
 SLAVE_STATE_NAMES = {
-    0x00: "ready",
-    0x01: "charging",
-    0x02: "error",
-    0x03: "plugged in, do not charge",
-    0x04: "plugged in, ready",
-    0x05: "busy",
-    0x06: "raising 2A",
-    0x07: "lowering 2A",
-    0x08: "starting to charge",
-    0x09: "limit acknowledged",
-    0x0A: "amp adjustment done",
-    0x0F: "unknown 0F",
+    SlaveState.READY: "ready",
+    SlaveState.CHARGING: "charging",
+    SlaveState.ERROR: "error",
+    SlaveState.DO_NOT_CHARGE: "plugged in, do not charge",
+    SlaveState.READY_TO_CHARGE: "plugged in, ready",
+    SlaveState.BUSY: "busy",
+    SlaveState.RAISING_2A: "raising 2A",
+    SlaveState.LOWERING_2A: "lowering 2A",
+    SlaveState.STARTING: "starting to charge",
+    SlaveState.LIMIT_ACKNOWLEDGED: "limit acknowledged",
+    SlaveState.ADJUSTMENT_DONE: "amp adjustment done",
+    SlaveState.UNKNOWN_0F: "unknown 0F",
 }
 
 
@@ -233,7 +281,7 @@ class SlaveLinkReady(Message):
     def fields(self) -> dict[str, Any]:
         return {
             "sign": f"{self.sign:02X}",
-            "max_amps": self.max_centiamps / 100,
+            "max_amps": self.max_centiamps / CENTIAMPS_PER_AMP,
             "protocol": self.protocol,
         }
 
@@ -253,7 +301,7 @@ class MasterHeartbeat(Message):
     def build(
         cls, sender: int, receiver: int, command: int, centiamps: int, protocol: int
     ) -> MasterHeartbeat:
-        amps = _u16(centiamps) if command in (0x05, 0x08, 0x09) else b"\x00\x00"
+        amps = _u16(centiamps) if command in LIMIT_COMMANDS else b"\x00\x00"
         data = bytes([command]) + amps + _zeros(4 if protocol == 1 else 6)
         return cls(sender, receiver, data)
 
@@ -276,7 +324,7 @@ class MasterHeartbeat(Message):
         return {
             "command": f"{self.command:02X}",
             "command_name": command_name,
-            "amps": self.centiamps / 100,
+            "amps": self.centiamps / CENTIAMPS_PER_AMP,
             "master_has_car": self.data[3] == 1,
             "data": self.data.hex(" ").upper(),
         }
@@ -325,8 +373,8 @@ class SlaveHeartbeat(Message):
         return {
             "state": self.state,
             "state_name": SLAVE_STATE_NAMES.get(self.state, "unknown"),
-            "allowed_amps": self.allowed_centiamps / 100,
-            "actual_amps": self.actual_centiamps / 100,
+            "allowed_amps": self.allowed_centiamps / CENTIAMPS_PER_AMP,
+            "actual_amps": self.actual_centiamps / CENTIAMPS_PER_AMP,
             "data": self.data.hex(" ").upper(),
         }
 
@@ -569,7 +617,7 @@ def _decode_fields(code: int, p: bytes) -> Message | None:
         which = 1 if code == Code.MASTER_LINKREADY1 else 2
         return MasterLinkReady(which, u16(2), p[4], p[5:7] if n == 16 else None)
     if code == Code.SLAVE_LINKREADY and n in (14, 16):
-        return SlaveLinkReady(u16(2), p[4], u16(5), 1 if n == 14 else 2)
+        return SlaveLinkReady(u16(2), p[4], u16(5), protocol_of_length(n))
     if code == Code.MASTER_HEARTBEAT and n in (14, 16):
         return MasterHeartbeat(u16(2), u16(4), p[6:])
     if code == Code.SLAVE_HEARTBEAT and n in (14, 16):
@@ -684,6 +732,6 @@ def describe(body: bytes) -> dict[str, Any]:
         "standard_length": len(body) in codec.VALID_BODY_LENGTHS,
     }
     if isinstance(message, SlaveLinkReady | SlaveHeartbeat | MasterHeartbeat):
-        out["protocol"] = 1 if len(body) == 14 else 2
+        out["protocol"] = protocol_of_length(len(body))
     out.update(message.fields())
     return out

@@ -20,10 +20,8 @@ from twcmaster.protocol import codec, messages
 from twcmaster.sim.car import CarConfig, SimulatedCar
 from twcmaster.sim.slave import SimulatedSlave, distinct_twcids, random_sign
 
-#: 9600 baud, 8N1: ten bit times per byte, about 1.04 ms (§1, §5.1).
-BAUD = 9600
-BITS_PER_BYTE = 10
-BYTE_TIME_S = BITS_PER_BYTE / BAUD
+#: The line speed lives in codec.py; re-exported for tests/robustness/rig.py.
+BYTE_TIME_S = codec.BYTE_TIME_S
 #: Real units send one byte after the closing C0; FE is what TM/DV comments and the TM dummy
 #: simulator show (§2.1, §8 Q1). None sends no trailer.
 DEFAULT_TRAILER = 0xFE
@@ -120,7 +118,7 @@ class SimulatedBus:
         """Half duplex: a frame starts no earlier than the end of the previous one."""
         wire = messages.encode_for_tx(message, self.trailer, messages.SLAVE_TX_CODES)
         due_s = max(wanted_s, self._free_at_s)
-        self._free_at_s = due_s + len(wire) * BYTE_TIME_S
+        self._free_at_s = due_s + len(wire) * codec.BYTE_TIME_S
         self._queue.append((due_s, wire))
         self.stats.frames_sent += 1
 

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twcmaster.logs import get_logger
+from twcmaster.protocol import codec
 from twcmaster.sim.bus import SimulatedBus, make_slaves
 
 #: ``port`` values of this form name an open file descriptor instead of a device.
 FD_PORT_PREFIX = "fd:"
-BAUD = 9600  # §1: 9600 8N1
 READ_CHUNK_BYTES = 4096
 #: After a read error on a descriptor (EIO: nobody holds the pty's other side), look again
 #: this much later instead of spinning on a descriptor that stays readable.
@@ -129,7 +129,7 @@ def _make_transport(port: str, server: BusServer, loop: asyncio.AbstractEventLoo
 
     return SerialTransport(
         port,
-        baud=BAUD,
+        baud=codec.BAUD,
         on_bytes=server.on_bytes,
         on_link=server.on_link,
         clock=loop.time,  # the bus's clock is the loop's: call_at and receive agree

@@ -19,8 +19,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from twcmaster.protocol import messages
-from twcmaster.protocol.messages import Code, Message
+from twcmaster.protocol import codec, messages
+from twcmaster.protocol.messages import CENTIAMPS_PER_AMP, TWCMANAGER_MASTER_ID, Code, Message
 from twcmaster.sim.car import CarPhase, SimulatedCar
 
 # --- timing (§5.1, §3.2) ------------------------------------------------------------------------
@@ -57,27 +57,19 @@ EXTENDED_FIRMWARE = (4, 5, 3)
 DEFAULT_P2_FIRMWARE = (4, 5, 3, 0)
 #: No source records a P1 firmware number; this placeholder is below 4.5.3 on purpose.
 DEFAULT_P1_FIRMWARE = (1, 0, 0, 0)
-#: The fake master ID TWCManager uses (§1.2); simulated slaves never take it.
-TWCMANAGER_MASTER_ID = 0x7777
+#: Simulated slaves never take TWCMANAGER_MASTER_ID, the fake master ID TWCManager uses (§1.2).
 #: Bytes that would need escaping in an ID (§1.2: legal but awkward); real IDs may have them,
 #: simulated ones avoid them so that captures stay readable.
-ESCAPED_BYTES = frozenset({0xC0, 0xDB})
+ESCAPED_BYTES = frozenset({codec.FRAME_END, codec.ESC})
 #: Model string for the old-form ``FB 1A`` query; real strings are not recorded (§3.4).
 SIM_MODEL = "TWC2-SIM"
 #: Codes that damage or lock a real unit (§3.1, §3.5): the simulator goes silent until reset.
 BRICKING_CODES = frozenset({0xFC19, 0xFC1A, 0xFBE8})
-CENTIAMPS_PER_AMP = 100
 
 
-class State(enum.IntEnum):
-    """S0 of the slave heartbeat (§4.2); names are labels only (§8 Q8)."""
-
-    READY = 0x00
-    CHARGING = 0x01
-    ERROR = 0x02
-    DO_NOT_CHARGE = 0x03
-    READY_TO_CHARGE = 0x04
-    STARTING = 0x08
+#: S0 of the slave heartbeat (§4.2); the simulator reports READY, CHARGING, ERROR,
+#: DO_NOT_CHARGE, READY_TO_CHARGE and STARTING.
+State = messages.SlaveState
 
 
 class P2ZeroOffer(enum.Enum):
