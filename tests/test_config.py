@@ -491,6 +491,37 @@ def test_green_energy_keys_have_documented_defaults_matching_the_policy():
         assert getattr(shipped, name) == getattr(settings, name), name
 
 
+def test_one_table_of_defaults_is_what_an_absent_key_gives():
+    from twcmaster.config.defaults import DEFAULTS
+    from twcmaster.config.schema import KNOWN_KEYS
+    from twcmaster.control.policy import PolicyConfig
+
+    for key in DEFAULTS:  # config keys by name, others by their dotted path
+        *sections, name = key.split(".") if "." in key else ["config", key]
+        node = KNOWN_KEYS
+        for part in sections:
+            node = node[part]
+        assert name in node, key
+    settings = load().settings
+    read = {
+        "minAmpsPerTWC": settings.min_amps_per_twc,
+        "startStopDelay": settings.start_stop_delay_s,
+        "greenEnergyStartDelay": settings.green_energy_start_delay_s,
+        "greenEnergyMinOnTime": settings.green_energy_min_on_time_s,
+        "greenEnergyMinOffTime": settings.green_energy_min_off_time_s,
+        "greenEnergySmoothingSeconds": settings.green_energy_smoothing_s,
+        "greenEnergyStartMarginAmps": settings.green_energy_start_margin_amps,
+        "greenEnergyRaiseDelay": settings.green_energy_raise_delay_s,
+        "logging.format": settings.log_format,
+        "interface.RS485.slaveTimeout": settings.rs485.slave_timeout_s,
+    }
+    assert read == {key: DEFAULTS[key] for key in read}
+    assert DEFAULTS["greenEnergyStartDelay"] == 60.0
+    assert PolicyConfig.from_app_config(load().settings) == PolicyConfig(
+        wiring_max_amps_all_twcs=WIRING["wiringMaxAmpsAllTWCs"]
+    )
+
+
 def test_green_energy_keys_are_typed():
     settings = load(
         {
@@ -721,6 +752,15 @@ def test_raw_sections_stay_available_and_read_only():
     with pytest.raises(TypeError):
         settings.raw["status"] = {}  # type: ignore[index]
     assert isinstance(settings, AppConfig)
+
+
+def test_enabled_sources_are_typed_at_load_time():
+    fronius = {"enabled": True, "serverIP": "10.0.0.2", "interval": "5"}
+    settings = load(sources={"Fronius": fronius, "HASS": {"enabled": False}}).settings
+    [spec] = settings.sources
+    assert (spec.name, spec.timing.interval_s, spec.timing.max_age_s) == ("Fronius", 5.0, 60.0)
+    assert spec.settings == fronius
+    assert load().settings.sources == ()
 
 
 # ---------------------------------------------- a realistic TWCManager config.json

@@ -15,7 +15,7 @@ def test_numbers_and_numeric_text_are_read():
 
 def test_garbage_is_none():
     for value in (None, True, False, "", "unavailable", "NULL", math.nan, math.inf, -math.inf,
-                  "nan", "inf", [], {}, object()):  # fmt: skip
+                  "nan", "inf", [], {}, object(), 10**309, "1e999"):  # fmt: skip
         assert finite_number(value) is None, value
 
 

@@ -238,7 +238,7 @@ def build_daemon(
     from twcmaster.sources.registry import build_sources
     from twcmaster.sources.runner import SourceRunner
 
-    sources = build_sources(config.raw_section("sources"))
+    sources = build_sources(config.sources)
     runner = SourceRunner(sources) if sources else None
     store = SettingsStore(
         os.path.join(config.settings_path, SETTINGS_FILE_NAME),

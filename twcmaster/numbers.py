@@ -24,7 +24,10 @@ def finite_number(value: object) -> float | None:
         except ValueError:
             return None
     elif isinstance(value, Real):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float (10**309): not a usable reading
+            return None
     else:
         return None
     return number if math.isfinite(number) else None

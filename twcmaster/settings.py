@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import re
 import tempfile
@@ -55,6 +54,7 @@ from twcmaster.config import (
     read_regular_file,
 )
 from twcmaster.logs import get_logger
+from twcmaster.numbers import finite_number
 
 __all__ = [
     "ALL_DAYS",
@@ -585,7 +585,7 @@ class _Reader:
         value = self.raw.get(key)
         if value is None:
             return default
-        number = _coerce_number(value)
+        number = finite_number(value)
         if number is None or not valid(number):
             self.warn(key, value, "a number in range", default)
             return default
@@ -635,11 +635,11 @@ class _Reader:
                 self.warn(path, item, "an object {amps, startHour, endHour, daysBitmap}", "none")
                 continue
             try:
-                days = _coerce_number(item.get("daysBitmap", ALL_DAYS))
+                days = finite_number(item.get("daysBitmap", ALL_DAYS))
                 window = ScheduleWindow(
-                    amps=_coerce_number(item.get("amps")),  # type: ignore[arg-type]
-                    start_hour=_coerce_number(item.get("startHour")),  # type: ignore[arg-type]
-                    end_hour=_coerce_number(item.get("endHour")),  # type: ignore[arg-type]
+                    amps=finite_number(item.get("amps")),  # type: ignore[arg-type]
+                    start_hour=finite_number(item.get("startHour")),  # type: ignore[arg-type]
+                    end_hour=finite_number(item.get("endHour")),  # type: ignore[arg-type]
                     days_bitmap=int(days) if days is not None and days == int(days) else -1,
                 )
             except SettingsError as exc:
@@ -662,7 +662,7 @@ class _Reader:
                 self.warn(key, item, "an object {value, unit}", "ignored")
                 continue
             unit = str(item.get("unit", "A")).strip().upper()
-            number = _coerce_number(item.get("value"))
+            number = finite_number(item.get("value"))
             try:
                 offsets.append(ConsumptionOffsetSetting(str(name), number, unit))  # type: ignore[arg-type]
             except SettingsError as exc:
@@ -727,19 +727,8 @@ def _check_hour(key: str, value: Any, upper: float, upper_inclusive: bool) -> No
 
 
 def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-
-
-def _coerce_number(value: Any) -> float | None:
-    """A finite number from a number or a numeric string (TWCManager writes both)."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if not _is_number(value):
-        return None
-    return float(value)
+    """Strict, for setters: a finite number, not text (``finite_number`` reads "16" too)."""
+    return not isinstance(value, str) and finite_number(value) is not None
 
 
 def _plain_number(value: float) -> int | float:

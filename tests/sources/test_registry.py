@@ -13,8 +13,11 @@ from twcmaster.sources.fronius import FroniusSource
 from twcmaster.sources.powerwall import PowerwallSource
 from twcmaster.sources.registry import (
     SourceConfigError,
+    SourceSpec,
     build_sources,
     check_sources,
+    check_timing_bounds,
+    source_specs,
     source_timing,
 )
 from twcmaster.sources.solaredge import SolarEdgeSource
@@ -269,6 +272,36 @@ def test_build_sources_refuses_a_bad_section():
         "sources.Powerwall2.serverIP",
     ]
     assert "sources.Fronius.serverIP: required" in str(caught.value)
+
+
+def test_source_specs_type_each_enabled_section_once():
+    section = {**VALID, "HASS": {"enabled": False}, "Fronius": {**VALID["Fronius"], "timeout": 3}}
+    specs = source_specs(section)
+    assert [spec.name for spec in specs] == ["Fronius", "SolarEdge", "Enphase", "Powerwall2"]
+    fronius = specs[0]
+    assert (fronius.timing.interval_s, fronius.timing.timeout_s) == (10.0, 3.0)
+    assert specs[1].timing.interval_s == 90.0  # SolarEdge's own default
+    assert fronius.settings == section["Fronius"]
+    with pytest.raises(TypeError):
+        fronius.settings["serverIP"] = "elsewhere"  # type: ignore[index]
+    assert hash(fronius) == hash(SourceSpec("Fronius", fronius.timing, {}))
+    assert [type(s) for s in build_sources(specs)] == [type(s) for s in build_sources(section)]
+
+
+def test_timing_bounds_and_spec_problems_by_key_path():
+    section = {"Fronius": {"enabled": True, "serverIP": "f", "interval": 1e308, "maxAge": "x"}}
+    assert check_timing_bounds(section) == [
+        ("sources.Fronius.interval", "1e+308: must be at most 86400 seconds"),
+        ("sources.Fronius.maxAge", "expected a number seconds, got 'x'"),
+    ]
+    with pytest.raises(SourceConfigError) as caught:
+        source_specs(section)
+    assert paths(caught.value.problems) == [
+        "sources.Fronius.maxAge",  # check_sources first, then the bounds
+        "sources.Fronius.interval",
+        "sources.Fronius.maxAge",
+    ]
+    assert check_timing_bounds({"Fronius": {"enabled": False, "interval": 1e308}}) == []
 
 
 def test_explicit_max_age_and_timing_helper():

@@ -101,6 +101,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from twcmaster.config.defaults import DEFAULTS
 from twcmaster.control.allocation import MIN_AMPS_P2
 from twcmaster.control.green import (
     NO_CHARGERS,
@@ -142,14 +143,14 @@ POLICY_GREEN = "Track Green Energy"
 POLICY_NON_SCHEDULED = "Non Scheduled Charging"
 POLICIES = (POLICY_CHARGE_NOW, POLICY_SCHEDULED, POLICY_GREEN, POLICY_NON_SCHEDULED)
 
-# --- anti-flap defaults (config.json keys in brackets; reasons in the module docstring) -----
-DEFAULT_START_STOP_DELAY_S = 60.0  # [startStopDelay] TWCManager's default
-DEFAULT_START_DELAY_S = 60.0  # [greenEnergyStartDelay]
-DEFAULT_MIN_ON_TIME_S = 1800.0  # [greenEnergyMinOnTime]
-DEFAULT_MIN_OFF_TIME_S = 60.0  # [greenEnergyMinOffTime]
-DEFAULT_SMOOTHING_S = 0.0  # [greenEnergySmoothingSeconds] off
-DEFAULT_START_MARGIN_AMPS = 0.0  # [greenEnergyStartMarginAmps]
-DEFAULT_RAISE_DELAY_S = 20.0  # [greenEnergyRaiseDelay]
+# --- anti-flap defaults: config/defaults.py holds them (reasons in the module docstring) ----
+DEFAULT_START_STOP_DELAY_S = DEFAULTS["startStopDelay"]  # TWCManager's default
+DEFAULT_START_DELAY_S = DEFAULTS["greenEnergyStartDelay"]
+DEFAULT_MIN_ON_TIME_S = DEFAULTS["greenEnergyMinOnTime"]
+DEFAULT_MIN_OFF_TIME_S = DEFAULTS["greenEnergyMinOffTime"]
+DEFAULT_SMOOTHING_S = DEFAULTS["greenEnergySmoothingSeconds"]  # off
+DEFAULT_START_MARGIN_AMPS = DEFAULTS["greenEnergyStartMarginAmps"]
+DEFAULT_RAISE_DELAY_S = DEFAULTS["greenEnergyRaiseDelay"]
 
 
 @dataclass(frozen=True)
@@ -195,24 +196,24 @@ class PolicyConfig:
     """The config.json settings the policy reads (see ``from_app_config``)."""
 
     wiring_max_amps_all_twcs: float
-    min_amps_per_twc: float = 12.0
-    non_scheduled_amps_max: float | None = None  # config.json fallback for settings.json's
-    default_voltage_v: float = 240.0
-    number_of_phases: int = 1
-    subtract_charger_load: bool = False
-    treat_generation_as_grid_delivery: bool = False
-    green_energy_amps_offset: float = 0.0
-    green_energy_safe_amps: float = 0.0
-    start_margin_amps: float = DEFAULT_START_MARGIN_AMPS
-    start_delay_s: float = DEFAULT_START_DELAY_S
-    start_stop_delay_s: float = DEFAULT_START_STOP_DELAY_S
-    min_on_time_s: float = DEFAULT_MIN_ON_TIME_S
-    min_off_time_s: float = DEFAULT_MIN_OFF_TIME_S
-    flex_amps: float = 0.0
-    use_flex_amps_to_start_charge: bool = False
-    smoothing_s: float = DEFAULT_SMOOTHING_S
-    raise_delay_s: float = DEFAULT_RAISE_DELAY_S
-    latch_s: float = 0.0  # greenEnergyLatch, in seconds here (minutes in config.json)
+    min_amps_per_twc: float = float(DEFAULTS["minAmpsPerTWC"])
+    non_scheduled_amps_max: float | None = DEFAULTS["nonScheduledAmpsMax"]  # for settings.json's
+    default_voltage_v: float = DEFAULTS["defaultVoltage"]
+    number_of_phases: int = DEFAULTS["numberOfPhases"]
+    subtract_charger_load: bool = DEFAULTS["subtractChargerLoad"]
+    treat_generation_as_grid_delivery: bool = DEFAULTS["treatGenerationAsGridDelivery"]
+    green_energy_amps_offset: float = DEFAULTS["greenEnergyAmpsOffset"]
+    green_energy_safe_amps: float = DEFAULTS["greenEnergySafeAmps"]
+    start_margin_amps: float = DEFAULTS["greenEnergyStartMarginAmps"]
+    start_delay_s: float = DEFAULTS["greenEnergyStartDelay"]
+    start_stop_delay_s: float = DEFAULTS["startStopDelay"]
+    min_on_time_s: float = DEFAULTS["greenEnergyMinOnTime"]
+    min_off_time_s: float = DEFAULTS["greenEnergyMinOffTime"]
+    flex_amps: float = DEFAULTS["greenEnergyFlexAmps"]
+    use_flex_amps_to_start_charge: bool = DEFAULTS["useFlexAmpsToStartCharge"]
+    smoothing_s: float = DEFAULTS["greenEnergySmoothingSeconds"]
+    raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
+    latch_s: float = DEFAULTS["greenEnergyLatch"] * 60.0  # in s here (minutes in config.json)
     green_sources_configured: bool = True  # False: no energy source, skip Track Green Energy
 
     def __post_init__(self) -> None:
@@ -244,33 +245,28 @@ class PolicyConfig:
     def from_app_config(
         cls, config: AppConfig, *, green_sources_configured: bool = True
     ) -> PolicyConfig:
-        """From the typed config.json (``twcmaster.config.AppConfig``)."""
-
-        def get(name: str, default: Any) -> Any:
-            value = getattr(config, name, None)
-            return default if value is None else value
-
-        latch_min = get("green_energy_latch_min", 0.0)
+        """From the typed config.json (``twcmaster.config.AppConfig``; its defaults are
+        ``twcmaster.config.defaults.DEFAULTS``, as this class's)."""
         return cls(
             wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs,
             min_amps_per_twc=config.min_amps_per_twc,
             non_scheduled_amps_max=config.non_scheduled_amps_max,
             default_voltage_v=config.default_voltage_v,
             number_of_phases=config.number_of_phases,
-            subtract_charger_load=get("subtract_charger_load", False),
-            treat_generation_as_grid_delivery=get("treat_generation_as_grid_delivery", False),
-            green_energy_amps_offset=get("green_energy_amps_offset", 0.0),
-            green_energy_safe_amps=get("green_energy_safe_amps", 0.0),
-            start_margin_amps=get("green_energy_start_margin_amps", DEFAULT_START_MARGIN_AMPS),
-            start_delay_s=get("green_energy_start_delay_s", DEFAULT_START_DELAY_S),
-            start_stop_delay_s=get("start_stop_delay_s", DEFAULT_START_STOP_DELAY_S),
-            min_on_time_s=get("green_energy_min_on_time_s", DEFAULT_MIN_ON_TIME_S),
-            min_off_time_s=get("green_energy_min_off_time_s", DEFAULT_MIN_OFF_TIME_S),
-            flex_amps=get("green_energy_flex_amps", 0.0),
-            use_flex_amps_to_start_charge=get("use_flex_amps_to_start_charge", False),
-            smoothing_s=get("green_energy_smoothing_s", DEFAULT_SMOOTHING_S),
-            raise_delay_s=get("green_energy_raise_delay_s", DEFAULT_RAISE_DELAY_S),
-            latch_s=float(latch_min) * 60.0,
+            subtract_charger_load=config.subtract_charger_load,
+            treat_generation_as_grid_delivery=config.treat_generation_as_grid_delivery,
+            green_energy_amps_offset=config.green_energy_amps_offset,
+            green_energy_safe_amps=config.green_energy_safe_amps,
+            start_margin_amps=config.green_energy_start_margin_amps,
+            start_delay_s=config.green_energy_start_delay_s,
+            start_stop_delay_s=config.start_stop_delay_s,
+            min_on_time_s=config.green_energy_min_on_time_s,
+            min_off_time_s=config.green_energy_min_off_time_s,
+            flex_amps=config.green_energy_flex_amps,
+            use_flex_amps_to_start_charge=config.use_flex_amps_to_start_charge,
+            smoothing_s=config.green_energy_smoothing_s,
+            raise_delay_s=config.green_energy_raise_delay_s,
+            latch_s=float(config.green_energy_latch_min) * 60.0,
             green_sources_configured=green_sources_configured,
         )
 

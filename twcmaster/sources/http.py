@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twcmaster import __version__
+from twcmaster.numbers import finite_number
 from twcmaster.sources.base import SourceError, SourceTiming
 from twcmaster.sources.secrets import (
     EXCERPT_CHARS,
@@ -110,20 +111,18 @@ def number(doc: Any, path: str, *, allow_null: bool = False) -> float | None:
 
 
 def as_number(value: Any, what: str) -> float:
-    if isinstance(value, bool):
+    number = finite_number(value)
+    if number is not None:
+        return number
+    # Why not, for the message: not a number at all, or NaN / infinity.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ShapeError(f"{what} is {_kind(value)}, expected a number")
-    if isinstance(value, int | float):
-        result = float(value)
-    elif isinstance(value, str):
+    if isinstance(value, str):
         try:
-            result = float(value.strip())
+            float(value.strip())
         except ValueError:
             raise ShapeError(f"{what} is {shown(value)}, expected a number") from None
-    else:
-        raise ShapeError(f"{what} is {_kind(value)}, expected a number")
-    if result != result or result in (float("inf"), float("-inf")):
-        raise ShapeError(f"{what} is {shown(value)}, expected a finite number")
-    return result
+    raise ShapeError(f"{what} is {shown(value)}, expected a finite number")
 
 
 def section(doc: Any, path: str) -> Mapping[str, Any]:

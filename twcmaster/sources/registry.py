@@ -5,8 +5,11 @@ that come first.
   ``("sources.Fronius.serverIP", "required when the source is enabled: ...")``. It contacts
   nothing and loads no network library: it imports only the modules of enabled sources, and
   those import ``requests``/``paho`` on first use.
-* ``build_sources(section)`` makes one ``Source`` per enabled section (after the checks; a
-  problem raises ``SourceConfigError``).
+* ``source_specs(section)`` is what config.json's loader keeps of the section: one
+  ``SourceSpec`` (name, timing, its keys) per enabled source, after the checks above and
+  ``check_timing_bounds`` (a problem raises ``SourceConfigError``).
+* ``build_sources(specs)`` makes one ``Source`` per spec (or per enabled section of a raw
+  section, checked first).
 
 Each source class owns its key rules: a classmethod ``check(config) -> [(key, message)]``
 (keys relative to its section) and, optionally, ``default_interval_s`` (10 s unless the
@@ -15,7 +18,7 @@ are checked here:
 
 * ``interval`` (s between polls; default 10), ``timeout`` (s a request, and a whole poll, may
   take; default 5), ``maxAge`` (s after which the last reading counts as missing; default
-  ``max(60, 3 * interval)``).
+  ``max(60, 3 * interval)``); each above 0 and at most ``MAX_TIMING_S`` (a day).
 
 The ``read_*`` and ``check_*`` helpers below are shared by the source classes so that one
 kind of key is read and checked one way everywhere (a port is 1..65535, given as a number or
@@ -24,12 +27,16 @@ as TWCManager's string ``"80"``).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+from twcmaster.numbers import finite_number
 from twcmaster.sources import SOURCE_MODULES
 from twcmaster.sources.base import (
     DEFAULT_MAX_AGE_S,
@@ -41,6 +48,8 @@ from twcmaster.sources.base import (
 Problem = tuple[str, str]
 
 MIN_MAX_AGE_INTERVALS = 3  # default maxAge: this many intervals (at least DEFAULT_MAX_AGE_S)
+MAX_TIMING_S = 86400.0  # s; a day: a longer interval, timeout or maxAge is a typo
+TIMING_KEYS = ("interval", "timeout", "maxAge")
 
 # TWCManager's energy sources (anchors §2.2); those without a twcmaster module are reported
 # only when enabled (TWCManager's sample config lists them all, switched off).
@@ -58,6 +67,16 @@ class SourceConfigError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  {path}: {message}" for path, message in problems)
         super().__init__(f"{len(problems)} problem(s) in the sources section:\n{lines}")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One enabled source, checked: what ``build_sources`` makes a ``Source`` of."""
+
+    name: str  # its section under ``sources`` (a key of SOURCE_MODULES), e.g. "Fronius"
+    timing: SourceTiming
+    #: The section's keys (read-only), which the source class reads itself.
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
 
 # ----------------------------------------------------------------------- public API
@@ -99,17 +118,43 @@ def check_sources(sources_section: Any) -> list[Problem]:
     return problems
 
 
-def build_sources(sources_section: Mapping[str, Any] | None) -> list[Source]:
-    """One ``Source`` per enabled section, in the order of the file."""
+def check_timing_bounds(sources_section: Mapping[str, Any]) -> list[Problem]:
+    """The upper bound ``check_timing`` lacks, for every enabled section: an interval of
+    1e308 s is a typo."""
+    problems: list[Problem] = []
+    for name, config in sources_section.items():
+        if name in SOURCE_MODULES and isinstance(config, Mapping) and config.get("enabled") is True:
+            for key in TIMING_KEYS:
+                found = check_number(config, key, maximum=MAX_TIMING_S, unit="seconds")
+                problems += _prefixed(f"sources.{name}", found)
+    return problems
+
+
+def source_specs(sources_section: Mapping[str, Any] | None) -> tuple[SourceSpec, ...]:
+    """One ``SourceSpec`` per enabled section, in the order of the file; SourceConfigError
+    listing every problem (``check_sources``, then ``check_timing_bounds``)."""
     problems = check_sources(sources_section)
+    if isinstance(sources_section, Mapping):
+        problems += check_timing_bounds(sources_section)
     if problems:
         raise SourceConfigError(problems)
-    built: list[Source] = []
+    specs: list[SourceSpec] = []
     for name, config in (sources_section or {}).items():
         if name in SOURCE_MODULES and config.get("enabled", False):
-            cls = load_source_class(name)
-            built.append(cls(config, source_timing(config, cls.default_interval_s)))
-    return built
+            timing = source_timing(config, load_source_class(name).default_interval_s)
+            settings = MappingProxyType(copy.deepcopy(dict(config)))
+            specs.append(SourceSpec(name=name, timing=timing, settings=settings))
+    return tuple(specs)
+
+
+def build_sources(
+    sources: Iterable[SourceSpec] | Mapping[str, Any] | None,
+) -> list[Source]:
+    """One ``Source`` per spec (``AppConfig.sources``), in the order of the file. A raw
+    ``sources`` section is checked first (``source_specs``)."""
+    if sources is None or isinstance(sources, Mapping):
+        sources = source_specs(sources)
+    return [load_source_class(spec.name)(spec.settings, spec.timing) for spec in sources]
 
 
 def load_source_class(name: str) -> type[Source]:
@@ -129,7 +174,7 @@ def source_timing(config: Mapping[str, Any], default_interval_s: float) -> Sourc
 
 def check_timing(config: Mapping[str, Any], default_interval_s: float) -> list[Problem]:
     problems: list[Problem] = []
-    for key in ("interval", "timeout", "maxAge"):
+    for key in TIMING_KEYS:
         problems += check_number(config, key, minimum=0, exclusive=True, unit="seconds")
     if not problems and "maxAge" in config:
         interval_s = read_number(config, "interval", default_interval_s)
@@ -151,7 +196,7 @@ def read_number(config: Mapping[str, Any], key: str, default: float) -> float:
     value = config.get(key)
     if value is None or value == "":
         return float(default)
-    number = _to_number(value)
+    number = finite_number(value)
     if number is None:
         raise ValueError(f"{key}: expected a number, got {value!r}")
     return number
@@ -272,7 +317,7 @@ def check_number(
     value = config.get(key)
     if value is None:
         return []
-    number = _to_number(value)
+    number = finite_number(value)
     suffix = f" {unit}" if unit else ""
     if number is None:
         return [(key, f"expected a number{suffix}, got {_describe(value)}")]
@@ -300,21 +345,6 @@ def check_file(config: Mapping[str, Any], key: str, what: str) -> list[Problem]:
 
 def _prefixed(path: str, problems: list[Problem]) -> list[Problem]:
     return [(f"{path}.{key}" if key else path, message) for key, message in problems]
-
-
-def _to_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def _to_port(value: Any) -> int | None:

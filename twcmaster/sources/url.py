@@ -29,12 +29,12 @@ sources.
 from __future__ import annotations
 
 import json
-import math
 import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from twcmaster.numbers import finite_number
 from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import NOT_SHOWN, HttpClient, ShapeError, shown
 from twcmaster.sources.jsonpath import JsonPath, JsonPathError, compile_path
@@ -81,18 +81,16 @@ def power_w(value: Any, unit: str = DEFAULT_UNIT) -> float:
         raise ShapeError("the value is null, expected a number")
     if isinstance(value, bool):
         raise ShapeError(f"the value is {str(value).lower()}, expected a number")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+    text: Any = value
+    if isinstance(value, str):
         match = _QUANTITY.fullmatch(value)
         if match is None:
             raise ShapeError(f"{shown(value.strip())} is not a number")
-        number = float(match["number"])
-        if match["unit"]:
-            unit = match["unit"]
-    else:
+        text, unit = match["number"], match["unit"] or unit
+    elif not isinstance(value, int | float):
         raise ShapeError(f"the value is {type(value).__name__}, expected a number")
-    if not math.isfinite(number):
+    number = finite_number(text)
+    if number is None:
         raise ShapeError(f"{shown(value)} is not a finite number")
     return number * parse_unit(unit)
 

@@ -1,0 +1,62 @@
+"""What config.json's keys mean when they are absent (or ``null``): the one table of defaults.
+
+Keyed by the key as written in the file: the ``config`` section's keys by their name
+(``DEFAULTS["greenEnergyStartDelay"]``), the other sections' by their dotted path
+(``DEFAULTS["interface.RS485.port"]``). The loader (``load.py``, ``rs485.py``), the model's
+field defaults and ``control/policy.py`` all read it. Why the green-energy values are what
+they are is told in ``control/policy.py``'s docstring.
+
+Not here: the wiring limits (required, no default) and ``settingsPath`` (the folder of
+config.json itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from twcmaster.protocol.codec import BAUD
+
+__all__ = ["DEFAULTS"]
+
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        # --- config: charging
+        "minAmpsPerTWC": 12,  # A, the floor of an offer
+        "maxAmpsPerTWC": 32,  # A
+        "nonScheduledAmpsMax": None,  # A; None: the wiring limit (a plain charger)
+        "spikeAmpsProactively": True,
+        "spikeAmpsReactively": True,
+        "spikeAmps": None,  # A; None: the controller's built-in value
+        "defaultVoltage": 240.0,  # V
+        "numberOfPhases": 1,
+        # --- config: green-energy tracking (control/green.py, control/policy.py)
+        "startStopDelay": 60.0,  # s, TWCManager's
+        "greenEnergyFlexAmps": 0.0,  # A of grid allowed: none
+        "useFlexAmpsToStartCharge": False,
+        "subtractChargerLoad": False,
+        "treatGenerationAsGridDelivery": False,
+        "greenEnergyAmpsOffset": 0.0,  # A; + means more consumption
+        "greenEnergyLatch": 0.0,  # minutes; 0 = off
+        "greenEnergySafeAmps": 0.0,  # A while the energy reading is stale or missing
+        "greenEnergyStartMarginAmps": 0.0,  # A
+        "greenEnergyStartDelay": 60.0,  # s
+        "greenEnergyMinOnTime": 1800.0,  # s
+        "greenEnergyMinOffTime": 60.0,  # s
+        "greenEnergySmoothingSeconds": 0.0,  # s; 0 = off
+        "greenEnergyRaiseDelay": 20.0,  # s
+        # --- config: logging
+        "logLevel": 20,  # INFO
+        "displayMilliseconds": False,
+        "logging.format": "auto",
+        # --- interface.RS485 (also for the legacy config.rs485adapter and config.baud)
+        "interface.RS485.enabled": True,
+        "interface.RS485.port": "/dev/ttyUSB0",
+        "interface.RS485.baud": BAUD,
+        "interface.RS485.slaveTimeout": 26.0,  # s a slave may stay silent
+        "interface.RS485.masterTWCID": "7777",
+        "interface.RS485.masterSign": "77",
+        "interface.RS485.trailerByte": None,  # None: send no trailer byte
+    }
+)
