@@ -23,7 +23,7 @@ from twcmaster import events as ev
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
 from twcmaster.control.carcommands import CarCommander, CarSeen
-from twcmaster.control.green import ChargerView, SiteReadingLike
+from twcmaster.control.green import ChargerView, SiteReading
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
 from twcmaster.protocol import master as bm
 from twcmaster.protocol.gate import WiringLimits
@@ -152,7 +152,7 @@ class Core:
         self.policy = policy or fixed_budget_from_config(
             config.non_scheduled_amps_max, config.wiring.max_amps_all_twcs
         )
-        self._site: SiteReadingLike | None = None  # the energy sources' latest combined reading
+        self._site: SiteReading | None = None  # the energy sources' latest combined reading
         self._local_time: datetime | None = None  # the wall clock, for schedules
         self.car_commander = CarCommander() if car_api else None
         self.link_up = False
@@ -192,7 +192,7 @@ class Core:
         now: float,
         data: bytes = b"",
         *,
-        site: SiteReadingLike | None = None,
+        site: SiteReading | None = None,
         local_time: datetime | None = None,
     ) -> Step:
         """The one step: take ``data`` (bytes that arrived), the energy sources' reading
@@ -214,7 +214,7 @@ class Core:
             read_after_s = None
         return Step(tuple(frames), self.take_events(), wake_s, read_after_s)
 
-    def feed(self, site: SiteReadingLike | None, local_time: datetime | None) -> None:
+    def feed(self, site: SiteReading | None, local_time: datetime | None) -> None:
         """The inputs the policy decides on, until the next step (``service`` calls this)."""
         self._site = site
         self._local_time = local_time

@@ -233,7 +233,7 @@ def build_daemon(
     runtime settings in ``<settingsPath>/settings.json``, the bus."""
     import os
 
-    from twcmaster.control.policy import PolicyConfig, PolicyEngine
+    from twcmaster.control.policy import build_policy
     from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
     from twcmaster.sources.registry import build_sources
     from twcmaster.sources.runner import SourceRunner
@@ -244,6 +244,5 @@ def build_daemon(
         os.path.join(config.settings_path, SETTINGS_FILE_NAME),
         wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs,
     )
-    policy_config = PolicyConfig.from_app_config(config, green_sources_configured=bool(sources))
-    policy = PolicyEngine(policy_config, store)
+    policy = build_policy(config, store, green_sources_configured=bool(sources))
     return Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)

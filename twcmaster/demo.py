@@ -103,14 +103,12 @@ def _demo_daemon(
     config = loaded.settings
     if config.raw_section("sources"):
         return build_daemon(config, console, port=tty_path, cars=cars)
-    from twcmaster.control.policy import PolicyConfig, PolicyEngine
+    from twcmaster.control.policy import build_policy
     from twcmaster.sim.sky import Sky, builtin_profile
 
     sky = Sky(builtin_profile(), wrap=True)
     site = sky.clocked(loop.time(), start_s=DEMO_SKY_START_S)
-    policy = PolicyEngine(
-        PolicyConfig.from_app_config(config), None, force_policy="Track Green Energy"
-    )
+    policy = build_policy(config, force_policy="Track Green Energy")
     console.line(f"Demo sky: {sky_description()} from 10:00, in real time")
     return Daemon(
         config,

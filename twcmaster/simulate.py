@@ -384,16 +384,11 @@ def make_policy(config: AppConfig, name: str | None = None, store: Any = None) -
     """The daemon's policy engine for ``config`` with the sky as its energy source, forced to
     ``name`` (default Track Green Energy, all day). ``rules`` forces nothing: the engine then
     picks by the time of day and ``store``'s settings (None: TWCManager's defaults)."""
-    from twcmaster.control.policy import PolicyConfig, PolicyEngine
+    from twcmaster.control.policy import build_policy
 
     choice = policy_choice(name)
     forced = None if choice == RULES else choice
-    engine = PolicyEngine(
-        PolicyConfig.from_app_config(config, green_sources_configured=True),
-        store,
-        force_policy=forced,
-    )
-    return engine, choice
+    return build_policy(config, store, force_policy=forced), choice
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -78,10 +78,10 @@ from itertools import pairwise
 from typing import Any
 
 from twcmaster.config import AppConfig, config_from_dict
-from twcmaster.control.allocation import MIN_AMPS_P1, MIN_AMPS_P2
 from twcmaster.core import SERVICE_RETRY_S, Step
 from twcmaster.logs import configure_logging
 from twcmaster.protocol import codec, messages
+from twcmaster.protocol.gate import protocol_min_amps
 from twcmaster.protocol.messages import Code
 from twcmaster.sim.bus import DEFAULT_TRAILER, SimulatedBus, make_slaves
 from twcmaster.sim.runner import PtyBus
@@ -164,7 +164,7 @@ class Limits:
         return cls(wiring.max_amps_all_twcs, wiring.max_amps_per_twc, config.min_amps_per_twc)
 
     def floor_amps(self, protocol: int) -> float:
-        return max(self.min_amps_per_twc, MIN_AMPS_P1 if protocol == 1 else MIN_AMPS_P2)
+        return max(self.min_amps_per_twc, protocol_min_amps(protocol))
 
 
 @dataclass

@@ -60,10 +60,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from twcmaster.numbers import finite_or, non_negative
+from twcmaster.protocol.gate import protocol_min_amps
 
 # --- protocol facts -----------------------------------------------------------------------------
-MIN_AMPS_P1 = 5  # A; minAmpsTWCSupports on protocol 1 (§6.1)
-MIN_AMPS_P2 = 6  # A; on protocol 2, and whenever the protocol is unknown (§6.1)
 STATE_READY = 0  # S0 ready / idle: car may or may not be plugged in (§4.2)
 STATE_ERROR = 2  # S0 error: the slave gets 0 (rule 6)
 MAX_REPORTED_AMPS = 655.35  # A; the most a u16 centiamp S1-S2 can say (§4.2)
@@ -218,8 +217,7 @@ class Controller:
 
     def min_offer_amps(self, protocol: int) -> int:
         """The effective minimum: max(the user's floor, 5 A on P1 / 6 A on P2)."""
-        supported = MIN_AMPS_P1 if protocol == 1 else MIN_AMPS_P2
-        return max(self._settings.min_amps_per_twc, supported)
+        return max(self._settings.min_amps_per_twc, protocol_min_amps(protocol))
 
     def forget(self, twcid: int) -> None:
         """The slave timed out or was removed: drop its history.

@@ -127,10 +127,6 @@ class SiteReading:
     sources: tuple[str, ...]  # the sources that contributed
 
 
-# The name core.py still imports (the protocol that stood for SiteReading); same class.
-SiteReadingLike = SiteReading
-
-
 @dataclass(frozen=True)
 class ChargerView:
     """What the chargers do now (the daemon fills it from the bus)."""

@@ -102,7 +102,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.defaults import DEFAULTS
-from twcmaster.control.allocation import MIN_AMPS_P2
 from twcmaster.control.green import (
     NO_CHARGERS,
     ChargerView,
@@ -112,6 +111,7 @@ from twcmaster.control.green import (
     SiteReading,
 )
 from twcmaster.control.tracking import GreenTracker, green_reason
+from twcmaster.protocol.gate import MIN_AMPS_P2
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
     NON_SCHEDULED_FIXED,
