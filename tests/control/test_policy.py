@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.control.sites import make_site
+from tests.control.sites import V, make_site, policy_config
 from twcmaster.config import config_from_dict
 from twcmaster.control.allocation import AllocationSettings, Controller, SlaveReading
 from twcmaster.control.green import ChargerView, SiteReading
@@ -35,7 +34,6 @@ from twcmaster.outputs.console import green_lines
 from twcmaster.settings import RuntimeSettings, ScheduleWindow, SettingsStore
 from twcmaster.sim.car import CarConfig, SimulatedCar
 
-V = 230.0
 HOUSE_W = 500.0
 MONDAY = datetime(2024, 6, 3)  # a Monday
 NOON = MONDAY.replace(hour=12)
@@ -47,18 +45,7 @@ def surplus(amps: float, at_s: float = 0.0) -> SiteReading:
     return make_site(V * amps + HOUSE_W, HOUSE_W, at_s=at_s)
 
 
-def cfg(**changes) -> PolicyConfig:
-    """Anti-flap timers explicit and short; each test sets what it is about."""
-    base = PolicyConfig(
-        wiring_max_amps_all_twcs=32,
-        min_amps_per_twc=6,
-        default_voltage_v=V,
-        start_delay_s=30,
-        start_stop_delay_s=60,
-        min_on_time_s=0,
-        min_off_time_s=0,
-    )
-    return replace(base, **changes)
+cfg = policy_config
 
 
 class Store:

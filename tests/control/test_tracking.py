@@ -8,9 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from tests.control.sites import make_site
+from tests.control.sites import V, make_site, policy_config
 from twcmaster.control.green import ChargerView, GreenSettings
-from twcmaster.control.policy import PolicyConfig
 from twcmaster.control.tracking import (
     GreenDecision,
     GreenPhase,
@@ -19,23 +18,12 @@ from twcmaster.control.tracking import (
     green_reason,
 )
 
-V = 230.0
 SETTINGS = GreenSettings(wiring_max_amps_all_twcs=32, min_amps_per_twc=6, default_voltage_v=V)
 OFF, WAITING, TRACKING = GreenPhase.OFF, GreenPhase.WAITING_TO_START, GreenPhase.TRACKING
 FLEXING, HOLDING, SHEDDING = GreenPhase.FLEXING, GreenPhase.HOLDING, GreenPhase.SHEDDING
 
 
-def cfg(**changes) -> PolicyConfig:
-    base = PolicyConfig(
-        wiring_max_amps_all_twcs=32,
-        min_amps_per_twc=6,
-        default_voltage_v=V,
-        start_delay_s=30,
-        start_stop_delay_s=60,
-        min_on_time_s=0,
-        min_off_time_s=0,
-    )
-    return replace(base, **changes)
+cfg = policy_config
 
 
 def cars(n: int = 0, amps_each: float = 0.0, wanting: int | None = None) -> ChargerView:
