@@ -134,7 +134,9 @@ def allocation_settings(config: AppConfig) -> AllocationSettings:
 class Core:
     """``policy``: a ``PolicyEngine`` (default: the config's fixed rate); ``car_api``: whether
     the cars can be started and stopped through their API (then protocol 2 cars are stopped
-    that way; else with a 0 A offer, as TWCManager does without one).
+    that way; else with a 0 A offer, as TWCManager does without one). ``frame_events``:
+    also report every frame received, sent, rejected or ignored (for a debug log; default:
+    when the config's log level is debug), which costs a little on every exchange.
 
     The energy reading and the local time come with each step (``service(..., site=,
     local_time=)``): the core never asks anyone for them."""
@@ -145,8 +147,10 @@ class Core:
         *,
         policy: Any = None,
         car_api: bool = False,
+        frame_events: bool | None = None,
     ) -> None:
         self.config = config
+        self.frame_events = config.log_level <= 10 if frame_events is None else frame_events
         self.master = bm.BusMaster(master_settings(config))
         self.controller = Controller(allocation_settings(config))
         self.policy = policy or fixed_budget_from_config(
@@ -221,7 +225,8 @@ class Core:
 
     def receive(self, data: bytes, now: float) -> None:
         """Bytes from the line (``service`` calls this; its events wait for ``take_events``)."""
-        self._emit(ev.BytesReceived(data))
+        if self.frame_events:
+            self._emit(ev.BytesReceived(data))
         self._handle(self.master.receive(data, now), now)
 
     def poll(self, now: float) -> list[bytes]:
@@ -327,7 +332,8 @@ class Core:
         self._emit(ev.VinReported(event.twcid, event.vin))
 
     def _on_sent(self, event: bm.Sent, now: float) -> None:
-        self._emit(ev.FrameSent(event.wire, event.message.name))
+        if self.frame_events:
+            self._emit(ev.FrameSent(event.wire, event.message.name))
         message = event.message
         if isinstance(message, MasterHeartbeat) and message.command in SET_LIMIT_COMMANDS:
             previous = self._set_limits.get(message.receiver, 0)
@@ -342,13 +348,15 @@ class Core:
         self._set_limits[twcid] = centiamps
 
     def _on_rejected(self, event: bm.FrameRejected, now: float) -> None:
-        self._emit(ev.FrameRejected(event.raw, event.reason))
+        if self.frame_events:
+            self._emit(ev.FrameRejected(event.raw, event.reason))
 
     def _on_dispatch_failed(self, event: bm.DispatchFailed, now: float) -> None:
         self.record_error("receiving a frame", event.error, now)
 
     def _on_ignored(self, event: bm.Ignored, now: float) -> None:
-        self._emit(ev.FrameIgnored(event.message.name, event.reason))
+        if self.frame_events:
+            self._emit(ev.FrameIgnored(event.message.name, event.reason))
 
     _handlers = {
         bm.HeartbeatExchanged: _on_heartbeat,
@@ -365,14 +373,15 @@ class Core:
 
     # -- deciding
 
-    def _decide(self, now: float) -> Budget:
+    def _decide(self, now: float, slaves: tuple[bm.SlaveView, ...]) -> Budget:
         """The policy's budget; 0 A when the policy fails (fail safe: less current)."""
         try:
             if isinstance(self.policy, FixedBudget):
                 return self.policy.decide(now)
             if self._local_time is None:
                 raise ValueError("no local time given: the policy cannot read its schedule")
-            return self.policy.decide(now, self._local_time, self._site, self.charger_view())
+            chargers = self.charger_view(slaves)
+            return self.policy.decide(now, self._local_time, self._site, chargers)
         except Exception as error:
             self.record_error("policy", error, now)
             return Budget(0.0, "error", f"the policy failed ({type(error).__name__}): 0 A")
@@ -389,9 +398,10 @@ class Core:
         elif previous.stale and not budget.stale:
             self._emit(ev.ReadingUsable())
 
-    def charger_view(self) -> ChargerView:
+    def charger_view(self, slaves: tuple[bm.SlaveView, ...] | None = None) -> ChargerView:
         """What the chargers do now, for the policy's closed loop."""
-        slaves = self.master.slave_views()
+        if slaves is None:
+            slaves = self.master.slave_views()
         volts = [v for s in slaves if s.voltages for v in s.voltages if v > 0]
         return ChargerView(
             actual_amps=sum(s.actual_amps for s in slaves),
@@ -408,8 +418,8 @@ class Core:
 
     def _allocate(self, now: float) -> None:
         self._allocated_s = now
-        self._set_budget(self._decide(now))
-        slaves = self.master.slave_views()
+        slaves = self.master.slave_views()  # as they are before this allocation's offers
+        self._set_budget(self._decide(now, slaves))
         readings = [self._reading(s) for s in slaves]
         max_cars = getattr(self.budget, "max_cars", None)
         try:
@@ -421,7 +431,7 @@ class Core:
         for twcid, offer in self._offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
         if self.car_commander is not None:
-            self._command_cars(now)
+            self._command_cars(now, slaves)
 
     def _reading(self, slave: bm.SlaveView) -> SlaveReading:
         return SlaveReading(
@@ -448,7 +458,7 @@ class Core:
             and commander.stop_through_car(slave.twcid)
         )
 
-    def _command_cars(self, now: float) -> None:
+    def _command_cars(self, now: float, slaves: tuple[bm.SlaveView, ...]) -> None:
         assert self.car_commander is not None
         seen = [
             CarSeen(
@@ -460,7 +470,7 @@ class Core:
                 min_amps=self.controller.min_offer_amps(s.protocol),
                 car_stop_wanted=self._offers[s.twcid].car_stop_wanted,
             )
-            for s in self.master.slave_views()
+            for s in slaves
             if s.protocol == 2 and s.twcid in self._offers
         ]
         decision = self.car_commander.decide(now, seen)

@@ -16,6 +16,8 @@ __all__ = ["finite_number", "finite_or", "non_negative", "whole_count"]
 
 def finite_number(value: object) -> float | None:
     """``value`` as a finite float, or None for None, booleans, non-numeric text, NaN, inf."""
+    if type(value) is float:  # the common case, without the checks below
+        return value if math.isfinite(value) else None  # type: ignore[return-value]
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -23,7 +25,7 @@ def finite_number(value: object) -> float | None:
             number = float(value.strip())
         except ValueError:
             return None
-    elif isinstance(value, Real):
+    elif isinstance(value, int | Real):  # int first: no ABC look-up for the common kind
         try:
             number = float(value)
         except OverflowError:  # an integer beyond any float (10**309): not a usable reading

@@ -23,7 +23,7 @@ def _twcid(twcid: int) -> str:
 class EventLog:
     def __init__(self, log: Any, *, frames: bool = False) -> None:
         self.log = log
-        self.frames = frames
+        self.frames = frames  # the core reports frames only when asked (Core.frame_events)
         self._error_logged_s: dict[str, float] = {}
 
     def publish(self, publication: Publication) -> None:
