@@ -97,11 +97,11 @@ def _demo_daemon(
     loop: asyncio.AbstractEventLoop,
     cars: RealTimeCarApi,
 ) -> Daemon:
-    """With energy sources in the config, the daemon exactly as ``twcmaster run`` builds it;
-    otherwise the built-in sky (a fair-weather day from 10:00 on, in real time) feeds
-    Track Green Energy, so the demo shows charging from the sun without any hardware."""
+    """With an energy source enabled in the config, the daemon exactly as ``twcmaster run``
+    builds it; otherwise the built-in sky (a fair-weather day from 10:00 on, in real time)
+    feeds Track Green Energy, so the demo shows charging from the sun without any hardware."""
     config = loaded.settings
-    if config.raw_section("sources"):
+    if config.sources:
         return build_daemon(config, console, port=tty_path, cars=cars)
     from twcmaster.control.policy import build_policy
     from twcmaster.sim.sky import Sky, builtin_profile
