@@ -104,12 +104,12 @@ def test_the_ideal_is_computed_as_documented_on_a_hand_checkable_profile():
 def test_the_ideal_uses_the_configs_volts_phases_floor_and_limits():
     three_phase = config(defaultVoltage=240, numberOfPhases=3, minAmpsPerTWC=8)
     sim = DaySimulation(three_phase, Sky(Profile.from_rows([(0, 0, 0)])), slaves=2)
-    assert sim.limit_amps == 32  # min(all TWCs 32, 2 x 32)
-    assert sim.ideal_amps(7 * 720 + 719) == 0  # 7 A: below the 8 A floor
-    assert sim.ideal_amps(8 * 720) == 8
-    assert sim.ideal_amps(1e6) == 32
+    assert sim.accounting.limit_amps == 32  # min(all TWCs 32, 2 x 32)
+    assert sim.accounting.ideal_amps(7 * 720 + 719) == 0  # 7 A: below the 8 A floor
+    assert sim.accounting.ideal_amps(8 * 720) == 8
+    assert sim.accounting.ideal_amps(1e6) == 32
     narrow = DaySimulation(config(wiringMaxAmpsPerTWC=16), Sky(Profile.from_rows([(0, 0, 0)])))
-    assert narrow.limit_amps == 16
+    assert narrow.accounting.limit_amps == 16
     # The simulated TWCs report the config's voltage on its phases.
     assert [s.voltage_v for s in sim.bus.slaves] == [(240, 240, 240)] * 2
 
@@ -165,7 +165,7 @@ def test_slaves_and_protocol_are_simulated():
 def test_run_until_can_look_in_between():
     sim = DaySimulation(simulation_config().settings, Sky(half_hour()))
     sim.run_until(300)
-    assert sim.now == 300 and sim.totals.charged_j > 0
+    assert sim.now == 300 and sim.accounting.totals.charged_j > 0
     assert len(sim.core.master.slaves) == 1
     assert sim.core.budget.policy == "Track Green Energy"
     result = sim.run()

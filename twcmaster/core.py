@@ -203,7 +203,7 @@ class Core:
         (None: none) and the local time, send what is due, say when to wake and what
         happened. Whatever part of it raises, the error is counted and the step still
         returns (the caller re-arms its timer either way)."""
-        self.feed(site, local_time)
+        self._site, self._local_time = site, local_time  # what the policy decides on
         frames: list[bytes] = []
         try:
             if data:
@@ -217,11 +217,6 @@ class Core:
         if read_after_s is not None and now >= read_after_s:
             read_after_s = None
         return Step(tuple(frames), self.take_events(), wake_s, read_after_s)
-
-    def feed(self, site: SiteReading | None, local_time: datetime | None) -> None:
-        """The inputs the policy decides on, until the next step (``service`` calls this)."""
-        self._site = site
-        self._local_time = local_time
 
     def receive(self, data: bytes, now: float) -> None:
         """Bytes from the line (``service`` calls this; its events wait for ``take_events``)."""
@@ -319,6 +314,8 @@ class Core:
 
     def _expire_alarms(self, now: float) -> None:
         """Alarms not raised again for ALARM_SHOWN_S (or beyond MAX_ALARMS) are cleared."""
+        if not self._alarms:  # the usual case, checked after every poll
+            return
         for key, (at, message) in list(self._alarms.items()):
             if now - at < ALARM_SHOWN_S and len(self._alarms) <= MAX_ALARMS:
                 break  # oldest first: the rest are newer
@@ -380,7 +377,7 @@ class Core:
                 return self.policy.decide(now)
             if self._local_time is None:
                 raise ValueError("no local time given: the policy cannot read its schedule")
-            chargers = self.charger_view(slaves)
+            chargers = self._charger_view(slaves)
             return self.policy.decide(now, self._local_time, self._site, chargers)
         except Exception as error:
             self.record_error("policy", error, now)
@@ -398,10 +395,8 @@ class Core:
         elif previous.stale and not budget.stale:
             self._emit(ev.ReadingUsable())
 
-    def charger_view(self, slaves: tuple[bm.SlaveView, ...] | None = None) -> ChargerView:
+    def _charger_view(self, slaves: tuple[bm.SlaveView, ...]) -> ChargerView:
         """What the chargers do now, for the policy's closed loop."""
-        if slaves is None:
-            slaves = self.master.slave_views()
         volts = [v for s in slaves if s.voltages for v in s.voltages if v > 0]
         return ChargerView(
             actual_amps=sum(s.actual_amps for s in slaves),
@@ -477,7 +472,7 @@ class Core:
         for command in decision.commands:
             self._emit(ev.CarCommandWanted(command))
         for notice in decision.notices:
-            self._emit(ev.CarNotice(notice.twcid, notice.message))
+            self._emit(notice)
 
     # -- status
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+# The car commands' give-ups are events as they are (twcid, message): one class, not two.
+from twcmaster.control.carcommands import CarNotice
+
 if TYPE_CHECKING:
     from twcmaster.control.carcommands import CarCommand
     from twcmaster.control.policy import Budget
@@ -116,14 +119,6 @@ class CarCommandWanted:
     """Ask a car, through its API, to start or stop charging."""
 
     command: CarCommand
-
-
-@dataclass(frozen=True)
-class CarNotice:
-    """The car commands gave up on something (a warning for the owner)."""
-
-    twcid: int
-    message: str
 
 
 # --- trouble ---------------------------------------------------------------------------------

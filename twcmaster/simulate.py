@@ -40,7 +40,7 @@ from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleOutput, ConsoleStatus
 from twcmaster.protocol.codec import BYTE_TIME_S
-from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult, Totals
+from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult
 from twcmaster.sim.bus import SimulatedBus, make_slaves
 from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.sky import Outage, Profile, Sky
@@ -181,18 +181,6 @@ class DaySimulation:
             )
         )
 
-    @property
-    def totals(self) -> Totals:
-        return self.accounting.totals
-
-    @property
-    def limit_amps(self) -> int:
-        return self.accounting.limit_amps
-
-    @property
-    def min_amps(self) -> int:
-        return self.accounting.min_amps
-
     def attach_console(self, status: ConsoleStatus) -> None:
         """Print the daemon's console lines for the run (``status`` on the virtual clock)."""
         self.outputs.add(ConsoleOutput(status))
@@ -305,11 +293,8 @@ class DaySimulation:
             self.bus.advance(t)
             self.accounting.close(t)
 
-    def ideal_amps(self, surplus_w: float) -> int:
-        return self.accounting.ideal_amps(surplus_w)
-
     def result(self) -> SimulationResult:
-        totals = self.totals
+        totals = self.accounting.totals
         gaps = [max(slave.stats.heartbeat_intervals_s(), default=0.0) for slave in self.bus.slaves]
         warnings = tuple(f"profile: {note}" for note in self.sky.profile.notes) + tuple(
             text if count == 1 else f"{text} (x{count})"

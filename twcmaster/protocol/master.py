@@ -223,12 +223,6 @@ class SlaveView:
     lifetime_kwh: int | None
     voltages: tuple[int, int, int] | None
     last_rx_s: float  # when it last answered (the master's clock)
-    slave_data: bytes  # S0.. of its last heartbeat (for the console)
-    master_data: bytes  # M0.. of the last heartbeat we sent it
-
-    @property
-    def min_amps_supported(self) -> int:
-        return protocol_min_amps(self.protocol)  # §6.1
 
 
 def _view(slave: Slave) -> SlaveView:
@@ -244,8 +238,6 @@ def _view(slave: Slave) -> SlaveView:
         lifetime_kwh=slave.lifetime_kwh,
         voltages=slave.voltages,
         last_rx_s=slave.last_rx_s,
-        slave_data=slave.slave_data,
-        master_data=slave.master_data,
     )
 
 
