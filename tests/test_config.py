@@ -477,11 +477,15 @@ def test_green_energy_keys_have_documented_defaults_matching_the_policy():
     assert settings.green_energy_amps_offset == 0.0
     assert settings.green_energy_latch_min == 0.0
     assert settings.green_energy_safe_amps == 0.0
-    assert settings.green_energy_start_margin_amps == policy.DEFAULT_START_MARGIN_AMPS
-    assert settings.green_energy_start_delay_s == policy.DEFAULT_START_DELAY_S
-    assert settings.green_energy_min_on_time_s == policy.DEFAULT_MIN_ON_TIME_S
-    assert settings.green_energy_min_off_time_s == policy.DEFAULT_MIN_OFF_TIME_S
-    assert settings.green_energy_smoothing_s == policy.DEFAULT_SMOOTHING_S
+    # The documented defaults (policy.py's docstring), as the loader and the policy apply them.
+    unset = policy.PolicyConfig(wiring_max_amps_all_twcs=32)
+    assert settings.green_energy_start_margin_amps == unset.start_margin_amps == 0.0
+    assert settings.green_energy_start_delay_s == unset.start_delay_s == 60.0
+    assert settings.green_energy_min_on_time_s == unset.min_on_time_s == 1800.0
+    assert settings.green_energy_min_off_time_s == unset.min_off_time_s == 60.0
+    assert settings.green_energy_smoothing_s == unset.smoothing_s == 0.0
+    assert settings.green_energy_raise_delay_s == unset.raise_delay_s == 20.0
+    assert settings.start_stop_delay_s == unset.start_stop_delay_s == 60.0
     # The shipped file spells out the same values.
     shipped = load_config(SHIPPED).settings
     for name in (

@@ -50,7 +50,7 @@ from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
 from twcmaster.protocol import codec, messages
 from twcmaster.settings import SettingsStore
-from twcmaster.sim.bus import BYTE_TIME_S, SimulatedBus
+from twcmaster.sim.bus import SimulatedBus
 from twcmaster.sim.slave import CHARGE_FAULT_S, SimulatedSlave
 
 MASTER_ID = 0x7777
@@ -358,7 +358,7 @@ class Rig:
             at = self.now + spacing_s
             self.to_core.append((at, bytes(data)))
             self.to_core.sort(key=lambda item: item[0])
-            self.noise.append((at, at + len(data) * BYTE_TIME_S + NOISE_SILENCE_S))
+            self.noise.append((at, at + len(data) * codec.BYTE_TIME_S + NOISE_SILENCE_S))
 
     def noise_within(self, start: float, end: float) -> float:
         """How much of [start, end] injected bytes kept the line busy (their union)."""
@@ -384,7 +384,7 @@ class Rig:
         for wire in step.frames:
             self._check_tx(wire, now)
             start = max(now, self.master_free_s)
-            self.master_free_s = start + len(wire) * BYTE_TIME_S
+            self.master_free_s = start + len(wire) * codec.BYTE_TIME_S
             self.to_bus.append((self.master_free_s, wire))
         self.paused = step.read_after_s is not None
         self.wake_s = step.wake_s
@@ -420,7 +420,7 @@ class Rig:
             if bus_s is not None and bus_s <= t:
                 data = bus.transmit(t)
                 if data:
-                    self.to_core.append((t + len(data) * BYTE_TIME_S, data))
+                    self.to_core.append((t + len(data) * codec.BYTE_TIME_S, data))
                     self.to_core.sort(key=lambda item: item[0])
             arrived = False
             while self.to_core and self.to_core[0][0] <= t:

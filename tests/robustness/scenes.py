@@ -46,7 +46,7 @@ def heartbeat_gaps_with_own_id_linkready(seconds: float = 12.0) -> list[float]:
             sent = messages.decode(frame.body)
             if isinstance(sent, messages.MasterHeartbeat) and sent.receiver == SLAVE_ID:
                 times.append(now)
-                now += len(wire) * bm.BYTE_TIME_S + 0.02
+                now += len(wire) * codec.BYTE_TIME_S + 0.02
                 reply = messages.SlaveHeartbeat.build(SLAVE_ID, MASTER_ID, 0, 0, 25, 2)
                 master.receive(messages.encode_for_tx(reply, 0xFE, slave_tx), now)
             continue
@@ -99,7 +99,7 @@ class Line:
                 continue
             (frame,) = codec.FrameParser().feed(wire, self.now)
             sent = messages.decode(frame.body)
-            self.now += len(wire) * bm.BYTE_TIME_S
+            self.now += len(wire) * codec.BYTE_TIME_S
             if not isinstance(sent, messages.MasterHeartbeat) or sent.receiver in self.cut:
                 continue
             twcid = sent.receiver
@@ -163,7 +163,7 @@ def overloaded_round_gaps() -> list[float]:
         sent = messages.decode(frame.body)
         if isinstance(sent, messages.MasterHeartbeat) and sent.receiver in answering:
             times[sent.receiver].append(now)
-            now += (len(wire) + 19) * bm.BYTE_TIME_S + 0.02
+            now += (len(wire) + 19) * codec.BYTE_TIME_S + 0.02
             hear(messages.SlaveHeartbeat.build(sent.receiver, MASTER_ID, 0, 0, 25, 2))
     return [b - a for v in times.values() for a, b in pairwise([t for t in v if t >= 5.0])]
 
@@ -234,7 +234,7 @@ def babbling_line_heartbeats(
             if isinstance(sent, messages.MasterHeartbeat):
                 if now >= start:
                     times.append(now)
-                now += len(wire) * bm.BYTE_TIME_S + 0.02
+                now += len(wire) * codec.BYTE_TIME_S + 0.02
                 hear(messages.SlaveHeartbeat.build(SLAVE_ID, MASTER_ID, 0, 0, 25, 2), now)
             continue
         now = min(max(master.next_wakeup_s(now), now + 1e-4), next_byte)

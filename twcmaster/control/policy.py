@@ -143,14 +143,7 @@ POLICY_GREEN = "Track Green Energy"
 POLICY_NON_SCHEDULED = "Non Scheduled Charging"
 POLICIES = (POLICY_CHARGE_NOW, POLICY_SCHEDULED, POLICY_GREEN, POLICY_NON_SCHEDULED)
 
-# --- anti-flap defaults: config/defaults.py holds them (reasons in the module docstring) ----
-DEFAULT_START_STOP_DELAY_S = DEFAULTS["startStopDelay"]  # TWCManager's default
-DEFAULT_START_DELAY_S = DEFAULTS["greenEnergyStartDelay"]
-DEFAULT_MIN_ON_TIME_S = DEFAULTS["greenEnergyMinOnTime"]
-DEFAULT_MIN_OFF_TIME_S = DEFAULTS["greenEnergyMinOffTime"]
-DEFAULT_SMOOTHING_S = DEFAULTS["greenEnergySmoothingSeconds"]  # off
-DEFAULT_START_MARGIN_AMPS = DEFAULTS["greenEnergyStartMarginAmps"]
-DEFAULT_RAISE_DELAY_S = DEFAULTS["greenEnergyRaiseDelay"]
+# The anti-flap defaults are config/defaults.py's DEFAULTS (reasons in the module docstring).
 
 
 @dataclass(frozen=True)

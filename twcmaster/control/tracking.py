@@ -299,7 +299,10 @@ class GreenTracker:
             self._state.admission.admitted = cars
 
     def remember_load(self, now: float, chargers: ChargerView) -> None:
-        """The chargers' draw now, for ``_load_at`` (called on every decision, any policy)."""
+        """The chargers' draw now, for ``_load_at`` (called on every decision, any policy);
+        kept only when it is read: with subtractChargerLoad."""
+        if not self._config.subtract_charger_load:
+            return
         loads = self._loads
         if loads and loads[-1][0] > now:
             loads.clear()  # time went backwards: the history no longer lines up

@@ -32,8 +32,6 @@ from twcmaster.protocol.vinquery import (
     VinQuery,
 )
 
-# The line speed lives in codec.py; re-exported for tests/robustness/scenes.py (bm.BYTE_TIME_S).
-BYTE_TIME_S = codec.BYTE_TIME_S
 LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
 ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's echo
 CHARGING_AMPS = 1.0  # a car drawing at least this is charging (§6.2, §5.4 VIN polling)
@@ -43,6 +41,8 @@ COLLISION_REBURST_S = 30.0
 # A dropped slave may still be drawing up to its last limit until it gives up on its master
 # (about 10 s without a heartbeat, §5.1): the amps gate keeps counting it this long.
 DEPARTED_HOLD_S = 30.0
+# A query and its reply on the wire, at the longest body length (§2.5).
+QUERY_EXCHANGE_WIRE_S = 2 * max(codec.VALID_BODY_LENGTHS) * codec.BYTE_TIME_S
 FIRST_ENERGY_POLL_S = 5.0  # a new slave's first FB EB comes this long after its link-ready
 
 
@@ -622,8 +622,7 @@ class BusMaster:
 
     def _query_fits(self, at_s: float) -> bool:
         """A query exchange started at ``at_s`` ends before any heartbeat falls due."""
-        longest_body = max(codec.VALID_BODY_LENGTHS)  # a request and its reply, at most
-        exchange_s = 2 * longest_body * codec.BYTE_TIME_S + self.settings.reply_timeout_s
+        exchange_s = QUERY_EXCHANGE_WIRE_S + self.settings.reply_timeout_s
         return all(s.next_heartbeat_s >= at_s + exchange_s for s in self.slaves.values())
 
     def _query(self, slave: Slave, now_s: float) -> m.Message | None:

@@ -20,8 +20,6 @@ from twcmaster.protocol import codec, messages
 from twcmaster.sim.car import CarConfig, SimulatedCar
 from twcmaster.sim.slave import SimulatedSlave, distinct_twcids, random_sign
 
-#: The line speed lives in codec.py; re-exported for tests/robustness/rig.py.
-BYTE_TIME_S = codec.BYTE_TIME_S
 #: Real units send one byte after the closing C0; FE is what TM/DV comments and the TM dummy
 #: simulator show (§2.1, §8 Q1). None sends no trailer.
 DEFAULT_TRAILER = 0xFE

@@ -6,8 +6,8 @@ that come first.
   nothing and loads no network library: it imports only the modules of enabled sources, and
   those import ``requests``/``paho`` on first use.
 * ``source_specs(section)`` is what config.json's loader keeps of the section: one
-  ``SourceSpec`` (name, timing, its keys) per enabled source, after the checks above and
-  ``check_timing_bounds`` (a problem raises ``SourceConfigError``).
+  ``SourceSpec`` (name, timing, its keys) per enabled source, after the checks above (a
+  problem raises ``SourceConfigError``).
 * ``build_sources(specs)`` makes one ``Source`` per spec (or per enabled section of a raw
   section, checked first).
 
@@ -118,24 +118,10 @@ def check_sources(sources_section: Any) -> list[Problem]:
     return problems
 
 
-def check_timing_bounds(sources_section: Mapping[str, Any]) -> list[Problem]:
-    """The upper bound ``check_timing`` lacks, for every enabled section: an interval of
-    1e308 s is a typo."""
-    problems: list[Problem] = []
-    for name, config in sources_section.items():
-        if name in SOURCE_MODULES and isinstance(config, Mapping) and config.get("enabled") is True:
-            for key in TIMING_KEYS:
-                found = check_number(config, key, maximum=MAX_TIMING_S, unit="seconds")
-                problems += _prefixed(f"sources.{name}", found)
-    return problems
-
-
 def source_specs(sources_section: Mapping[str, Any] | None) -> tuple[SourceSpec, ...]:
     """One ``SourceSpec`` per enabled section, in the order of the file; SourceConfigError
-    listing every problem (``check_sources``, then ``check_timing_bounds``)."""
+    listing every problem (``check_sources``)."""
     problems = check_sources(sources_section)
-    if isinstance(sources_section, Mapping):
-        problems += check_timing_bounds(sources_section)
     if problems:
         raise SourceConfigError(problems)
     specs: list[SourceSpec] = []
@@ -175,7 +161,10 @@ def source_timing(config: Mapping[str, Any], default_interval_s: float) -> Sourc
 def check_timing(config: Mapping[str, Any], default_interval_s: float) -> list[Problem]:
     problems: list[Problem] = []
     for key in TIMING_KEYS:
-        problems += check_number(config, key, minimum=0, exclusive=True, unit="seconds")
+        # Above 0, and at most a day: an interval of 1e308 s is a typo.
+        problems += check_number(
+            config, key, minimum=0, exclusive=True, maximum=MAX_TIMING_S, unit="seconds"
+        )
     if not problems and "maxAge" in config:
         interval_s = read_number(config, "interval", default_interval_s)
         if read_number(config, "maxAge", 0) < interval_s:
