@@ -77,11 +77,14 @@ class Section:
         valid: Callable[[float], bool] = _anything,
         from_string: bool = False,
     ) -> int | None:
+        """A whole number as int; a fractional one is an error naming the key."""
         number = self.number(key, default, expected, valid, from_string)
-        if number is None or number == int(number):
-            return None if number is None else int(number)
-        self.bad(key, self.values[key], expected)
-        return None
+        if number is None:
+            return None
+        if number != int(number):
+            self.bad(key, self.raw(key), expected)
+            return None
+        return int(number)
 
     def amps(
         self, key: str, default: Any, expected: str, valid: Callable[[float], bool] = _anything
