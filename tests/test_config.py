@@ -900,6 +900,12 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
     assert settings.rs485.port == "rfc2217://rs485.lan:4001"
     assert settings.rs485.slave_timeout_s == 30.0
     assert settings.raw_section("control", "MQTT")["password"] == "pass#word"
+    # Now used: TWCManager's HTTP API on loopback, its MQTT status with discovery.
+    assert settings.http is not None and settings.http.listen_port == 8080
+    assert settings.http.listen_ip == "127.0.0.1"
+    assert settings.mqtt_status is not None and settings.mqtt_status.ha_discovery
+    assert settings.mqtt_status.broker.host == "192.168.1.1"
+    assert settings.mqtt_control is None  # disabled in that file
     webhooks = settings.raw_section("policy", "extend", "webhooks")
     assert webhooks["Charge Now"]["start"] == "http://hooks.lan/start#now"
     assert paths(loaded.warnings) == [
@@ -909,8 +915,6 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
         "config.teslaApiClientID",
         "config.teslaProxy",
         "config.webhookMethod",
-        "control.HTTP",
-        "status.MQTT",
         "vehicle.teslaAPI",
         "policy",
     ]

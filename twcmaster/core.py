@@ -33,6 +33,7 @@ from twcmaster.protocol.messages import (
     SlaveState,
     set_limit_command,
 )
+from twcmaster.settings import RuntimeSettings
 
 ALARM_REPEAT_S = 60.0  # the same alarm is raised again at most this often
 ALARM_SHOWN_S = 2 * ALARM_REPEAT_S  # an alarm stays in the snapshot this long after it fired
@@ -50,6 +51,7 @@ MAX_PENDING_EVENTS = 4096
 # TWCs whose last set-limit is remembered (for OfferChanged); noise may name many.
 MAX_SET_LIMITS_KEPT = 64
 SET_LIMIT_COMMANDS = frozenset({set_limit_command(1), set_limit_command(2)})  # 05, 09
+DENIED_REASON = "charging switched off by hand"
 NOT_ASKING = frozenset({SlaveState.READY, SlaveState.ERROR})  # S0 of a slave without a car
 
 
@@ -69,6 +71,11 @@ class SlaveSnapshot:
     voltages: tuple[int, int, int] | None
     seconds_since_reply: float
     car_command: str = ""  # the last start/stop asked of its car, e.g. "stop (budget ...)"
+    desired_amps: float = 0.0  # what the plan wanted for it, before spikes, holds and wiring
+    last_vin: str | None = None  # the last car's VIN seen on it (kept after the car leaves)
+    charger_load_w: float = 0.0  # its car's draw in watts (actual amps x volts x phases)
+    charging_allowed: bool = True  # False: switched off by hand (settings twcChargingDenied)
+    car_charging: bool = False  # its car draws at least CHARGING_AMPS (TWCManager's carsCharging)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,10 @@ class Snapshot:
     # Bugs caught so the bus could go on (they should stay 0): how many, and the last one.
     internal_errors: int = 0
     last_internal_error: str = ""
+    # The energy reading the last decision used (None: no source), and the runtime settings
+    # in force (charge-now, schedule, forced policy...; None: a fixed budget without them).
+    site: SiteReading | None = None
+    settings: RuntimeSettings | None = None
 
     @property
     def total_actual_amps(self) -> float:
@@ -169,6 +180,8 @@ class Core:
         self._set_limits: dict[int, int] = {}  # twcid -> centiamps of the last set-limit sent
         self._last_internal_error = ""
         self._events: list[ev.Event] = []
+        self._last_vins: dict[int, str] = {}  # twcid -> the last VIN it reported
+        self._decide_now = False  # request_decision: decide at the next step, not in 2 s
 
     # -- driving it
 
@@ -184,6 +197,11 @@ class Core:
     def stopped(self) -> bool:
         """Every slave has been sent its 0 A heartbeat since ``stop``."""
         return self.master.stopped
+
+    def request_decision(self) -> None:
+        """The settings changed (remote control): decide the budget and the offers again at
+        the next step, so a change takes effect within one heartbeat."""
+        self._decide_now = True
 
     def set_link(self, up: bool) -> None:
         """The serial line opened (the master announces itself again) or closed."""
@@ -208,6 +226,9 @@ class Core:
         try:
             if data:
                 self.receive(data, now)
+            if self._decide_now:
+                self._decide_now = False
+                self._allocate(now)
             frames = self.poll(now)
             wake_s = max(self.next_wakeup_s(now), now + MIN_SERVICE_STEP_S)
             read_after_s = self.reply_pending_until_s
@@ -326,6 +347,11 @@ class Core:
         self._emit(ev.EnergyReported(event.twcid, event.lifetime_kwh, event.voltages))
 
     def _on_vin(self, event: bm.VinReported, now: float) -> None:
+        if event.vin:
+            self._last_vins.pop(event.twcid, None)
+            if len(self._last_vins) >= MAX_SET_LIMITS_KEPT:
+                del self._last_vins[next(iter(self._last_vins))]
+            self._last_vins[event.twcid] = event.vin
         self._emit(ev.VinReported(event.twcid, event.vin))
 
     def _on_sent(self, event: bm.Sent, now: float) -> None:
@@ -415,7 +441,8 @@ class Core:
         self._allocated_s = now
         slaves = self.master.slave_views()  # as they are before this allocation's offers
         self._set_budget(self._decide(now, slaves))
-        readings = [self._reading(s) for s in slaves]
+        denied = self._denied_twcids()
+        readings = [self._reading(s) for s in slaves if s.twcid not in denied]
         max_cars = getattr(self.budget, "max_cars", None)
         try:
             self._offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
@@ -423,10 +450,24 @@ class Core:
             self.record_error("allocation", error, now)
             self._offer_nothing(slaves)
             return
+        for slave in slaves:  # left out of the allocation: their committed amps still count
+            if slave.twcid in denied:
+                self._offers[slave.twcid] = Offer(slave.twcid, 0, 0.0, DENIED_REASON)
         for twcid, offer in self._offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
         if self.car_commander is not None:
             self._command_cars(now, slaves)
+
+    def _runtime_settings(self) -> RuntimeSettings | None:
+        settings = getattr(self.policy, "settings", None)
+        return settings if isinstance(settings, RuntimeSettings) else None
+
+    def _denied_twcids(self) -> frozenset[int]:
+        """TWCs switched off by hand: offered 0 A whatever the budget."""
+        settings = self._runtime_settings()
+        if settings is None or not settings.denied_twcids:
+            return frozenset()
+        return frozenset(int(twcid, 16) for twcid in settings.denied_twcids)
 
     def _reading(self, slave: bm.SlaveView) -> SlaveReading:
         return SlaveReading(
@@ -482,7 +523,15 @@ class Core:
             return ""
         return f"{command.action.value} {now - command.at_s:.0f}s ago ({command.reason})"
 
-    def _slave_snapshot(self, s: bm.SlaveView, now: float) -> SlaveSnapshot:
+    def _charger_load_w(self, s: bm.SlaveView) -> float:
+        """The car's draw in watts: the TWC's measured phase voltages when it reports them
+        (a phase at 0 V carries nothing), else defaultVoltage x numberOfPhases."""
+        volts = [v for v in s.voltages or () if v > 0]
+        if not volts:
+            volts = [self.config.default_voltage_v] * self.config.number_of_phases
+        return round(s.actual_amps * sum(volts), 1)
+
+    def _slave_snapshot(self, s: bm.SlaveView, now: float, denied: frozenset[int]) -> SlaveSnapshot:
         offer = self._offers.get(s.twcid)
         return SlaveSnapshot(
             twcid=f"{s.twcid:04X}",
@@ -499,10 +548,16 @@ class Core:
             voltages=s.voltages,
             seconds_since_reply=round(now - s.last_rx_s, 3),
             car_command=self._car_command_text(s.twcid, now),
+            desired_amps=offer.desired_amps if offer is not None else 0.0,
+            last_vin=self._last_vins.get(s.twcid),
+            charger_load_w=self._charger_load_w(s),
+            charging_allowed=s.twcid not in denied,
+            car_charging=s.actual_amps >= bm.CHARGING_AMPS,
         )
 
     def snapshot(self, now: float) -> Snapshot:
-        slaves = tuple(self._slave_snapshot(s, now) for s in self.master.slave_views())
+        denied = self._denied_twcids()
+        slaves = tuple(self._slave_snapshot(s, now, denied) for s in self.master.slave_views())
         recent = tuple(text for at, text in self._alarms.values() if now - at < ALARM_SHOWN_S)
         return Snapshot(
             self.budget,
@@ -511,4 +566,6 @@ class Core:
             recent,
             internal_errors=self.internal_errors,
             last_internal_error=self._last_internal_error,
+            site=self._site,
+            settings=self._runtime_settings(),
         )

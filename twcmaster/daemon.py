@@ -18,11 +18,13 @@ from twcmaster.assembly import core_outputs
 from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
 from twcmaster.logs import configure_logging, get_logger
-from twcmaster.outputs.base import Output, Outputs
+from twcmaster.outputs.base import Output, Outputs, Service
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
 from twcmaster.transport import SerialTransport
 
 STOP_TIMEOUT_S = 2.0  # at exit, the 0 A heartbeats to every slave must go out within this
+SERVICE_START_TIMEOUT_S = 5.0  # a service (MQTT, HTTP) that takes longer is given up
+SERVICE_STOP_TIMEOUT_S = 3.0
 
 
 class Daemon:
@@ -40,6 +42,7 @@ class Daemon:
         site: Callable[[float], Any] | None = None,
         cars: Any = None,
         outputs: Sequence[Output] = (),
+        services: Sequence[Service] = (),
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], datetime] = datetime.now,
         log: Any = None,
@@ -57,6 +60,7 @@ class Daemon:
             core_outputs(config, self.log, console=console, cars=cars, more=outputs),
             on_error=self.core.record_error,
         )
+        self.services: list[Service] = list(services)
         self.port = port or config.rs485.port
         self.transport = SerialTransport(
             self.port,
@@ -72,6 +76,19 @@ class Daemon:
 
     def snapshot(self) -> Snapshot:
         return self.core.snapshot(self.clock())
+
+    def add_output(self, output: Output) -> None:
+        self.outputs.add(output)
+
+    def add_service(self, service: Service) -> None:
+        self.services.append(service)
+
+    def reconsider(self) -> None:
+        """The settings changed (remote control): decide again now and send the new offers
+        with the next heartbeats. Event loop only."""
+        self.core.request_decision()
+        if self._loop is not None:
+            self._service()
 
     async def run(self, duration_s: float | None = None) -> None:
         """Run until cancelled, or for ``duration_s`` seconds."""
@@ -91,6 +108,7 @@ class Daemon:
         self._service()
         if self.sources is not None:
             self.sources.start()  # polls in its own tasks and threads; never blocks the bus
+        await self._start_services()
         transport_task = asyncio.create_task(self.transport.run(), name="serial transport")
         try:
             # Shielded: cancelling the daemon must leave the port open for the 0 A goodbye.
@@ -108,7 +126,26 @@ class Daemon:
             await asyncio.gather(transport_task, return_exceptions=True)
             if self.sources is not None:
                 await self.sources.stop()
+            await self._stop_services()
             self.log.info("twcmaster stopped")
+
+    async def _start_services(self) -> None:
+        """MQTT, HTTP ...: one that fails to start is logged; the bus goes on without it."""
+        for service in self.services:
+            try:
+                await asyncio.wait_for(service.start(), SERVICE_START_TIMEOUT_S)
+            except Exception as error:  # includes TimeoutError
+                self.log.error("could not start " + type(service).__name__, error=repr(error)[:300])
+
+    async def _stop_services(self) -> None:
+        for service in reversed(self.services):
+            try:
+                await asyncio.wait_for(service.stop(), SERVICE_STOP_TIMEOUT_S)
+            except Exception as error:
+                self.log.warning(
+                    "could not stop " + type(service).__name__ + " cleanly",
+                    error=repr(error)[:300],
+                )
 
     async def _stop_slaves(self) -> None:
         """A 0 A heartbeat to every slave before the port closes, so the cars stop at once

@@ -80,6 +80,16 @@ NON_SCHEDULED_FIXED = 1  # charge at nonScheduledAmpsMax
 NON_SCHEDULED_DO_NOT_CHARGE = 2
 NON_SCHEDULED_TRACK_GREEN = 3
 
+# The policies a user may force over the rules (control/policy.py's names, TWCManager's).
+FORCEABLE_POLICIES = (
+    "Charge Now",
+    "Scheduled Charging",
+    "Track Green Energy",
+    "Non Scheduled Charging",
+)
+UNKNOWN_COORDINATE = 10000  # TWCManager's homeLat / homeLon before the location is known
+
+MAX_CHARGE_NOW_S = 7 * 86400  # the longest Charge Now
 MAX_AMPS = 1000.0  # A; sanity bound for any amps value in the file
 MAX_OFFSET_W = 1_000_000.0  # W; sanity bound for a consumption offset
 
@@ -213,6 +223,16 @@ class RuntimeSettings:
     sunrise_hour: float = 6.0
     sunset_hour: float = 20.0
     consumption_offsets: tuple[ConsumptionOffsetSetting, ...] = ()
+    # twcmaster's: a policy chosen by hand (MQTT, HTTP) over the rules; None: the rules decide.
+    forced_policy: str | None = None
+    # twcmaster's: TWCs whose charging is switched off by hand (TWCID as 4 hex digits).
+    denied_twcids: frozenset[str] = frozenset()
+    # twcmaster's: what a bare "Charge Now" (Home Assistant's button) starts; None: the
+    # wiring limit for an hour.
+    charge_now_preset_amps: float | None = None
+    charge_now_preset_s: float | None = None
+    home_lat: float | None = None  # TWCManager's homeLat / homeLon; None: unknown (10000)
+    home_lon: float | None = None
 
     def charge_now_active(self, now_epoch: float) -> bool:
         """TWCManager's rule: chargeNowAmps > 0 and now < chargeNowTimeEnd (> 0)."""
@@ -371,6 +391,14 @@ class SettingsStore:
             sunrise_hour=reader.number("sunrise", 6.0, lambda x: 0 <= x <= 24),
             sunset_hour=reader.number("sunset", 20.0, lambda x: 0 <= x <= 24),
             consumption_offsets=reader.offsets(),
+            forced_policy=reader.choice("forcedPolicy", FORCEABLE_POLICIES),
+            denied_twcids=reader.denied_twcids(),
+            charge_now_preset_amps=reader.amps("chargeNowPresetAmps", None),
+            charge_now_preset_s=reader.number(
+                "chargeNowPresetSeconds", None, lambda x: 0 < x <= MAX_CHARGE_NOW_S
+            ),
+            home_lat=reader.coordinate("homeLat", 90.0),
+            home_lon=reader.coordinate("homeLon", 180.0),
         )
 
     def _load_schedule(self, reader: _Reader, warn: bool) -> tuple[ScheduleWindow, ...]:
@@ -399,7 +427,7 @@ class SettingsStore:
         """Charge Now at ``amps`` (total budget) for ``seconds`` from ``now_epoch``."""
         _check_amps("chargeNowAmps", amps, minimum_exclusive=0.0)
         self._check_limit("chargeNowAmps", amps)
-        if not _is_number(seconds) or not 0 < seconds <= 7 * 86400:
+        if not _is_number(seconds) or not 0 < seconds <= MAX_CHARGE_NOW_S:
             raise SettingsError(
                 "chargeNowTimeEnd", f"duration: expected 1 s to 7 days in seconds, got {seconds!r}"
             )
@@ -504,6 +532,52 @@ class SettingsStore:
             raise SettingsError(f"consumptionOffset.{name}", "no such offset")
         del offsets[name]
         self._update({"consumptionOffset": offsets})
+
+    def set_forced_policy(self, policy: str | None) -> None:
+        """Use ``policy`` whatever the rules say (one of ``FORCEABLE_POLICIES``); None: the
+        rules decide again."""
+        if policy is not None and policy not in FORCEABLE_POLICIES:
+            raise SettingsError(
+                "forcedPolicy",
+                f"expected one of {', '.join(FORCEABLE_POLICIES)} or null, got {policy!r}",
+            )
+        self._update({"forcedPolicy": policy})
+
+    def set_twc_allowed(self, twcid: str, allowed: bool) -> None:
+        """Let the TWC ``twcid`` (4 hex digits) charge, or switch its charging off."""
+        if not isinstance(twcid, str) or not re.fullmatch(r"[0-9A-Fa-f]{4}", twcid):
+            raise SettingsError(
+                "twcChargingDenied", f"expected a TWCID of 4 hex digits, got {twcid!r}"
+            )
+        if not isinstance(allowed, bool):
+            raise SettingsError("twcChargingDenied", f"expected true or false, got {allowed!r}")
+        denied = set(self._typed.denied_twcids)
+        (denied.discard if allowed else denied.add)(twcid.upper())
+        self._update({"twcChargingDenied": sorted(denied)})
+
+    def set_charge_now_preset(self, amps: float | None, seconds: float | None) -> None:
+        """What a bare Charge Now starts (None: keep that part as it is)."""
+        changes: dict[str, Any] = {}
+        if amps is not None:
+            _check_amps("chargeNowPresetAmps", amps, minimum_exclusive=0.0)
+            self._check_limit("chargeNowPresetAmps", amps)
+            changes["chargeNowPresetAmps"] = _plain_number(amps)
+        if seconds is not None:
+            if not _is_number(seconds) or not 0 < seconds <= MAX_CHARGE_NOW_S:
+                raise SettingsError(
+                    "chargeNowPresetSeconds", f"expected 1 s to 7 days, got {seconds!r}"
+                )
+            changes["chargeNowPresetSeconds"] = _plain_number(seconds)
+        self._update(changes)
+
+    def set_home_location(self, lat: float, lon: float) -> None:
+        """TWCManager's homeLat / homeLon (degrees)."""
+        for key, value, bound in (("homeLat", lat, 90.0), ("homeLon", lon, 180.0)):
+            if not _is_number(value) or not -bound <= value <= bound:
+                raise SettingsError(
+                    key, f"expected degrees from -{bound:g} to {bound:g}, got {value!r}"
+                )
+        self._update({"homeLat": _plain_number(lat), "homeLon": _plain_number(lon)})
 
     def _check_limit(self, key: str, amps: float) -> None:
         if self._amps_limit is not None and amps > self._amps_limit:
@@ -668,6 +742,31 @@ class _Reader:
             except SettingsError as exc:
                 self.warn(exc.key, item, exc.message, "ignored")
         return tuple(offsets)
+
+    def choice(self, key: str, choices: Sequence[str]) -> str | None:
+        value = self.raw.get(key)
+        if value is None or value in choices:
+            return value
+        self.warn(key, value, f"one of {', '.join(choices)} or null", None)
+        return None
+
+    def denied_twcids(self) -> frozenset[str]:
+        value = self.raw.get("twcChargingDenied")
+        if value is None:
+            return frozenset()
+        if not isinstance(value, list) or not all(
+            isinstance(item, str) and re.fullmatch(r"[0-9A-Fa-f]{4}", item) for item in value
+        ):
+            self.warn("twcChargingDenied", value, "a list of TWCIDs (4 hex digits)", [])
+            return frozenset()
+        return frozenset(item.upper() for item in value)
+
+    def coordinate(self, key: str, bound: float) -> float | None:
+        value = self.raw.get(key)
+        if value is None or value == UNKNOWN_COORDINATE:
+            return None
+        number = self.number(key, None, lambda x: -bound <= x <= bound)
+        return None if number is None else float(number)
 
 
 def _parse(data: bytes) -> Any:

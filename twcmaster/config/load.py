@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import ABSENT, REQUIRED, Section, section
+from twcmaster.config.interfaces import parse_http, parse_mqtt_control, parse_mqtt_status
 from twcmaster.config.jsonc import (
     CONFIG_MAX_BYTES,
     FileRejectedError,
@@ -107,6 +108,9 @@ def _parse_app_config(
         **_parse_green(cfg, wiring),
         rs485=parse_rs485(data, report),
         log_format=_parse_log_format(data, report),
+        mqtt_status=parse_mqtt_status(data, report),
+        mqtt_control=parse_mqtt_control(data, report),
+        http=parse_http(data, report),
     )
     _check_fake_master(cfg)
     if report.errors:

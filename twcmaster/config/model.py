@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import section
+from twcmaster.config.interfaces import HttpConfig, MqttControlConfig, MqttStatusConfig
 from twcmaster.config.problems import Problem
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ class AppConfig:
     green_energy_min_off_time_s: float = DEFAULTS["greenEnergyMinOffTime"]
     green_energy_smoothing_s: float = DEFAULTS["greenEnergySmoothingSeconds"]  # 0 = off
     green_energy_raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
+    # Outputs and remote control (config/interfaces.py); None: disabled.
+    mqtt_status: MqttStatusConfig | None = None
+    mqtt_control: MqttControlConfig | None = None
+    http: HttpConfig | None = None
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""

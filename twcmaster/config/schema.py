@@ -158,6 +158,11 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
         " greenEnergyRaiseDelay"
     ),
     "interface": {"RS485": _keys("masterTWCID masterSign trailerByte")},
+    "control": {
+        "HTTP": _keys("listenIP token tokenRequiredForGet"),
+        "MQTT": _keys("caFile allowStop"),
+    },
+    "status": {"MQTT": _keys("caFile")},
     "logging": _keys("format"),
     # Every source: polling interval, request timeout, and the age after which its reading
     # counts as missing (s); plus each module's own options.
@@ -187,7 +192,7 @@ _USED_CONFIG_KEYS = frozenset(
     " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay".split()
 )
 _USED_MODULES = frozenset(
-    {"interface.RS485", "logging.Console"}
+    {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}
     | {
         f"sources.{name}"
         for name in ("Fronius", "SolarEdge", "Enphase", "Powerwall2", "HASS", "MQTT", "URL")

@@ -311,7 +311,9 @@ class PolicyEngine:
             raise ValueError(f"force_policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
         self._forced = policy
 
-    def _settings(self) -> RuntimeSettings:
+    @property
+    def settings(self) -> RuntimeSettings:
+        """The runtime settings in force (read afresh from the store's memory each time)."""
         settings = getattr(self._store, "settings", None)
         return settings if isinstance(settings, RuntimeSettings) else RuntimeSettings()
 
@@ -329,7 +331,7 @@ class PolicyEngine:
         if math.isnan(now):
             raise ValueError("now_s is NaN")
         chargers = chargers if chargers is not None else NO_CHARGERS
-        settings = self._settings()
+        settings = self.settings
         choice = self._select(now, local_time, settings)
         if choice.policy != self._policy:
             if self._policy == POLICY_GREEN or choice.policy == POLICY_GREEN:
@@ -342,7 +344,7 @@ class PolicyEngine:
 
     def _select(self, now: float, local_time: datetime, s: RuntimeSettings) -> _Choice:
         wiring = self._config.wiring_max_amps_all_twcs
-        if self._forced is not None:
+        if self._forced is not None or s.forced_policy is not None:
             return self._forced_choice(s)
         now_epoch = local_time.timestamp()
         if s.charge_now_active(now_epoch):
@@ -408,8 +410,8 @@ class PolicyEngine:
         return float(self._config.wiring_max_amps_all_twcs), "wiringMaxAmpsAllTWCs"
 
     def _forced_choice(self, s: RuntimeSettings) -> _Choice:
-        forced = self._forced
-        why = "forced"
+        forced = self._forced or s.forced_policy
+        why = "forced" if self._forced else "chosen by hand (forcedPolicy)"
         if forced == POLICY_GREEN:
             return _Choice(forced, why, None)
         if forced == POLICY_CHARGE_NOW:
@@ -455,7 +457,7 @@ class PolicyEngine:
     def _green_settings(self) -> GreenSettings:
         c = self._config
         offsets = tuple(
-            ConsumptionOffset(o.name, o.value, o.unit) for o in self._settings().consumption_offsets
+            ConsumptionOffset(o.name, o.value, o.unit) for o in self.settings.consumption_offsets
         )
         return GreenSettings(
             wiring_max_amps_all_twcs=c.wiring_max_amps_all_twcs,

@@ -38,6 +38,17 @@ class Output(Protocol):
     def publish(self, publication: Publication) -> None: ...
 
 
+class Service(Protocol):
+    """A part with a lifetime of its own beside the bus (the MQTT client, the HTTP server):
+    the daemon starts it once the bus runs and stops it after the slaves' 0 A goodbye.
+    ``start`` must return promptly (a broker that does not answer is retried in the
+    background, never waited for); neither may raise for a network problem."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Outputs:
     """The outputs of one daemon or simulation, called in order."""
 
