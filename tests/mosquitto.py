@@ -10,13 +10,14 @@ Use the class (``with Mosquitto(tmp_path / "broker") as broker: ...``), or the f
 
 A test that needs the broker is skipped, saying why, only when the ``mosquitto`` binary is not
 on PATH (Debian: ``apt-get install mosquitto mosquitto-clients``; ``scripts/bootstrap.sh``
-installs it).
+installs it); with ``CI=true`` in the environment a missing broker fails the test instead.
 
 Each broker gets its own config in a temporary directory: ``listener <port> 127.0.0.1``,
 no persistence, logs to a file the test can read (``broker.log()``). Run as root, mosquitto
 would drop to the ``mosquitto`` user and could not read that directory, so the config says
 ``user root`` then. ``stop()`` and ``start()`` again keep the port, so clients can reconnect
-to a restarted broker.
+to a restarted broker; ``kill()`` is a crash (SIGKILL: no goodbye to anyone). ``tls=(cert,
+key)`` makes the listener TLS-only.
 """
 
 from __future__ import annotations
@@ -43,13 +44,17 @@ def mosquitto_path() -> str | None:
 
 
 def require_mosquitto() -> str:
-    """The broker binary, or skip the test with the reason."""
+    """The broker binary, or skip the test with the reason (fail it under ``CI=true``: a CI
+    image without the broker would otherwise pass without testing MQTT at all)."""
     path = mosquitto_path()
     if path is None:
-        pytest.skip(
+        why = (
             "mosquitto is not installed (apt-get install mosquitto mosquitto-clients, "
             "or scripts/bootstrap.sh)"
         )
+        if os.environ.get("CI", "").strip().lower() in ("true", "1"):
+            pytest.fail(why)
+        pytest.skip(why)
     return path
 
 
@@ -62,13 +67,20 @@ def free_port() -> int:
 class Mosquitto:
     """One broker. ``users`` ({name: password}) makes it refuse anonymous clients."""
 
-    def __init__(self, directory: Path, *, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.binary = require_mosquitto()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.host = HOST
         self.port = free_port()
         self.users = dict(users or {})
+        self.tls = tls
         self.process: subprocess.Popen | None = None
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
@@ -100,6 +112,13 @@ class Mosquitto:
         try:
             process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT_S)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, the clients' connections cut without a word."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
             process.kill()
             process.wait(STOP_TIMEOUT_S)
 
@@ -162,6 +181,8 @@ class Mosquitto:
             "log_type notice",
             "log_type information",
         ]
+        if self.tls is not None:
+            lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', who cannot read our dir
         if self.users:
