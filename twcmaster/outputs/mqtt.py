@@ -66,6 +66,9 @@ SNAPSHOT_EVERY_S = 1.0  # the JSON snapshot topic at most this often
 FLUSH_EVERY_S = 1.0  # held-back values and gone TWCs are looked at this often, steps or not
 GONE_AFTER_S = 24 * 3600.0  # a TWC not linked this long is removed (see the docstring)
 HA_ONLINE = "online"  # Home Assistant's birth message on <discoveryPrefix>/status
+# TWCs learnt from an earlier run's retained topics, at most: a bus has a handful, and
+# anyone who can publish on the broker could otherwise make us announce thousands.
+MAX_LEARNT_TWCS = 16
 _TWCID = re.compile(r"[0-9A-F]{4}")
 # Events that say nothing the topics show: the frame-level ones of a debug log.
 _FRAME_EVENTS = (ev.BytesReceived, ev.FrameSent, ev.FrameRejected, ev.FrameIgnored)
@@ -159,22 +162,21 @@ class MqttStatus:
         now = self.clock()
         snapshot = publication.snapshot
         values = status_values(snapshot, self.app)
-        forced = self._draw_ended(values)
+        forced = self._draw_ended(snapshot, values)
         self._track_twcs(snapshot, values, now)
         self._current.update(values)
         self._send_due(now, forced)
         self._send_snapshot(snapshot, now)
 
-    def _draw_ended(self, values: dict[str, Value]) -> set[str]:
+    def _draw_ended(self, snapshot: Snapshot, values: dict[str, Value]) -> set[str]:
         """carsCharging 1 -> 0: that TWC's draw goes out at once (TWCManager's rule: after
         the car stops there is nothing left to move the number past a threshold)."""
         forced = set()
-        for topic, value in values.items():
-            twcid, _, key = topic.partition("/")
-            if key == "carsCharging" and value.payload == "0":
-                before = self._current.get(topic)
-                if before is not None and before.payload == "1":
-                    forced |= {f"{twcid}/ampsInUse", f"{twcid}/chargerLoadInW"}
+        for slave in snapshot.slaves:
+            topic = f"{slave.twcid}/carsCharging"
+            before = self._current.get(topic)
+            if before is not None and before.payload == "1" and values[topic].payload == "0":
+                forced |= {f"{slave.twcid}/ampsInUse", f"{slave.twcid}/chargerLoadInW"}
         return forced
 
     def _track_twcs(self, snapshot: Snapshot, values: dict[str, Value], now: float) -> None:
@@ -271,6 +273,9 @@ class MqttStatus:
         message coming back, for a TWC we know: nothing to do)."""
         twcid = topic.removeprefix(self.prefix + "/").partition("/")[0]
         if not _TWCID.fullmatch(twcid) or twcid in self._twcs or not payload:
+            return
+        if sum(not twc.linked for twc in self._twcs.values()) >= MAX_LEARNT_TWCS:
+            self.log.warning("MQTT: too many TWCs on the broker; not taken over", twcid=twcid)
             return
         self._twcs[twcid] = _Twc(self.clock(), linked=False)
         self._current[f"{twcid}/{AVAILABILITY}"] = Value(OFFLINE, None, AT_ONCE)
