@@ -150,7 +150,28 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG_ERROR
     print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
+    for line in _interfaces_summary(loaded.settings):
+        print(f"  {line}")
     return 0
+
+
+def _interfaces_summary(config) -> list[str]:
+    """What the config turns on beside the bus, one line each (never a secret)."""
+    lines = []
+    if config.mqtt_status is not None:
+        status = config.mqtt_status
+        discovery = f", Home Assistant discovery under {status.discovery_prefix}/" * bool(
+            status.ha_discovery
+        )
+        lines.append(
+            f"MQTT status: {status.broker!r}, ratelimit {status.ratelimit_s:g}s{discovery}"
+        )
+    if config.mqtt_control is not None:
+        stop = "allowed" if config.mqtt_control.allow_stop else "ignored"
+        lines.append(f"MQTT control: {config.mqtt_control.broker!r} (control/stop {stop})")
+    if config.http is not None:
+        lines.append(f"HTTP API: {config.http!r}")
+    return lines
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -176,8 +197,12 @@ def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | N
     from twcmaster.daemon import build_daemon, run_until_signalled, start_outputs
 
     console = start_outputs(loaded.settings)
-    daemon = build_daemon(loaded.settings, console, port=port)
-    run_until_signalled(daemon.run(duration_s))
+
+    async def main() -> None:
+        daemon = build_daemon(loaded.settings, console, port=port)
+        await daemon.run(duration_s)
+
+    run_until_signalled(main())
     return 0
 
 
