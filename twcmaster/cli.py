@@ -1,4 +1,5 @@
-"""Command line: ``twcmaster run | demo | simulate | decode | check-config | slave-sim``."""
+"""Command line: ``twcmaster run | demo | simulate | decode | check-config | slave-sim |
+status``."""
 
 from __future__ import annotations
 
@@ -98,6 +99,21 @@ def _parser() -> argparse.ArgumentParser:
     decode = sub.add_parser("decode", help="decode TWC frames given as hex, one JSON per line")
     decode.add_argument("hex", nargs="*", help="frames as hex (framed or not); '-' reads stdin")
     decode.set_defaults(handler=_cmd_decode)
+
+    status = sub.add_parser(
+        "status",
+        help="the running daemon's state, from its HTTP API (control.HTTP)",
+        description="Ask the running daemon's HTTP API (GET /api/v1/snapshot) and print its "
+        "state as the console would say it. Exit 1 when no daemon answers.",
+    )
+    status.add_argument(
+        "--url", help="the daemon's API (default: from --config, else http://127.0.0.1:8080)"
+    )
+    status.add_argument("--config", help="config file: the API's address and token from "
+                        "control.HTTP")  # fmt: skip
+    status.add_argument("--json", action="store_true", help="print the snapshot JSON")
+    status.add_argument("--token", help="bearer token (default: $TWCMASTER_TOKEN, or the config's)")
+    status.set_defaults(handler=_cmd_status)
 
     check = sub.add_parser("check-config", help="validate a config file")
     _config_option(check)
@@ -244,6 +260,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         stale=args.stale,
         console=args.console,
     )
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from twcmaster.status_command import run_command
+
+    loaded = None
+    if args.config:
+        loaded = _load_or_report(args.config)
+        if loaded is None:
+            return EXIT_CONFIG_ERROR
+    return run_command(url=args.url, loaded=loaded, token=args.token, as_json=args.json)
 
 
 def _cmd_slave_sim(args: argparse.Namespace) -> int:
