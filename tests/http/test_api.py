@@ -241,6 +241,8 @@ BAD_REQUESTS = [
     ("/api/chargeNow", {"chargeNowRate": 33, "chargeNowDuration": 60}, "chargeNowRate"),
     ("/api/chargeNow", {"chargeNowRate": 16, "chargeNowDuration": -1}, "chargeNowDuration"),
     ("/api/chargeNow", '{"chargeNowRate": NaN, "chargeNowDuration": 60}', "chargeNowRate"),
+    ("/api/chargeNow", '{"chargeNowRate": 1' + "0" * 309 + ', "chargeNowDuration": 60}',
+     "chargeNowRate"),
     ("/api/setScheduledChargingSettings", {"startingMinute": 60}, "enabled"),
     ("/api/setScheduledChargingSettings", {"enabled": "maybe"}, "enabled"),
     ("/api/setScheduledChargingSettings", {"enabled": True, "amps": 16, "endingMinute": 9},
