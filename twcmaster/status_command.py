@@ -86,9 +86,18 @@ def run_status(
         return 1
     if as_json:
         print(json.dumps(data, indent=2), file=out)
-    else:
-        for line in status_lines(data, url=url):
-            print(line, file=out)
+        return 0
+    try:
+        lines = status_lines(data, url=url)
+    except (KeyError, TypeError, ValueError) as error:  # a snapshot format this one predates
+        print(
+            f"twcmaster status: cannot read snapshot format {data.get('format')!r} "
+            f"({type(error).__name__}: {error}); --json shows it as sent",
+            file=err,
+        )
+        return 1
+    for line in lines:
+        print(line, file=out)
     return 0
 
 

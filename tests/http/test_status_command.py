@@ -97,27 +97,38 @@ def test_a_silent_listener_times_out():
             fetch_snapshot(url, timeout_s=0.3)
 
 
-class _NotTwcmaster(BaseHTTPRequestHandler):
+class _Canned(BaseHTTPRequestHandler):
+    """Answers every GET with the server's ``body``."""
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = b"<html>a router</html>" if self.path.endswith("snapshot") else b"{}"
         self.send_response(200)
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(self.server.body)
 
     def log_message(self, *args) -> None:
         pass
 
 
-def test_something_else_answers(capsys):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotTwcmaster)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b"<html>a router</html>", "not twcmaster's JSON (is this a twcmaster daemon?)"),
+        (b'{"hello": 1}', "answered JSON that is not a twcmaster snapshot"),
+        (b'{"format": 99, "slaves": [{}]}', "cannot read snapshot format 99 (KeyError"),
+    ],
+    ids=["html", "other-json", "future-format"],
+)
+def test_something_else_answers(capsys, body, said):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    server.body = body
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         assert main(["status", "--url", url]) == 1
     finally:
         server.shutdown()
         server.server_close()
-    assert "not twcmaster's JSON (is this a twcmaster daemon?)" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
 
 
 def test_the_token_from_the_option_the_environment_or_the_config(tmp_path, capsys):

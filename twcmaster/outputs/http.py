@@ -67,7 +67,6 @@ from twcmaster.outputs import twcmanager_json as twc
 from twcmaster.outputs.public_config import config_without_secrets
 from twcmaster.outputs.views import snapshot_json
 from twcmaster.remote.commands import (
-    AUTO_POLICY,
     CommandRejected,
     RemoteControl,
     fields,
@@ -459,14 +458,14 @@ class HttpApi:
         return web.Response(status=204)
 
     async def _set_policy(self, request: web.Request) -> web.Response:
-        """Force one of TWCManager's policies over the rules; ``"Auto"``: the rules again."""
+        """Force one of TWCManager's policies over the rules; "Auto": the rules again."""
         control = self._control()
         body = await json_object(request)
         (policy,) = fields(body, "policy")
         if not isinstance(policy, str):
             raise ApiError(400, f"expected a policy name, got {policy!r:.40}", "policy")
         control.set_policy(policy, source=_source(request))
-        return json_response({"status": "success", "policy": policy or AUTO_POLICY})
+        return json_response({"status": "success", "policy": policy})
 
     async def _save_settings(self, request: web.Request) -> web.Response:
         """Every change is saved as it is made: nothing left to save (TWCManager's 204)."""
