@@ -14,10 +14,15 @@ all deliberate:
   object, a key written twice, a missing field, a wrong type, a value out of range;
 * the body is read as JSON whatever its Content-Type (TWCManager's pages post JSON text as
   ``application/x-www-form-urlencoded``);
-* numbers are JSON numbers and whole numbers where TWCManager's ``int()`` cut them are kept
-  as given (``chargeNowRate`` 7.5); numeric text ("16") is accepted, as TWCManager's pages
-  send it; true/false fields take only booleans, 0/1 and on/off text (TWCManager's
-  ``bool("false")`` was true);
+* numbers in requests are kept as given where TWCManager's ``int()`` cut them
+  (``chargeNowRate`` 7.5 is 7.5 A, not 7 A); numeric text ("16") is accepted, as
+  TWCManager's pages send it; true/false fields take only booleans, 0/1 and on/off text
+  (TWCManager's ``bool("false")`` was true). In answers, numbers are JSON numbers
+  (``twcmanager_json.py`` lists where TWCManager sent text or one-element arrays);
+* ``addConsumptionOffset`` refuses TWCManager's unsafe characters in a name, as it did, and
+  control characters too;
+* the TWCManager endpoints that need a running daemon's settings store answer 503 without
+  one (``remote`` None), saying so;
 * ``addConsumptionOffset`` accepts the value 0 (TWCManager's docs say 0 disables an offset;
   its code refused it);
 * ``setScheduledChargingSettings`` answers 202 with a JSON body (TWCManager: empty) that
