@@ -49,14 +49,12 @@ def attach_interfaces(
 
     from twcmaster.remote.commands import RemoteControl
 
+    def wallclock() -> float:  # the daemon's (the demo's runs on its sky)
+        return daemon.wallclock().timestamp()
+
     remote = None
     if store is not None:
-        remote = RemoteControl(
-            store,
-            config,
-            on_change=daemon.reconsider,
-            wallclock=lambda: daemon.wallclock().timestamp(),
-        )
+        remote = RemoteControl(store, config, on_change=daemon.reconsider, wallclock=wallclock)
     if config.mqtt_status is not None:
         from twcmaster.outputs.mqtt import MqttStatus
 
@@ -77,7 +75,10 @@ def attach_interfaces(
     if config.http is not None:
         from twcmaster.outputs.http import HttpApi
 
-        daemon.add_service(HttpApi(config.http, config, snapshot=daemon.snapshot, remote=remote))
+        api = HttpApi(
+            config.http, config, snapshot=daemon.snapshot, remote=remote, wallclock=wallclock
+        )
+        daemon.add_service(api)
     return remote
 
 
