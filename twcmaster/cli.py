@@ -1,4 +1,5 @@
-"""Command line: ``twcmaster run | demo | simulate | decode | check-config | slave-sim``."""
+"""Command line: ``twcmaster run | demo | simulate | decode | check-config | slave-sim |
+status``."""
 
 from __future__ import annotations
 
@@ -99,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("hex", nargs="*", help="frames as hex (framed or not); '-' reads stdin")
     decode.set_defaults(handler=_cmd_decode)
 
+    status = sub.add_parser(
+        "status",
+        help="the running daemon's state, from its HTTP API (control.HTTP)",
+        description="Ask the running daemon's HTTP API (GET /api/v1/snapshot) and print its "
+        "state as the console would say it. Exit 1 when no daemon answers.",
+    )
+    status.add_argument(
+        "--url", help="the daemon's API (default: from --config, else http://127.0.0.1:8080)"
+    )
+    status.add_argument("--config", help="config file: the API's address and token from "
+                        "control.HTTP")  # fmt: skip
+    status.add_argument("--json", action="store_true", help="print the snapshot JSON")
+    status.add_argument("--token", help="bearer token (default: $TWCMASTER_TOKEN, or the config's)")
+    status.set_defaults(handler=_cmd_status)
+
     check = sub.add_parser("check-config", help="validate a config file")
     _config_option(check)
     check.set_defaults(handler=_cmd_check_config)
@@ -150,7 +166,28 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG_ERROR
     print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
+    for line in _interfaces_summary(loaded.settings):
+        print(f"  {line}")
     return 0
+
+
+def _interfaces_summary(config) -> list[str]:
+    """What the config turns on beside the bus, one line each (never a secret)."""
+    lines = []
+    if config.mqtt_status is not None:
+        status = config.mqtt_status
+        discovery = f", Home Assistant discovery under {status.discovery_prefix}/" * bool(
+            status.ha_discovery
+        )
+        lines.append(
+            f"MQTT status: {status.broker!r}, ratelimit {status.ratelimit_s:g}s{discovery}"
+        )
+    if config.mqtt_control is not None:
+        stop = "allowed" if config.mqtt_control.allow_stop else "ignored"
+        lines.append(f"MQTT control: {config.mqtt_control.broker!r} (control/stop {stop})")
+    if config.http is not None:
+        lines.append(f"HTTP API: {config.http!r}")
+    return lines
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -176,8 +213,12 @@ def _run_daemon(loaded: LoadedConfig, *, port: str | None, duration_s: float | N
     from twcmaster.daemon import build_daemon, run_until_signalled, start_outputs
 
     console = start_outputs(loaded.settings)
-    daemon = build_daemon(loaded.settings, console, port=port)
-    run_until_signalled(daemon.run(duration_s))
+
+    async def main() -> None:
+        daemon = build_daemon(loaded.settings, console, port=port)
+        await daemon.run(duration_s)
+
+    run_until_signalled(main())
     return 0
 
 
@@ -219,6 +260,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         stale=args.stale,
         console=args.console,
     )
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from twcmaster.status_command import run_command
+
+    loaded = None
+    if args.config:
+        loaded = _load_or_report(args.config)
+        if loaded is None:
+            return EXIT_CONFIG_ERROR
+    return run_command(url=args.url, loaded=loaded, token=args.token, as_json=args.json)
 
 
 def _cmd_slave_sim(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 import time
@@ -14,12 +15,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
-from twcmaster.assembly import core_outputs
+from twcmaster.assembly import attach_interfaces, core_outputs
 from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
 from twcmaster.logs import configure_logging, get_logger
 from twcmaster.outputs.base import Output, Outputs, Service
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
+from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
 from twcmaster.transport import SerialTransport
 
 STOP_TIMEOUT_S = 2.0  # at exit, the 0 A heartbeats to every slave must go out within this
@@ -267,19 +269,24 @@ def build_daemon(
     config: AppConfig, console: ConsoleStatus, *, port: str | None = None, cars: Any = None
 ) -> Daemon:
     """The daemon as ``twcmaster run`` starts it: energy sources, the policy engine with the
-    runtime settings in ``<settingsPath>/settings.json``, the bus."""
-    import os
-
+    runtime settings in ``<settingsPath>/settings.json``, the bus, and what the config enables
+    of MQTT and HTTP. Call it on the running event loop."""
     from twcmaster.control.policy import build_policy
-    from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
     from twcmaster.sources.registry import build_sources
     from twcmaster.sources.runner import SourceRunner
 
     sources = build_sources(config.sources)
     runner = SourceRunner(sources) if sources else None
-    store = SettingsStore(
-        os.path.join(config.settings_path, SETTINGS_FILE_NAME),
+    store = open_settings(config, config.settings_path)
+    policy = build_policy(config, store, green_sources_configured=bool(sources))
+    daemon = Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)
+    attach_interfaces(daemon, config, store)
+    return daemon
+
+
+def open_settings(config: AppConfig, folder: str) -> SettingsStore:
+    """``<folder>/settings.json``, amps in it checked against the wiring limit."""
+    return SettingsStore(
+        os.path.join(folder, SETTINGS_FILE_NAME),
         wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs,
     )
-    policy = build_policy(config, store, green_sources_configured=bool(sources))
-    return Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
+from twcmaster.assembly import attach_interfaces
 from twcmaster.config import LoadedConfig, config_from_dict
 from twcmaster.control.carcommands import CarCommand
-from twcmaster.daemon import Daemon, build_daemon, run_until_signalled, start_outputs
+from twcmaster.daemon import (
+    Daemon,
+    build_daemon,
+    open_settings,
+    run_until_signalled,
+    start_outputs,
+)
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import DemoScenario, SimulatedBus
 from twcmaster.sim.carapi import SimulatedCarApi
@@ -99,7 +108,9 @@ def _demo_daemon(
 ) -> Daemon:
     """With an energy source enabled in the config, the daemon exactly as ``twcmaster run``
     builds it; otherwise the built-in sky (a fair-weather day from 10:00 on, in real time)
-    feeds Track Green Energy, so the demo shows charging from the sun without any hardware."""
+    feeds the policy, so the demo shows charging from the sun without any hardware. Its
+    clock for the schedule is the sky's (10:00 at start: inside the green hours whatever the
+    real time), and MQTT / HTTP start as the config enables them, steering the demo."""
     config = loaded.settings
     if config.sources:
         return build_daemon(config, console, port=tty_path, cars=cars)
@@ -108,9 +119,12 @@ def _demo_daemon(
 
     sky = Sky(builtin_profile(), wrap=True)
     site = sky.clocked(loop.time(), start_s=DEMO_SKY_START_S)
-    policy = build_policy(config, force_policy="Track Green Energy")
+    # The demo's own settings unless the user gave a config (then its settingsPath).
+    folder = config.settings_path if loaded.path else tempfile.mkdtemp(prefix="twcmaster-demo-")
+    store = open_settings(config, folder)
+    policy = build_policy(config, store)
     console.line(f"Demo sky: {sky_description()} from 10:00, in real time")
-    return Daemon(
+    daemon = Daemon(
         config,
         port=tty_path,
         console=console,
@@ -118,7 +132,18 @@ def _demo_daemon(
         site=site,
         cars=cars,
         clock=loop.time,
+        wallclock=sky_wallclock(loop),
     )
+    attach_interfaces(daemon, config, store)
+    return daemon
+
+
+def sky_wallclock(loop: asyncio.AbstractEventLoop) -> Callable[[], datetime]:
+    """Today at 10:00 (the sky's start) plus the time the demo has run."""
+    started_s = loop.time()
+    today = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today + timedelta(seconds=DEMO_SKY_START_S)
+    return lambda: start + timedelta(seconds=loop.time() - started_s)
 
 
 def sky_description() -> str:

@@ -59,7 +59,10 @@ def parse_number(field: str, value: Any, low: float, high: float) -> float:
     clients send it; booleans are not numbers."""
     number: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float (10**309 in a JSON body)
+            number = None
     elif isinstance(value, str):
         try:
             number = float(value.strip())
