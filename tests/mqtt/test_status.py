@@ -136,6 +136,21 @@ def test_rate_limit_numbers_by_threshold_discrete_at_once(mosquitto, subscribers
     run(main())
 
 
+def test_a_new_text_for_the_same_number_goes_at_once(mosquitto, subscribers):
+    sub = subscribers(mosquitto, "TWC/all/totalAmpsInUse")
+    idle = slave(actual_amps=0.0, car_charging=False)
+
+    async def main():
+        status = MqttStatus(status_config(mosquitto, ha_discovery=False), app_config())
+        async with started(status):
+            status.publish(publication(snapshot()))  # no TWC yet: TWCManager's int 0
+            status.publish(publication(snapshot(idle)))  # a TWC drawing nothing: 0.0
+            await eventually(lambda: len(sub.on("TWC/all/totalAmpsInUse")) == 2)
+
+    run(main())
+    assert [m.text for m in sub.on("TWC/all/totalAmpsInUse")] == ["0", "0.0"]
+
+
 def test_ratelimit_zero_sends_every_change(mosquitto, subscribers):
     sub = subscribers(mosquitto, "TWC/2118/ampsInUse")
 

@@ -215,8 +215,8 @@ class MqttStatus:
             return True
         if value.rule is SENTENCE:
             return wording(value.payload) != wording(sent.payload)
-        if value.number is None or sent.number is None:
-            return True
+        if value.number is None or sent.number is None or value.number == sent.number:
+            return True  # not a number, or only its text changed ("0" with no TWC, "0.0")
         return value.rule.moved_enough(sent.number, value.number)
 
     def _send(self, topic: str, value: Value, now: float) -> None:
