@@ -233,6 +233,17 @@ def test_tls_with_a_ca_file(tmp_path, tls_cert, subscribers):
 
         run(untrusted())
 
+        async def unreadable_ca():  # a caFile that is not there: said once, the bus goes on
+            log = RecordingLog()
+            config = status_config(broker, ha_discovery=False, tls=True, ca_file="/nonexistent")
+            status = MqttStatus(config, app_config(), log=log)
+            async with started(status, connected=False):
+                status.publish(publication(snapshot(slave())))
+                assert not status.link.connected
+            assert log.events("error")[0][0] == "MQTT: cannot set up the connection"
+
+        run(unreadable_ca())
+
 
 def test_username_and_password_and_no_password_in_the_log(mosquitto_auth, subscribers):
     log = RecordingLog()

@@ -241,9 +241,15 @@ class MqttStatus:
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(function, *args)
+            loop.call_soon_threadsafe(self._guarded, function, *args)
         except RuntimeError:  # the loop has closed: we are shutting down
             pass
+
+    def _guarded(self, function: Callable[..., None], *args: Any) -> None:
+        try:
+            function(*args)
+        except Exception:  # a bug here is logged; the bus and the next message go on
+            self.log.exception("MQTT status: handling a connection or message failed")
 
     def _on_connected(self) -> None:
         """(Re)connected: the broker may have lost everything. Send it all again."""

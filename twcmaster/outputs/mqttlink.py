@@ -43,7 +43,10 @@ KEEPALIVE_S = 30  # TWCManager's; a dead broker is noticed within 1.5 x this
 RECONNECT_MIN_S = 1  # paho's reconnect back-off: first wait ...
 RECONNECT_MAX_S = 120  # ... doubling up to this (TWCManager's figures)
 CONNECT_TIMEOUT_S = 5.0  # one TCP/TLS connection attempt
-STOP_WAIT_S = 1.0  # stop(): at most this for the goodbye message and paho's thread
+GOODBYE_WAIT_S = 1.0  # stop(): at most this for the broker to take the goodbye message
+# stop(): at most this for paho's thread; one sleeping out a back-off (in steps of up to 1 s)
+# finishes by itself afterwards.
+THREAD_STOP_WAIT_S = 0.5
 
 
 class Priority(enum.IntEnum):
@@ -155,7 +158,8 @@ class MqttLink:
     def stop(self, goodbye: tuple[str, str] | None = None) -> None:
         """Publish ``goodbye`` (topic, payload; retained, QoS 1) if connected, disconnect
         cleanly (the broker then drops the will) and end paho's thread. Blocks for at most
-        about ``2 x STOP_WAIT_S``: call it off the event loop (``asyncio.to_thread``)."""
+        ``GOODBYE_WAIT_S + THREAD_STOP_WAIT_S``: call it off the event loop
+        (``asyncio.to_thread``)."""
         client, self._client = self._client, None
         self._stopping = True
         if client is None:
@@ -163,14 +167,14 @@ class MqttLink:
         if goodbye is not None and self._connected:
             try:
                 info = client.publish(goodbye[0], goodbye[1], qos=1, retain=True)
-                info.wait_for_publish(STOP_WAIT_S)
+                info.wait_for_publish(GOODBYE_WAIT_S)
             except (RuntimeError, ValueError) as error:  # lost meanwhile: the will says it
                 self.log.debug("MQTT: goodbye not sent", error=str(error))
         client.disconnect()
         # A thread sleeping out a back-off or stuck in a connect finishes by itself.
         stopper = threading.Thread(target=client.loop_stop, name="mqtt-stop", daemon=True)
         stopper.start()
-        stopper.join(STOP_WAIT_S)
+        stopper.join(THREAD_STOP_WAIT_S)
         self._connected = False
 
     # -- publishing ----------------------------------------------------------------------
@@ -252,9 +256,10 @@ class MqttLink:
         if self._on_message_cb is None or self._stopping:
             return
         try:
-            self._on_message_cb(message.topic, message.payload, bool(message.retain))
-        except Exception:  # a payload must never kill paho's thread
-            self.log.exception("MQTT: handling a message failed", topic=message.topic[:120])
+            topic = message.topic  # decodes UTF-8: a broker should have refused anything else
+            self._on_message_cb(topic, message.payload, bool(message.retain))
+        except Exception:  # a message must never kill paho's thread
+            self.log.exception("MQTT: handling a message failed", role=self.role)
 
 
 def _written(info: Any) -> bool:

@@ -62,7 +62,7 @@ beside them):
 ===============================  =============================================  ==========
 
 The green figures (generation ... surplusAmps) are those of the budget's green computation,
-the console's figures, while tracking green energy; else the energy reading's; no topic
+the console's figures, while tracking green energy; else a fresh energy reading's; no topic
 while neither exists. The ``config/`` settings topics exist when the daemon has runtime
 settings (a policy engine). ``availability`` sits right under the prefix, where no TWCID,
 ``all``, ``config`` or ``control`` can be.
