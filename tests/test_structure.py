@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from twcmaster.settings import SettingsStore
+
 PACKAGE = Path(__file__).resolve().parent.parent / "twcmaster"
 
 # What the sans-I/O core may not depend on: outputs, the asyncio edges, I/O libraries.
@@ -218,3 +220,26 @@ def test_one_home_for_the_line_speed_and_the_charging_threshold():
         "protocol/master.py: CHARGING_AMPS = 1.0  # a car drawing at least this is charging "
         "(§6.2, §5.4 VIN polling)"
     ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in modules("outputs") + modules("remote") if p.name != "commands.py"],
+    ids=str,
+)
+def test_remote_edges_change_settings_only_through_remote_control(path):
+    """MQTT control, the HTTP API (and the web page next) parse and call ``RemoteControl``:
+    none imports the settings store or calls one of its setters, so every change is
+    validated and saved one way."""
+    tree = parse(path)
+    assert "twcmaster.settings.SettingsStore" not in imported_modules(tree, path)
+    setters = {
+        name for name in dir(SettingsStore) if name.startswith(("set_", "charge_now", "cancel"))
+    } | {"delete_consumption_offset", "save", "_update"}
+    called = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "store"
+    }  # fmt: skip
+    assert not called & setters, path

@@ -223,6 +223,18 @@ def test_home_location_policy_and_save(served, tmp_path):
     assert post(served, "/api/saveSettings").status_code == 204
 
 
+def test_twcmasters_own_controls_as_mqtt_control_has_them(served, tmp_path):
+    answer = post(served, "/api/v1/nonScheduled", {"action": 3, "amps": "10"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"] == ["nonScheduledAction 3", "nonScheduledAmpsMax 10A"]
+    saved = SettingsStore(tmp_path).settings
+    assert (saved.non_scheduled_action, saved.non_scheduled_amps_max) == (3, 10)
+    assert post(served, "/api/v1/twc/a1b2/allowCharging", {"allowed": "off"}).ok
+    assert SettingsStore(tmp_path).settings.denied_twcids == {"A1B2"}
+    assert post(served, "/api/v1/twc/A1B2/allowCharging", {"allowed": True}).ok
+    assert not SettingsStore(tmp_path).settings.denied_twcids
+
+
 # ----------------------------------------------------------------------------- refused
 
 BAD_REQUESTS = [
@@ -276,6 +288,13 @@ BAD_REQUESTS = [
     ("/api/setPolicy", {"policy": "Sunshine"}, "policy"),
     ("/api/setPolicy", {"policy": 3}, "policy"),
     ("/api/setPolicy", {}, "policy"),
+    ("/api/v1/nonScheduled", {}, "action"),
+    ("/api/v1/nonScheduled", {"action": 4}, "action"),
+    ("/api/v1/nonScheduled", {"action": 1, "amps": 99}, "amps"),  # the action is not applied
+    ("/api/v1/nonScheduled", {"action": 1.5}, "action"),
+    ("/api/v1/twc/ZZZZ/allowCharging", {"allowed": False}, "twcid"),
+    ("/api/v1/twc/2118/allowCharging", {"allowed": "perhaps"}, "allowed"),
+    ("/api/v1/twc/2118/allowCharging", {}, "allowed"),
 ]  # fmt: skip
 
 

@@ -281,6 +281,9 @@ class HttpApi:
             "/api/setLatLon": self._set_lat_lon,
             "/api/setPolicy": self._set_policy,
             "/api/saveSettings": self._save_settings,
+            # twcmaster's, as MQTT control has them
+            "/api/v1/nonScheduled": self._set_non_scheduled,
+            "/api/v1/twc/{twcid}/allowCharging": self._allow_charging,
         }
         return (
             [web.get(path, handler) for path, handler in gets.items()]
@@ -471,6 +474,37 @@ class HttpApi:
             raise ApiError(400, f"expected a policy name, got {policy!r:.40}", "policy")
         control.set_policy(policy, source=_source(request))
         return json_response({"status": "success", "policy": policy})
+
+    async def _set_non_scheduled(self, request: web.Request) -> web.Response:
+        """``{"action": 1|2|3, "amps": A}``, either or both: what Non Scheduled Charging
+        does (fixed rate, do not charge, track green) and its fixed rate. Both are checked
+        before either is applied."""
+        control = self._control()
+        body = await json_object(request)
+        if "action" not in body and "amps" not in body:
+            raise ApiError(400, "expected action (1, 2 or 3) and/or amps", "action")
+        action, amps = body.get("action"), body.get("amps")
+        if action is not None:
+            parse_number("action", action, 1, 3)
+        if amps is not None:
+            parse_number("amps", amps, 0, control.wiring_max_amps)
+        applied = []
+        with fields_named({"nonScheduledAction": "action", "nonScheduledAmpsMax": "amps"}):
+            if action is not None:
+                applied.append(control.set_non_scheduled_action(action, source=_source(request)))
+            if amps is not None:
+                applied.append(control.set_non_scheduled_amps(amps, source=_source(request)))
+        return json_response({"status": "success", "applied": applied})
+
+    async def _allow_charging(self, request: web.Request) -> web.Response:
+        """``{"allowed": true|false}``: let the TWC charge, or switch its charging off (it is
+        offered 0 A whatever the policy) until allowed again."""
+        control = self._control()
+        body = await json_object(request)
+        (allowed,) = fields(body, "allowed")
+        twcid = request.match_info["twcid"]
+        what = control.set_twc_allowed(twcid, allowed, source=_source(request))
+        return json_response({"status": "success", "applied": what})
 
     async def _save_settings(self, request: web.Request) -> web.Response:
         """Every change is saved as it is made: nothing left to save (TWCManager's 204)."""
