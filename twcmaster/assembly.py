@@ -58,7 +58,13 @@ def attach_interfaces(
     if config.mqtt_status is not None:
         from twcmaster.outputs.mqtt import MqttStatus
 
-        status = MqttStatus(config.mqtt_status, config, control=config.mqtt_control)
+        status = MqttStatus(
+            config.mqtt_status,
+            config,
+            control=config.mqtt_control,
+            clock=daemon.clock,
+            wallclock=wallclock,
+        )
         daemon.add_output(status)
         daemon.add_service(status)
     if config.mqtt_control is not None and remote is not None:
