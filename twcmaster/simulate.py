@@ -39,6 +39,7 @@ from twcmaster.config import AppConfig, LoadedConfig, config_from_dict
 from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleOutput, ConsoleStatus
+from twcmaster.policies import POLICIES, POLICY_GREEN
 from twcmaster.protocol.codec import BYTE_TIME_S
 from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult
 from twcmaster.sim.bus import SimulatedBus, make_slaves
@@ -336,20 +337,16 @@ class DaySimulation:
 
 
 #: ``--policy`` values: TWCManager's policy names (any case) or these short forms.
-POLICY_ALIASES = {
-    "green": "Track Green Energy",
-    "charge-now": "Charge Now",
-    "scheduled": "Scheduled Charging",
-    "non-scheduled": "Non Scheduled Charging",
-}
+POLICY_ALIASES = dict(
+    zip(("charge-now", "scheduled", "green", "non-scheduled"), POLICIES, strict=True)
+)
 #: ``--policy rules``: no forcing; TWCManager's order by the time of day and settings.json.
 RULES = "rules"
-DEFAULT_POLICY = "Track Green Energy"
+DEFAULT_POLICY = POLICY_GREEN
 
 
 def policy_choice(name: str | None) -> str:
     """The canonical policy name for ``--policy`` (ValueError naming the choices)."""
-    from twcmaster.control.policy import POLICIES
 
     if name is None:
         return DEFAULT_POLICY

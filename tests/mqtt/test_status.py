@@ -30,8 +30,8 @@ from tests.mqtt.conftest import (
     status_config,
 )
 from twcmaster.control.policy import Budget
+from twcmaster.mqttlink import PENDING_LIMITS, MqttLink, Priority
 from twcmaster.outputs.mqtt import FLUSH_EVERY_S, GONE_AFTER_S, MqttStatus
-from twcmaster.outputs.mqttlink import PENDING_LIMITS, MqttLink, Priority
 from twcmaster.outputs.mqtttopics import status_values
 from twcmaster.outputs.views import snapshot_json
 

@@ -111,6 +111,13 @@ from twcmaster.control.green import (
     SiteReading,
 )
 from twcmaster.control.tracking import GreenTracker, green_reason
+from twcmaster.policies import (
+    POLICIES,
+    POLICY_CHARGE_NOW,
+    POLICY_GREEN,
+    POLICY_NON_SCHEDULED,
+    POLICY_SCHEDULED,
+)
 from twcmaster.protocol.gate import MIN_AMPS_P2
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
@@ -137,11 +144,6 @@ __all__ = [
     "fixed_budget_from_config",
 ]
 
-POLICY_CHARGE_NOW = "Charge Now"
-POLICY_SCHEDULED = "Scheduled Charging"
-POLICY_GREEN = "Track Green Energy"
-POLICY_NON_SCHEDULED = "Non Scheduled Charging"
-POLICIES = (POLICY_CHARGE_NOW, POLICY_SCHEDULED, POLICY_GREEN, POLICY_NON_SCHEDULED)
 
 # The anti-flap defaults are config/defaults.py's DEFAULTS (reasons in the module docstring).
 

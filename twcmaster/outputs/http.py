@@ -50,7 +50,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 import uuid
@@ -627,12 +626,7 @@ def _names_loopback(host_header: str) -> bool:
         host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.endswith(".localhost") or is_loopback(host)
 
 
 def _origin_host(origin: str) -> str:

@@ -40,8 +40,8 @@ from twcmaster import events as ev
 from twcmaster.config import AppConfig
 from twcmaster.config.interfaces import MqttControlConfig, MqttStatusConfig
 from twcmaster.logs import get_logger
+from twcmaster.mqttlink import MqttLink, Priority, Will
 from twcmaster.outputs.homeassistant import Discovery, controls_reachable
-from twcmaster.outputs.mqttlink import MqttLink, Priority, Will
 from twcmaster.outputs.mqtttopics import (
     AT_ONCE,
     AVAILABILITY,

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twcmaster.policies import POLICIES
+
 if TYPE_CHECKING:  # an output reads the snapshot; it never imports the core's machinery
     from twcmaster.config import AppConfig
     from twcmaster.core import SlaveSnapshot, Snapshot
@@ -36,13 +38,8 @@ __all__ = [
     "status_json",
 ]
 
-# TWCManager's policy names (control/policy.py holds them for the core; an output may not
-# import it at run time).
-CHARGE_NOW = "Charge Now"
-SCHEDULED = "Scheduled Charging"
-GREEN = "Track Green Energy"
-NON_SCHEDULED = "Non Scheduled Charging"
-KNOWN_POLICIES = (CHARGE_NOW, SCHEDULED, GREEN, NON_SCHEDULED)
+CHARGE_NOW, SCHEDULED, GREEN, NON_SCHEDULED = POLICIES
+KNOWN_POLICIES = POLICIES
 
 # getActivePolicyAction's answers (nonScheduledAction's numbers).
 ACTION_FIXED_RATE = 1

@@ -53,7 +53,7 @@ from typing import Any
 
 from twcmaster.config.interfaces import MqttControlConfig
 from twcmaster.logs import get_logger
-from twcmaster.outputs.mqttlink import MqttLink
+from twcmaster.mqttlink import MqttLink
 from twcmaster.remote.commands import AUTO_POLICY, CommandRejected, RemoteControl
 from twcmaster.settings import FORCEABLE_POLICIES
 from twcmaster.sources.secrets import excerpt

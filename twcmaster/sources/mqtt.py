@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twcmaster.logs import get_logger
+from twcmaster.mqttlink import refusal_text
 from twcmaster.sources.base import Reading, Source, SourceError, SourceTiming
 from twcmaster.sources.http import ShapeError
 from twcmaster.sources.jsonpath import JsonPath, JsonPathError, compile_path
@@ -269,7 +270,7 @@ class MqttSource(Source):
         try:
             if reason_code.is_failure:
                 self._connected = False
-                self._report(f"the broker refused the connection: {_refusal(reason_code)}")
+                self._report(f"the broker refused the connection: {refusal_text(reason_code)}")
                 return
             self._connected = True
             for topic in self.topics:
@@ -366,14 +367,6 @@ class MqttSource(Source):
 
 def _same_topic(sub: str, topic: str) -> bool:
     return sub == topic
-
-
-def _refusal(reason_code: Any) -> str:
-    name = str(reason_code)
-    lowered = name.lower()
-    if "not authori" in lowered or "bad user" in lowered:
-        return f"{name} (check username and password)"
-    return name
 
 
 def _topic_problem(topic: Any) -> str | None:

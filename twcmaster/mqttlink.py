@@ -223,7 +223,7 @@ class MqttLink:
                 self.log.warning(
                     "MQTT: the broker refused the connection",
                     broker=repr(self.broker),
-                    reason=_refusal(reason_code),
+                    reason=refusal_text(reason_code),
                 )
                 return
             with self._lock:
@@ -270,7 +270,8 @@ def _written(info: Any) -> bool:
         return True
 
 
-def _refusal(reason_code: Any) -> str:
+def refusal_text(reason_code: Any) -> str:
+    """A broker's refusal, with a hint when it is the credentials."""
     name = str(reason_code)
     lowered = name.lower()
     if "not authori" in lowered or "bad user" in lowered:
