@@ -20,6 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 from twcmaster.logs import configure_logging
 from twcmaster.sim.runner import serve_simulated_twcs
@@ -85,26 +86,44 @@ def _peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def _config_file(port: str, directory: str) -> str:
+def _config_file(port: str, directory: str, interfaces: dict[str, Any]) -> str:
     path = os.path.join(directory, "config.json")
     config = {
-        "config": {"wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6},
+        "config": {
+            "wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6,
+            "settingsPath": directory,
+        },
         "interface": {"RS485": {"port": port}},
         "logging": {"format": "json"},
-    }
+        **interfaces,
+    }  # fmt: skip
     with open(path, "w") as handle:
         json.dump(config, handle)
     return path
 
 
-async def _measure(count: int, seconds: float, protocol: int) -> Result:
+def _interfaces(mqtt: str | None, http_port: int | None) -> dict[str, Any]:
+    """The config sections that turn on MQTT status + control (``--mqtt HOST:PORT``: a
+    broker the bench does not start) and the HTTP API (``--http PORT``), to measure them."""
+    sections: dict[str, Any] = {}
+    if mqtt:
+        host, _, port = mqtt.rpartition(":")
+        broker = {"enabled": True, "brokerIP": host, "brokerPort": int(port)}
+        sections["status"] = {"MQTT": broker}
+        sections["control"] = {"MQTT": dict(broker)}
+    if http_port:
+        sections.setdefault("control", {})["HTTP"] = {"enabled": True, "listenPort": http_port}
+    return sections
+
+
+async def _measure(count: int, seconds: float, protocol: int, interfaces: dict[str, Any]) -> Result:
     loop = asyncio.get_running_loop()
     sim = serve_simulated_twcs(count, protocol=protocol, seed=count, now_s=loop.time())
     bus, tty_path = sim.bus, sim.path
     keep = os.environ.get("BENCH_KEEP")  # a folder to keep the daemon's output in
     with tempfile.TemporaryDirectory() as directory:
         directory = keep or directory
-        config = _config_file(tty_path, directory)
+        config = _config_file(tty_path, directory, interfaces)
         with open(os.path.join(directory, "out.log"), "w") as out:
             child = subprocess.Popen(
                 [sys.executable, *_profiler(), "-m", "twcmaster", "run", "--config", config],
@@ -141,12 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--slaves", default="1,2,3", help="comma-separated slave counts")
     parser.add_argument("--protocol", type=int, choices=(1, 2), default=2)
+    parser.add_argument(
+        "--mqtt", metavar="HOST:PORT", help="MQTT status and control to this broker"
+    )
+    parser.add_argument("--http", metavar="PORT", type=int, help="the HTTP API on this port")
     args = parser.parse_args(argv)
+    interfaces = _interfaces(args.mqtt, args.http)
     configure_logging(30, "console", stream=sys.stderr)
     counts = [int(c) for c in args.slaves.split(",")]
     print(
         f"twcmaster bench: daemon process vs simulated protocol-{args.protocol} slaves over a "
         f"pty, {args.seconds:g} s each"
+        + (f"; with {' and '.join(sorted(interfaces))} sections on" if interfaces else "")
     )
     header = [
         "slaves",
@@ -158,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for count in counts:
-        result = asyncio.run(_measure(count, args.seconds, args.protocol))
+        result = asyncio.run(_measure(count, args.seconds, args.protocol, interfaces))
         print(" | ".join(result.row()), flush=True)
     return 0
 

@@ -245,11 +245,13 @@ def test_the_demo_shows_its_twcs_in_home_assistant_within_5_s_and_obeys_mqtt(
         # Charge Now over MQTT: the console says so, and the HTTP API.
         api = f"http://127.0.0.1:{http_port}"
         wait_http(api + "/api/getStatus", 10)
-        mosquitto.publish("TWC/control/chargeNow", "20,600")
+        # (Sent again each second: control subscribes on its own connection, which may come
+        # up a moment after status's, and a command nobody is subscribed to is lost.)
         deadline = time.monotonic() + 10
         while wait_http(api + "/api/getStatus", 5)["currentPolicy"] != "Charge Now":
             assert time.monotonic() < deadline, "Charge Now not in force over HTTP"
-            time.sleep(0.2)
+            mosquitto.publish("TWC/control/chargeNow", "20,600")
+            time.sleep(1.0)
         policy = {"TWC/all/currentPolicy": "Charge Now"}
         while retained(mosquitto, "TWC/all/currentPolicy") != policy:
             assert time.monotonic() < deadline, "Charge Now not in force over MQTT"
@@ -278,8 +280,14 @@ def test_run_starts_what_its_config_enables(mosquitto, tmp_path):
             wait_healthy(api, 20)
             twcids = list(wait_http(api + "/api/getSlaveTWCs", 5))
             twcid = next(t for t in twcids if t != "total")
-            held = retained(mosquitto, f"TWC/{twcid}/#")
-            assert f"TWC/{twcid}/state" in held and held[f"TWC/{twcid}/availability"] == "online"
+            # MQTT connects on its own thread, beside the bus: its topics follow shortly.
+            deadline = time.monotonic() + 10
+            while not {f"TWC/{twcid}/state", f"TWC/{twcid}/availability"} <= set(
+                held := retained(mosquitto, f"TWC/{twcid}/#")
+            ):
+                assert time.monotonic() < deadline, f"no MQTT topics for TWC {twcid}: {held}"
+                time.sleep(0.2)
+            assert held[f"TWC/{twcid}/availability"] == "online"
         finally:
             _, err = stop(daemon)
         assert daemon.returncode == 0, err[-2000:]

@@ -102,8 +102,8 @@ GONE_GET = {
 GONE_POST = {
     "/api/sendDebugCommand": "raw bus commands are not accepted (they bypass the wiring limits)",
     "/api/sendStartCommand": "raw bus commands are not accepted; use /api/chargeNow",
-    "/api/sendStopCommand": "raw bus commands are not accepted; use /api/setPolicy or MQTT "
-    "control (per-TWC allow/deny)",
+    "/api/sendStopCommand": "raw bus commands are not accepted; use "
+    "/api/v1/twc/<TWCID>/allowCharging or /api/setPolicy",
     "/api/sendTeslaAPICommand": "car API commands are the daemon's own",
     "/api/setSetting": "raw settings writes are not accepted; use the endpoints of each "
     "setting (chargeNow, setScheduledChargingSettings, ...) or MQTT control",
