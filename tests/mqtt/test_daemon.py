@@ -107,6 +107,8 @@ def test_control_changes_the_offer_and_the_bus_keeps_beating_through_a_broker_cr
             # Both TWCs linked and offered their share of nonScheduledAmpsMax 12 (the
             # first car the lion's share until the second asks).
             await eventually(lambda: running.linked(), LINK_WAIT_S, "both TWCs linked")
+            await eventually(lambda: running.control.link.connected, 5, "control connected")
+            await asyncio.sleep(0.2)  # its subscription is in place (a command before is lost)
             linked_s = loop.time()
             assert not running.offered(20)
 
