@@ -86,6 +86,7 @@ FORCEABLE_POLICIES = POLICIES
 UNKNOWN_COORDINATE = 10000  # TWCManager's homeLat / homeLon before the location is known
 
 MAX_CHARGE_NOW_S = 7 * 86400  # the longest Charge Now
+DEFAULT_CHARGE_NOW_S = 3600.0  # a bare Charge Now without a preset: an hour
 MAX_AMPS = 1000.0  # A; sanity bound for any amps value in the file
 MAX_OFFSET_W = 1_000_000.0  # W; sanity bound for a consumption offset
 
@@ -229,6 +230,21 @@ class RuntimeSettings:
     charge_now_preset_s: float | None = None
     home_lat: float | None = None  # TWCManager's homeLat / homeLon; None: unknown (10000)
     home_lon: float | None = None
+
+    def charge_now_preset(self, wiring_amps: float) -> tuple[float, float]:
+        """(amps, seconds) a bare Charge Now starts (Home Assistant's button, an empty
+        ``control/chargeNow``): the preset, else the wiring limit for an hour."""
+        amps = min(self.charge_now_preset_amps or wiring_amps, wiring_amps)
+        return amps, self.charge_now_preset_s or DEFAULT_CHARGE_NOW_S
+
+    def fixed_rate(self, config_amps: float | None, wiring_amps: float) -> tuple[float, str]:
+        """Non Scheduled Charging's fixed rate and where it comes from: settings.json's
+        nonScheduledAmpsMax, else config.json's, else the wiring limit (a plain charger)."""
+        if self.non_scheduled_amps_max is not None:
+            return self.non_scheduled_amps_max, "nonScheduledAmpsMax"
+        if config_amps is not None:
+            return float(config_amps), "nonScheduledAmpsMax (config)"
+        return float(wiring_amps), "wiringMaxAmpsAllTWCs"
 
     def charge_now_active(self, now_epoch: float) -> bool:
         """TWCManager's rule: chargeNowAmps > 0 and now < chargeNowTimeEnd (> 0)."""

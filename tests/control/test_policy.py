@@ -803,3 +803,13 @@ def test_the_budget_is_bounded_and_fails_safe_over_any_sequence(
             assert budget.amps == min(config.green_energy_safe_amps, wiring)
             if config.green_energy_safe_amps == 0:
                 assert budget.amps == 0.0
+
+
+def test_a_surplus_above_the_wiring_limit_is_said_to_be_capped():
+    """The console's green line shows the whole surplus; the reason says why it uses less."""
+    engine = green_engine(wiring_max_amps_all_twcs=6)
+    (budget,) = Loop(engine).run(2, 13.22)
+    assert budget.green.surplus_centiamps == 1322 and budget.green.surplus_amps == 6.0
+    assert "surplus 6.00A (of 13.22A: the wiring limit)" in budget.reason
+    (within,) = Loop(green_engine()).run(2, 13.22)
+    assert "wiring limit" not in within.reason

@@ -405,11 +405,8 @@ class PolicyEngine:
         )
 
     def _non_scheduled_amps(self, s: RuntimeSettings) -> tuple[float, str]:
-        if s.non_scheduled_amps_max is not None:
-            return s.non_scheduled_amps_max, "nonScheduledAmpsMax"
-        if self._config.non_scheduled_amps_max is not None:
-            return float(self._config.non_scheduled_amps_max), "nonScheduledAmpsMax (config)"
-        return float(self._config.wiring_max_amps_all_twcs), "wiringMaxAmpsAllTWCs"
+        c = self._config
+        return s.fixed_rate(c.non_scheduled_amps_max, c.wiring_max_amps_all_twcs)
 
     def _forced_choice(self, s: RuntimeSettings) -> _Choice:
         forced = self._forced or s.forced_policy

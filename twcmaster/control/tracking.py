@@ -188,6 +188,9 @@ def green_reason(decision: GreenDecision, config: PolicyConfig) -> str:
         return template.format(problem=decision.problem, amps=decision.amps)
     c = config
     smoothed = f" (smoothed {f.surplus_amps:.2f}A)" if c.smoothing_s > 0 else ""
+    if f.computed.surplus_centiamps > round(f.computed.surplus_amps * 100):
+        # The console's green line shows the whole surplus; say why this figure is less.
+        smoothed += f" (of {f.computed.surplus_centiamps / 100:.2f}A: the wiring limit)"
     figures = (
         f"surplus {f.computed.surplus_amps:.2f}A{smoothed} + {f.compensation_amps:.2f}A for "
         f"the cars' draw below their offers = {f.budget_amps:.2f}A"

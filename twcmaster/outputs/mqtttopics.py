@@ -80,7 +80,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from twcmaster.outputs.console import green_lines
-from twcmaster.remote.commands import AUTO_POLICY, DEFAULT_CHARGE_NOW_S
+from twcmaster.remote.commands import AUTO_POLICY
 
 if TYPE_CHECKING:
     from twcmaster.config import AppConfig
@@ -272,16 +272,9 @@ def _config_values(snapshot: Snapshot, app: AppConfig) -> dict[str, Value]:
     if s is None:
         return values
     wiring = float(app.wiring.max_amps_all_twcs)
-    # As RemoteControl.charge_now_preset and the policy's _non_scheduled_amps read them:
-    # the numbers Home Assistant shows are the ones a press or the fixed rate would use.
-    preset_amps = min(s.charge_now_preset_amps or wiring, wiring)
-    preset_s = s.charge_now_preset_s or DEFAULT_CHARGE_NOW_S
-    if s.non_scheduled_amps_max is not None:
-        fixed_amps = s.non_scheduled_amps_max
-    elif app.non_scheduled_amps_max is not None:
-        fixed_amps = float(app.non_scheduled_amps_max)
-    else:
-        fixed_amps = wiring
+    # The numbers Home Assistant shows are the ones a press or the fixed rate would use.
+    preset_amps, preset_s = s.charge_now_preset(wiring)
+    fixed_amps, _ = s.fixed_rate(app.non_scheduled_amps_max, wiring)
     return values | {
         "config/policy": _text(s.forced_policy or AUTO_POLICY),
         "config/chargeNowAmps": _number(preset_amps, AT_ONCE),

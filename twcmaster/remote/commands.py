@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 AUTO_POLICY = "Auto"  # the mode select's "no policy forced: the rules decide"
-DEFAULT_CHARGE_NOW_S = 3600.0  # a bare Charge Now without a preset: an hour
 MAX_OFFSET_NAME_CHARS = 32  # TWCManager's web form limit
 
 
@@ -150,9 +149,7 @@ class RemoteControl:
     def charge_now_preset(self) -> tuple[float, float]:
         """(amps, seconds) a bare Charge Now starts: the preset, else the wiring limit for
         an hour."""
-        s = self.store.settings
-        amps = s.charge_now_preset_amps or self.wiring_max_amps
-        return min(amps, self.wiring_max_amps), s.charge_now_preset_s or DEFAULT_CHARGE_NOW_S
+        return self.store.settings.charge_now_preset(self.wiring_max_amps)
 
     def charge_now_with_preset(self, *, source: str) -> str:
         amps, seconds = self.charge_now_preset()
