@@ -39,6 +39,8 @@ DEMO_CONFIG = {
         "defaultVoltage": 230,
         "greenEnergyStartDelay": 0,
     },
+    # The HTTP API on loopback, so `twcmaster status` and curl can watch and steer the demo.
+    "control": {"HTTP": {"enabled": True, "listenPort": 8080}},
 }
 DEMO_SKY_START_S = 10 * 3600  # the sky starts at 10:00
 
