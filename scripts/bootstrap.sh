@@ -2,6 +2,8 @@
 # Creates ./.venv with twcmaster and its test tools, and installs the system tools the tests
 # and the simulator use (socat; mosquitto, the broker the MQTT tests start) when they are
 # missing. Safe to run again: it only does what is missing. Usage: scripts/bootstrap.sh
+# Not Docker: the container tests (tests/container) install docker.io and start dockerd
+# themselves, only when they run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,7 @@
 #       `twcmaster run`, so SIGTERM from `docker stop` reaches the daemon itself (it offers the
 #       TWCs 0 A and stops within about 2 s). If the master is gone, the TWCs stop charging on
 #       their own once its heartbeats stop.
-#   anything else: `twcmaster ARGS...` (e.g. `check-config`, `status`, `--version`).
+#   anything else: `twcmaster ARGS...` as the twcmaster user (e.g. `check-config`, `status`).
 #
 # Started as root (the default), it only creates /etc/twcmanager and hands that directory to the
 # twcmaster user when that user cannot write it (a fresh host directory made by Docker belongs
@@ -28,14 +28,10 @@ fail() { printf 'twcmaster-entrypoint: %s\n' "$*" >&2; exit 1; }
 if [ "$#" -eq 0 ]; then
     set -- run
 fi
-if [ "$1" != run ]; then
-    exec twcmaster "$@"
-fi
-shift # extra arguments after "run" go to `twcmaster run`
 
 as_twcmaster() { setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$@"; }
 
-if [ "$(id -u)" = 0 ]; then
+if [ "$(id -u)" = 0 ] && [ "$1" = run ]; then
     mkdir -p "$CONFIG_DIR" 2>/dev/null \
         || fail "cannot create $CONFIG_DIR (is the volume read-only?)"
     if ! as_twcmaster test -w "$CONFIG_DIR"; then
@@ -47,8 +43,15 @@ if [ "$(id -u)" = 0 ]; then
             fail "$CONFIG_DIR is not writable (read-only volume?): cannot put the default config there"
         fi
     fi
-    exec setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$0" run "$@"
 fi
+if [ "$(id -u)" = 0 ]; then # never anything else as root
+    exec setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$0" "$@"
+fi
+
+if [ "$1" != run ]; then
+    exec twcmaster "$@"
+fi
+shift # extra arguments after "run" go to `twcmaster run`
 
 if [ ! -e "$CONFIG" ]; then
     [ -w "$CONFIG_DIR" ] \

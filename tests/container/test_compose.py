@@ -219,6 +219,17 @@ def test_unwritable_volume_says_so_in_one_line(engine, compose_rig):
     assert "/etc/twcmanager is not writable" in output, output
 
 
+def test_inaccessible_device_says_so_in_one_line(engine, compose_rig):
+    """A serial device the twcmaster user (group dialout) cannot open: a clear reason, exit 1."""
+    compose, twcs, _config_dir = compose_rig
+    os.chmod(twcs.path, 0o600)  # root only, like an adapter in a group the container lacks
+    done = compose("run", "--rm", "-T", "--no-deps", "twcmaster", check=False, timeout=60)
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 1, output
+    assert "permission denied on /dev/ttyUSB0" in output, output
+    assert "group_add" in output, output
+
+
 def image_sizes(engine) -> str:
     """Total size, the base's, and what twcmaster's own layers add (docker history)."""
 
