@@ -48,8 +48,8 @@ MIN_SERVICE_STEP_S = 0.001  # the driver never sleeps less than this between two
 SERVICE_RETRY_S = 0.1  # after a failed step, run again this soon
 # Events kept for a caller that uses receive/poll and never takes them (service always does).
 MAX_PENDING_EVENTS = 4096
-# TWCs whose last set-limit is remembered (for OfferChanged); noise may name many.
-MAX_SET_LIMITS_KEPT = 64
+# TWCs whose last set-limit (for OfferChanged) and last VIN are remembered; noise may name many.
+MAX_TWCS_REMEMBERED = 64
 SET_LIMIT_COMMANDS = frozenset({set_limit_command(1), set_limit_command(2)})  # 05, 09
 DENIED_REASON = "charging switched off by hand"
 NOT_ASKING = frozenset({SlaveState.READY, SlaveState.ERROR})  # S0 of a slave without a car
@@ -348,10 +348,7 @@ class Core:
 
     def _on_vin(self, event: bm.VinReported, now: float) -> None:
         if event.vin:
-            self._last_vins.pop(event.twcid, None)
-            if len(self._last_vins) >= MAX_SET_LIMITS_KEPT:
-                del self._last_vins[next(iter(self._last_vins))]
-            self._last_vins[event.twcid] = event.vin
+            _remember(self._last_vins, event.twcid, event.vin)
         self._emit(ev.VinReported(event.twcid, event.vin))
 
     def _on_sent(self, event: bm.Sent, now: float) -> None:
@@ -361,14 +358,8 @@ class Core:
         if isinstance(message, MasterHeartbeat) and message.command in SET_LIMIT_COMMANDS:
             previous = self._set_limits.get(message.receiver, 0)
             if message.centiamps != previous:
-                self._remember_set_limit(message.receiver, message.centiamps)
+                _remember(self._set_limits, message.receiver, message.centiamps)
                 self._emit(ev.OfferChanged(message.receiver, previous, message.centiamps))
-
-    def _remember_set_limit(self, twcid: int, centiamps: int) -> None:
-        self._set_limits.pop(twcid, None)
-        if len(self._set_limits) >= MAX_SET_LIMITS_KEPT:
-            del self._set_limits[next(iter(self._set_limits))]
-        self._set_limits[twcid] = centiamps
 
     def _on_rejected(self, event: bm.FrameRejected, now: float) -> None:
         if self.frame_events:
@@ -569,3 +560,11 @@ class Core:
             site=self._site,
             settings=self._runtime_settings(),
         )
+
+
+def _remember(table: dict[int, Any], twcid: int, value: Any) -> None:
+    """``table[twcid] = value``, newest last, the oldest dropped beyond MAX_TWCS_REMEMBERED."""
+    table.pop(twcid, None)
+    if len(table) >= MAX_TWCS_REMEMBERED:
+        del table[next(iter(table))]
+    table[twcid] = value

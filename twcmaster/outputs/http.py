@@ -482,17 +482,10 @@ class HttpApi:
         body = await json_object(request)
         if "action" not in body and "amps" not in body:
             raise ApiError(400, "expected action (1, 2 or 3) and/or amps", "action")
-        action, amps = body.get("action"), body.get("amps")
-        if action is not None:
-            parse_number("action", action, 1, 3)
-        if amps is not None:
-            parse_number("amps", amps, 0, control.wiring_max_amps)
-        applied = []
         with fields_named({"nonScheduledAction": "action", "nonScheduledAmpsMax": "amps"}):
-            if action is not None:
-                applied.append(control.set_non_scheduled_action(action, source=_source(request)))
-            if amps is not None:
-                applied.append(control.set_non_scheduled_amps(amps, source=_source(request)))
+            applied = control.set_non_scheduled(
+                body.get("action"), body.get("amps"), source=_source(request)
+            )
         return json_response({"status": "success", "applied": applied})
 
     async def _allow_charging(self, request: web.Request) -> web.Response:

@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from twcmaster.outputs.console import green_lines
+from twcmaster.outputs.views import energy_figures
 from twcmaster.remote.commands import AUTO_POLICY
 
 if TYPE_CHECKING:
@@ -236,34 +237,20 @@ def _site_values(snapshot: Snapshot) -> dict[str, Value]:
 
 
 def _green_values(snapshot: Snapshot) -> dict[str, Value]:
-    """The decision's green figures (the console's) while tracking green; else the energy
-    reading's; nothing while neither exists."""
-    green, site = snapshot.budget.green, snapshot.site
-    if green is not None:
-        return {
-            "all/generationW": _number(round(green.generation_w), WATTS),
-            "all/consumptionW": _number(round(green.consumption_w), WATTS),
-            "all/surplusW": _number(round(green.surplus_w), WATTS),
-            "all/surplusAmps": _number(
-                green.surplus_centiamps / 100, AMPS, float_text(green.surplus_centiamps / 100)
-            ),
-            **_grid(site),
-        }
-    if site is None or site.stale:
+    """The site's figures (``views.energy_figures``); nothing for a stale bare reading."""
+    figures = energy_figures(snapshot)
+    if figures is None or figures.stale:
         return {}
-    surplus_w = site.generation_w - site.consumption_w
-    return {
-        "all/generationW": _number(round(site.generation_w), WATTS),
-        "all/consumptionW": _number(round(site.consumption_w), WATTS),
-        "all/surplusW": _number(round(surplus_w), WATTS),
-        **_grid(site),
+    values = {
+        "all/generationW": _number(round(figures.generation_w), WATTS),
+        "all/consumptionW": _number(round(figures.consumption_w), WATTS),
+        "all/surplusW": _number(round(figures.surplus_w), WATTS),
     }
-
-
-def _grid(site) -> dict[str, Value]:
-    if site is None or site.grid_w is None:
-        return {}
-    return {"all/gridW": _number(round(site.grid_w), WATTS)}
+    if figures.surplus_a is not None:
+        values["all/surplusAmps"] = _number(figures.surplus_a, AMPS, float_text(figures.surplus_a))
+    if figures.grid_w is not None:
+        values["all/gridW"] = _number(round(figures.grid_w), WATTS)
+    return values
 
 
 def _config_values(snapshot: Snapshot, app: AppConfig) -> dict[str, Value]:

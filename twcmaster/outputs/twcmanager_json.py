@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twcmaster.outputs.views import energy_figures
 from twcmaster.policies import POLICIES
 
 if TYPE_CHECKING:  # an output reads the snapshot; it never imports the core's machinery
@@ -81,25 +82,23 @@ def _energy_json(snapshot: Snapshot, config: AppConfig) -> dict[str, int | float
     """Generation and consumption, watts and amps: the console's figures while tracking
     green (what the decision used, offsets included); else the site's reading converted
     with TWCManager's rule (watts / (volts x phases)); else 0."""
-    green = snapshot.budget.green
-    if green is not None:
-        return {
-            "consumptionAmps": green.consumption_centiamps / 100,
-            "consumptionWatts": _number(green.consumption_w),
-            "generationAmps": green.generation_centiamps / 100,
-            "generationWatts": _number(green.generation_w),
-        }
-    site = snapshot.site
-    if site is None:
+    figures = energy_figures(snapshot)
+    if figures is None:
         return dict.fromkeys(
             ("consumptionAmps", "consumptionWatts", "generationAmps", "generationWatts"), 0
         )
-    volts_x_phases = (site.voltage_v or config.default_voltage_v) * config.number_of_phases
+    if figures.generation_a is not None and figures.consumption_a is not None:
+        generation_a, consumption_a = figures.generation_a, figures.consumption_a
+    else:
+        site_volts = snapshot.site.voltage_v if snapshot.site is not None else None
+        volts_x_phases = (site_volts or config.default_voltage_v) * config.number_of_phases
+        generation_a = _number(figures.generation_w / volts_x_phases)
+        consumption_a = _number(figures.consumption_w / volts_x_phases)
     return {
-        "consumptionAmps": _number(site.consumption_w / volts_x_phases),
-        "consumptionWatts": _number(site.consumption_w),
-        "generationAmps": _number(site.generation_w / volts_x_phases),
-        "generationWatts": _number(site.generation_w),
+        "consumptionAmps": consumption_a,
+        "consumptionWatts": _number(figures.consumption_w),
+        "generationAmps": generation_a,
+        "generationWatts": _number(figures.generation_w),
     }
 
 

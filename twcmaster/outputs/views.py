@@ -9,6 +9,7 @@ shapes (``/api/getStatus``...) are built from the same snapshot elsewhere.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twcmaster.outputs.console import green_lines
@@ -16,9 +17,45 @@ from twcmaster.outputs.console import green_lines
 if TYPE_CHECKING:
     from twcmaster.core import SlaveSnapshot, Snapshot
 
-__all__ = ["SNAPSHOT_FORMAT", "snapshot_json", "slave_json"]
+__all__ = ["SNAPSHOT_FORMAT", "EnergyFigures", "energy_figures", "snapshot_json", "slave_json"]
 
 SNAPSHOT_FORMAT = 1  # bumped when a field changes meaning or goes away
+
+
+@dataclass(frozen=True)
+class EnergyFigures:
+    """The site's energy as every output shows it (``energy_figures``)."""
+
+    generation_w: float
+    consumption_w: float  # with offsets and the chargers' load taken as the decision did
+    surplus_w: float
+    grid_w: float | None  # + import / - export, when the meter says
+    # The console's amps (exact centiamps); None for a bare reading (no decision used it).
+    generation_a: float | None = None
+    consumption_a: float | None = None
+    surplus_a: float | None = None
+    stale: bool = False  # a bare reading that is too old to decide on
+
+
+def energy_figures(snapshot: Snapshot) -> EnergyFigures | None:
+    """The green decision's figures (the console's) while tracking green; else the energy
+    sources' reading as it came; None while neither exists."""
+    green, site = snapshot.budget.green, snapshot.site
+    grid_w = site.grid_w if site is not None else None
+    if green is not None:
+        return EnergyFigures(
+            green.generation_w,
+            green.consumption_w,
+            green.surplus_w,
+            grid_w,
+            green.generation_centiamps / 100,
+            green.consumption_centiamps / 100,
+            green.surplus_centiamps / 100,
+        )
+    if site is None:
+        return None
+    surplus_w = site.generation_w - site.consumption_w
+    return EnergyFigures(site.generation_w, site.consumption_w, surplus_w, grid_w, stale=site.stale)
 
 
 def slave_json(slave: SlaveSnapshot) -> dict[str, Any]:

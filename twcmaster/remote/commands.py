@@ -12,13 +12,13 @@ thread (paho's network thread) hands its call over with ``loop.call_soon_threads
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from twcmaster.config import AppConfig
 from twcmaster.logs import get_logger
+from twcmaster.numbers import finite_number
 from twcmaster.settings import (
     FORCEABLE_POLICIES,
     MAX_CHARGE_NOW_S,
@@ -31,7 +31,6 @@ __all__ = [
     "AUTO_POLICY",
     "CommandRejected",
     "RemoteControl",
-    "parse_amps",
     "parse_bool",
     "parse_number",
     "parse_twcid",
@@ -54,28 +53,14 @@ class CommandRejected(ValueError):
 
 
 def parse_number(field: str, value: Any, low: float, high: float) -> float:
-    """A finite number in [low, high]; numeric text ("24") is accepted, as TWCManager's
-    clients send it; booleans are not numbers."""
-    number: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an int beyond any float (10**309 in a JSON body)
-            number = None
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
+    """A finite number in [low, high] (``numbers.finite_number``'s rule: numeric text such as
+    TWCManager's clients send is accepted; booleans, NaN and infinities are not)."""
+    number = finite_number(value)
+    if number is None:
         raise CommandRejected(field, f"expected a number, got {_show(value)}")
     if not low <= number <= high:
         raise CommandRejected(field, f"expected {low:g} to {high:g}, got {number:g}")
     return number
-
-
-def parse_amps(field: str, value: Any, high: float, *, low: float = 0.0) -> float:
-    return parse_number(field, value, low, high)
 
 
 def parse_bool(field: str, value: Any) -> bool:
@@ -101,6 +86,13 @@ def parse_twcid(field: str, value: Any) -> str:
         except ValueError:
             pass
     raise CommandRejected(field, f"expected a TWCID of 4 hex digits, got {_show(value)}")
+
+
+def _non_scheduled_action(value: Any) -> int:
+    number = parse_number("nonScheduledAction", value, 1, 3)
+    if number != int(number):
+        raise CommandRejected("nonScheduledAction", f"expected 1, 2 or 3, got {value!r}")
+    return int(number)
 
 
 def _show(value: Any) -> str:
@@ -139,7 +131,7 @@ class RemoteControl:
 
     def charge_now(self, amps: Any, seconds: Any, *, source: str) -> str:
         """Charge Now at ``amps`` (the total for all TWCs) for ``seconds``."""
-        amps_a = parse_amps("amps", amps, self.wiring_max_amps, low=1.0)
+        amps_a = parse_number("amps", amps, 1, self.wiring_max_amps)
         seconds_s = parse_number("seconds", seconds, 1.0, MAX_CHARGE_NOW_S)
         what = f"Charge Now at {amps_a:g}A for {seconds_s:g}s"
         return self._apply(
@@ -156,7 +148,7 @@ class RemoteControl:
         return self.charge_now(amps, seconds, source=source)
 
     def set_charge_now_preset(self, amps: Any = None, seconds: Any = None, *, source: str) -> str:
-        amps_a = None if amps is None else parse_amps("amps", amps, self.wiring_max_amps, low=1)
+        amps_a = None if amps is None else parse_number("amps", amps, 1, self.wiring_max_amps)
         seconds_s = (
             None if seconds is None else parse_number("seconds", seconds, 1, MAX_CHARGE_NOW_S)
         )
@@ -170,23 +162,35 @@ class RemoteControl:
         return self._apply(source, what, self.store.cancel_charge_now)
 
     def set_non_scheduled_amps(self, amps: Any, *, source: str) -> str:
-        amps_a = parse_amps("nonScheduledAmpsMax", amps, self.wiring_max_amps)
+        amps_a = parse_number("nonScheduledAmpsMax", amps, 0, self.wiring_max_amps)
         what = f"nonScheduledAmpsMax {amps_a:g}A"
         return self._apply(source, what, lambda: self.store.set_non_scheduled_amps(amps_a))
 
     def set_non_scheduled_action(self, action: Any, *, source: str) -> str:
-        number = parse_number("nonScheduledAction", action, 1, 3)
-        if number != int(number):
-            raise CommandRejected("nonScheduledAction", f"expected 1, 2 or 3, got {action!r}")
-        what = f"nonScheduledAction {int(number)}"
-        return self._apply(source, what, lambda: self.store.set_non_scheduled_action(int(number)))
+        number = _non_scheduled_action(action)
+        what = f"nonScheduledAction {number}"
+        return self._apply(source, what, lambda: self.store.set_non_scheduled_action(number))
+
+    def set_non_scheduled(self, action: Any = None, amps: Any = None, *, source: str) -> list[str]:
+        """Non Scheduled Charging's action and fixed rate together (None: leave it): both
+        are checked before either is applied, so a bad one changes nothing."""
+        if action is not None:
+            _non_scheduled_action(action)
+        if amps is not None:
+            parse_number("nonScheduledAmpsMax", amps, 0, self.wiring_max_amps)
+        applied = []
+        if action is not None:
+            applied.append(self.set_non_scheduled_action(action, source=source))
+        if amps is not None:
+            applied.append(self.set_non_scheduled_amps(amps, source=source))
+        return applied
 
     def set_schedule(
         self, amps: Any, start_minute: Any, end_minute: Any, days_bitmap: Any, *, source: str
     ) -> str:
         """TWCManager's one scheduled window (its setScheduledChargingSettings): minutes of
         the day; 0 amps or a -1 minute switches it off."""
-        amps_a = parse_amps("amps", amps, self.wiring_max_amps)
+        amps_a = parse_number("amps", amps, 0, self.wiring_max_amps)
         start = parse_number("startingMinute", start_minute, -1, 1440)
         end = parse_number("endingMinute", end_minute, -1, 1440)
         days = parse_number("days", days_bitmap, 0, 127)
