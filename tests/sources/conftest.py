@@ -45,6 +45,8 @@ from typing import Any
 
 import pytest
 
+from tests.realparts import missing
+
 Chunks = Callable[[threading.Event], Iterator[bytes]]
 ANY_PATH = "*"  # route(ANY_PATH, ...): the answer for every path without its own route
 
@@ -342,7 +344,7 @@ def tls_cert(tmp_path_factory) -> tuple[Path, Path]:
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=30)
     except FileNotFoundError:
-        pytest.skip("the openssl command is needed to make a test certificate")
+        missing("the openssl command is needed to make a test certificate")
     return cert, key
 
 
