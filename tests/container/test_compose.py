@@ -5,6 +5,7 @@ end, an empty host directory as /etc/twcmanager. Nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -277,3 +278,22 @@ def test_compose_file_is_valid_for_compose_v1():
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_compose_file_follows_the_compose_specification_for_compose_v2():
+    """`docker compose` (v2) cannot be installed here (Debian 12 ships v1 only), so the file is
+    checked against the Compose Specification's schema, the first thing v2 does with it. The
+    schema is strict (unknown keys are errors), which a planted typo proves."""
+    import jsonschema
+    import yaml
+
+    schema = json.loads((Path(__file__).with_name("compose-spec.json")).read_text())
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    assert [error.message for error in validator.iter_errors(compose)] == []
+    # v2 warns that a top-level `version` is obsolete; v1 (>= 1.27) does not need it.
+    assert "version" not in compose
+
+    typo = json.loads(json.dumps(compose))
+    typo["services"]["twcmaster"]["stop_grace_periode"] = "10s"
+    assert any("stop_grace_periode" in e.message for e in validator.iter_errors(typo))
