@@ -717,12 +717,12 @@ def test_every_twcmanager_source_is_accepted_and_checked_or_warned_when_enabled(
 
 def test_known_but_unused_config_keys_are_warnings_naming_the_key():
     loaded = load(
-        {"maxAmpsAllowedFromGrid": 15, "realPowerFactorMinAmps": 1, "teslaApiClientID": "x"}
+        {"maxAmpsAllowedFromGrid": 15, "realPowerFactorMinAmps": 1, "teslaApiRedirectUri": "x"}
     )
     assert paths(loaded.warnings) == [
         "config.maxAmpsAllowedFromGrid",
         "config.realPowerFactorMinAmps",
-        "config.teslaApiClientID",
+        "config.teslaApiRedirectUri",
     ]
     assert all("not used by twcmaster yet" in w.message for w in loaded.warnings)
 
@@ -912,12 +912,13 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
         "config.maxAmpsAllowedFromGrid",
         "config.cloudUpdateInterval",
         "config.onlyChargeMultiCarsAtHome",
-        "config.teslaApiClientID",
-        "config.teslaProxy",
         "config.webhookMethod",
-        "vehicle.teslaAPI",
         "policy",
     ]
+    # TWCManager's own car-API keys carry over to the Tesla module.
+    tesla = settings.tesla_api
+    assert tesla is not None and tesla.base_url == "https://localhost:4443"
+    assert tesla.client_id == "client-id" and tesla.refresh_token is None
 
 
 # ------------------------------------------------------------------ round trip

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from twcmaster import events as ev
+from twcmaster.carview import CarsView
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
 from twcmaster.control.carcommands import CarCommander, CarSeen
@@ -93,6 +94,8 @@ class Snapshot:
     # in force (charge-now, schedule, forced policy...; None: a fixed budget without them).
     site: SiteReading | None = None
     settings: RuntimeSettings | None = None
+    # The car module (Tesla API): the cars on the account, calls today... (None: none).
+    cars: CarsView | None = None
 
     @property
     def total_actual_amps(self) -> float:
@@ -168,6 +171,7 @@ class Core:
             config.non_scheduled_amps_max, config.wiring.max_amps_all_twcs
         )
         self._site: SiteReading | None = None  # the energy sources' latest combined reading
+        self._cars_view: CarsView | None = None  # the car module's, with each step
         self._local_time: datetime | None = None  # the wall clock, for schedules
         self.car_commander = CarCommander() if car_api else None
         self.link_up = False
@@ -216,12 +220,15 @@ class Core:
         *,
         site: SiteReading | None = None,
         local_time: datetime | None = None,
+        cars: CarsView | None = None,
     ) -> Step:
         """The one step: take ``data`` (bytes that arrived), the energy sources' reading
-        (None: none) and the local time, send what is due, say when to wake and what
-        happened. Whatever part of it raises, the error is counted and the step still
-        returns (the caller re-arms its timer either way)."""
+        (None: none), the local time and the car module's view (None: none, or a car API
+        that is always there), send what is due, say when to wake and what happened.
+        Whatever part of it raises, the error is counted and the step still returns (the
+        caller re-arms its timer either way)."""
         self._site, self._local_time = site, local_time  # what the policy decides on
+        self._cars_view = cars
         frames: list[bytes] = []
         try:
             if data:
@@ -479,11 +486,15 @@ class Core:
 
     def _stop_through_car(self, slave: bm.SlaveView) -> bool:
         commander = self.car_commander
-        return (
-            commander is not None
-            and slave.protocol == 2
-            and commander.stop_through_car(slave.twcid)
-        )
+        if commander is None or slave.protocol != 2:
+            return False
+        if self._cars_view is not None:
+            # The car module says whether this car can be reached (token, account, budget);
+            # if not, the car is stopped from the bus with a 0 A offer at once.
+            vin = slave.vin or self._last_vins.get(slave.twcid)
+            if not self._cars_view.usable_for(vin):
+                return False
+        return commander.stop_through_car(slave.twcid)
 
     def _command_cars(self, now: float, slaves: tuple[bm.SlaveView, ...]) -> None:
         assert self.car_commander is not None
@@ -559,6 +570,7 @@ class Core:
             last_internal_error=self._last_internal_error,
             site=self._site,
             settings=self._runtime_settings(),
+            cars=self._cars_view,
         )
 
 

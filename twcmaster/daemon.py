@@ -58,6 +58,9 @@ class Daemon:
             site = sources.combined  # else: the demo's sky, or no green input at all
         self.site = site  # now_s -> the energy reading the policy gets (None: no sources)
         self.core = Core(config, policy=policy, car_api=cars is not None)
+        # A car module with a view (the Tesla module) tells the core, with each step, which
+        # cars its API can reach; one without (the demo's simulated API) always can.
+        self._cars_view: Callable[[], Any] | None = getattr(cars, "view", None)
         self.outputs = Outputs(
             core_outputs(config, self.log, console=console, cars=cars, more=outputs),
             on_error=self.core.record_error,
@@ -197,7 +200,8 @@ class Daemon:
             data = bytes(self._arrived) + data
             self._arrived.clear()
         site = self.site(now) if self.site is not None else None
-        step = self.core.service(now, data, site=site, local_time=self.wallclock())
+        cars = self._cars_view() if self._cars_view is not None else None
+        step = self.core.service(now, data, site=site, local_time=self.wallclock(), cars=cars)
         for wire in step.frames:
             self.transport.send(wire)
         if step.read_after_s is not None:

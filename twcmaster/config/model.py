@@ -10,6 +10,7 @@ from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import section
 from twcmaster.config.interfaces import HttpConfig, MqttControlConfig, MqttStatusConfig
 from twcmaster.config.problems import Problem
+from twcmaster.config.vehicle import TeslaApiConfig
 
 if TYPE_CHECKING:
     from twcmaster.sources.registry import SourceSpec
@@ -73,6 +74,8 @@ class AppConfig:
     mqtt_status: MqttStatusConfig | None = None
     mqtt_control: MqttControlConfig | None = None
     http: HttpConfig | None = None
+    # The Tesla car API (config/vehicle.py); None: disabled.
+    tesla_api: TeslaApiConfig | None = None
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""

@@ -164,6 +164,13 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
     },
     "status": {"MQTT": _keys("caFile")},
     "logging": _keys("format"),
+    "vehicle": {
+        "teslaAPI": _keys(
+            "baseURL authURL clientID refreshToken tokenFile privateKeyFile proxyCert"
+            " homeLatitude homeLongitude homeRadiusM dailyCallBudget dailyWakeBudget"
+            " chargeStopMode wakeDelayS timeoutS"
+        )
+    },
     # Every source: polling interval, request timeout, and the age after which its reading
     # counts as missing (s); plus each module's own options.
     "sources": {
@@ -189,10 +196,12 @@ _USED_CONFIG_KEYS = frozenset(
     " greenEnergyFlexAmps useFlexAmpsToStartCharge baud rs485adapter"
     " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset greenEnergyLatch"
     " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
-    " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay".split()
+    " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay"
+    " teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins".split()
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}
+    | {"vehicle.teslaAPI"}
     | {
         f"sources.{name}"
         for name in ("Fronius", "SolarEdge", "Enphase", "Powerwall2", "HASS", "MQTT", "URL")

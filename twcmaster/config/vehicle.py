@@ -1,0 +1,163 @@
+"""``vehicle.teslaAPI`` -> ``TeslaApiConfig``: the Tesla car API (Fleet API, a relay, or a
+local signing proxy), which starts and stops cars a 0 A offer cannot stop (protocol 2).
+
+TWCManager's own keys carry over as fallbacks: ``config.teslaApiClientID`` for ``clientID``,
+``config.teslaProxy`` / ``config.teslaProxyCert`` for ``baseURL`` / ``proxyCert`` and
+``config.wakeDelayMins`` for ``wakeDelayS``. As in TWCManager the module is on when its
+section is there without ``enabled``; it only calls Tesla once it has a refresh token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from twcmaster.config.fields import ABSENT, Section, section
+from twcmaster.config.problems import Report
+
+__all__ = ["TeslaApiConfig", "parse_tesla_api", "FLEET_AUTH_URL", "FLEET_HOSTS"]
+
+FLEET_AUTH_URL = "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"
+#: Tesla's regional Fleet API hosts, by the access token's ``ou_code``.
+FLEET_HOSTS = {
+    "NA": "https://fleet-api.prd.na.vn.cloud.tesla.com",
+    "EU": "https://fleet-api.prd.eu.vn.cloud.tesla.com",
+    "CN": "https://fleet-api.prd.cn.vn.cloud.tesla.cn",
+}
+TOKEN_FILE = "tesla-tokens.json"
+HOME_RADIUS_M = 150.0  # a driveway, not the neighbourhood (TWCManager users: #423, #457)
+DAILY_CALL_BUDGET = 60  # billable calls per car per day (data + commands + wakes)
+DAILY_WAKE_BUDGET = 3  # wakes per car per day: a wake costs as much as 20 commands
+WAKE_DELAY_S = 180.0  # TWCManager's wakeDelayMins 3: the offer itself may wake the car
+TIMEOUT_S = 20.0  # per HTTP request
+CHARGE_STOP_VIA_API = 1
+
+
+@dataclass(frozen=True)
+class TeslaApiConfig:
+    base_url: str | None  # None: the regional host named in the access token
+    auth_url: str
+    client_id: str | None
+    refresh_token: str | None  # first start only: afterwards the token file wins
+    token_file: str  # relative: under settingsPath
+    private_key_file: str | None  # sign commands in-process (vehicle command protocol)
+    proxy_cert: str | None  # the one certificate a local signing proxy may present
+    home_latitude: float | None
+    home_longitude: float | None
+    home_radius_m: float
+    daily_call_budget: int
+    daily_wake_budget: int
+    charge_stop_mode: int
+    wake_delay_s: float
+    timeout_s: float
+
+    def __repr__(self) -> str:  # never the refresh token
+        token = "set" if self.refresh_token else "none"
+        return f"TeslaApiConfig({self.base_url or 'regional host'}, refresh token {token})"
+
+    @property
+    def has_home(self) -> bool:
+        return self.home_latitude is not None and self.home_longitude is not None
+
+
+def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig | None:
+    values = section(data, "vehicle", "teslaAPI")
+    part = Section(values, "vehicle.teslaAPI", report)
+    legacy = Section(section(data, "config"), "config", report)
+    if not values or part.boolean("enabled", True) is not True:
+        return None
+    base_url = _url(part, "baseURL") or _url(legacy, "teslaProxy")
+    auth_url = _url(part, "authURL") or FLEET_AUTH_URL
+    client_id = _text(part, "clientID") or _text(legacy, "teslaApiClientID")
+    refresh_token = _text(part, "refreshToken")
+    token_file = _text(part, "tokenFile") or TOKEN_FILE
+    private_key = _text(part, "privateKeyFile")
+    proxy_cert = _text(part, "proxyCert") or _text(legacy, "teslaProxyCert")
+    lat = part.number("homeLatitude", None, "a latitude from -90 to 90", lambda x: -90 <= x <= 90)
+    lon = part.number(
+        "homeLongitude", None, "a longitude from -180 to 180", lambda x: -180 <= x <= 180
+    )
+    given = [key for key in ("homeLatitude", "homeLongitude") if part.raw(key) is not ABSENT]
+    if len(given) == 1:
+        missing = "homeLongitude" if given == ["homeLatitude"] else "homeLatitude"
+        report.error(part.key_path(missing), "missing; the home needs both coordinates")
+    radius = part.number(
+        "homeRadiusM", HOME_RADIUS_M, "metres from 10 to 10000", lambda x: 10 <= x <= 10_000
+    )
+    budget = part.whole(
+        "dailyCallBudget", DAILY_CALL_BUDGET, "calls per car per day from 1 to 10000",
+        lambda x: 1 <= x <= 10_000,
+    )  # fmt: skip
+    wakes = part.whole(
+        "dailyWakeBudget", DAILY_WAKE_BUDGET, "wakes per car per day from 0 to 100",
+        lambda x: 0 <= x <= 100,
+    )  # fmt: skip
+    stop_mode = _charge_stop_mode(part)
+    wake_delay = _wake_delay_s(part, legacy)
+    timeout = part.number("timeoutS", TIMEOUT_S, "seconds from 1 to 120", lambda x: 1 <= x <= 120)
+    needed = (auth_url, token_file, radius, budget, wakes, stop_mode, wake_delay, timeout)
+    if any(value is None for value in needed) or report.errors:
+        return None
+    return TeslaApiConfig(
+        base_url=base_url.rstrip("/") if base_url else None,
+        auth_url=auth_url,
+        client_id=client_id,
+        refresh_token=refresh_token,
+        token_file=token_file,
+        private_key_file=private_key,
+        proxy_cert=proxy_cert,
+        home_latitude=lat,
+        home_longitude=lon,
+        home_radius_m=radius,
+        daily_call_budget=budget,
+        daily_wake_budget=wakes,
+        charge_stop_mode=stop_mode,
+        wake_delay_s=wake_delay,
+        timeout_s=timeout,
+    )
+
+
+def _text(part: Section, key: str) -> str | None:
+    value = part.values.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        part.bad(key, "(hidden)" if "oken" in key else value, "text")
+        return None
+    return value.strip()
+
+
+def _url(part: Section, key: str) -> str | None:
+    value = _text(part, key)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        part.bad(key, value, "an http:// or https:// URL")
+        return None
+    return value
+
+
+def _charge_stop_mode(part: Section) -> int | None:
+    mode = part.whole(
+        "chargeStopMode", CHARGE_STOP_VIA_API, "1 (through the car's API)",
+        lambda x: 1 <= x <= 3, from_string=True,
+    )  # fmt: skip
+    if mode in (2, 3):
+        # 2 (stop heartbeats) and 3 (the bus stop command) touch the bus master: not yet.
+        part.bad("chargeStopMode", mode, "1 (2 and 3 are not available in twcmaster yet)")
+        return None
+    return mode
+
+
+def _wake_delay_s(part: Section, legacy: Section) -> float | None:
+    if part.raw("wakeDelayS") is ABSENT and legacy.raw("wakeDelayMins") is not ABSENT:
+        minutes = legacy.number(
+            "wakeDelayMins", None, "minutes from 0 to 60", lambda x: 0 <= x <= 60
+        )
+        return None if minutes is None else minutes * 60.0
+    return part.number(
+        "wakeDelayS", WAKE_DELAY_S, "seconds from 0 to 3600", lambda x: 0 <= x <= 3600
+    )
