@@ -206,6 +206,9 @@ class FakeFleet:
             head.setdefault("Content-Type", "text/html")
         self._failures.append(Failure(path_glob, status, raw, head, count, delay_s))
 
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
     def requests_to(self, path_glob: str) -> list[Recorded]:
         return [r for r in self.requests if fnmatch.fnmatchcase(r.path, path_glob)]
 
