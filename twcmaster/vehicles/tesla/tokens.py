@@ -8,6 +8,11 @@ directory, fsync, ``os.replace``, fsync of the directory), mode 0600::
 
     {"access_token": "...", "refresh_token": "...", "expires_at": 1790000000.0}
 
+A crash between writing the temp file and the rename would leave the old pair, whose refresh
+token the server has already spent; so at start-up a whole temp file left behind completes
+the save (``recover_interrupted_save``). Only a crash between the server's answer and the
+temp file being written still loses the new pair: the user must log in again.
+
 The refresh is a form POST to ``auth_url`` with ``grant_type=refresh_token``, ``client_id``
 and ``refresh_token``; the answer has ``access_token``, ``refresh_token`` and ``expires_in``.
 The access token is a JWT: its ``exp`` claim is the expiry (else ``expires_in``, else 8 h)
@@ -131,6 +136,26 @@ def _read_pair(path: Path) -> TokenPair:
     return TokenPair(access, refresh, float(expires_at))
 
 
+def recover_interrupted_save(path: Path) -> bool:
+    """Finish a save that a crash cut between the temp file and the rename: the temp file
+    holds the newest pair (the server has already spent the file's refresh token). A temp file
+    that is not a whole pair (cut mid-write) is dropped. True when one was recovered."""
+    temps = sorted(path.parent.glob(f".{path.name}.*.tmp"), key=lambda temp: _mtime_ns(temp) or 0)
+    recovered = False
+    for temp in reversed(temps):  # the newest whole one wins
+        try:
+            if recovered:
+                raise ValueError("older")
+            _read_pair(temp)
+            os.replace(temp, path)
+            recovered = True
+            log.warning("Tesla token file: an interrupted save was completed", file=str(path))
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+    return recovered
+
+
 def _mtime_ns(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
@@ -228,6 +253,8 @@ class TokenKeeper:
     # -- the file ----------------------------------------------------------------------------
 
     def _reload_if_changed(self) -> None:
+        if not self._loaded:
+            recover_interrupted_save(self.token_file)
         mtime_ns = _mtime_ns(self.token_file)
         if self._loaded and mtime_ns == self._file_mtime_ns:
             return
@@ -261,8 +288,6 @@ class TokenKeeper:
 
     async def _refresh(self, now_s: float) -> str:
         if self._pair is None:
-            if self._state != STATE_NO_TOKEN:
-                self._state = STATE_NO_TOKEN
             raise api.LoginRequired(f"no Tesla token: {self._problem}", billable=False)
         form = {
             "grant_type": "refresh_token",
