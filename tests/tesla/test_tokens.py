@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.tesla.fakefleet import TOKEN_PATH, FakeFleet, jwt_shaped
-from twcmaster.vehicles.tesla import api
+from twcmaster.vehicles.tesla import api, tokens
 from twcmaster.vehicles.tesla.tokens import (
     DEFAULT_LIFETIME_S,
     RETRY_AFTER_FAILURE_S,
@@ -158,6 +158,29 @@ def test_a_half_written_temp_file_is_dropped_a_whole_one_completes_the_save(tmp_
     (tmp_path / ".t.json.whole.tmp").write_text(json.dumps(new))
     assert recover_interrupted_save(path)
     assert saved(path) == new and os.listdir(tmp_path) == ["t.json"]
+
+
+def test_a_refreshed_pair_that_cannot_be_saved_is_kept_until_it_can(tmp_path, monkeypatch):
+    real_write = tokens.write_atomically
+    monkeypatch.setattr(tokens, "write_atomically", _disk_full)
+
+    async def scenario():
+        async with FakeFleet() as fleet:
+            keeper = make_keeper(fleet, tmp_path / "t.json", fleet.issue_refresh_token())
+            with pytest.raises(api.Transient, match="cannot write"):
+                await keeper.access_token()  # refreshed, not saved: not handed out
+            assert keeper.state == "refresh_failed"
+            monkeypatch.setattr(tokens, "write_atomically", real_write)
+            access = await keeper.access_token()  # saved now, no second refresh
+            assert saved(tmp_path / "t.json")["access_token"] == access
+            assert fleet.refreshes == 1 and keeper.state == "ok"
+            await keeper.close()
+
+    asyncio.run(scenario())
+
+
+def _disk_full(path, text):
+    raise OSError(28, "No space left on device")
 
 
 def test_a_restart_reads_the_file_not_the_config_token(tmp_path):

@@ -193,6 +193,7 @@ class TokenKeeper:
         self._problem = "not read yet"
         self._failed_at_s: float | None = None
         self._force_refresh = False
+        self._unsaved: TokenPair | None = None  # refreshed, but the file could not be written
         self.region: str | None = None
         self.refreshes = 0
 
@@ -206,6 +207,8 @@ class TokenKeeper:
     def describe(self) -> str:
         """One line for the status page (never a token)."""
         if self._state == STATE_OK and self._pair is not None:
+            if not self._pair.access_token:
+                return "Tesla refresh token ready (no access token yet)"
             left_h = (self._pair.expires_at - self._wallclock()) / 3600
             return f"Tesla token ok (region {self.region or '?'}, expires in {left_h:.1f} h)"
         if self._state == STATE_LOGIN_REQUIRED:
@@ -228,6 +231,8 @@ class TokenKeeper:
             self._reload_if_changed()
             if self._state == STATE_LOGIN_REQUIRED:
                 raise api.LoginRequired(f"Tesla login required: {self._problem}", billable=False)
+            if self._unsaved is not None:
+                await self._save_unsaved()
             now_s = self._wallclock()
             pair = self._pair
             if pair and not self._force_refresh and pair.expires_at - now_s > self.refresh_ahead_s:
@@ -260,6 +265,7 @@ class TokenKeeper:
             return
         self._loaded, self._file_mtime_ns = True, mtime_ns
         self._failed_at_s = None  # a new file deserves a try now
+        self._unsaved = None  # the file wins
         if mtime_ns is None:
             self._pair = None
             if self._initial_refresh_token:  # only until a file exists: then the file wins
@@ -283,6 +289,22 @@ class TokenKeeper:
         self.token_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(self.token_file, pair.to_json())
         self._file_mtime_ns = _mtime_ns(self.token_file)
+
+    async def _save_unsaved(self) -> None:
+        """Write the pending pair; until that works its token is not handed out (the old
+        refresh token is spent, so this pair, held in memory, is the only one left)."""
+        try:
+            await asyncio.to_thread(self._save, self._unsaved)  # fsync: not on the loop
+        except OSError as exc:
+            problem = f"cannot write {self.token_file} ({type(exc).__name__})"
+            self._fail(STATE_REFRESH_FAILED, problem)
+            log.error(
+                "Tesla token file not written: the new token is only in memory",
+                file=str(self.token_file),
+            )
+            raise api.Transient(f"Tesla token refresh failed: {problem}", billable=False) from None
+        self._unsaved, self._failed_at_s = None, None
+        self._state, self._problem = STATE_OK, "refreshed"
 
     # -- the refresh -------------------------------------------------------------------------
 
@@ -316,10 +338,8 @@ class TokenKeeper:
         if not isinstance(refresh, str) or not refresh:
             refresh = self._pair.refresh_token  # none issued: the old one stays valid (RFC 6749)
         pair = TokenPair(access, refresh, expiry_s(access, doc.get("expires_in"), now_s))
-        # Saved before use: the old refresh token is already spent.
-        await asyncio.to_thread(self._save, pair)
-        self._pair, self._force_refresh, self._failed_at_s = pair, False, None
-        self._state, self._problem = STATE_OK, "refreshed"
+        self._pair, self._unsaved, self._force_refresh = pair, pair, False
+        await self._save_unsaved()  # saved before use: the old refresh token is spent
         self.region = jwt_claims(access).get("ou_code") or self.region
         self.refreshes += 1
         log.info("Tesla token refreshed", expires_at=int(pair.expires_at), region=self.region)
