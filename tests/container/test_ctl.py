@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.container.conftest import COMPOSE_FILE, REPO, extra_ca_certs
+from tests.container.registry import Registry
 from tests.container.test_compose import (
     CONTAINER,
     PROJECT,
@@ -243,3 +247,102 @@ def test_every_verb(engine, image, tmp_path):
             compose("down", "--remove-orphans", check=False, timeout=60)
             shutil.chown(config_dir, os.getuid(), os.getgid())
     print("\n[container] twcmaster-ctl: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+
+
+# -- setup with a registry image: `compose pull` instead of `compose build` ---------------
+
+PULL_LABEL = "org.twcmaster.test-pull"
+
+
+def registry_compose_file(folder: Path, ref: str) -> Path:
+    """The shipped compose file with the image ``ref`` and no ``build:`` section."""
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    service = data["services"]["twcmaster"]
+    del service["build"]
+    service["image"] = ref
+    service["container_name"] = CONTAINER
+    path = folder / "registry-compose.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def pull_env(engine, tmp_path: Path, ref: str) -> dict[str, str]:
+    config_dir = tmp_path / "etc-twcmanager"
+    config_dir.mkdir()
+    # No TWCMASTER_IMAGE: the ctl takes the image the compose file names.
+    env = {k: v for k, v in engine.env.items() if k != "TWCMASTER_IMAGE"}
+    return dict(
+        env,
+        TWCMASTER_COMPOSE_FILE=str(registry_compose_file(tmp_path, ref)),
+        TWCMASTER_CONFIG_DIR=str(config_dir),
+        TWCMASTER_CONTAINER=CONTAINER,
+        COMPOSE_PROJECT_NAME=PROJECT,
+    )
+
+
+@pytest.fixture(scope="module")
+def saved_image(engine, image, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("saved") / "twcmaster.tar"
+    engine.run("docker", "save", "-o", str(path), image, timeout=120)
+    return path
+
+
+@pytest.mark.container
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_setup_pulls_a_registry_image(engine, saved_image, tmp_path):
+    started = time.monotonic()
+    # A label only this run has: a new image id, so the engine must fetch the config (and
+    # cannot have the image already).
+    nonce = uuid.uuid4().hex
+    with Registry(tmp_path / "registry") as registry:
+        registry.add_saved(saved_image, "twcmaster", "test", labels={PULL_LABEL: nonce})
+        ref = registry.ref("twcmaster", "test")
+        env = pull_env(engine, tmp_path, ref)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        try:
+            assert not engine.has_image(ref)
+            done = ctl("setup", env=env, cwd=elsewhere, timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert f"pulling the image {ref}" in done.stdout, done.stdout
+            assert "building" not in done.stdout, done.stdout
+            label = engine.run(
+                "docker",
+                "image",
+                "inspect",
+                "-f",
+                f'{{{{index .Config.Labels "{PULL_LABEL}"}}}}',
+                ref,
+            ).stdout.strip()
+            assert label == nonce, "the image in the engine is not the one the registry served"
+            asked = {(method, path) for method, path, status in registry.requests if status == 200}
+            assert any("/manifests/" in path for _, path in asked), registry.requests
+            assert ("GET", f"/v2/twcmaster/blobs/{registry.config_digest}") in asked
+            # The default config came out of the pulled image: the compose file names it, no
+            # TWCMASTER_IMAGE needed.
+            config = Path(env["TWCMASTER_CONFIG_DIR"]) / "config.json"
+            assert "SET THE TWO WIRING LIMITS" in config.read_text()
+        finally:
+            engine.run("docker", "image", "rm", ref, check=False)
+    assert not engine.has_image(ref)
+    print(f"\n[container] twcmaster-ctl setup, pulled: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.container
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_setup_says_when_the_pull_fails(engine, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on (once closed)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ref = f"127.0.0.1:{port}/twcmaster:test"
+    env = pull_env(engine, tmp_path, ref)
+    started = time.monotonic()
+    done = ctl("setup", env=env, cwd=tmp_path, timeout=90)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"pulling the image {ref}" in done.stdout, done.stdout
+    assert "the image could not be pulled" in done.stderr, done.stderr
+    assert not (Path(env["TWCMASTER_CONFIG_DIR"]) / "config.json").exists()
+    assert not engine.has_image(ref)
+    print(f"\n[container] setup, unreachable registry: {time.monotonic() - started:.1f} s")
