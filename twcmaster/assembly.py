@@ -38,6 +38,24 @@ def core_outputs(
     return [*outputs, *more]
 
 
+def tesla_cars(config: AppConfig, *, clock: Any, wallclock: Any, log: Any) -> Any:
+    """The Tesla module when ``vehicle.teslaAPI`` is on, else None. Give it to the daemon as
+    ``cars``, then ``attach_car_module``."""
+    if config.tesla_api is None:
+        return None
+    from twcmaster.vehicles.tesla.build import build_tesla_cars
+
+    return build_tesla_cars(config, clock=clock, wallclock=wallclock, log=log)
+
+
+def attach_car_module(daemon: Daemon, cars: Any) -> None:
+    """A car module with a life of its own (the Tesla one: it lists the account's cars at
+    start) runs as a service and reads the daemon's snapshot."""
+    if cars is not None and hasattr(cars, "start") and hasattr(cars, "view"):
+        cars.snapshot = daemon.snapshot
+        daemon.add_service(cars)
+
+
 def attach_interfaces(
     daemon: Daemon, config: AppConfig, store: SettingsStore | None
 ) -> RemoteControl | None:

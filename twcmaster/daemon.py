@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
-from twcmaster.assembly import attach_interfaces, core_outputs
+from twcmaster.assembly import attach_car_module, attach_interfaces, core_outputs, tesla_cars
 from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
 from twcmaster.logs import configure_logging, get_logger
@@ -273,8 +273,9 @@ def build_daemon(
     config: AppConfig, console: ConsoleStatus, *, port: str | None = None, cars: Any = None
 ) -> Daemon:
     """The daemon as ``twcmaster run`` starts it: energy sources, the policy engine with the
-    runtime settings in ``<settingsPath>/settings.json``, the bus, and what the config enables
-    of MQTT and HTTP. Call it on the running event loop."""
+    runtime settings in ``<settingsPath>/settings.json``, the bus, the Tesla module (unless
+    ``cars`` is given) and what the config enables of MQTT and HTTP. Call it on the running
+    event loop."""
     from twcmaster.control.policy import build_policy
     from twcmaster.sources.registry import build_sources
     from twcmaster.sources.runner import SourceRunner
@@ -283,7 +284,13 @@ def build_daemon(
     runner = SourceRunner(sources) if sources else None
     store = open_settings(config, config.settings_path)
     policy = build_policy(config, store, green_sources_configured=bool(sources))
-    daemon = Daemon(config, port=port, console=console, policy=policy, sources=runner, cars=cars)
+    log = get_logger("twcmaster")
+    if cars is None:
+        cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
+    daemon = Daemon(
+        config, port=port, console=console, policy=policy, sources=runner, cars=cars, log=log
+    )
+    attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
     return daemon
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from twcmaster.assembly import attach_interfaces
+from twcmaster.assembly import attach_car_module, attach_interfaces, tesla_cars
 from twcmaster.config import LoadedConfig, config_from_dict
 from twcmaster.control.carcommands import CarCommand
 from twcmaster.daemon import (
@@ -23,6 +23,7 @@ from twcmaster.daemon import (
     run_until_signalled,
     start_outputs,
 )
+from twcmaster.logs import get_logger
 from twcmaster.outputs.console import ConsoleStatus
 from twcmaster.sim.bus import DemoScenario, SimulatedBus
 from twcmaster.sim.carapi import SimulatedCarApi
@@ -74,8 +75,7 @@ async def _demo(
     bus, tty_path = sim.bus, sim.path
     ids = ", ".join(f"{s.twcid:04X}" for s in bus.slaves)
     console.line(f"Demo: {count} simulated TWC(s) {ids} (protocol {protocol}) on {tty_path}")
-    cars = RealTimeCarApi(SimulatedCarApi(bus.slaves), loop)
-    daemon = _demo_daemon(loaded, tty_path, console, loop, cars)
+    daemon = _demo_daemon(loaded, tty_path, console, loop, bus)
     comings = asyncio.create_task(_scenario(bus, console, seed, loop), name="demo cars")
     try:
         await daemon.run(seconds)
@@ -106,14 +106,20 @@ def _demo_daemon(
     tty_path: str,
     console: ConsoleStatus,
     loop: asyncio.AbstractEventLoop,
-    cars: RealTimeCarApi,
+    bus: SimulatedBus,
 ) -> Daemon:
     """With an energy source enabled in the config, the daemon exactly as ``twcmaster run``
     builds it; otherwise the built-in sky (a fair-weather day from 10:00 on, in real time)
     feeds the policy, so the demo shows charging from the sun without any hardware. Its
     clock for the schedule is the sky's (10:00 at start: inside the green hours whatever the
-    real time), and MQTT / HTTP start as the config enables them, steering the demo."""
+    real time), and MQTT / HTTP start as the config enables them, steering the demo. The
+    simulated cars answer a simulated car API, unless the config enables the Tesla module:
+    then the real one runs (and lists the account's cars at start, as ``run`` does)."""
     config = loaded.settings
+    wallclock = sky_wallclock(loop)
+    cars = tesla_cars(config, clock=loop.time, wallclock=wallclock, log=get_logger("twcmaster"))
+    if cars is None:
+        cars = RealTimeCarApi(SimulatedCarApi(bus.slaves), loop)
     if config.sources:
         return build_daemon(config, console, port=tty_path, cars=cars)
     from twcmaster.control.policy import build_policy
@@ -134,8 +140,9 @@ def _demo_daemon(
         site=site,
         cars=cars,
         clock=loop.time,
-        wallclock=sky_wallclock(loop),
+        wallclock=wallclock,
     )
+    attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
     return daemon
 

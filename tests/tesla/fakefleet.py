@@ -174,6 +174,11 @@ class FakeFleet:
         self.tokens.access_expiry_s[token] = exp
         return token
 
+    def tokens_issued(self) -> list[str]:
+        """Every token it ever issued (for canary checks: none may reach an output)."""
+        t = self.tokens
+        return [*t.access_expiry_s, *t.refresh_live, *t.refresh_spent]
+
     def revoke_refresh_tokens(self) -> None:
         self.tokens.refresh_spent |= self.tokens.refresh_live
         self.tokens.refresh_live.clear()

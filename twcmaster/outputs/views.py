@@ -136,6 +136,39 @@ def _settings_json(snapshot: Snapshot) -> dict[str, Any] | None:
     }
 
 
+def _cars_json(snapshot: Snapshot) -> dict[str, Any] | None:
+    """The car module (None: none configured). Never a token: the view holds none."""
+    view = snapshot.cars
+    if view is None:
+        return None
+    return {
+        "state": view.state,
+        "message": view.message,
+        "usable": view.usable,
+        "calls_today": dict(view.calls_today),
+        "cars": [
+            {
+                "vin": car.vin,
+                "name": car.name,
+                "location": car.location,
+                "online": car.online,
+                "battery_level": car.battery_level,
+                "charge_limit_soc": car.charge_limit_soc,
+                "charging_state": car.charging_state,
+                "last_command": car.last_command,
+                "last_result": car.last_result,
+                "last_command_at": car.last_command_at,
+                "next_command_at": car.next_command_at,
+                "calls_today": dict(car.calls_today),
+                "billable_today": car.billable_today,
+                "budget_left": car.budget_left,
+                "bus_only": car.bus_only,
+            }
+            for car in view.cars
+        ],
+    }
+
+
 def snapshot_json(snapshot: Snapshot, *, time_epoch: float) -> dict[str, Any]:
     """The whole snapshot. ``time_epoch``: the wall-clock moment it shows."""
     budget = snapshot.budget
@@ -164,6 +197,7 @@ def snapshot_json(snapshot: Snapshot, *, time_epoch: float) -> dict[str, Any]:
         },
         "slaves": [slave_json(s) for s in slaves],
         "settings": _settings_json(snapshot),
+        "cars": _cars_json(snapshot),
         "alarms": list(snapshot.alarms),
         "internal_errors": snapshot.internal_errors,
     }

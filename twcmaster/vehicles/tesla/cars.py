@@ -27,7 +27,7 @@ runs on the daemon's loop and in the day simulator's virtual time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -146,6 +146,8 @@ class TeslaCars:
         log: Any,
         snapshot: Callable[[], Any] | None = None,
         tokens: Any = None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
+        state: tuple[str, str] = ("starting", "listing the cars on the Tesla account"),
     ) -> None:
         self.api = api_
         self.settings = settings
@@ -155,10 +157,11 @@ class TeslaCars:
         self.log = log
         self.snapshot = snapshot
         self.tokens = tokens
+        self.prepare = prepare
+        self.closing: list[Callable[[], Awaitable[None]]] = []  # more to close at stop
         self._cars: dict[str, _Car] = {}
         self._ledger = _Ledger()
-        self._state = "starting"
-        self._message = "listing the cars on the Tesla account"
+        self._state, self._message = state
         self._account_hold_s = -math.inf  # a 429 holds every call until then
         self._listed = False
         self._stopping = False
@@ -167,6 +170,9 @@ class TeslaCars:
     # -- the service
 
     async def start(self) -> None:
+        if self.api is None:
+            self.log.warning("Tesla car API off", reason=self._message)
+            return
         self.scheduler.spawn(self._keep_listing())
 
     async def stop(self) -> None:
@@ -174,6 +180,8 @@ class TeslaCars:
         await self.scheduler.close()
         if self.api is not None:
             await self.api.close()
+        for close in self.closing:
+            await close()
 
     async def _keep_listing(self) -> None:
         """At start and every ``relist_s``: the token works and the cars are there (a bad
@@ -185,19 +193,22 @@ class TeslaCars:
             except Exception as error:  # the car module must never end; say why and retry
                 self.log.error("Tesla account: listing failed", error=repr(error)[:200])
                 wait_s = self.settings.backoff_max_s
-            if self._state == "login_required":
+            if self._state in _TOKEN_MESSAGES or self.api is None:
                 return  # nothing works until the user logs in again (and restarts)
             if not self._listed:
                 wait_s = min(wait_s, self.settings.backoff_max_s)
             await self.scheduler.sleep(wait_s)
 
     async def _list_vehicles(self) -> None:
-        if self.api is None or self._no_token():
+        if self.api is None:
             return
         try:
+            if self.prepare is not None:
+                await self.prepare()  # a token first: it names the region's host
             vehicles = await self.api.list_vehicles()
         except api.CarApiError as error:
-            self._account_error(error)
+            if not self._token_missing():
+                self._account_error(error)
             return
         for info in vehicles:
             car = self._cars.setdefault(info.vin, _Car(info.vin))
@@ -206,10 +217,11 @@ class TeslaCars:
         self._set_state("ok", self._account_summary(vehicles))
         self.log.info("Tesla account", cars=self._account_summary(vehicles))
 
-    def _no_token(self) -> bool:
+    def _token_missing(self) -> bool:
         state = getattr(self.tokens, "state", "ok")
-        if state in ("no_token", "login_required"):
+        if state in _TOKEN_MESSAGES:
             self._set_state(state, _TOKEN_MESSAGES[state])
+            self.log.warning("Tesla car API off", reason=_TOKEN_MESSAGES[state])
             return True
         return False
 
@@ -471,6 +483,7 @@ class TeslaCars:
         self._view = None
 
     def view(self) -> CarsView:
+        self._roll_day()  # a new day clears the budgets (and the cached view)
         if self._view is None:
             self._view = self._build_view()
         return self._view

@@ -1,0 +1,73 @@
+"""The Tesla module as ``vehicle.teslaAPI`` asks for it: the token keeper, the client (Fleet
+API, relay or signing proxy; in-process signing with ``privateKeyFile``) and ``TeslaCars``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from twcmaster.config import AppConfig
+from twcmaster.config.vehicle import FLEET_HOSTS
+from twcmaster.vehicles.scheduling import AsyncioScheduler
+from twcmaster.vehicles.tesla.cars import TeslaCars, TeslaCarsSettings
+from twcmaster.vehicles.tesla.client import ClientSetupError, TeslaClient
+from twcmaster.vehicles.tesla.tokens import TokenKeeper
+
+DEFAULT_REGION = "NA"
+
+
+def token_file(config: AppConfig) -> Path:
+    """``tokenFile``; a relative one lives under ``settingsPath`` (beside settings.json)."""
+    assert config.tesla_api is not None
+    return Path(config.settings_path) / os.path.expanduser(config.tesla_api.token_file)
+
+
+def build_tesla_cars(
+    config: AppConfig,
+    *,
+    clock: Callable[[], float],
+    wallclock: Callable[[], datetime],
+    log: Any,
+    scheduler: Any = None,
+) -> TeslaCars:
+    """Set ``.snapshot`` on the result once the daemon exists, and add it as a service."""
+    tesla = config.tesla_api
+    assert tesla is not None
+    settings = TeslaCarsSettings.from_config(tesla)
+    scheduler = scheduler or AsyncioScheduler()
+    common = dict(clock=clock, wallclock=wallclock, scheduler=scheduler, log=log)
+    if not tesla.client_id:
+        message = "vehicle.teslaAPI.clientID is not set (the Fleet API app's client ID)"
+        return TeslaCars(None, settings, state=("error", message), **common)
+    keeper = TokenKeeper(
+        token_file(config),
+        auth_url=tesla.auth_url,
+        client_id=tesla.client_id,
+        initial_refresh_token=tesla.refresh_token,
+        timeout_s=tesla.timeout_s,
+    )
+    cars = TeslaCars(None, settings, tokens=keeper, **common)
+    try:
+        client = TeslaClient(
+            tesla.base_url or FLEET_HOSTS[DEFAULT_REGION],
+            keeper.access_token,
+            on_call=cars.count_call,
+            proxy_cert=tesla.proxy_cert,
+            private_key_file=tesla.private_key_file,
+            timeout_s=tesla.timeout_s,
+            on_token_rejected=keeper.note_rejected,
+        )
+    except ClientSetupError as error:
+        return TeslaCars(None, settings, state=("error", str(error)), **common)
+
+    async def prepare() -> None:
+        await keeper.access_token()
+        if tesla.base_url is None and keeper.region in FLEET_HOSTS:
+            client.base_url = FLEET_HOSTS[keeper.region]  # before the client's first call
+
+    cars.api, cars.prepare = client, prepare
+    cars.closing.append(keeper.close)
+    return cars
