@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         "stopped with a 0 A offer, which a Tesla takes as a power cut",
     )
     simulate.add_argument(
+        "--tesla",
+        action="store_true",
+        help="the real Tesla module (targeting, wake delay, rate limits, budgets; the config's "
+        "vehicle.teslaAPI settings if any) starts and stops the cars, against a simulated "
+        "Tesla cloud: the summary counts its calls by kind",
+    )
+    simulate.add_argument(
         "--stale",
         action="append",
         default=[],
@@ -187,6 +194,14 @@ def _interfaces_summary(config) -> list[str]:
         lines.append(f"MQTT control: {config.mqtt_control.broker!r} (control/stop {stop})")
     if config.http is not None:
         lines.append(f"HTTP API: {config.http!r}")
+    tesla = config.tesla_api
+    if tesla is not None:
+        signing = "signed in-process" if tesla.private_key_file else "unsigned (or by the proxy)"
+        home = "home geofence set" if tesla.has_home else "no home geofence"
+        lines.append(
+            f"Tesla API: {tesla!r}, commands {signing}, {home}, budget "
+            f"{tesla.daily_call_budget} calls / {tesla.daily_wake_budget} wakes per car per day"
+        )
     return lines
 
 
@@ -257,6 +272,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         slaves=args.slaves,
         protocol=args.protocol,
         car_api=args.car_api,
+        tesla=args.tesla,
         stale=args.stale,
         console=args.console,
     )

@@ -102,6 +102,28 @@ class _Due:
     car_s: float | None  # the car API's next action
 
 
+@dataclass(frozen=True)
+class _TeslaRig:
+    """The Tesla module in virtual time: the simulated cloud, its jobs' scheduler, the module."""
+
+    cloud: Any
+    scheduler: Any
+    cars: Any
+
+    def calls_by_kind(self) -> dict[str, int]:
+        """Every call of the run (the module's own count is per day, and days roll)."""
+        return {kind: self.cloud.calls.get(kind, 0) for kind in ("data", "command", "wake")}
+
+    def min_command_gap_s(self) -> float | None:
+        last: dict[str, float] = {}
+        gaps = []
+        for at_s, vin, _ in self.cloud.commands:
+            if vin in last:
+                gaps.append(at_s - last[vin])
+            last[vin] = at_s
+        return min(gaps, default=None)
+
+
 class DaySimulation:
     """One run: ``Core`` against ``SimulatedBus`` in virtual time, fed by a ``Sky``.
 
@@ -119,6 +141,7 @@ class DaySimulation:
         policy_name: str | None = None,
         protocol: int = 2,
         car_api: bool = True,
+        tesla: bool = False,
         seed: int = 0,
         start_s: float | None = None,
         end_s: float | None = None,
@@ -137,13 +160,16 @@ class DaySimulation:
         self.cars = [slave.car for slave in self.bus.slaves]
         # The simulated cars are Teslas the daemon can start and stop through their API, as
         # TWCManager does by default (§6.7); without it a P2 car is stopped by a 0 A offer.
-        self.car_api = SimulatedCarApi(self.bus.slaves) if car_api else None
+        # With ``tesla`` the real Tesla module drives them, against a simulated cloud.
+        self.car_api = SimulatedCarApi(self.bus.slaves) if car_api and not tesla else None
         self.log = QuietLog()
+        self.tesla = self._tesla_module(config) if tesla else None
         if policy is None:
             policy, policy_name = make_policy(config, policy_name)
         self.policy_name = policy_name or type(policy).__name__
-        self.core = Core(config, policy=policy, car_api=self.car_api is not None)
-        self.outputs = Outputs(core_outputs(config, self.log, cars=self.car_api))
+        cars = self.tesla.cars if self.tesla is not None else self.car_api
+        self.core = Core(config, policy=policy, car_api=cars is not None)
+        self.outputs = Outputs(core_outputs(config, self.log, cars=cars))
         self.accounting = DayAccounting(
             sky,
             self.cars,
@@ -181,6 +207,30 @@ class DaySimulation:
                 powered_on_s=self.start_s,
             )
         )
+
+    def _tesla_module(self, config: AppConfig) -> _TeslaRig:
+        from twcmaster.sim.teslacloud import HOME_LAT, HOME_LON, SimulatedTeslaCloud
+        from twcmaster.vehicles.scheduling import VirtualScheduler
+        from twcmaster.vehicles.tesla.cars import TeslaCars, TeslaCarsSettings
+
+        def clock() -> float:
+            return self.now
+
+        cloud = SimulatedTeslaCloud(self.bus.slaves, clock)
+        settings = TeslaCarsSettings(home_latitude=HOME_LAT, home_longitude=HOME_LON)
+        if config.tesla_api is not None:  # the user's budgets, wake delay...; our home
+            settings = dataclasses.replace(
+                TeslaCarsSettings.from_config(config.tesla_api),
+                home_latitude=HOME_LAT,
+                home_longitude=HOME_LON,
+            )
+        scheduler = VirtualScheduler(clock)
+        cars = TeslaCars(
+            cloud, settings, clock=clock, wallclock=self._wallclock, scheduler=scheduler,
+            log=self.log, snapshot=lambda: self.core.snapshot(self.now),
+        )  # fmt: skip
+        cloud.on_call = cars.count_call
+        return _TeslaRig(cloud, scheduler, cars)
 
     def attach_console(self, status: ConsoleStatus) -> None:
         """Print the daemon's console lines for the run (``status`` on the virtual clock)."""
@@ -220,6 +270,8 @@ class DaySimulation:
         until_s = min(until_s, self.end_s)
         if not self._started:
             self._started = True
+            if self.tesla is not None:
+                self.tesla.scheduler.spawn(self.tesla.cars._keep_listing())
             self.core.start(self.start_s)
             self._service(self.start_s)
         while True:
@@ -237,7 +289,7 @@ class DaySimulation:
         """The clock jumps to the next thing that happens: an accounting boundary, the
         master's wake-up, a slave's reply, a car API action, or bytes reaching either side."""
         bus_s = self.bus.next_event_s()
-        car_s = self.car_api.next_due_s() if self.car_api is not None else None
+        car_s = self._car_due_s()
         tick_s = self.accounting.next_tick_s
         at_s = min(
             tick_s,
@@ -249,14 +301,24 @@ class DaySimulation:
         )
         return _Due(at_s, tick_s, bus_s, car_s)
 
+    def _car_due_s(self) -> float | None:
+        if self.tesla is not None:
+            due = [self.tesla.cloud.next_due_s(), self.tesla.scheduler.next_due_s()]
+            return min((t for t in due if t is not None), default=None)
+        return self.car_api.next_due_s() if self.car_api is not None else None
+
     def _step(self, due: _Due) -> None:
         """Everything due, in wire order: what the master said reaches the slaves, the
         slaves answer, their bytes reach the master, the master runs, then the second is
         accounted (each part as it was due when the clock jumped)."""
         t = due.at_s
         if due.car_s is not None and due.car_s <= t:
-            assert self.car_api is not None
-            self.car_api.apply_due(t)
+            if self.tesla is not None:
+                self.tesla.cloud.apply_due(t)
+                self.tesla.scheduler.run_due(t)
+            else:
+                assert self.car_api is not None
+                self.car_api.apply_due(t)
         while self._to_bus and self._to_bus[0][0] <= t:
             self.bus.receive(self._to_bus.pop(0)[1], t)
         if due.bus_s is not None and due.bus_s <= t:
@@ -274,9 +336,11 @@ class DaySimulation:
 
     def _service(self, now: float) -> None:
         """The daemon's step with the virtual clock: read, send, decide when to wake."""
+        cars = self.tesla.cars.view() if self.tesla is not None else None
         step = self.core.service(
-            now, bytes(self._unread), site=self._site(now), local_time=self._wallclock()
-        )
+            now, bytes(self._unread), site=self._site(now), local_time=self._wallclock(),
+            cars=cars,
+        )  # fmt: skip
         self._unread.clear()
         for wire in step.frames:
             start = max(now, self._master_free_s)
@@ -324,13 +388,20 @@ class DaySimulation:
             cars_kwh=tuple(car.energy_kwh for car in self.cars),
             car_interruptions=sum(car.interruptions for car in self.cars),
             car_refusing_s=totals.refusing_s,
-            car_api=self.car_api is not None,
-            car_api_requests=len(self.car_api.requests) if self.car_api is not None else 0,
+            car_api=self.car_api is not None or self.tesla is not None,
+            car_api_requests=self._car_requests(),
             stale_s=totals.stale_s,
             heartbeats=sum(len(s.stats.heartbeat_times_s) for s in self.bus.slaves),
             longest_heartbeat_gap_s=max(gaps, default=0.0),
             warnings=warnings,
+            tesla_calls=self.tesla.calls_by_kind() if self.tesla else None,
+            tesla_min_command_gap_s=self.tesla.min_command_gap_s() if self.tesla else None,
         )
+
+    def _car_requests(self) -> int:
+        if self.tesla is not None:
+            return len(self.tesla.cloud.commands)
+        return len(self.car_api.requests) if self.car_api is not None else 0
 
 
 # --- policy ------------------------------------------------------------------------------------

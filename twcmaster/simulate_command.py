@@ -66,6 +66,7 @@ def run_command(
     slaves: int = 1,
     protocol: int = 2,
     car_api: bool = True,
+    tesla: bool = False,
     stale: Sequence[str] = (),
     console: bool = False,
     out: Any = None,
@@ -80,6 +81,9 @@ def run_command(
         profile = load_profile(profile_path)
     except (ValueError, ProfileError) as exc:
         print(f"twcmaster: {exc}", file=err)
+        return 2
+    if tesla and not car_api:
+        print("twcmaster: --tesla and --no-car-api contradict each other", file=err)
         return 2
     if not 1 <= slaves <= 6:
         print("twcmaster: --slaves must be 1 to 6", file=err)
@@ -110,6 +114,7 @@ def run_command(
         policy_name=name,
         protocol=protocol,
         car_api=car_api,
+        tesla=tesla,
         outages=outages,
         progress=progress,
         console=out if console else None,

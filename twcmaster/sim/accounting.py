@@ -77,6 +77,10 @@ class SimulationResult:
     heartbeats: int  # heartbeats the slaves heard
     longest_heartbeat_gap_s: float
     warnings: tuple[str, ...]  # what the core logged at warning level or above (deduplicated)
+    # With the Tesla module (--tesla): the cloud calls it made by kind, and the shortest time
+    # between two commands to the same car (None: fewer than two).
+    tesla_calls: dict[str, int] | None = None
+    tesla_min_command_gap_s: float | None = None
 
     @property
     def ratio_to_ideal(self) -> float | None:
@@ -120,12 +124,23 @@ class SimulationResult:
             f"{self.offer_changes} offer change(s), {self.car_interruptions} interruption(s)"
             + (f", cars refused {self.car_refusing_s:.0f} s" if self.car_refusing_s else "")
             + (f", {self.car_api_requests} car API request(s)" if self.car_api else ", no car API"),
+            *self._tesla_lines(),
             f"  bus:       {self.heartbeats} heartbeat(s), longest gap "
             f"{self.longest_heartbeat_gap_s:.2f} s"
             + (f"; stale readings {self.stale_s:.0f} s" if self.stale_s else ""),
         ]
         lines += [f"  warning:   {text}" for text in self.warnings]
         return "\n".join(lines)
+
+    def _tesla_lines(self) -> list[str]:
+        if self.tesla_calls is None:
+            return []
+        calls = ", ".join(f"{n} {kind}" for kind, n in self.tesla_calls.items())
+        gap = self.tesla_min_command_gap_s
+        gap_text = (
+            "" if gap is None else f"; shortest gap between two commands to a car {gap:.0f} s"
+        )
+        return [f"  Tesla API: {calls} call(s){gap_text}"]
 
 
 def _round(value: float | None) -> float | None:

@@ -49,7 +49,7 @@ class TeslaCarsSettings:
     home_longitude: float | None = None
     home_radius_m: float = 150.0
     daily_call_budget: int = 60
-    daily_wake_budget: int = 3
+    daily_wake_budget: int = 10
     wake_delay_s: float = 180.0
     min_command_interval_s: float = 60.0  # TWCManager: one start/stop a minute
     data_fresh_s: float = 300.0
@@ -100,6 +100,7 @@ class _Car:
     errors_in_row: int = 0
     bus_only: str = ""  # sticky reasons (signing, forbidden, not found); the budget is daily
     wish: CarCommand | None = None
+    wish_since_s: float = 0.0
     busy: bool = False
 
 
@@ -238,6 +239,8 @@ class TeslaCars:
         if not self._usable():
             return  # the core knows (view().usable) and stops from the bus
         for car in self._targets(command):
+            if car.wish is None or car.wish.action != command.action:
+                car.wish_since_s = command.at_s  # the wake delay counts from the first ask
             car.wish = command
             if not car.busy:
                 car.busy = True
@@ -280,7 +283,7 @@ class TeslaCars:
         now = self.clock()
         wait_s = max(car.next_call_s, self._account_hold_s) - now
         if command.action.value == START and car.online != "online":
-            wait_s = max(wait_s, command.at_s + self.settings.wake_delay_s - now)
+            wait_s = max(wait_s, car.wish_since_s + self.settings.wake_delay_s - now)
         return wait_s
 
     async def _carry_out(self, car: _Car, command: CarCommand) -> None:
