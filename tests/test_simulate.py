@@ -240,12 +240,14 @@ def test_cli_reports_bad_input(tmp_path):
     assert done.returncode == 2 and "unknown policy" in done.stderr
 
 
-def _on_off_sun(tmp_path, cycles: int) -> Profile:
-    """4 kW of surplus for 40 min, then none for 10 min, ``cycles`` times: a green stop each."""
+def _on_off_sun(tmp_path, cycles: int, off_s: int = 600) -> Profile:
+    """4 kW of surplus for 40 min, then none for ``off_s`` (10 min), ``cycles`` times: a green
+    stop each."""
     rows = ["timestamp_s,generation_w,consumption_w"]
+    period_s = 2400 + off_s
     for i in range(cycles):
-        rows += [f"{i * 3000},4300,300", f"{i * 3000 + 2400},0,300"]
-    rows.append(f"{cycles * 3000},0,300")
+        rows += [f"{i * period_s},4300,300", f"{i * period_s + 2400},0,300"]
+    rows.append(f"{cycles * period_s},0,300")
     path = tmp_path / "on-off.csv"
     path.write_text("\n".join(rows) + "\n")
     return load_profile(str(path))
@@ -332,17 +334,6 @@ def test_full_day_cloudy_profile_meets_the_issues_targets(cloudy_day_result):
     assert result.car_api and 0 < result.car_api_requests <= 2 * result.charge_starts + 4
 
 
-def _on_off_sun_long_gaps(tmp_path, cycles: int, off_s: int) -> Profile:
-    rows = ["timestamp_s,generation_w,consumption_w"]
-    period_s = 2400 + off_s
-    for i in range(cycles):
-        rows += [f"{i * period_s},4300,300", f"{i * period_s + 2400},0,300"]
-    rows.append(f"{cycles * period_s},0,300")
-    path = tmp_path / "on-off.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return load_profile(str(path))
-
-
 @pytest.mark.parametrize(
     "off_s, wakes",
     [(600, 0), (1800, 4)],  # 10 min: the car stays awake; 30 min: it sleeps before each start
@@ -352,7 +343,7 @@ def test_the_tesla_module_starts_and_stops_frugally_on_an_on_off_day(tmp_path, o
     """The real Tesla module against the simulated cloud: every green stop and start goes
     through the API, no power cut, commands to a car at least a minute apart, a sleeping car
     woken once per start (after the wake delay), and every call counted by kind."""
-    profile = _on_off_sun_long_gaps(tmp_path, 5, off_s)
+    profile = _on_off_sun(tmp_path, 5, off_s)
     result = simulate(simulation_config().settings, profile, tesla=True)
     assert result.charge_stops == 5 and result.charge_starts == 5
     assert result.car_interruptions == 0 and result.car_refusing_s == 0
