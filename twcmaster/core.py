@@ -228,7 +228,10 @@ class Core:
         Whatever part of it raises, the error is counted and the step still returns (the
         caller re-arms its timer either way)."""
         self._site, self._local_time = site, local_time  # what the policy decides on
-        self._cars_view = cars
+        if cars is not self._cars_view:  # the module builds a new view only on a change
+            self._cars_view = cars
+            if cars is not None:
+                self._emit(ev.CarsUpdated(cars))
         frames: list[bytes] = []
         try:
             if data:

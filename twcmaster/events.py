@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from twcmaster.control.carcommands import CarNotice
 
 if TYPE_CHECKING:
+    from twcmaster.carview import CarsView
     from twcmaster.control.carcommands import CarCommand
     from twcmaster.control.policy import Budget
 
@@ -121,6 +122,14 @@ class CarCommandWanted:
     command: CarCommand
 
 
+@dataclass(frozen=True)
+class CarsUpdated:
+    """The car module's view changed (the account listed, a command's result, a budget):
+    handed to the core with a step, passed on for the console and MQTT."""
+
+    view: CarsView
+
+
 # --- trouble ---------------------------------------------------------------------------------
 
 
@@ -191,6 +200,7 @@ Event = (
     | ReadingStale
     | ReadingUsable
     | CarCommandWanted
+    | CarsUpdated
     | CarNotice
     | AlarmRaised
     | AlarmCleared

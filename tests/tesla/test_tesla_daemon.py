@@ -118,7 +118,8 @@ def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_pa
             await asyncio.gather(task, return_exceptions=True)
             await sim.close()
             await fleet.stop()
-        snapshot["_console"] = lines
+        # Without the time of day each line starts with ("15:39:05: ").
+        snapshot["_console"] = [line.split(": ", 1)[-1] for line in lines]
         snapshot["_tokens"] = fleet.tokens_issued()
         return snapshot
 
@@ -129,6 +130,11 @@ def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_pa
     assert cars[vin_plugged]["last_result"].startswith("ok")
     assert cars[vin_plugged]["calls_today"]["command"] == 1
     assert cars[vin_other]["last_command"] == ""
+    console = snapshot.pop("_console")
+    assert any(line.startswith("Tesla API: ok: 2 car(s)") for line in console), console
+    # (Its position stays unknown: a targeted stop needs no data call.)
+    stopped = [line for line in console if line.startswith(f"Car {vin_plugged} (plugged): ")]
+    assert any("; stop at " in line and line.endswith(": ok") for line in stopped), stopped
 
     # A canary: the tokens Tesla issued appear nowhere but in the token file.
     tokens = snapshot.pop("_tokens")

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from twcmaster import events as ev
 
 if TYPE_CHECKING:  # the console reads these; it never imports the core's machinery
+    from twcmaster.carview import CarStatus
     from twcmaster.control.green import GreenBudget
     from twcmaster.control.policy import Budget
     from twcmaster.outputs.base import Publication
@@ -223,6 +224,23 @@ def _without_actual(slave_data: bytes) -> bytes:
     return slave_data[:3] + b"\x00\x00" + slave_data[5:]
 
 
+def car_line(car: CarStatus) -> str:
+    """``Car 5YJ3...0001 (Daisy): home, online, 64% of 80%, Stopped; stop at 12:01:05: ok``."""
+    soc = ""
+    if car.battery_level is not None:
+        limit = f" of {car.charge_limit_soc}%" if car.charge_limit_soc is not None else ""
+        soc = f", {car.battery_level}%{limit}"
+    state = f", {car.charging_state}" if car.charging_state else ""
+    name = f" ({car.name})" if car.name else ""
+    line = f"Car {car.vin}{name}: {car.location}, {car.online}{soc}{state}"
+    if car.last_command:
+        at = car.last_command_at[11:19]  # the time of day of the ISO timestamp
+        line += f"; {car.last_command} at {at}: {car.last_result}"
+    if car.bus_only:
+        line += f"; from the bus only: {car.bus_only}"
+    return line
+
+
 class ConsoleOutput:
     """The console as an output of the core: its lines from the step's events.
 
@@ -239,6 +257,7 @@ class ConsoleOutput:
         self._shown_lines: tuple[str, ...] = ()
         self._lines_shown_s = -math.inf
         self._shown_decision: tuple[str, str] | None = None
+        self._shown_cars: dict[str, str] = {}  # "" (the module) or a VIN -> its line
 
     def publish(self, publication: Publication) -> None:
         for event in publication.events:
@@ -264,6 +283,17 @@ class ConsoleOutput:
             self.status.line(f"Policy: {budget.policy}: {budget.reason}")
             self._shown_decision = decision
 
+    def _cars(self, event: ev.CarsUpdated, now: float) -> None:
+        """The Tesla module's state, and each car, when what the line says changes."""
+        view = event.view
+        lines = {"": f"Tesla API: {view.state}: {view.message}"}
+        for car in view.cars:
+            lines[car.vin] = car_line(car)
+        for key, line in lines.items():
+            if self._shown_cars.get(key) != line:
+                self.status.line(line)
+                self._shown_cars[key] = line
+
     def _alarm(self, event: ev.AlarmRaised, now: float) -> None:
         self.status.line(f"ALARM: {event.message}")
 
@@ -283,5 +313,6 @@ class ConsoleOutput:
         ev.BudgetDecided: _budget,
         ev.AlarmRaised: _alarm,
         ev.CarCommandWanted: _car_command,
+        ev.CarsUpdated: _cars,
         ev.CarNotice: _car_notice,
     }
