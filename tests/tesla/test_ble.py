@@ -563,3 +563,42 @@ def test_router_close_closes_both():
     fleet = Fleet()
     asyncio.run(RoutedCarApi(_ble([Car(VIN)])[0], fleet).close())
     assert fleet.calls == ["close"]
+
+
+def test_ble_alone_without_vins_takes_the_vin_the_twc_reports():
+    from twcmaster.control.carcommands import CarAction, CarCommand
+    from twcmaster.vehicles.scheduling import AsyncioScheduler
+    from twcmaster.vehicles.tesla.cars import TeslaCars, TeslaCarsSettings
+
+    car = Car(VIN)
+    ble, reported = _ble([car], vins=())
+    router = RoutedCarApi(ble, None)
+
+    async def scenario() -> Any:
+        cars = TeslaCars(
+            router,
+            TeslaCarsSettings(),
+            clock=time.monotonic,
+            wallclock=datetime.now,
+            scheduler=AsyncioScheduler(),
+            log=Log(),
+        )
+        ble.on_call = cars.count_call
+        await cars._list_vehicles()  # no VINs yet: an empty list, and usable
+        assert cars.view().usable and cars.view().cars == ()
+        cars.request(CarCommand(1, VIN, CarAction.STOP, time.monotonic(), "test"))
+        for _ in range(100):
+            if car.calls:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        view = cars.view()
+        await cars.stop()
+        return view
+
+    view = asyncio.run(scenario())
+    assert car.calls == ["charge_stop"] and ble.vins == (VIN,)
+    (status,) = view.cars
+    assert (status.vin, status.last_result, status.via) == (VIN, "ok", "ble")
+    assert status.calls_today["command"] == 1 and status.billable_today == 0
+    assert not RoutedCarApi(ble, Fleet()).adopt_vin(OTHER_VIN)  # an account's list decides

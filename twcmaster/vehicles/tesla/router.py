@@ -44,6 +44,14 @@ class RoutedCarApi:
             if backend is not None:
                 await backend.close()
 
+    def adopt_vin(self, vin: str) -> bool:
+        """A VIN the TWC reported: with BLE alone and no ``vins`` configured, BLE takes it
+        (the TWC is the only list there is). With an account, its list decides."""
+        if self.fleet is not None or self.ble is None or self.ble.configured_vins:
+            return False
+        self.ble.learn_vins([vin])
+        return True
+
     # -- the calls
 
     async def list_vehicles(self) -> list[api.VehicleInfo]:
