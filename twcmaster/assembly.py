@@ -39,9 +39,9 @@ def core_outputs(
 
 
 def tesla_cars(config: AppConfig, *, clock: Any, wallclock: Any, log: Any) -> Any:
-    """The Tesla module when ``vehicle.teslaAPI`` is on, else None. Give it to the daemon as
-    ``cars``, then ``attach_car_module``."""
-    if config.tesla_api is None:
+    """The Tesla module when ``vehicle.teslaAPI`` or ``vehicle.teslaBLE`` is on, else None.
+    Give it to the daemon as ``cars``, then ``attach_car_module``."""
+    if config.tesla_api is None and config.tesla_ble is None:
         return None
     from twcmaster.vehicles.tesla.build import build_tesla_cars
 

@@ -30,6 +30,7 @@ class CarStatus:
     billable_today: int = 0
     budget_left: int = 0  # billable calls left today
     bus_only: str = ""  # why this car is stopped from the bus only ("" = through its API)
+    via: str = ""  # where its last call went: "ble" or "fleet"; "" with one backend or none yet
 
 
 @dataclass(frozen=True)

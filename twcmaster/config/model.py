@@ -10,7 +10,7 @@ from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import section
 from twcmaster.config.interfaces import HttpConfig, MqttControlConfig, MqttStatusConfig
 from twcmaster.config.problems import Problem
-from twcmaster.config.vehicle import TeslaApiConfig
+from twcmaster.config.vehicle import TeslaApiConfig, TeslaBleConfig
 
 if TYPE_CHECKING:
     from twcmaster.sources.registry import SourceSpec
@@ -76,6 +76,8 @@ class AppConfig:
     http: HttpConfig | None = None
     # The Tesla car API (config/vehicle.py); None: disabled.
     tesla_api: TeslaApiConfig | None = None
+    # The same commands over Bluetooth LE (config/vehicle.py); None: disabled.
+    tesla_ble: TeslaBleConfig | None = None
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""

@@ -169,7 +169,8 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "baseURL authURL clientID refreshToken tokenFile privateKeyFile proxyCert"
             " homeLatitude homeLongitude homeRadiusM dailyCallBudget dailyWakeBudget"
             " chargeStopMode wakeDelayS timeoutS"
-        )
+        ),
+        "teslaBLE": _keys("privateKeyFile vins adapter scanTimeoutS commandTimeoutS"),
     },
     # Every source: polling interval, request timeout, and the age after which its reading
     # counts as missing (s); plus each module's own options.
@@ -201,7 +202,7 @@ _USED_CONFIG_KEYS = frozenset(
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}
-    | {"vehicle.teslaAPI"}
+    | {"vehicle.teslaAPI", "vehicle.teslaBLE"}
     | {
         f"sources.{name}"
         for name in ("Fronius", "SolarEdge", "Enphase", "Powerwall2", "HASS", "MQTT", "URL")

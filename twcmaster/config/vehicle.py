@@ -1,5 +1,7 @@
 """``vehicle.teslaAPI`` -> ``TeslaApiConfig``: the Tesla car API (Fleet API, a relay, or a
 local signing proxy), which starts and stops cars a 0 A offer cannot stop (protocol 2).
+``vehicle.teslaBLE`` -> ``TeslaBleConfig``: the same commands over Bluetooth LE (off unless
+``enabled``; ``privateKeyFile`` required).
 
 TWCManager's own keys carry over as fallbacks: ``config.teslaApiClientID`` for ``clientID``,
 ``config.teslaProxy`` / ``config.teslaProxyCert`` for ``baseURL`` / ``proxyCert`` and
@@ -9,15 +11,23 @@ section is there without ``enabled``; it only calls Tesla once it has a refresh 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from twcmaster.config.fields import ABSENT, Section, section
-from twcmaster.config.problems import Report
+from twcmaster.config.problems import Report, describe_value
 
-__all__ = ["TeslaApiConfig", "parse_tesla_api", "FLEET_AUTH_URL", "FLEET_HOSTS"]
+__all__ = [
+    "TeslaApiConfig",
+    "TeslaBleConfig",
+    "parse_tesla_api",
+    "parse_tesla_ble",
+    "FLEET_AUTH_URL",
+    "FLEET_HOSTS",
+]
 
 FLEET_AUTH_URL = "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"
 #: Tesla's regional Fleet API hosts, by the access token's ``ou_code``.
@@ -161,3 +171,80 @@ def _wake_delay_s(part: Section, legacy: Section) -> float | None:
     return part.number(
         "wakeDelayS", WAKE_DELAY_S, "seconds from 0 to 3600", lambda x: 0 <= x <= 3600
     )
+
+
+# -- vehicle.teslaBLE ------------------------------------------------------------------------
+
+BLE_SCAN_TIMEOUT_S = 10.0  # a car in range advertises several times a second
+BLE_COMMAND_TIMEOUT_S = 30.0  # connect, two handshakes (security, infotainment), the command
+VIN_PATTERN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")  # 17 characters, never I, O or Q
+ADAPTER_PATTERN = re.compile(r"hci[0-9]{1,2}")
+
+
+@dataclass(frozen=True)
+class TeslaBleConfig:
+    """``vehicle.teslaBLE``: the same commands over Bluetooth LE to a car in range."""
+
+    private_key_file: str  # the key paired with the car as a BLE key
+    vins: tuple[str, ...]  # empty: the VINs the Fleet API account lists
+    adapter: str | None  # None: BlueZ's default adapter
+    scan_timeout_s: float
+    command_timeout_s: float
+
+
+def parse_tesla_ble(data: Mapping[str, Any], report: Report) -> TeslaBleConfig | None:
+    values = section(data, "vehicle", "teslaBLE")
+    part = Section(values, "vehicle.teslaBLE", report)
+    enabled = part.boolean("enabled", False)  # off unless asked for, as in TWCManager
+    if not enabled:
+        if enabled is False and any(key != "enabled" for key in values):
+            report.warn(part.key_path("enabled"), "not true: the Bluetooth backend stays off")
+        return None
+    errors_before = len(report.errors)
+    key_file = _text(part, "privateKeyFile")
+    if key_file is None and len(report.errors) == errors_before:  # absent, null or ""
+        report.error(
+            part.key_path("privateKeyFile"),
+            "missing; the private key file paired with the car as a BLE key",
+        )
+    vins = _vins(part)
+    adapter = _text(part, "adapter")
+    if adapter is not None and not ADAPTER_PATTERN.fullmatch(adapter):
+        part.bad("adapter", adapter, 'a BlueZ adapter name like "hci0"')
+    scan_s = part.number(
+        "scanTimeoutS", BLE_SCAN_TIMEOUT_S, "seconds from 1 to 60", lambda x: 1 <= x <= 60
+    )
+    command_s = part.number(
+        "commandTimeoutS", BLE_COMMAND_TIMEOUT_S, "seconds from 5 to 120", lambda x: 5 <= x <= 120
+    )
+    if len(report.errors) > errors_before or key_file is None or vins is None:
+        return None
+    assert scan_s is not None and command_s is not None
+    return TeslaBleConfig(
+        private_key_file=key_file,
+        vins=vins,
+        adapter=adapter,
+        scan_timeout_s=scan_s,
+        command_timeout_s=command_s,
+    )
+
+
+def _vins(part: Section) -> tuple[str, ...] | None:
+    value = part.raw("vins")
+    if value is ABSENT:
+        return ()
+    if not isinstance(value, list):
+        part.bad("vins", value, "a list of VINs")
+        return None
+    vins: list[str] = []
+    for index, item in enumerate(value):
+        vin = item.strip().upper() if isinstance(item, str) else ""
+        if not VIN_PATTERN.fullmatch(vin):
+            part.report.error(
+                f"{part.key_path('vins')}[{index}]",
+                f"expected a 17-character VIN, got {describe_value(item)}",
+            )
+            return None
+        if vin not in vins:
+            vins.append(vin)
+    return tuple(vins)

@@ -163,6 +163,7 @@ def _cars_json(snapshot: Snapshot) -> dict[str, Any] | None:
                 "billable_today": car.billable_today,
                 "budget_left": car.budget_left,
                 "bus_only": car.bus_only,
+                "via": car.via,
             }
             for car in view.cars
         ],

@@ -1,6 +1,7 @@
 """What the Tesla car API looks like to the rest of twcmaster: the calls the vehicle module
 makes, what they return and how they fail. ``client.TeslaClient`` implements it over the
-Fleet API (or a relay, or a local signing proxy, which speak the same REST paths).
+Fleet API (or a relay, or a local signing proxy, which speak the same REST paths),
+``ble.TeslaBle`` over Bluetooth LE, ``router.RoutedCarApi`` over both (BLE first).
 
 Every call is billable unless Tesla answered 5xx or nothing at all; each one is reported to
 ``on_call(kind, vin, billable)`` with kind ``data``, ``command`` or ``wake`` so the module can
@@ -82,6 +83,16 @@ class Refused(CarApiError):
     success (e.g. ``disconnected``, ``could_not_wake_buses``)."""
 
     kind = "refused"
+
+
+class NotReachable(CarApiError):
+    """This backend cannot reach the car now (Bluetooth off or without an adapter, the car out
+    of BLE range, a VIN not given to it): another backend may. Nothing was sent: not billable."""
+
+    kind = "not_reachable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, billable=False)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The Tesla module as ``vehicle.teslaAPI`` asks for it: the token keeper, the client (Fleet
-API, relay or signing proxy; in-process signing with ``privateKeyFile``) and ``TeslaCars``."""
+"""The Tesla module as ``vehicle.teslaAPI`` and ``vehicle.teslaBLE`` ask for it: the token
+keeper, the client (Fleet API, relay or signing proxy; in-process signing with
+``privateKeyFile``), the Bluetooth backend, and ``TeslaCars`` over them (BLE first when both
+are configured: ``router.RoutedCarApi``)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from typing import Any
 from twcmaster.config import AppConfig
 from twcmaster.config.vehicle import FLEET_HOSTS
 from twcmaster.vehicles.scheduling import AsyncioScheduler
+from twcmaster.vehicles.tesla.ble import TeslaBle
 from twcmaster.vehicles.tesla.cars import TeslaCars, TeslaCarsSettings
-from twcmaster.vehicles.tesla.client import ClientSetupError, TeslaClient
+from twcmaster.vehicles.tesla.client import ClientSetupError, TeslaClient, load_private_key
+from twcmaster.vehicles.tesla.router import RoutedCarApi
 from twcmaster.vehicles.tesla.tokens import TokenKeeper
 
 DEFAULT_REGION = "NA"
@@ -35,10 +39,26 @@ def build_tesla_cars(
 ) -> TeslaCars:
     """Set ``.snapshot`` on the result once the daemon exists, and add it as a service."""
     tesla = config.tesla_api
-    assert tesla is not None
-    settings = TeslaCarsSettings.from_config(tesla)
+    settings = TeslaCarsSettings.from_config(tesla) if tesla else TeslaCarsSettings()
     scheduler = scheduler or AsyncioScheduler()
     common = dict(clock=clock, wallclock=wallclock, scheduler=scheduler, log=log)
+    try:
+        ble = _ble(config, log)
+    except ClientSetupError as error:
+        return TeslaCars(None, settings, state=("error", str(error)), **common)
+    if tesla is not None and not tesla.client_id and ble is not None:
+        # No Fleet API app yet: BLE alone still serves the cars in range.
+        log.warning("vehicle.teslaAPI.clientID is not set: Tesla cars over BLE only")
+        tesla = None
+    if tesla is None:
+        assert ble is not None
+        cars = TeslaCars(
+            None, settings, state=("starting", "checking the Bluetooth adapter"), **common
+        )
+        ble.on_call = cars.count_call
+        routed = RoutedCarApi(ble, None, log=log)
+        cars.api, cars.prepare = routed, routed.start
+        return cars
     if not tesla.client_id:
         message = "vehicle.teslaAPI.clientID is not set (the Fleet API app's client ID)"
         return TeslaCars(None, settings, state=("error", message), **common)
@@ -62,12 +82,34 @@ def build_tesla_cars(
         )
     except ClientSetupError as error:
         return TeslaCars(None, settings, state=("error", str(error)), **common)
+    routed = None
+    if ble is not None:
+        ble.on_call = cars.count_call
+        routed = RoutedCarApi(ble, client, log=log)
 
     async def prepare() -> None:
+        if routed is not None:
+            await routed.start()  # "BLE off" at start-up, once
         await keeper.access_token()
         if tesla.base_url is None and keeper.region in FLEET_HOSTS:
             client.base_url = FLEET_HOSTS[keeper.region]  # before the client's first call
 
-    cars.api, cars.prepare = client, prepare
+    cars.api, cars.prepare = routed or client, prepare
     cars.closing.append(keeper.close)
     return cars
+
+
+def _ble(config: AppConfig, log: Any) -> TeslaBle | None:
+    """The Bluetooth backend when ``vehicle.teslaBLE`` is on. Its key is read now, so a bad
+    path shows at start-up."""
+    ble = config.tesla_ble
+    if ble is None:
+        return None
+    return TeslaBle(
+        load_private_key(os.path.expanduser(ble.private_key_file)),  # as teslaAPI's key file
+        ble.vins,
+        adapter=ble.adapter,
+        scan_timeout_s=ble.scan_timeout_s,
+        command_timeout_s=ble.command_timeout_s,
+        log=log,
+    )

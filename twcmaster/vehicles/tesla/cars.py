@@ -251,7 +251,7 @@ class TeslaCars:
 
     def _targets(self, command: CarCommand) -> list[_Car]:
         if command.vin is not None:
-            car = self._cars.get(command.vin)
+            car = self._cars.get(command.vin) or self._adopted(command.vin)
             return [car] if car is not None and not self._bus_only_reason(car) else []
         cars = [car for car in self._cars.values() if not self._bus_only_reason(car)]
         if not self.settings.has_home:
@@ -261,6 +261,15 @@ class TeslaCars:
         if command.action.value == START:
             return [car for car in cars if car.location == "home"]
         return [car for car in cars if car.location != "away"]
+
+    def _adopted(self, vin: str) -> _Car | None:
+        """A VIN the TWC reported that no list names: taken when the API takes it (BLE alone
+        with no VINs configured; a car that does not know our key then refuses, for free)."""
+        adopt = getattr(self.api, "adopt_vin", None)
+        if adopt is None or not adopt(vin):
+            return None
+        self._changed()
+        return self._cars.setdefault(vin, _Car(vin))
 
     async def _work(self, car: _Car) -> None:
         """Carry out the car's latest wish, waiting for the rate limit, back-off and wake
@@ -532,7 +541,8 @@ class TeslaCars:
             billable_today=billable,
             budget_left=max(0, self.settings.daily_call_budget - billable),
         )
-        return replace(status, bus_only=self._bus_only_reason(car))
+        via = getattr(self.api, "last_backend", {}).get(car.vin, "")  # the router's
+        return replace(status, bus_only=self._bus_only_reason(car), via=via)
 
     def _wall_in(self, seconds: float) -> str:
         return (self.wallclock() + timedelta(seconds=seconds)).isoformat(timespec="seconds")

@@ -147,17 +147,17 @@ class TeslaClient:
 
     async def charge_start(self, vin: str) -> str:
         doc = await self._call("command", vin, lambda: self._commander(vin).charge_start())
-        return _command_reason(doc, START_OK_REASONS)
+        return command_reason(doc, START_OK_REASONS)
 
     async def charge_stop(self, vin: str) -> str:
         doc = await self._call("command", vin, lambda: self._commander(vin).charge_stop())
-        return _command_reason(doc, STOP_OK_REASONS)
+        return command_reason(doc, STOP_OK_REASONS)
 
     async def set_charging_amps(self, vin: str, amps: int) -> str:
         doc = await self._call(
             "command", vin, lambda: self._commander(vin).set_charging_amps(int(amps))
         )
-        return _command_reason(doc, frozenset())
+        return command_reason(doc, frozenset())
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -361,7 +361,7 @@ def _charge_data(vin: str, response: dict[str, Any]) -> api.ChargeData:
     )
 
 
-def _command_reason(doc: Any, ok_reasons: frozenset[str]) -> str:
+def command_reason(doc: Any, ok_reasons: frozenset[str]) -> str:
     response = _field(doc, "response", dict)
     reason = response.get("reason")
     reason = reason if isinstance(reason, str) else ""
