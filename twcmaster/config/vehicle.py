@@ -196,9 +196,7 @@ def parse_tesla_ble(data: Mapping[str, Any], report: Report) -> TeslaBleConfig |
     values = section(data, "vehicle", "teslaBLE")
     part = Section(values, "vehicle.teslaBLE", report)
     enabled = part.boolean("enabled", False)  # off unless asked for, as in TWCManager
-    if not enabled:
-        if enabled is False and any(key != "enabled" for key in values):
-            report.warn(part.key_path("enabled"), "not true: the Bluetooth backend stays off")
+    if not enabled:  # a section kept for later, switched off: nothing to say
         return None
     errors_before = len(report.errors)
     key_file = _text(part, "privateKeyFile")
