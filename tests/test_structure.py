@@ -45,6 +45,8 @@ BUS_MASTER_API = {
     "reply_window_end_s",
     "set_offer",
     "slave_views",
+    "pause_heartbeats",  # chargeStopMode 2
+    "send_relay_command",  # chargeStopMode 3
 }
 MAX_FUNCTION_LINES = 60
 MAX_CONFIG_FILE_LINES = 450

@@ -23,6 +23,8 @@ from twcmaster import events as ev
 from twcmaster.carview import CarsView
 from twcmaster.config import AppConfig
 from twcmaster.control.allocation import AllocationSettings, Controller, Offer, SlaveReading
+from twcmaster.control.busstop import BusAction, BusCarSeen, BusStep, BusStopper, BusStopSettings
+from twcmaster.control.busstop import ChargeStopMode as StopMode
 from twcmaster.control.carcommands import CarCommander, CarSeen
 from twcmaster.control.green import ChargerView, SiteReading
 from twcmaster.control.policy import Budget, FixedBudget, fixed_budget_from_config
@@ -54,6 +56,12 @@ MAX_TWCS_REMEMBERED = 64
 SET_LIMIT_COMMANDS = frozenset({set_limit_command(1), set_limit_command(2)})  # 05, 09
 DENIED_REASON = "charging switched off by hand"
 NOT_ASKING = frozenset({SlaveState.READY, SlaveState.ERROR})  # S0 of a slave without a car
+# How the allocation's reason names the way a held car is being stopped, by chargeStopMode.
+CAR_STOP_BY = {
+    StopMode.CAR_API: "asked through its API",
+    StopMode.PAUSE_HEARTBEATS: "its heartbeats paused",
+    StopMode.RELAY_COMMAND: "the TWC's stop command",
+}
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,7 @@ def master_settings(config: AppConfig) -> bm.MasterSettings:
         master_sign=rs485.master_sign,
         slave_timeout_s=rs485.slave_timeout_s,
         trailer_byte=rs485.trailer_byte,
+        ask_firmware=config.charge_stop_mode == StopMode.RELAY_COMMAND,
         limits=WiringLimits(
             max_amps_per_twc=config.wiring.max_amps_per_twc,
             max_amps_all_twcs=config.wiring.max_amps_all_twcs,
@@ -142,13 +151,16 @@ def allocation_settings(config: AppConfig) -> AllocationSettings:
         spike_amps_reactively=config.spike_amps_reactively,
         spike_amps=config.spike_amps,
         stop_hold_s=config.start_stop_delay_s,
+        car_stop_by=CAR_STOP_BY[StopMode(config.charge_stop_mode)],
     )
 
 
 class Core:
     """``policy``: a ``PolicyEngine`` (default: the config's fixed rate); ``car_api``: whether
-    the cars can be started and stopped through their API (then protocol 2 cars are stopped
-    that way; else with a 0 A offer, as TWCManager does without one). ``frame_events``:
+    the cars can be started and stopped through their API (then, with ``chargeStopMode`` 1,
+    protocol 2 cars are stopped that way; else with a 0 A offer, as TWCManager does without
+    one). ``chargeStopMode`` 2 and 3 stop them from the bus instead (``control/busstop.py``,
+    with or without a car API). ``frame_events``:
     also report every frame received, sent, rejected or ignored (for a debug log; default:
     when the config's log level is debug), which costs a little on every exchange.
 
@@ -173,7 +185,11 @@ class Core:
         self._site: SiteReading | None = None  # the energy sources' latest combined reading
         self._cars_view: CarsView | None = None  # the car module's, with each step
         self._local_time: datetime | None = None  # the wall clock, for schedules
-        self.car_commander = CarCommander() if car_api else None
+        stop_mode = StopMode(config.charge_stop_mode)
+        self.car_commander = CarCommander() if car_api and stop_mode is StopMode.CAR_API else None
+        self.bus_stopper = (
+            BusStopper(BusStopSettings(stop_mode)) if stop_mode is not StopMode.CAR_API else None
+        )
         self.link_up = False
         self.budget: Budget = Budget(0.0, "starting", "no decision yet")
         self.internal_errors = 0
@@ -331,6 +347,8 @@ class Core:
         self.controller.forget(event.twcid)
         if self.car_commander is not None:
             self.car_commander.forget(event.twcid)
+        if self.bus_stopper is not None:
+            self.bus_stopper.forget(event.twcid)
         self._last_seen.pop(event.twcid, None)
         self._offers.pop(event.twcid, None)
         self._emit(ev.SlaveLost(event.twcid, event.silent_s))
@@ -361,6 +379,14 @@ class Core:
             _remember(self._last_vins, event.twcid, event.vin)
         self._emit(ev.VinReported(event.twcid, event.vin))
 
+    def _on_firmware(self, event: bm.FirmwareReported, now: float) -> None:
+        self._emit(ev.FirmwareReported(event.twcid, event.version))
+
+    def _on_relay_ack(self, event: bm.RelayAcknowledged, now: float) -> None:
+        if self.bus_stopper is not None:
+            self.bus_stopper.acknowledged(event.twcid, event.started)
+        self._emit(ev.RelayAcknowledged(event.twcid, event.started))
+
     def _on_sent(self, event: bm.Sent, now: float) -> None:
         if self.frame_events:
             self._emit(ev.FrameSent(event.wire, event.message.name))
@@ -389,6 +415,8 @@ class Core:
         bm.Alarm: _on_alarm,
         bm.EnergyReported: _on_energy,
         bm.VinReported: _on_vin,
+        bm.FirmwareReported: _on_firmware,
+        bm.RelayAcknowledged: _on_relay_ack,
         bm.Sent: _on_sent,
         bm.FrameRejected: _on_rejected,
         bm.Ignored: _on_ignored,
@@ -443,7 +471,10 @@ class Core:
         slaves = self.master.slave_views()  # as they are before this allocation's offers
         self._set_budget(self._decide(now, slaves))
         denied = self._denied_twcids()
-        readings = [self._reading(s) for s in slaves if s.twcid not in denied]
+        # A slave whose heartbeats are paused hears no offer: it is left out, and the
+        # controller keeps counting its last committed amps until it reports again.
+        paused = {s.twcid for s in slaves if s.paused_until_s > now}
+        readings = [self._reading(s) for s in slaves if s.twcid not in denied | paused]
         max_cars = getattr(self.budget, "max_cars", None)
         try:
             self._offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
@@ -454,10 +485,18 @@ class Core:
         for slave in slaves:  # left out of the allocation: their committed amps still count
             if slave.twcid in denied:
                 self._offers[slave.twcid] = Offer(slave.twcid, 0, 0.0, DENIED_REASON)
+            elif slave.twcid in paused:
+                # 0 A is what it hears first when they resume: a car it stopped stays stopped
+                # until the allocation, seeing it again, decides otherwise.
+                left_s = slave.paused_until_s - now
+                reason = f"heartbeats paused {left_s:.0f}s more to stop its car: 0"
+                self._offers[slave.twcid] = Offer(slave.twcid, 0, 0.0, reason)
         for twcid, offer in self._offers.items():
             self.master.set_offer(twcid, offer.offer_amps)
         if self.car_commander is not None:
             self._command_cars(now, slaves)
+        if self.bus_stopper is not None:
+            self._stop_from_bus(now, slaves)
 
     def _runtime_settings(self) -> RuntimeSettings | None:
         settings = getattr(self.policy, "settings", None)
@@ -488,8 +527,14 @@ class Core:
             self.master.set_offer(slave.twcid, 0)
 
     def _stop_through_car(self, slave: bm.SlaveView) -> bool:
+        """Whether the controller keeps this P2 car at its minimum until it is stopped (by its
+        API or from the bus), rather than cutting it with a 0 A offer (§6.7)."""
+        if slave.protocol != 2:
+            return False
+        if self.bus_stopper is not None:
+            return self.bus_stopper.stop_through_bus(slave.twcid, slave.firmware)
         commander = self.car_commander
-        if commander is None or slave.protocol != 2:
+        if commander is None:
             return False
         if self._cars_view is not None:
             # The car module says whether this car can be reached (token, account, budget);
@@ -519,6 +564,36 @@ class Core:
             self._emit(ev.CarCommandWanted(command))
         for notice in decision.notices:
             self._emit(notice)
+
+    def _stop_from_bus(self, now: float, slaves: tuple[bm.SlaveView, ...]) -> None:
+        """chargeStopMode 2 / 3: pause a slave's heartbeats or send it FC B2 / FC B1."""
+        assert self.bus_stopper is not None
+        seen = [
+            BusCarSeen(
+                twcid=s.twcid,
+                state=s.state,
+                actual_amps=s.actual_amps,
+                offer_amps=self._offers[s.twcid].offer_amps,
+                min_amps=self.controller.min_offer_amps(s.protocol),
+                car_stop_wanted=self._offers[s.twcid].car_stop_wanted,
+                firmware=s.firmware,
+                paused=s.paused_until_s > now,
+            )
+            for s in slaves
+            if s.protocol == 2 and s.twcid in self._offers
+        ]
+        decision = self.bus_stopper.decide(now, seen)
+        for step in decision.steps:
+            if self._carry_out(step):
+                self._emit(ev.BusStopStep(step))
+        for notice in decision.notices:
+            self._emit(notice)
+
+    def _carry_out(self, step: BusStep) -> bool:
+        if step.until_s is not None:
+            return self.master.pause_heartbeats(step.twcid, step.until_s)
+        start = step.action is BusAction.START_RELAY
+        return self.master.send_relay_command(step.twcid, start)
 
     # -- status
 

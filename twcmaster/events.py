@@ -19,6 +19,7 @@ from twcmaster.control.carcommands import CarNotice
 
 if TYPE_CHECKING:
     from twcmaster.carview import CarsView
+    from twcmaster.control.busstop import BusStep
     from twcmaster.control.carcommands import CarCommand
     from twcmaster.control.policy import Budget
 
@@ -130,6 +131,27 @@ class CarsUpdated:
     view: CarsView
 
 
+@dataclass(frozen=True)
+class BusStopStep:
+    """chargeStopMode 2 / 3: a slave's heartbeats paused, or FC B2 / FC B1 sent to it."""
+
+    step: BusStep
+
+
+@dataclass(frozen=True)
+class RelayAcknowledged:
+    """A TWC acknowledged the start (FD B1) or stop (FD B2) command."""
+
+    twcid: int
+    started: bool
+
+
+@dataclass(frozen=True)
+class FirmwareReported:
+    twcid: int
+    version: tuple[int, int, int, int]
+
+
 # --- trouble ---------------------------------------------------------------------------------
 
 
@@ -202,6 +224,9 @@ Event = (
     | CarCommandWanted
     | CarsUpdated
     | CarNotice
+    | BusStopStep
+    | RelayAcknowledged
+    | FirmwareReported
     | AlarmRaised
     | AlarmCleared
     | InternalError

@@ -45,7 +45,7 @@ from twcmaster.config.model import AppConfig, LoadedConfig, WiringConfig
 from twcmaster.config.problems import ConfigError, Problem, Report, describe_value, kind
 from twcmaster.config.rs485 import parse_rs485
 from twcmaster.config.schema import check_keys, warn_unused
-from twcmaster.config.vehicle import parse_tesla_api, parse_tesla_ble
+from twcmaster.config.vehicle import parse_charge_stop_mode, parse_tesla_api, parse_tesla_ble
 
 if TYPE_CHECKING:
     from twcmaster.sources.registry import SourceSpec
@@ -114,6 +114,7 @@ def _parse_app_config(
         http=parse_http(data, report),
         tesla_api=parse_tesla_api(data, report),
         tesla_ble=parse_tesla_ble(data, report),
+        charge_stop_mode=parse_charge_stop_mode(data, report),
     )
     _check_fake_master(cfg)
     if report.errors:

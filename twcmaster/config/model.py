@@ -78,6 +78,9 @@ class AppConfig:
     tesla_api: TeslaApiConfig | None = None
     # The same commands over Bluetooth LE (config/vehicle.py); None: disabled.
     tesla_ble: TeslaBleConfig | None = None
+    # How a protocol-2 car is stopped (TWCManager chargeStopMode): 1 its API (else a 0 A
+    # offer), 2 pause its TWC's heartbeats, 3 the TWC's stop command (control/busstop.py).
+    charge_stop_mode: int = 1
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""

@@ -152,7 +152,7 @@ _TWCMANAGER_KEYS: dict[str, Any] = {
 # Keys only twcmaster reads.
 _TWCMASTER_EXTRAS: dict[str, Any] = {
     "config": _keys(
-        "nonScheduledAmpsMax spikeAmpsProactively spikeAmpsReactively spikeAmps"
+        "nonScheduledAmpsMax spikeAmpsProactively spikeAmpsReactively spikeAmps chargeStopMode"
         " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay"
         " greenEnergyMinOnTime greenEnergyMinOffTime greenEnergySmoothingSeconds"
         " greenEnergyRaiseDelay"
@@ -198,7 +198,7 @@ _USED_CONFIG_KEYS = frozenset(
     " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset greenEnergyLatch"
     " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
     " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay"
-    " teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins".split()
+    " teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins chargeStopMode".split()
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}

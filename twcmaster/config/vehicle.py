@@ -7,6 +7,10 @@ TWCManager's own keys carry over as fallbacks: ``config.teslaApiClientID`` for `
 ``config.teslaProxy`` / ``config.teslaProxyCert`` for ``baseURL`` / ``proxyCert`` and
 ``config.wakeDelayMins`` for ``wakeDelayS``. As in TWCManager the module is on when its
 section is there without ``enabled``; it only calls Tesla once it has a refresh token.
+
+``chargeStopMode`` (how a protocol-2 car is stopped, ``parse_charge_stop_mode``) is read from
+``vehicle.teslaAPI`` as in TWCManager's sample, else from ``config``: modes 2 and 3 need no car
+API, so they must be settable without that section. (TWCManager keeps it in settings.json.)
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "TeslaBleConfig",
     "parse_tesla_api",
     "parse_tesla_ble",
+    "parse_charge_stop_mode",
     "FLEET_AUTH_URL",
     "FLEET_HOSTS",
 ]
@@ -43,6 +48,10 @@ DAILY_WAKE_BUDGET = 10  # per car per day: a wake costs as much as 20 commands (
 WAKE_DELAY_S = 180.0  # TWCManager's wakeDelayMins 3: the offer itself may wake the car
 TIMEOUT_S = 20.0  # per HTTP request
 CHARGE_STOP_VIA_API = 1
+CHARGE_STOP_MODES = (
+    "1 (through the car's API), 2 (pause the TWC's heartbeats) or 3 (the TWC's stop command,"
+    " firmware 4.5.3 or later)"
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,6 @@ class TeslaApiConfig:
     home_radius_m: float
     daily_call_budget: int
     daily_wake_budget: int
-    charge_stop_mode: int
     wake_delay_s: float
     timeout_s: float
 
@@ -104,10 +112,9 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
         "dailyWakeBudget", DAILY_WAKE_BUDGET, "wakes per car per day from 0 to 100",
         lambda x: 0 <= x <= 100,
     )  # fmt: skip
-    stop_mode = _charge_stop_mode(part)
     wake_delay = _wake_delay_s(part, legacy)
     timeout = part.number("timeoutS", TIMEOUT_S, "seconds from 1 to 120", lambda x: 1 <= x <= 120)
-    needed = (auth_url, token_file, radius, budget, wakes, stop_mode, wake_delay, timeout)
+    needed = (auth_url, token_file, radius, budget, wakes, wake_delay, timeout)
     if any(value is None for value in needed) or report.errors:
         return None
     return TeslaApiConfig(
@@ -123,7 +130,6 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
         home_radius_m=radius,
         daily_call_budget=budget,
         daily_wake_budget=wakes,
-        charge_stop_mode=stop_mode,
         wake_delay_s=wake_delay,
         timeout_s=timeout,
     )
@@ -150,16 +156,19 @@ def _url(part: Section, key: str) -> str | None:
     return value
 
 
+def parse_charge_stop_mode(data: Mapping[str, Any], report: Report) -> int | None:
+    """``vehicle.teslaAPI.chargeStopMode``, else ``config.chargeStopMode``, else 1."""
+    api = Section(section(data, "vehicle", "teslaAPI"), "vehicle.teslaAPI", report)
+    if api.raw("chargeStopMode") is not ABSENT:
+        return _charge_stop_mode(api)
+    return _charge_stop_mode(Section(section(data, "config"), "config", report))
+
+
 def _charge_stop_mode(part: Section) -> int | None:
-    mode = part.whole(
-        "chargeStopMode", CHARGE_STOP_VIA_API, "1 (through the car's API)",
+    return part.whole(
+        "chargeStopMode", CHARGE_STOP_VIA_API, CHARGE_STOP_MODES,
         lambda x: 1 <= x <= 3, from_string=True,
     )  # fmt: skip
-    if mode in (2, 3):
-        # 2 (stop heartbeats) and 3 (the bus stop command) touch the bus master: not yet.
-        part.bad("chargeStopMode", mode, "1 (2 and 3 are not available in twcmaster yet)")
-        return None
-    return mode
 
 
 def _wake_delay_s(part: Section, legacy: Section) -> float | None:

@@ -100,6 +100,8 @@ class AllocationSettings:
     stop_hold_s: float = 60.0  # startStopDelay: keep a car that just started at its minimum
     charging_threshold_amps: float = 1.0
     charging_debounce_s: float = 5.0
+    # How a car held for stop_through_car is being stopped (for the offer's reason).
+    car_stop_by: str = "asked through its API"
 
     def __post_init__(self) -> None:
         for name in ("wiring_max_amps_all_twcs", "wiring_max_amps_per_twc", "min_amps_per_twc"):
@@ -394,7 +396,8 @@ class Controller:
         level = _water_fill(charging, max(room, 0))
         for w in charging:
             if w.car_stop:
-                w.reason = f"minimum {w.target}A until the car stops (asked through its API)"
+                by = self._settings.car_stop_by
+                w.reason = f"minimum {w.target}A until the car stops ({by})"
             elif w.stop_held:
                 left = self._stop_hold_left(w, now)
                 w.reason = f"stop hold: minimum {w.target}A for {left:.0f}s more"

@@ -308,6 +308,13 @@ class ConsoleOutput:
     def _car_notice(self, event: ev.CarNotice, now: float) -> None:
         self.status.line(f"TWC {event.twcid:04X}: {event.message}.")
 
+    def _bus_stop(self, event: ev.BusStopStep, now: float) -> None:
+        self.status.line(f"TWC {event.step.twcid:04X}: {event.step.message}.")
+
+    def _relay_ack(self, event: ev.RelayAcknowledged, now: float) -> None:
+        what = "start (FD B1)" if event.started else "stop (FD B2)"
+        self.status.line(f"TWC {event.twcid:04X} acknowledged the {what} command.")
+
     _handlers: dict[type, Callable[[ConsoleOutput, Any, float], None]] = {
         ev.HeartbeatExchanged: _heartbeat,
         ev.BudgetDecided: _budget,
@@ -315,4 +322,6 @@ class ConsoleOutput:
         ev.CarCommandWanted: _car_command,
         ev.CarsUpdated: _cars,
         ev.CarNotice: _car_notice,
+        ev.BusStopStep: _bus_stop,
+        ev.RelayAcknowledged: _relay_ack,
     }

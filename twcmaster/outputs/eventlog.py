@@ -79,6 +79,18 @@ class EventLog:
     def _car_notice(self, event: ev.CarNotice, now: float) -> None:
         self.log.warning(event.message, twcid=_twcid(event.twcid))
 
+    def _bus_stop(self, event: ev.BusStopStep, now: float) -> None:
+        step = event.step
+        self.log.info(step.message, twcid=_twcid(step.twcid), action=step.action.value)
+
+    def _relay_ack(self, event: ev.RelayAcknowledged, now: float) -> None:
+        action = "start" if event.started else "stop"
+        self.log.info("relay command acknowledged", twcid=_twcid(event.twcid), action=action)
+
+    def _firmware(self, event: ev.FirmwareReported, now: float) -> None:
+        version = ".".join(str(part) for part in event.version)
+        self.log.info("firmware", twcid=_twcid(event.twcid), version=version)
+
     def _alarm(self, event: ev.AlarmRaised, now: float) -> None:
         self.log.error(event.message, alarm=event.kind)
 
@@ -122,6 +134,9 @@ class EventLog:
         ev.VinReported: _vin,
         ev.CarCommandWanted: _car_command,
         ev.CarNotice: _car_notice,
+        ev.BusStopStep: _bus_stop,
+        ev.RelayAcknowledged: _relay_ack,
+        ev.FirmwareReported: _firmware,
         ev.AlarmRaised: _alarm,
         ev.InternalError: _internal_error,
         ev.BytesReceived: _received,

@@ -44,6 +44,16 @@ DEPARTED_HOLD_S = 30.0
 # A query and its reply on the wire, at the longest body length (§2.5).
 QUERY_EXCHANGE_WIRE_S = 2 * max(codec.VALID_BODY_LENGTHS) * codec.BYTE_TIME_S
 FIRST_ENERGY_POLL_S = 5.0  # a new slave's first FB EB comes this long after its link-ready
+# FC B1 / FC B2 exist only from this firmware on (§3.5); older units ignore them. FD EC's bytes
+# are read as major, minor, revision, extended (JN); SM names them release, major, minor,
+# patch, which would read lower: the safe direction (no relay command is sent).
+RELAY_COMMAND_MIN_FIRMWARE = (4, 5, 3)
+# The firmware question (FB EC) when the relay stop mode needs the answer: first asked this
+# long after the link-ready, then again after FIRMWARE_RETRY_S, at most FIRMWARE_ATTEMPTS
+# times (an older unit never answers it, §3.4).
+FIRST_FIRMWARE_ASK_S = 3.0
+FIRMWARE_RETRY_S = 30.0
+FIRMWARE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class MasterSettings:
     vin_retry_s: float = VIN_RETRY_S  # start the VIN sequence over after this (§5.4)
     vin_max_attempts: int = VIN_MAX_ATTEMPTS  # first try + 5 retries (§5.4)
     trailer_byte: int | None = None  # byte sent after each closing C0 (§8 Q1): none by default
+    # Ask P2 slaves their firmware (FB EC): only the relay stop mode needs it (chargeStopMode 3).
+    ask_firmware: bool = False
     # The wiring limits the amps gate applies to every heartbeat (protocol/gate.py).
     limits: WiringLimits = field(default_factory=WiringLimits)
 
@@ -126,6 +138,20 @@ class Alarm(Event):
 
 
 @dataclass(frozen=True)
+class FirmwareReported(Event):
+    twcid: int
+    version: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class RelayAcknowledged(Event):
+    """A slave acknowledged FC B1 (``started``) or FC B2 (§3.5)."""
+
+    twcid: int
+    started: bool
+
+
+@dataclass(frozen=True)
 class FrameRejected(Event):
     raw: bytes
     reason: str
@@ -182,6 +208,29 @@ class Slave:
     next_energy_poll_s: float = 0.0
     vin: str | None = None  # set from what vin_query answers
     vin_query: VinQuery = field(default_factory=VinQuery)  # the VIN sequence (§5.4)
+    firmware: tuple[int, int, int, int] | None = None  # from FD EC
+    firmware_asks: int = 0  # FB EC sent so far
+    next_firmware_ask_s: float = math.inf  # inf: not to be asked
+    # No heartbeats (nor anything else) to it before this: chargeStopMode 2 lets the slave
+    # notice it lost its master, which stops the car (§5.1, §6.7).
+    paused_until_s: float = -math.inf
+    relay_command: Code | None = None  # FC B1 / FC B2 waiting for a free slot
+
+    def paused(self, now_s: float) -> bool:
+        return now_s < self.paused_until_s
+
+    @property
+    def heartbeat_due_s(self) -> float:
+        return max(self.next_heartbeat_s, self.paused_until_s)
+
+    @property
+    def relay_commands_supported(self) -> bool:
+        firmware = self.firmware
+        return (
+            self.protocol == 2
+            and firmware is not None
+            and (tuple(firmware[:3]) >= RELAY_COMMAND_MIN_FIRMWARE)
+        )
 
     @property
     def min_amps_supported(self) -> int:
@@ -223,6 +272,9 @@ class SlaveView:
     lifetime_kwh: int | None
     voltages: tuple[int, int, int] | None
     last_rx_s: float  # when it last answered (the master's clock)
+    firmware: tuple[int, int, int, int] | None = None  # None: not (yet) reported
+    paused_until_s: float = -math.inf  # heartbeats paused until then (chargeStopMode 2)
+    relay_commands_supported: bool = False  # P2 with firmware >= 4.5.3: FC B1/B2 allowed
 
 
 def _view(slave: Slave) -> SlaveView:
@@ -238,6 +290,9 @@ def _view(slave: Slave) -> SlaveView:
         lifetime_kwh=slave.lifetime_kwh,
         voltages=slave.voltages,
         last_rx_s=slave.last_rx_s,
+        firmware=slave.firmware,
+        paused_until_s=slave.paused_until_s,
+        relay_commands_supported=slave.relay_commands_supported,
     )
 
 
@@ -297,6 +352,27 @@ class BusMaster:
             amps = min(amps, math.floor(ceiling))
         slave.offer_amps = min(amps, slave.max_centiamps // CENTIAMPS_PER_AMP)
 
+    def pause_heartbeats(self, twcid: int, until_s: float) -> bool:
+        """Send this slave nothing until ``until_s`` (chargeStopMode 2): it stops the car on
+        its own about 30 s after its last heartbeat (§5.1, §6.7). It stays linked and its
+        committed amps keep counting against the others until it reports a lower limit.
+        False: no such slave, or the master is stopping (then every slave gets its 0 A)."""
+        slave = self.slaves.get(twcid)
+        if slave is None or self._stopping_s is not None:
+            return False
+        slave.paused_until_s = max(slave.paused_until_s, until_s)
+        return True
+
+    def send_relay_command(self, twcid: int, start: bool) -> bool:
+        """Queue FC B1 (``start``) or FC B2 for this slave's next free slot (chargeStopMode 3).
+        Refused (False) unless it is a P2 slave whose firmware is known to be >= 4.5.3
+        (§3.5): older units do not know the codes, and unknown codes can upset a TWC."""
+        slave = self.slaves.get(twcid)
+        if slave is None or not slave.relay_commands_supported or self._stopping_s is not None:
+            return False
+        slave.relay_command = Code.START_CHARGING if start else Code.STOP_CHARGING
+        return True
+
     def stop(self, now_s: float) -> None:
         """Before exiting: a 0 A heartbeat to every slave at once, so the cars stop now rather
         than at the TWC's master timeout; no more link-ready frames or queries."""
@@ -304,6 +380,8 @@ class BusMaster:
         self._burst_left = 0
         for slave in self.slaves.values():  # the amps gate sends 0 A from now on
             slave.next_heartbeat_s = now_s
+            slave.paused_until_s = -math.inf  # a 0 A heartbeat is the safe last word
+            slave.relay_command = None
             slave.vin_query.on_master_stopping()
             slave.next_energy_poll_s = math.inf
 
@@ -367,7 +445,11 @@ class BusMaster:
             and message.code in (Code.FOREIGN_MASTER_FC_E2, Code.FOREIGN_MASTER_FB_E1)
         ):
             return self._on_foreign_master(message, payload, now_s)
-        if isinstance(message, m.SlaveReply | m.FirmwareVersion | m.SerialNumber):
+        if isinstance(message, m.FirmwareVersion):
+            return self._on_firmware(message, now_s)
+        if isinstance(message, m.SlaveReply) and message.kind in RELAY_ACKS:
+            return self._on_relay_ack(message, now_s)
+        if isinstance(message, m.SlaveReply | m.SerialNumber):
             self._mark_rx(message.sender, now_s)
             return [Ignored(message, "informational")]
         if isinstance(message, m.UnaddressedMessage) and message.kind == Code.IDLE:
@@ -426,6 +508,8 @@ class BusMaster:
             unacked_centiamps=departed_centiamps,
             vin_query=VinQuery(self.settings.vin_retry_s, self.settings.vin_max_attempts),
         )
+        if self.settings.ask_firmware and msg.protocol == 2:
+            self.slaves[msg.sender].next_firmware_ask_s = now_s + FIRST_FIRMWARE_ASK_S
         events = [SlaveLinked(msg.sender, msg.protocol, msg.max_centiamps / CENTIAMPS_PER_AMP)]
         if len(self.slaves) > 3:
             text = f"{len(self.slaves)} slaves: real TWC masters support at most 3"
@@ -485,6 +569,20 @@ class BusMaster:
             slave.vin = answer.vin
         return _vin_part_events(msg, answer)
 
+    def _on_firmware(self, msg: m.FirmwareVersion, now_s: float) -> list[Event]:
+        slave = self._mark_rx(msg.sender, now_s)
+        if slave is None:
+            return [Ignored(msg, "firmware version from an unknown unit")]
+        slave.firmware = msg.version
+        slave.next_firmware_ask_s = math.inf
+        return [FirmwareReported(slave.twcid, msg.version)]
+
+    def _on_relay_ack(self, msg: m.SlaveReply, now_s: float) -> list[Event]:
+        slave = self._mark_rx(msg.sender, now_s)
+        if slave is None:
+            return [Ignored(msg, "start/stop acknowledgement from an unknown unit")]
+        return [RelayAcknowledged(slave.twcid, msg.kind == Code.ACK_START)]
+
     def _on_foreign_master(self, msg: m.Message, payload: bytes, now_s: float) -> list:
         sender = int.from_bytes(payload[2:4], "big") if len(payload) >= 4 else None
         self.foreign_master_seen_s = now_s
@@ -523,7 +621,10 @@ class BusMaster:
         if self._parser.receiving_at(now_s):
             free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
         times = [now_s + 1.0]
-        times += [s.last_rx_s + self.settings.slave_timeout_s for s in self.slaves.values()]
+        times += [
+            max(s.last_rx_s + self.settings.slave_timeout_s, s.paused_until_s)
+            for s in self.slaves.values()
+        ]
         if self._pending is not None and self._window_end_s > now_s:
             # The reply is due by then: a caller that reads the port on its own schedule
             # (to save a wake-up per reply) looks then; the next request may follow at once.
@@ -531,9 +632,10 @@ class BusMaster:
         if self._burst_left:
             times.append(free_s)
         if self.slaves:
-            times.append(max(free_s, min(s.next_heartbeat_s for s in self.slaves.values())))
+            times.append(max(free_s, min(s.heartbeat_due_s for s in self.slaves.values())))
             if self._query_fits(free_s) and any(
-                self._has_query(s, free_s) for s in self.slaves.values()
+                self._has_query(s, free_s) or s.relay_command is not None
+                for s in self.slaves.values()
             ):
                 times.append(free_s)
         return max(now_s, min(times))
@@ -550,7 +652,9 @@ class BusMaster:
         events: list[Event] = []
         for twcid, slave in list(self.slaves.items()):
             silent_s = now_s - slave.last_rx_s
-            if silent_s > self.settings.slave_timeout_s:
+            # A paused slave is silent because we are: it is dropped only if it stays silent
+            # after its heartbeats resume.
+            if silent_s > self.settings.slave_timeout_s and not slave.paused(now_s):
                 del self.slaves[twcid]
                 self._departed[twcid] = (now_s + DEPARTED_HOLD_S, slave.committed_centiamps)
                 events.append(SlaveLost(twcid, silent_s))
@@ -565,7 +669,7 @@ class BusMaster:
         # Slaves that answered their last heartbeat go first (a silent one costs the reply
         # timeout, and several of them must not push the others past their second); among
         # those, the one waiting longest since its last heartbeat.
-        due = [s for s in self.slaves.values() if s.next_heartbeat_s <= now_s]
+        due = [s for s in self.slaves.values() if s.heartbeat_due_s <= now_s]
         if due:
             slave = min(due, key=_heartbeat_priority)
             return self._heartbeat(slave, now_s), slave.twcid
@@ -573,11 +677,28 @@ class BusMaster:
             return self._linkready(), None
         if self._stopping_s is not None:
             return None, None
+        relay = self._relay_message(now_s)
+        if relay is not None:
+            return relay
         for slave in sorted(self.slaves.values(), key=lambda s: s.next_heartbeat_s):
+            if slave.paused(now_s):
+                continue  # not a word to it: it must notice that it lost its master
             query = self._query(slave, now_s)
             if query is not None:
                 return query, slave.twcid
         return None, None
+
+    def _relay_message(self, now_s: float) -> tuple[m.Message, int] | None:
+        """A queued FC B1 / FC B2, in the first free slot (before any query), only if its
+        exchange ends before a heartbeat falls due."""
+        if not self._query_fits(now_s):
+            return None
+        for slave in self.slaves.values():
+            if slave.relay_command is not None and not slave.paused(now_s):
+                code, slave.relay_command = slave.relay_command, None
+                me = self.settings.master_twcid
+                return m.AddressedRequest(code, me, slave.twcid, m.P2_BODY_LENGTH), slave.twcid
+        return None
 
     def _linkready(self) -> m.Message:
         which = 1 if self._burst_left > LINKREADY_COPIES else 2
@@ -616,20 +737,23 @@ class BusMaster:
         return self._round_anchor_s + rounds * interval
 
     def _has_query(self, slave: Slave, now_s: float) -> bool:
-        if slave.protocol != 2:
+        if slave.protocol != 2 or slave.paused(now_s):
             return False  # P1 firmware predates the data queries
-        return slave.vin_query.asking or now_s >= slave.next_energy_poll_s
+        due = (slave.next_energy_poll_s, slave.next_firmware_ask_s)
+        return slave.vin_query.asking or now_s >= min(due)
 
     def _query_fits(self, at_s: float) -> bool:
         """A query exchange started at ``at_s`` ends before any heartbeat falls due."""
         exchange_s = QUERY_EXCHANGE_WIRE_S + self.settings.reply_timeout_s
-        return all(s.next_heartbeat_s >= at_s + exchange_s for s in self.slaves.values())
+        return all(s.heartbeat_due_s >= at_s + exchange_s for s in self.slaves.values())
 
     def _query(self, slave: Slave, now_s: float) -> m.Message | None:
         """One housekeeping query, only if it fits before the next heartbeat (§5.3 step 3)."""
         if not self._has_query(slave, now_s) or not self._query_fits(now_s):
             return None
         me = self.settings.master_twcid
+        if now_s >= slave.next_firmware_ask_s:
+            return self._firmware_request(slave, now_s)
         if slave.vin_query.asking:
             part = slave.vin_query.on_query_slot(now_s)
             if part is not None:
@@ -640,6 +764,16 @@ class BusMaster:
                 return None
         slave.next_energy_poll_s = now_s + self.settings.energy_poll_interval_s
         return m.AddressedRequest(Code.REQUEST_ENERGY, me, slave.twcid, m.P2_BODY_LENGTH)
+
+    def _firmware_request(self, slave: Slave, now_s: float) -> m.Message:
+        slave.firmware_asks += 1
+        more = slave.firmware_asks < FIRMWARE_ATTEMPTS
+        slave.next_firmware_ask_s = now_s + FIRMWARE_RETRY_S if more else math.inf
+        me = self.settings.master_twcid
+        return m.AddressedRequest(Code.REQUEST_FIRMWARE, me, slave.twcid, m.P2_BODY_LENGTH)
+
+
+RELAY_ACKS = frozenset({Code.ACK_START, Code.ACK_STOP})
 
 
 def _vin_part_events(msg: m.VinPart, answer: PartAnswer) -> list[Event]:
