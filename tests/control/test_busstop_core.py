@@ -42,7 +42,9 @@ def config(mode: int, where: str = "config"):
 
 
 def twc(twcid: int, firmware=(4, 5, 3, 0)) -> SimulatedSlave:
-    return SimulatedSlave(twcid, 0x21, 2, car=SimulatedCar(seed=twcid), seed=twcid, firmware=firmware)
+    return SimulatedSlave(
+        twcid, 0x21, 2, car=SimulatedCar(seed=twcid), seed=twcid, firmware=firmware
+    )
 
 
 @dataclass
@@ -189,6 +191,7 @@ def test_mode_2_at_most_three_pauses_a_session_then_a_0a_offer_with_a_warning():
 
 # --- mode 3 ----------------------------------------------------------------------------------
 
+
 def test_mode_3_stop_and_start_commands_on_the_wire():
     a, b = twc(A), twc(B)
     run = start(3, [a, b])
@@ -202,7 +205,8 @@ def test_mode_3_stop_and_start_commands_on_the_wire():
     stops = [(t, w) for t, w in run.sent if w[1:3] == b"\xfc\xb2"]
     assert len(stops) == 1
     assert stops[0][1] == bytes.fromhex(
-        "C0 FC B2 77 77 22 22 00 00 00 00 00 00 00 00 00 " + f"{codec.checksum(stops[0][1][1:16]):02X} C0"
+        "C0 FC B2 77 77 22 22 00 00 00 00 00 00 00 00 00 "
+        + f"{codec.checksum(stops[0][1][1:16]):02X} C0"
     )
     assert [e.started for _, e in run.of(ev.RelayAcknowledged)] == [False]
     assert not b.relay_closed and b.actual_amps == 0 and a.actual_amps > 0

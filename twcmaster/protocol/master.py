@@ -622,7 +622,7 @@ class BusMaster:
             free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
         times = [now_s + 1.0]
         times += [
-            max(s.last_rx_s + self.settings.slave_timeout_s, s.paused_until_s)
+            max(s.last_rx_s, s.paused_until_s) + self.settings.slave_timeout_s
             for s in self.slaves.values()
         ]
         if self._pending is not None and self._window_end_s > now_s:
@@ -651,10 +651,10 @@ class BusMaster:
             self._pending = None
         events: list[Event] = []
         for twcid, slave in list(self.slaves.items()):
-            silent_s = now_s - slave.last_rx_s
             # A paused slave is silent because we are: it is dropped only if it stays silent
-            # after its heartbeats resume.
-            if silent_s > self.settings.slave_timeout_s and not slave.paused(now_s):
+            # for the timeout after its heartbeats resume.
+            silent_s = now_s - max(slave.last_rx_s, slave.paused_until_s)
+            if silent_s > self.settings.slave_timeout_s:
                 del self.slaves[twcid]
                 self._departed[twcid] = (now_s + DEPARTED_HOLD_S, slave.committed_centiamps)
                 events.append(SlaveLost(twcid, silent_s))
