@@ -590,7 +590,10 @@ class Core:
             self._emit(notice)
 
     def _carry_out(self, step: BusStep) -> bool:
-        if step.until_s is not None:
+        """Hand one step to the bus master; False if it refused (stopping, or a relay
+        command to a TWC not known to run firmware 4.5.3 or later)."""
+        if step.action is BusAction.PAUSE_HEARTBEATS:
+            assert step.until_s is not None
             return self.master.pause_heartbeats(step.twcid, step.until_s)
         start = step.action is BusAction.START_RELAY
         return self.master.send_relay_command(step.twcid, start)
