@@ -382,6 +382,10 @@ class Core:
     def _on_firmware(self, event: bm.FirmwareReported, now: float) -> None:
         self._emit(ev.FirmwareReported(event.twcid, event.version))
 
+    def _on_resumed(self, event: bm.HeartbeatsResumed, now: float) -> None:
+        amps = event.offer_centiamps / 100
+        self._emit(ev.HeartbeatsResumed(event.twcid, amps))
+
     def _on_relay_ack(self, event: bm.RelayAcknowledged, now: float) -> None:
         if self.bus_stopper is not None:
             self.bus_stopper.acknowledged(event.twcid, event.started)
@@ -417,6 +421,7 @@ class Core:
         bm.VinReported: _on_vin,
         bm.FirmwareReported: _on_firmware,
         bm.RelayAcknowledged: _on_relay_ack,
+        bm.HeartbeatsResumed: _on_resumed,
         bm.Sent: _on_sent,
         bm.FrameRejected: _on_rejected,
         bm.Ignored: _on_ignored,

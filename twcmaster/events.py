@@ -139,6 +139,14 @@ class BusStopStep:
 
 
 @dataclass(frozen=True)
+class HeartbeatsResumed:
+    """chargeStopMode 2: a paused slave's heartbeats resumed, the first one carrying this."""
+
+    twcid: int
+    offer_amps: float
+
+
+@dataclass(frozen=True)
 class RelayAcknowledged:
     """A TWC acknowledged the start (FD B1) or stop (FD B2) command."""
 
@@ -225,6 +233,7 @@ Event = (
     | CarsUpdated
     | CarNotice
     | BusStopStep
+    | HeartbeatsResumed
     | RelayAcknowledged
     | FirmwareReported
     | AlarmRaised

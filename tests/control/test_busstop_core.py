@@ -136,6 +136,8 @@ def test_mode_2_pauses_only_that_slaves_heartbeats_and_its_car_stops():
     assert codec.frame(first.to_payload()).hex(" ").upper().startswith(expected)
     assert run.max_limits_sum_a <= WIRING_ALL_A and run.max_draw_sum_a <= WIRING_ALL_A
     assert B in {s.twcid for s in run.core.master.slave_views()}  # still linked
+    (resumed,) = run.of(ev.HeartbeatsResumed)
+    assert resumed[1] == ev.HeartbeatsResumed(B, 0.0) and resumed[0] == first_at
 
 
 def test_mode_2_works_from_vehicle_tesla_api_without_the_module():

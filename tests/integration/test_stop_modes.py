@@ -151,6 +151,7 @@ def test_mode_2_pauses_one_slave_its_car_stops_the_other_keeps_heartbeats():
         assert len(watch.of(ev.BusStopStep)) == 1
         assert any("0 A offer" in line for line in rig.lines)
         assert any("pausing its heartbeats" in line for line in rig.lines)
+        assert any("heartbeats resumed after the pause, offering 0.00A" in x for x in rig.lines)
         assert watch.max_limits_a <= WIRING_ALL_A
 
     run(2, (4, 5, 3, 0), scenario)

@@ -311,6 +311,12 @@ class ConsoleOutput:
     def _bus_stop(self, event: ev.BusStopStep, now: float) -> None:
         self.status.line(f"TWC {event.step.twcid:04X}: {event.step.message}.")
 
+    def _resumed(self, event: ev.HeartbeatsResumed, now: float) -> None:
+        self.status.line(
+            f"TWC {event.twcid:04X}: heartbeats resumed after the pause, offering "
+            f"{event.offer_amps:.2f}A."
+        )
+
     def _relay_ack(self, event: ev.RelayAcknowledged, now: float) -> None:
         what = "start (FD B1)" if event.started else "stop (FD B2)"
         self.status.line(f"TWC {event.twcid:04X} acknowledged the {what} command.")
@@ -324,4 +330,5 @@ class ConsoleOutput:
         ev.CarNotice: _car_notice,
         ev.BusStopStep: _bus_stop,
         ev.RelayAcknowledged: _relay_ack,
+        ev.HeartbeatsResumed: _resumed,
     }

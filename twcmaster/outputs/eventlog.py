@@ -83,6 +83,10 @@ class EventLog:
         step = event.step
         self.log.info(step.message, twcid=_twcid(step.twcid), action=step.action.value)
 
+    def _resumed(self, event: ev.HeartbeatsResumed, now: float) -> None:
+        twcid = _twcid(event.twcid)
+        self.log.info("heartbeats resumed", twcid=twcid, offer_amps=event.offer_amps)
+
     def _relay_ack(self, event: ev.RelayAcknowledged, now: float) -> None:
         action = "start" if event.started else "stop"
         self.log.info("relay command acknowledged", twcid=_twcid(event.twcid), action=action)
@@ -136,6 +140,7 @@ class EventLog:
         ev.CarNotice: _car_notice,
         ev.BusStopStep: _bus_stop,
         ev.RelayAcknowledged: _relay_ack,
+        ev.HeartbeatsResumed: _resumed,
         ev.FirmwareReported: _firmware,
         ev.AlarmRaised: _alarm,
         ev.InternalError: _internal_error,

@@ -144,6 +144,14 @@ class FirmwareReported(Event):
 
 
 @dataclass(frozen=True)
+class HeartbeatsResumed(Event):
+    """The first heartbeat to a slave after its pause (chargeStopMode 2) went out."""
+
+    twcid: int
+    offer_centiamps: int  # what it carried
+
+
+@dataclass(frozen=True)
 class RelayAcknowledged(Event):
     """A slave acknowledged FC B1 (``started``) or FC B2 (§3.5)."""
 
@@ -214,6 +222,7 @@ class Slave:
     # No heartbeats (nor anything else) to it before this: chargeStopMode 2 lets the slave
     # notice it lost its master, which stops the car (§5.1, §6.7).
     paused_until_s: float = -math.inf
+    resume_to_report: bool = False  # paused, and its first heartbeat since not yet sent
     relay_command: Code | None = None  # FC B1 / FC B2 waiting for a free slot
 
     def paused(self, now_s: float) -> bool:
@@ -361,6 +370,7 @@ class BusMaster:
         if slave is None or self._stopping_s is not None:
             return False
         slave.paused_until_s = max(slave.paused_until_s, until_s)
+        slave.resume_to_report = True
         return True
 
     def send_relay_command(self, twcid: int, start: bool) -> bool:
@@ -611,7 +621,7 @@ class BusMaster:
             self._window_end_s = max(tx_end_s, now_s + self.settings.reply_window_s)
             self._bus_free_s = self._window_end_s
             self._pending = _Pending(expects_reply_from, tx_end_s + self.settings.reply_timeout_s)
-        return wire, events + [Sent(message, wire)]
+        return wire, events + self._resumed(message) + [Sent(message, wire)]
 
     def next_wakeup_s(self, now_s: float) -> float:
         """When ``poll`` may next have something to do (never later than 1 s from now)."""
@@ -699,6 +709,16 @@ class BusMaster:
                 me = self.settings.master_twcid
                 return m.AddressedRequest(code, me, slave.twcid, m.P2_BODY_LENGTH), slave.twcid
         return None
+
+    def _resumed(self, message: m.Message) -> list[Event]:
+        """HeartbeatsResumed when ``message`` is the first heartbeat to a slave after a pause."""
+        slave = self.slaves.get(message.receiver) if message.receiver is not None else None
+        if not isinstance(message, m.MasterHeartbeat) or slave is None:
+            return []
+        if not slave.resume_to_report:
+            return []
+        slave.resume_to_report = False
+        return [HeartbeatsResumed(slave.twcid, message.centiamps)]
 
     def _linkready(self) -> m.Message:
         which = 1 if self._burst_left > LINKREADY_COPIES else 2
