@@ -135,6 +135,7 @@ def test_charge_stop_mode_from_vehicle_tesla_api_then_config_then_1():
     assert load({"config": {"chargeStopMode": "3"}}).charge_stop_mode == 3  # TWCManager's strings
     both = {"config": {"chargeStopMode": 2}, "vehicle": {"teslaAPI": {"chargeStopMode": 3}}}
     assert load(both).charge_stop_mode == 3
+    assert load(both).tesla_api.charge_stop_mode == 3  # the module's copy agrees
     off = {"vehicle": {"teslaAPI": {"enabled": False, "chargeStopMode": 2}}}
     assert load(off).charge_stop_mode == 2 and load(off).tesla_api is None
 

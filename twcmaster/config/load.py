@@ -18,6 +18,7 @@ model; ``jsonc`` parses the text, ``schema`` checks the key names, ``rs485`` rea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -119,6 +120,9 @@ def _parse_app_config(
     _check_fake_master(cfg)
     if report.errors:
         return None
+    if fields["tesla_api"] is not None:  # one reading of chargeStopMode, shown in both places
+        mode = fields["charge_stop_mode"]
+        fields["tesla_api"] = dataclasses.replace(fields["tesla_api"], charge_stop_mode=mode)
     return AppConfig(**fields, sources=sources, raw=MappingProxyType(copy.deepcopy(dict(data))))
 
 

@@ -70,6 +70,8 @@ class TeslaApiConfig:
     daily_wake_budget: int
     wake_delay_s: float
     timeout_s: float
+    # chargeStopMode as parse_charge_stop_mode reads it (the core takes AppConfig's copy).
+    charge_stop_mode: int = CHARGE_STOP_VIA_API
 
     def __repr__(self) -> str:  # never the refresh token
         token = "set" if self.refresh_token else "none"
