@@ -209,9 +209,14 @@ def _key_file(tmp_path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("client_id", ["app-id", None])
-def test_both_configured_route_ble_first_and_without_an_app_ble_alone(tmp_path, client_id):
-    fleet = {"enabled": True, "refreshToken": "r"} | ({"clientID": client_id} if client_id else {})
+@pytest.mark.parametrize(
+    "client_id, token",
+    [("app-id", "r"), (None, "r"), ("app-id", None)],
+    ids=["both", "no-app", "no-token-yet"],
+)
+def test_both_configured_route_ble_first_and_without_an_app_ble_alone(tmp_path, client_id, token):
+    fleet = {"enabled": True} | ({"clientID": client_id} if client_id else {})
+    fleet |= {"refreshToken": token} if token else {}
     config = config_from_dict({
         "config": {**WIRING, "settingsPath": str(tmp_path)},
         "vehicle": {"teslaAPI": fleet,
@@ -220,7 +225,7 @@ def test_both_configured_route_ble_first_and_without_an_app_ble_alone(tmp_path, 
     log = Log()
     cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
     assert isinstance(cars.api, RoutedCarApi) and cars.api.ble is not None
-    if client_id:
+    if client_id and token:
         assert type(cars.api.fleet).__name__ == "TeslaClient" and cars.tokens is not None
     else:
         assert cars.api.fleet is None and log.count("BLE only") == 1

@@ -29,6 +29,13 @@ def token_file(config: AppConfig) -> Path:
     return Path(config.settings_path) / os.path.expanduser(config.tesla_api.token_file)
 
 
+def _fleet_ready(config: AppConfig) -> bool:
+    """A client ID and a refresh token (in the config, or the token file from earlier)."""
+    tesla = config.tesla_api
+    assert tesla is not None
+    return bool(tesla.client_id) and (bool(tesla.refresh_token) or token_file(config).exists())
+
+
 def build_tesla_cars(
     config: AppConfig,
     *,
@@ -46,9 +53,11 @@ def build_tesla_cars(
         ble = _ble(config, log)
     except ClientSetupError as error:
         return TeslaCars(None, settings, state=("error", str(error)), **common)
-    if tesla is not None and not tesla.client_id and ble is not None:
-        # No Fleet API app yet: BLE alone still serves the cars in range.
-        log.warning("vehicle.teslaAPI.clientID is not set: Tesla cars over BLE only")
+    if tesla is not None and ble is not None and not _fleet_ready(config):
+        # No Fleet API app or token yet: BLE alone still serves the cars in range.
+        log.warning(
+            "vehicle.teslaAPI has no clientID or no refresh token yet: Tesla cars over BLE only"
+        )
         tesla = None
     if tesla is None:
         assert ble is not None
