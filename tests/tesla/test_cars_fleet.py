@@ -179,3 +179,32 @@ def test_the_daily_budget_stops_the_calls_and_says_so(tmp_path):
             assert not module.cars.view().usable_for(a)
 
     asyncio.run(scenario())
+
+
+def test_login_required_stops_the_calls_until_a_new_token_is_written(tmp_path):
+    import json
+
+    (a,) = vins(1)
+    fleet = FakeFleet([FakeCar(a, charging_state="Charging")])
+
+    async def scenario() -> None:
+        async with fleet, Module(fleet, tmp_path) as module:
+            fleet.revoke_refresh_tokens()  # the user changed the password
+            fleet.expire_access_tokens()
+            module.ask(CarAction.STOP, twcid=1, vin=a)
+            await settle(0.3)
+            view = module.cars.view()
+            assert view.state == "login_required" and not view.usable_for(a)
+            asked = len(fleet.requests)
+            await settle(2.0)  # listing retried every backoff_max_s: no request at all
+            assert len(fleet.requests) == asked
+            fresh = {"access_token": "", "refresh_token": fleet.issue_refresh_token(),
+                     "expires_at": 0}  # fmt: skip
+            (tmp_path / "tesla-tokens.json").write_text(json.dumps(fresh))
+            for _ in range(40):
+                await settle(0.1)
+                if module.cars.view().state == "ok":
+                    break
+            assert module.cars.view().state == "ok" and module.cars.view().usable_for(a)
+
+    asyncio.run(scenario())

@@ -130,7 +130,7 @@ def test_file_is_private_and_replaced_whole(tmp_path):
     asyncio.run(scenario())
     path = tmp_path / "t.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(saved(path)) == ["access_token", "expires_at", "refresh_token"]
+    assert sorted(saved(path)) == ["access_token", "expires_at", "refresh_token", "seed"]
     assert os.listdir(tmp_path) == ["t.json"]  # no temp file left behind
 
 
@@ -414,3 +414,30 @@ def test_a_sigkill_mid_refresh_leaves_the_old_pair_or_the_new(tmp_path, crash_at
         assert resumed.stdout.splitlines()[-1] == "ok"
         assert fleet.refreshes == 2 and saved(path)["refresh_token"] not in (old, issued)
         assert os.listdir(path.parent) == ["t.json"]
+
+
+def test_a_new_refresh_token_in_the_config_replaces_the_file_after_a_new_login(tmp_path):
+    """After login_required the user logs in again and puts the new token in the config (the
+    only place TWCManager users know): it wins over the file, which began from the old one;
+    the old config token (already spent) never does."""
+    path = tmp_path / "t.json"
+
+    async def scenario():
+        async with FakeFleet() as fleet:
+            first = fleet.issue_refresh_token()
+            keeper = make_keeper(fleet, path, first)
+            await keeper.access_token()
+            await keeper.close()
+            # A restart with the same (spent) config token: the file wins.
+            again = make_keeper(fleet, path, first)
+            await again.access_token()
+            assert fleet.refreshes == 1
+            await again.close()
+            fleet.revoke_refresh_tokens()
+            # A restart with a new token in the config: it replaces the file.
+            relogged = make_keeper(fleet, path, fleet.issue_refresh_token())
+            await relogged.access_token()
+            assert relogged.state == "ok" and fleet.refreshes == 2
+            await relogged.close()
+
+    asyncio.run(scenario())

@@ -186,19 +186,21 @@ class TeslaCars:
 
     async def _keep_listing(self) -> None:
         """At start and every ``relist_s``: the token works and the cars are there (a bad
-        token or a missing car shows at once, not at the first cloud)."""
+        token or a missing car shows at once, not at the first cloud). Looked at every
+        ``backoff_max_s``: while something is wrong (a failed listing, login required) it is
+        tried again then. With login required that costs no request: the token keeper sends
+        nothing until its file changes, and a token written there is picked up."""
+        next_list_s = -math.inf
         while not self._stopping:
-            wait_s = self.settings.relist_s
-            try:
-                await self._list_vehicles()
-            except Exception as error:  # the car module must never end; say why and retry
-                self.log.error("Tesla account: listing failed", error=repr(error)[:200])
-                wait_s = self.settings.backoff_max_s
-            if self._state in _TOKEN_MESSAGES or self.api is None:
-                return  # nothing works until the user logs in again (and restarts)
-            if not self._listed:
-                wait_s = min(wait_s, self.settings.backoff_max_s)
-            await self.scheduler.sleep(wait_s)
+            if self.clock() >= next_list_s or self._state not in ("ok", "rate_limited"):
+                try:
+                    await self._list_vehicles()
+                except Exception as error:  # the module must never end; say why and retry
+                    self.log.error("Tesla account: listing failed", error=repr(error)[:200])
+                if self.api is None or (self._state in _TOKEN_MESSAGES and self.tokens is None):
+                    return  # nothing can change until a restart
+                next_list_s = self.clock() + self.settings.relist_s
+            await self.scheduler.sleep(self.settings.backoff_max_s)
 
     async def _list_vehicles(self) -> None:
         if self.api is None:
@@ -555,7 +557,7 @@ _TOKEN_MESSAGES = {
     ),
     "login_required": (
         "Tesla says login_required: log in again and put the new refresh token in "
-        "vehicle.teslaAPI.refreshToken (or the token file), then restart; until then cars are "
-        "stopped from the bus"
+        "vehicle.teslaAPI.refreshToken, then restart (or write the token file: it is read "
+        "again within 10 minutes); until then cars are stopped from the bus"
     ),
 }

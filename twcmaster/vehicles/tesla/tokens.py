@@ -30,6 +30,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -64,6 +65,9 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_at: float  # wallclock s
+    # The fingerprint of the config's refreshToken this chain of refreshes began with: a
+    # different one in the config means the user logged in again (it then replaces the file).
+    seed: str = ""
 
     def __repr__(self) -> str:
         return f"TokenPair(expires_at={self.expires_at:.0f}, tokens hidden)"
@@ -74,6 +78,7 @@ class TokenPair:
                 "access_token": self.access_token,
                 "refresh_token": self.refresh_token,
                 "expires_at": self.expires_at,
+                "seed": self.seed,
             }
         )
 
@@ -133,7 +138,13 @@ def _read_pair(path: Path) -> TokenPair:
     expires_at = doc.get("expires_at")
     if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
         expires_at = 0.0  # unknown: refresh before use
-    return TokenPair(access, refresh, float(expires_at))
+    seed = doc.get("seed")
+    return TokenPair(access, refresh, float(expires_at), seed if isinstance(seed, str) else "")
+
+
+def fingerprint(token: str) -> str:
+    """Which token, without the token: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def recover_interrupted_save(path: Path) -> bool:
@@ -269,7 +280,7 @@ class TokenKeeper:
         if mtime_ns is None:
             self._pair = None
             if self._initial_refresh_token:  # only until a file exists: then the file wins
-                self._pair = TokenPair("", self._initial_refresh_token, 0.0)
+                self._pair = self._from_config()
                 self._state, self._problem = STATE_OK, "not refreshed yet"
             else:
                 self._state, self._problem = STATE_NO_TOKEN, f"no token file {self.token_file}"
@@ -283,7 +294,20 @@ class TokenKeeper:
             log.warning("Tesla token file unreadable", file=str(self.token_file))
             return
         self._state, self._problem = STATE_OK, "read from file"
+        initial = self._initial_refresh_token
+        if initial and self._pair.seed and fingerprint(initial) != self._pair.seed:
+            # A refresh token in the config that this file did not start from: the user
+            # logged in again (e.g. after login_required). It wins over the file. (A file
+            # without a seed was written by hand: it wins.)
+            self._pair = self._from_config()
+            self._problem = "a new refresh token from the config"
+            return
         self.region = jwt_claims(self._pair.access_token).get("ou_code") or self.region
+
+    def _from_config(self) -> TokenPair:
+        assert self._initial_refresh_token
+        token = self._initial_refresh_token
+        return TokenPair("", token, 0.0, fingerprint(token))
 
     def _save(self, pair: TokenPair) -> None:
         self.token_file.parent.mkdir(parents=True, exist_ok=True)
@@ -337,7 +361,9 @@ class TokenKeeper:
             raise api.Transient(f"Tesla token refresh failed: {self._problem}", billable=False)
         if not isinstance(refresh, str) or not refresh:
             refresh = self._pair.refresh_token  # none issued: the old one stays valid (RFC 6749)
-        pair = TokenPair(access, refresh, expiry_s(access, doc.get("expires_in"), now_s))
+        pair = TokenPair(
+            access, refresh, expiry_s(access, doc.get("expires_in"), now_s), self._pair.seed
+        )
         self._pair, self._unsaved, self._force_refresh = pair, pair, False
         await self._save_unsaved()  # saved before use: the old refresh token is spent
         self.region = jwt_claims(access).get("ou_code") or self.region
