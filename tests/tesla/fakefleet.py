@@ -10,6 +10,9 @@ Paths and shapes are the real ones (``/work/shared/reference/anchors.md`` sectio
 * ``POST .../wake_up`` → the car's state now; it is online ``wake_delay_s`` later;
 * ``POST .../command/charge_start|charge_stop|set_charging_amps`` → ``{result, reason}``, or
   403 "Tesla Vehicle Command Protocol required" for a car with ``requires_signing``;
+* ``POST .../signed_command`` ``{"routable_message": base64}`` → ``{"response": base64}``: the
+  car's side of the Vehicle Command Protocol (``fakesigning.CarSide``: handshake, HMAC
+  signatures, counters, faults), for keys enrolled with ``FakeCar.enroll``; 408 while asleep;
 * ``POST /oauth2/v3/token`` (form, ``grant_type=refresh_token``): single-use refresh tokens,
   JWT-shaped access tokens (payload ``exp``, ``ou_code``); a reused or revoked refresh token
   gets 401 ``login_required``.
@@ -38,6 +41,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf.message import DecodeError
+from tesla_fleet_api.tesla.vehicle.proto.car_server_pb2 import Action
+from tesla_fleet_api.tesla.vehicle.proto.universal_message_pb2 import RoutableMessage
+
+from tests.tesla.fakesigning import CarSide, Refusal
 
 TOKEN_PATH = "/oauth2/v3/token"
 SIGNING_REQUIRED = (
@@ -64,6 +73,25 @@ class FakeCar:
     plugged: bool = True
     charge_current_request: int = 16  # A
     waking_at_s: float | None = None  # monotonic time the car comes online after wake_up
+    # The Vehicle Command Protocol: the car's key and the client keys paired with it.
+    signing_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1()), repr=False
+    )
+    enrolled_keys: set[bytes] = field(default_factory=set, repr=False)  # X9.62 points
+    signing: CarSide = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One set: enrolling through either name pairs the key.
+        self.signing = CarSide(self.vin, self.signing_key, self.enrolled_keys)
+
+    def enroll(self, key: ec.EllipticCurvePublicKey | bytes) -> None:
+        """Pair a client's public key with the car (what tesla.com/_ak/... does)."""
+        self.signing.enroll(key)
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        """Signed messages the car refused (handshakes from unknown keys, faults)."""
+        return self.signing.refusals
 
     @property
     def state(self) -> str:
@@ -227,6 +255,7 @@ class FakeFleet:
         app.router.add_get("/api/1/vehicles/{vin}/vehicle_data", self._vehicle_data)
         app.router.add_post("/api/1/vehicles/{vin}/wake_up", self._wake_up)
         app.router.add_post("/api/1/vehicles/{vin}/command/{command}", self._command)
+        app.router.add_post("/api/1/vehicles/{vin}/signed_command", self._signed_command)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl)
@@ -387,6 +416,31 @@ class FakeFleet:
         else:
             return _json({"response": None, "error": "invalid_command"}, 400)
         return _json({"response": {"result": reason == "", "reason": reason}})
+
+    async def _signed_command(self, request: web.Request) -> web.Response:
+        car = self._car(request)
+        if car.asleep:
+            return _json({"response": None, "error": ASLEEP}, 408)
+        try:
+            raw = base64.b64decode((await request.json())["routable_message"], validate=True)
+            message = RoutableMessage.FromString(raw)
+        except (ValueError, KeyError, TypeError, DecodeError):
+            return _json({"response": None, "error": "invalid_field: routable_message"}, 400)
+        answer = car.signing.handle(message, lambda action: self._apply(car, action))
+        return _json({"response": base64.b64encode(answer.SerializeToString()).decode()})
+
+    def _apply(self, car: FakeCar, action: Action) -> tuple[bool, str]:
+        """A signed CarServer action, with the same reasons as the REST commands."""
+        vehicle = action.vehicleAction
+        if vehicle.HasField("chargingStartStopAction"):
+            which = vehicle.chargingStartStopAction.WhichOneof("charging_action")
+            reason = self._stop(car) if which == "stop" else self._start(car)
+        elif vehicle.HasField("setChargingAmpsAction"):
+            car.charge_current_request = vehicle.setChargingAmpsAction.charging_amps
+            reason = ""
+        else:
+            reason = "unsupported by the fake"
+        return reason == "", reason
 
     @staticmethod
     def _start(car: FakeCar) -> str:

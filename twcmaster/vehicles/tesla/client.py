@@ -14,6 +14,10 @@ or did not answer. Failures become the ``api`` error kinds:
     protocol" SigningRequired · other 403 Forbidden · 404 NotFound · 5xx, timeouts, refused
     connections, bodies that are not JSON: Transient
 
+Signed commands can also fail inside a 200 answer, with a fault from the car: a key the car
+does not know (not on its whitelist, unknown key id, inactive key) is Forbidden and says to
+pair the key; busy / timeout / internal faults are Transient; the rest CarApiError.
+
 tesla-fleet-api's exceptions derive from BaseException (``TeslaFleetError``), so they are
 caught by name: ``except Exception`` would let them through.
 """
@@ -32,10 +36,38 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tesla_fleet_api import TeslaFleetApi
-from tesla_fleet_api.exceptions import MobileAccessDisabled, TeslaFleetError
+from tesla_fleet_api.exceptions import (
+    MobileAccessDisabled,
+    NotOnWhitelistFault,
+    TeslaFleetError,
+    TeslaFleetInformationFault,
+    TeslaFleetMessageFault,
+    TeslaFleetMessageFaultBusy,
+    TeslaFleetMessageFaultInactiveKey,
+    TeslaFleetMessageFaultInternal,
+    TeslaFleetMessageFaultRemoteAccessDisabled,
+    TeslaFleetMessageFaultTimeout,
+    TeslaFleetMessageFaultUnknownKeyId,
+)
 
 from twcmaster.vehicles.tesla import api
 
+# Signed-command faults: the car does not know (or no longer accepts) the app's key ...
+KEY_FAULTS = (
+    NotOnWhitelistFault,
+    TeslaFleetMessageFaultUnknownKeyId,
+    TeslaFleetMessageFaultInactiveKey,
+)
+# ... and the car was busy: the same command may pass later.
+BUSY_FAULTS = (
+    TeslaFleetMessageFaultBusy,
+    TeslaFleetMessageFaultTimeout,
+    TeslaFleetMessageFaultInternal,
+)
+NOT_PAIRED = (
+    "Tesla API: the car does not know this key (pair privateKeyFile's public key with the car: "
+    "https://tesla.com/_ak/<your domain>)"
+)
 DATA_ENDPOINTS = ["charge_state", "location_data", "drive_state"]  # location needs asking
 START_OK_REASONS = frozenset({"is_charging", "charging"})  # already doing what was asked
 STOP_OK_REASONS = frozenset({"not_charging"})
@@ -257,15 +289,26 @@ def _library_error(call: _Call, exc: TeslaFleetError) -> api.CarApiError:
     text = text if isinstance(text, str) else ""
     if isinstance(exc, MobileAccessDisabled):  # a refresh would not help
         return api.Forbidden("Tesla API: the car has remote (mobile) access turned off")
+    if isinstance(exc, TeslaFleetMessageFault | TeslaFleetInformationFault):
+        return _signed_fault(call, exc)  # inside a 200 answer: call.status says nothing
     status = call.status if call.status is not None else exc.status
-    if status is None:  # a signed-command fault inside a 200 answer
-        message = f"Tesla API: {type(exc).__name__}: {exc.message}"
-        if "whitelist" in type(exc).__name__.lower():
-            return api.SigningRequired(_scrub(call, message))
-        return api.CarApiError(_scrub(call, message))
+    if status is None:
+        return api.CarApiError(_scrub(call, f"Tesla API: {type(exc).__name__}: {exc.message}"))
     if status == 200:
         return api.Transient(f"Tesla API: the answer (HTTP {status}) is not JSON")
     return _status_error(call, status, text)
+
+
+def _signed_fault(call: _Call, exc: TeslaFleetError) -> api.CarApiError:
+    """The car refused a signed message (the library raises the fault's class)."""
+    message = _scrub(call, f"Tesla API: the car refused the command: {type(exc).__name__}")
+    if isinstance(exc, KEY_FAULTS):
+        return api.Forbidden(NOT_PAIRED)
+    if isinstance(exc, TeslaFleetMessageFaultRemoteAccessDisabled):
+        return api.Forbidden("Tesla API: the car has remote (mobile) access turned off")
+    if isinstance(exc, BUSY_FAULTS):
+        return api.Transient(message)  # the car answered: billed
+    return api.CarApiError(message)
 
 
 def _status_error(call: _Call, status: int, text: str) -> api.CarApiError:
