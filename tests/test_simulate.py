@@ -153,6 +153,16 @@ def test_a_stale_reading_stops_green_charging_and_is_counted():
     assert_identities(result)
 
 
+def test_the_bound_of_several_cars_is_one_car_on_the_circuit_limit():
+    sim = DaySimulation(config(wiringMaxAmpsAllTWCs=40), Sky(half_hour()), slaves=2)
+    result = sim.run()
+    bound = result.bound
+    assert bound is not None and bound.starts == result.charge_starts
+    assert bound.ideal_kwh == pytest.approx(result.ideal_kwh, rel=1e-9)  # same limit, 40 A
+    assert bound.import_share <= result.grid_import_share + 1e-9
+    assert DaySimulation(config(), Sky(half_hour()), bound=False).run().bound is None
+
+
 def test_slaves_and_protocol_are_simulated():
     result = simulate(
         simulation_config().settings, half_hour(), slaves=2, protocol=1, policy_name="green"
@@ -216,6 +226,14 @@ def test_cli_prints_one_json_object(tmp_path):
     )
     assert "floor" in result["ideal_definition"]
     assert result["policy"] == "Track Green Energy" and result["slaves"] == 1
+    # The clairvoyant bound at the run's starts, and the distance to it.
+    bound = result["bound"]
+    assert bound["starts"] == result["charge_starts"] and bound["min_capture"] == 0.97
+    assert 0 <= bound["import_share"] <= bound["plan_import_share"]
+    assert bound["distance_pp"] == pytest.approx(
+        (result["grid_import_share"] - bound["import_share"]) * 100, abs=0.02
+    )
+    assert "virtual car" in bound["definition"]
 
 
 def test_cli_text_summary_with_a_config_and_options(tmp_path):
@@ -228,6 +246,7 @@ def test_cli_text_summary_with_a_config_and_options(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "240 V x 1 phase(s), 6-16 A, policy Charge Now" in done.stdout
     assert "ideal:" in done.stdout and "charge start" in done.stdout
+    assert "bound:     at 1 start(s) and >= 97% capture: import share >= 0.00%" in done.stdout
 
 
 def test_cli_reports_bad_input(tmp_path):

@@ -42,6 +42,7 @@ from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleOutput, Cons
 from twcmaster.policies import POLICIES, POLICY_GREEN
 from twcmaster.protocol.codec import BYTE_TIME_S
 from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult
+from twcmaster.sim.bound import profile_bound
 from twcmaster.sim.bus import SimulatedBus, make_slaves
 from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.sky import Outage, Profile, Sky
@@ -146,6 +147,7 @@ class DaySimulation:
         start_s: float | None = None,
         end_s: float | None = None,
         day: date = SIM_DATE,
+        bound: bool = True,
     ) -> None:
         if slaves < 1:
             raise ValueError("at least one simulated TWC")
@@ -155,6 +157,7 @@ class DaySimulation:
         self.end_s = sky.profile.end_s if end_s is None else end_s
         self.volts = float(config.default_voltage_v)
         self.phases = int(config.number_of_phases)
+        self.with_bound = bound
         self._midnight = datetime.combine(day, datetime.min.time())
         self.bus = self._simulated_bus(slaves, protocol, seed)
         self.cars = [slave.car for slave in self.bus.slaves]
@@ -396,6 +399,23 @@ class DaySimulation:
             warnings=warnings,
             tesla_calls=self.tesla.calls_by_kind() if self.tesla else None,
             tesla_min_command_gap_s=self.tesla.min_command_gap_s() if self.tesla else None,
+            bound=self._bound(totals.starts) if self.with_bound else None,
+        )
+
+    def _bound(self, starts: int) -> Any:
+        """The clairvoyant bound over the simulated window at the run's starts (all cars:
+        one virtual car with the circuit's limit, see ``sim/bound.py``)."""
+        if self.sky.wrap and self.accounting.closed_s > self.sky.profile.end_s:
+            return None  # the demo's endless day: no single day to bound
+        return profile_bound(
+            self.sky.profile,
+            volts=self.volts,
+            phases=self.phases,
+            min_amps=self.accounting.min_amps,
+            limit_amps=self.accounting.limit_amps,
+            starts=starts,
+            start_s=self.start_s,
+            end_s=self.accounting.closed_s,
         )
 
     def _car_requests(self) -> int:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twcmaster.protocol.master import CHARGING_AMPS
+from twcmaster.sim.bound import Bound
 from twcmaster.sim.car import CarPhase, SimulatedCar
 from twcmaster.sim.sky import Sky
 
@@ -81,6 +82,8 @@ class SimulationResult:
     # between two commands to the same car (None: fewer than two).
     tesla_calls: dict[str, int] | None = None
     tesla_min_command_gap_s: float | None = None
+    # The clairvoyant bound (``sim/bound.py``) at the run's number of starts, all cars.
+    bound: Bound | None = None
 
     @property
     def ratio_to_ideal(self) -> float | None:
@@ -102,6 +105,7 @@ class SimulationResult:
         out["ratio_to_ideal"] = _round(self.ratio_to_ideal)
         out["grid_import_share"] = _round(self.grid_import_share)
         out["ideal_definition"] = IDEAL_DEFINITION
+        out["bound"] = None if self.bound is None else self.bound.to_dict(self.grid_import_share)
         return out
 
     def summary(self) -> str:
@@ -120,6 +124,7 @@ class SimulationResult:
             f"{self.grid_import_for_charging_kwh:.2f} kWh ({share})",
             f"  ideal:     {self.ideal_kwh:.2f} kWh; from surplus / ideal = {ratio}",
             f"             ({IDEAL_DEFINITION})",
+            *self._bound_lines(),
             f"  behaviour: {self.charge_starts} charge start(s), {self.charge_stops} stop(s), "
             f"{self.offer_changes} offer change(s), {self.car_interruptions} interruption(s)"
             + (f", cars refused {self.car_refusing_s:.0f} s" if self.car_refusing_s else "")
@@ -131,6 +136,26 @@ class SimulationResult:
         ]
         lines += [f"  warning:   {text}" for text in self.warnings]
         return "\n".join(lines)
+
+    def _bound_lines(self) -> list[str]:
+        bound = self.bound
+        if bound is None:
+            return []
+        head = f"  bound:     at {bound.starts} start(s) and >= {bound.min_capture:.0%} capture: "
+        if bound.import_share is None:
+            return [head + f"none ({bound.reason})"]
+        distance = bound.distance_pp(self.grid_import_share)
+        versus = ""
+        if distance is not None:
+            side = "above" if distance >= 0 else "below"
+            versus = f"; this run {abs(distance):.2f} percentage points {side} it"
+        plan = ""
+        if bound.plan_import_share is not None and bound.plan_capture is not None:
+            plan = (
+                f" (best hindsight plan found {bound.plan_import_share:.2%} at "
+                f"{bound.plan_capture:.1%} capture)"
+            )
+        return [f"{head}import share >= {bound.import_share:.2%}{plan}{versus}"]
 
     def _tesla_lines(self) -> list[str]:
         if self.tesla_calls is None:
