@@ -1,5 +1,5 @@
 # The README's quick start: `make demo` and `make test`. Both set up ./.venv themselves.
-.PHONY: demo test bench soak fuzz lint
+.PHONY: demo test bench bench-green soak fuzz lint
 
 demo:
 	@scripts/bootstrap.sh
@@ -11,6 +11,13 @@ test:
 bench:
 	@scripts/bootstrap.sh
 	@.venv/bin/python -m twcmaster.bench $(ARGS)
+
+# Every measured day in profiles/ x 1, 2, 3 cars through `twcmaster simulate` (issue 12):
+# capture, import, starts per car, the bound and the distance, CPU per run.
+# `make bench-green ARGS="--cars 3 --days 06-15 --json green.json"`.
+bench-green:
+	@scripts/bootstrap.sh
+	@.venv/bin/python -m twcmaster.benchgreen $(ARGS)
 
 # Long robustness runs, apart from the suite (their bounded forms run in it). Figures go to the
 # issue notes. `make soak ARGS="--hours 24 --fault-rate 0.05"`, `make fuzz`.

@@ -400,6 +400,7 @@ class DaySimulation:
             tesla_calls=self.tesla.calls_by_kind() if self.tesla else None,
             tesla_min_command_gap_s=self.tesla.min_command_gap_s() if self.tesla else None,
             bound=self._bound(totals.starts) if self.with_bound else None,
+            car_starts=tuple(self.accounting.car_starts),
         )
 
     def _bound(self, starts: int) -> Any:
