@@ -95,8 +95,8 @@ class QuietLog:
     exception = warning
 
 
-@dataclass(frozen=True)
-class _Due:
+@dataclass(slots=True)
+class _Due:  # built for every event of a run: slots, not frozen (cheaper to build)
     at_s: float  # the next moment anything happens
     tick_s: float  # the next accounting boundary
     bus_s: float | None  # the simulated slaves' next event
@@ -294,14 +294,16 @@ class DaySimulation:
         bus_s = self.bus.next_event_s()
         car_s = self._car_due_s()
         tick_s = self.accounting.next_tick_s
-        at_s = min(
-            tick_s,
-            self._wake_s,
-            math.inf if bus_s is None else bus_s,
-            math.inf if car_s is None else car_s,
-            self._to_bus[0][0] if self._to_bus else math.inf,
-            self._to_core[0][0] if self._to_core else math.inf,
-        )
+        # min() of the candidates, compared one by one (this runs for every event).
+        at_s = tick_s if tick_s < self._wake_s else self._wake_s
+        if bus_s is not None and bus_s < at_s:
+            at_s = bus_s
+        if car_s is not None and car_s < at_s:
+            at_s = car_s
+        if self._to_bus and self._to_bus[0][0] < at_s:
+            at_s = self._to_bus[0][0]
+        if self._to_core and self._to_core[0][0] < at_s:
+            at_s = self._to_core[0][0]
         return _Due(at_s, tick_s, bus_s, car_s)
 
     def _car_due_s(self) -> float | None:

@@ -64,6 +64,8 @@ def escape(body: bytes) -> bytes:
 
 def unescape(raw: bytes) -> bytes:
     """Reverse ``escape``. A DB followed by anything else than DC/DD is corrupt (§2.2)."""
+    if ESC not in raw:  # the usual frame: nothing escaped
+        return bytes(raw)
     out = bytearray()
     it = iter(raw)
     for byte in it:

@@ -630,25 +630,32 @@ class BusMaster:
         free_s = max(self._bus_free_s, self._pending.until_s if self._pending else 0.0)
         if self._parser.receiving_at(now_s):
             free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
-        times = [now_s + 1.0]
-        times += [
-            max(s.last_rx_s, s.paused_until_s) + self.settings.slave_timeout_s
-            for s in self.slaves.values()
-        ]
-        if self._pending is not None and self._window_end_s > now_s:
+        # The soonest of the candidates, kept as we go (this runs at every step of the bus).
+        soonest = now_s + 1.0
+        timeout_s = self.settings.slave_timeout_s
+        slaves = self.slaves.values()
+        for s in slaves:  # a silent slave is dropped then
+            lost_s = max(s.last_rx_s, s.paused_until_s) + timeout_s
+            if lost_s < soonest:
+                soonest = lost_s
+        if self._pending is not None and now_s < self._window_end_s < soonest:
             # The reply is due by then: a caller that reads the port on its own schedule
             # (to save a wake-up per reply) looks then; the next request may follow at once.
-            times.append(self._window_end_s)
-        if self._burst_left:
-            times.append(free_s)
-        if self.slaves:
-            times.append(max(free_s, min(s.heartbeat_due_s for s in self.slaves.values())))
-            if self._query_fits(free_s) and any(
-                self._has_query(s, free_s) or s.relay_command is not None
-                for s in self.slaves.values()
+            soonest = self._window_end_s
+        if self._burst_left and free_s < soonest:
+            soonest = free_s
+        if slaves:
+            heartbeat_s = max(free_s, min(s.heartbeat_due_s for s in slaves))
+            if heartbeat_s < soonest:
+                soonest = heartbeat_s
+            # A query (or relay command) could go at free_s: only looked for when sooner.
+            if (
+                free_s < soonest
+                and self._query_fits(free_s)
+                and any(self._has_query(s, free_s) or s.relay_command is not None for s in slaves)
             ):
-                times.append(free_s)
-        return max(now_s, min(times))
+                soonest = free_s
+        return max(now_s, soonest)
 
     def _may_transmit(self, now_s: float) -> bool:
         if self._parser.receiving_at(now_s) or now_s < self._bus_free_s:
@@ -660,17 +667,22 @@ class BusMaster:
         if self._pending is not None and now_s >= self._pending.until_s:
             self._pending = None
         events: list[Event] = []
-        for twcid, slave in list(self.slaves.items()):
-            # A paused slave is silent because we are: it is dropped only if it stays silent
-            # for the timeout after its heartbeats resume.
-            silent_s = now_s - max(slave.last_rx_s, slave.paused_until_s)
-            if silent_s > self.settings.slave_timeout_s:
-                del self.slaves[twcid]
-                self._departed[twcid] = (now_s + DEPARTED_HOLD_S, slave.committed_centiamps)
-                events.append(SlaveLost(twcid, silent_s))
-        for twcid, (until_s, _) in list(self._departed.items()):
-            if now_s >= until_s:
-                del self._departed[twcid]
+        timeout_s = self.settings.slave_timeout_s
+        # A paused slave is silent because we are: it is dropped only if it stays silent for
+        # the timeout after its heartbeats resume.
+        lost = [
+            (twcid, silent_s)
+            for twcid, slave in self.slaves.items()
+            if (silent_s := now_s - max(slave.last_rx_s, slave.paused_until_s)) > timeout_s
+        ]
+        for twcid, silent_s in lost:
+            slave = self.slaves.pop(twcid)
+            self._departed[twcid] = (now_s + DEPARTED_HOLD_S, slave.committed_centiamps)
+            events.append(SlaveLost(twcid, silent_s))
+        if self._departed:
+            for twcid, (until_s, _) in list(self._departed.items()):
+                if now_s >= until_s:
+                    del self._departed[twcid]
         return events
 
     def _next_message(self, now_s: float) -> tuple[m.Message | None, int | None]:

@@ -663,12 +663,31 @@ _UNADDRESSED = frozenset(
 )
 
 
+#: ``decode`` and ``encode_for_tx`` are pure and their results immutable, and on a bus the same
+#: few frames come back every second (heartbeats whose amps did not change): both remember
+#: their results, up to this many each (then they start again from empty).
+_MEMO_MAX = 1024
+_decoded: dict[bytes, Message] = {}
+_encoded: dict[tuple[Message, int | None, frozenset[int]], bytes] = {}
+
+
 def decode(body: bytes) -> Message:
     """A message from a body (checksum included; the checksum itself is not checked here).
 
     Never raises for any input of 3 bytes or more: what does not fit a documented layout is
     ``Unknown``. The result re-encodes to exactly ``body[:-1]``.
     """
+    key = bytes(body)
+    message = _decoded.get(key)
+    if message is None:
+        message = _decode(key)
+        if len(_decoded) >= _MEMO_MAX:
+            _decoded.clear()
+        _decoded[key] = message
+    return message
+
+
+def _decode(body: bytes) -> Message:
     payload = bytes(body[:-1])
     if len(payload) < 2:
         return Unknown(0, payload, "too short")
@@ -712,9 +731,21 @@ def encode_for_tx(
     allowed_codes: frozenset[int] = MASTER_TX_CODES,
 ) -> bytes:
     """Wire bytes for a message, after the allow-list check. The only way to the wire."""
+    key = (message, trailer, allowed_codes)
+    try:
+        wire = _encoded.get(key)
+    except TypeError:  # a message with an unhashable field: not remembered
+        key, wire = None, None
+    if wire is not None:
+        return wire  # checked against the same allow-list when it was first encoded
     payload = message.to_payload()
     check_tx_allowed(payload, allowed_codes)
-    return codec.frame(payload, trailer)
+    wire = codec.frame(payload, trailer)
+    if key is not None:
+        if len(_encoded) >= _MEMO_MAX:
+            _encoded.clear()
+        _encoded[key] = wire
+    return wire
 
 
 def describe(body: bytes) -> dict[str, Any]:

@@ -91,11 +91,12 @@ class SimulatedBus:
 
     def next_event_s(self) -> float | None:
         """When ``transmit`` next returns something (None: nothing will ever be said)."""
-        times = [slave.next_event_s() for slave in self.slaves]
-        if self._queue:
-            times.append(self._queue[0][0])
-        known = [t for t in times if t is not None]
-        return min(known) if known else None
+        first = self._queue[0][0] if self._queue else None
+        for slave in self.slaves:  # runs for every simulated event: no lists
+            t = slave.next_event_s()
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
 
     def plug(self, index: int, plugged: bool, now_s: float | None = None) -> None:
         """Plug the car at slave ``index`` in or out (a new car if it has none)."""

@@ -326,8 +326,10 @@ class SimulatedSlave:
         """When ``poll`` next has something to say (None: never, e.g. in the error state)."""
         if self._silent_until_s == math.inf:
             return None
-        due = min([self._next_linkready_s, *self._burst_times_s[:1]])
-        return max(due, self._silent_until_s)
+        due = self._next_linkready_s
+        if self._burst_times_s and self._burst_times_s[0] < due:
+            due = self._burst_times_s[0]
+        return due if due >= self._silent_until_s else self._silent_until_s
 
     def advance(self, now_s: float) -> None:
         """Run the car and the timeouts up to ``now_s`` (time never goes backwards)."""
