@@ -665,8 +665,10 @@ _UNADDRESSED = frozenset(
 
 #: ``decode`` and ``encode_for_tx`` are pure and their results immutable, and on a bus the same
 #: few frames come back every second (heartbeats whose amps did not change): both remember
-#: their results, up to this many each (then they start again from empty).
-_MEMO_MAX = 1024
+#: their results, up to this many each (then they start again from empty). Small: a bus has
+#: a handful of distinct frames at a time, and noise must not make the memory grow (the
+#: fuzz test allows 64 KiB over a long run); frames that decode to ``Unknown`` are not kept.
+_MEMO_MAX = 64
 _decoded: dict[bytes, Message] = {}
 _encoded: dict[tuple[Message, int | None, frozenset[int]], bytes] = {}
 
@@ -681,9 +683,10 @@ def decode(body: bytes) -> Message:
     message = _decoded.get(key)
     if message is None:
         message = _decode(key)
-        if len(_decoded) >= _MEMO_MAX:
-            _decoded.clear()
-        _decoded[key] = message
+        if not isinstance(message, Unknown):
+            if len(_decoded) >= _MEMO_MAX:
+                _decoded.clear()
+            _decoded[key] = message
     return message
 
 
