@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.realparts import end
+
 WIRING = {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6}
 PTY_WAIT_S = 10.0
 
@@ -41,12 +43,7 @@ def slave_sim(link: Path, *args: str) -> Iterator[subprocess.Popen]:
         assert link.exists(), "slave-sim did not create its pty"
         yield sim
     finally:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            sim.wait(10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait(5)
+        end(sim, 10)
 
 
 def write_config(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realparts import missing
+from tests.realparts import end, missing
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 5.0
@@ -106,14 +106,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT_S)
+        end(process, STOP_TIMEOUT_S)
 
     def kill(self) -> None:
         """A crash: SIGKILL, the clients' connections cut without a word."""

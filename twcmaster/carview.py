@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 NO_CALLS: Mapping[str, int] = MappingProxyType({"data": 0, "command": 0, "wake": 0})
@@ -47,9 +48,12 @@ class CarsView:
     cars: tuple[CarStatus, ...] = ()
     # Every call today by kind (data, command, wake), the account's own calls included.
     calls_today: Mapping[str, int] = field(default_factory=lambda: dict(NO_CALLS))
-    bus_only_vins: frozenset[str] = field(default_factory=frozenset)
 
-    @property
+    @cached_property  # asked for each slave at every allocation
+    def bus_only_vins(self) -> frozenset[str]:
+        return frozenset(car.vin for car in self.cars if car.bus_only)
+
+    @cached_property
     def account_vins(self) -> frozenset[str]:
         return frozenset(car.vin for car in self.cars)
 

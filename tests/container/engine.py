@@ -26,6 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.realparts import end
+
 STATE_DIR = Path(os.environ.get("TWCMASTER_DOCKER_STATE", "/var/tmp/twcmaster-docker"))
 BASE_IMAGE = "python:3.11-slim"
 STANDIN_LABEL = "org.twcmaster.test-standin"
@@ -114,14 +116,7 @@ class Engine:
     def stop(self) -> None:
         """End the dockerd started here (its containers stop with it); the data root stays."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        end(process, 20)
 
     # -- using it -----------------------------------------------------------------
 

@@ -9,7 +9,6 @@ shapes, validation and security; ``tests/http/test_live.py`` runs the real daemo
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +31,6 @@ TOKEN = "a-long-random-token-0123456789"
 
 def app_config(**sections: Any) -> AppConfig:
     return config_from_dict({"config": WIRING, **sections}, "/tmp").settings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def green_moment_budget() -> Budget:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.http.served import TOKEN, WIRING, free_port, green_moment_budget, moment, serve
+from tests.http.served import TOKEN, WIRING, green_moment_budget, moment, serve
+from tests.mosquitto import free_port
 from twcmaster.cli import main
 from twcmaster.config.interfaces import HttpConfig
 from twcmaster.outputs.console import green_lines

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 import requests
 
 from tests.integration.rig import slave
+from tests.mosquitto import free_port
 from tests.mqtt.conftest import control_config, eventually, retained, status_config
 from twcmaster.config import config_from_dict
 from twcmaster.config.interfaces import HttpConfig
@@ -46,12 +46,6 @@ WIRING = {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC"
 GREEN_NOW = {"greenEnergyStartDelay": 0, "defaultVoltage": 230}
 SUN_W, HOUSE_W = 5000.0, 400.0  # a steady sky: the figures cannot move between the reads
 DISCOVERY_WITHIN_S = 5.0  # the promise for `twcmaster demo`
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def steady_sky(now_s: float) -> SiteReading:

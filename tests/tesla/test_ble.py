@@ -27,6 +27,7 @@ from tesla_fleet_api.tesla.vehicle.proto.vehicle_pb2 import (
     VehicleData,
 )
 
+from tests.tesla.test_cars import RecordingLog
 from twcmaster.assembly import tesla_cars
 from twcmaster.config import ConfigError, config_from_dict
 from twcmaster.vehicles.tesla import api
@@ -43,19 +44,6 @@ VIN = "5YJ3E1EA7KF000001"
 OTHER_VIN = "5YJ3E1EA7KF000002"
 WIRING = {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32}
 KEY = ec.generate_private_key(ec.SECP256R1())
-
-
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def _say(self, message: str, **fields: object) -> None:
-        self.lines.append(f"{message} {fields}")
-
-    info = warning = error = debug = _say
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in self.lines)
 
 
 def _no_adapter_here() -> str:
@@ -136,7 +124,7 @@ def test_unknown_key_in_the_section_is_an_error():
 
 def test_no_adapter_here_says_so_once_and_stays_off():
     _no_adapter_here()
-    log, made, calls = Log(), [], []
+    log, made, calls = RecordingLog(), [], []
 
     def make_vehicle(vin: str, key: Any) -> Any:
         made.append(vin)  # never: nothing is scanned or connected while off
@@ -177,7 +165,7 @@ def test_ble_only_config_without_adapter_is_a_clear_not_usable_state(tmp_path):
         "vehicle": {"teslaBLE": {"enabled": True, "privateKeyFile": key_file,
                                  "vins": [VIN]}},
     }, str(tmp_path)).settings  # fmt: skip
-    log = Log()
+    log = RecordingLog()
 
     async def scenario() -> Any:
         cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
@@ -222,7 +210,7 @@ def test_both_configured_route_ble_first_and_without_an_app_ble_alone(tmp_path, 
         "vehicle": {"teslaAPI": fleet,
                     "teslaBLE": {"enabled": True, "privateKeyFile": _key_file(tmp_path)}},
     }, str(tmp_path)).settings  # fmt: skip
-    log = Log()
+    log = RecordingLog()
     cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
     assert isinstance(cars.api, RoutedCarApi) and cars.api.ble is not None
     if client_id and token:
@@ -238,7 +226,7 @@ def test_ble_only_with_a_missing_key_file_says_which(tmp_path):
         "config": WIRING,
         "vehicle": {"teslaBLE": {"enabled": True, "privateKeyFile": str(tmp_path / "no.pem")}},
     }, str(tmp_path)).settings  # fmt: skip
-    cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=Log())
+    cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=RecordingLog())
     view = cars.view()
     assert view.state == "error" and "no.pem" in view.message and not view.usable
 
@@ -246,7 +234,10 @@ def test_ble_only_with_a_missing_key_file_says_which(tmp_path):
 def test_no_car_module_when_neither_backend_is_configured():
     config = config_from_dict({"config": WIRING, "vehicle": {"teslaAPI": {"enabled": False}}}, "/")
     assert (
-        tesla_cars(config.settings, clock=time.monotonic, wallclock=datetime.now, log=Log()) is None
+        tesla_cars(
+            config.settings, clock=time.monotonic, wallclock=datetime.now, log=RecordingLog()
+        )
+        is None
     )
 
 
@@ -366,7 +357,7 @@ def _ble(
     *,
     in_range: bool = True,
     vins: tuple[str, ...] | None = None,
-    log: Log | None = None,
+    log: RecordingLog | None = None,
     timeout_s: float = 30.0,
 ) -> tuple[TeslaBle, list[tuple]]:
     reported: list[tuple] = []
@@ -493,7 +484,7 @@ def test_router_ble_in_range_makes_no_cloud_call():
 
 
 def test_router_ble_out_of_range_uses_the_fleet_api_and_says_so_once():
-    log, fleet = Log(), Fleet()
+    log, fleet = RecordingLog(), Fleet()
     router = RoutedCarApi(_ble([Car(VIN)], in_range=False)[0], fleet, log=log)
 
     async def scenario() -> list[str]:
@@ -524,7 +515,7 @@ def test_router_ble_timeout_falls_back_but_the_cars_own_answers_stay_on_ble():
 
 def test_router_ble_off_uses_the_fleet_api():
     _no_adapter_here()
-    fleet, log = Fleet(), Log()
+    fleet, log = Fleet(), RecordingLog()
     ble = TeslaBle(KEY, [VIN], log=log)  # the real adapter check: none here
     router = RoutedCarApi(ble, fleet, log=log)
 
@@ -586,7 +577,7 @@ def test_ble_alone_without_vins_takes_the_vin_the_twc_reports():
             clock=time.monotonic,
             wallclock=datetime.now,
             scheduler=AsyncioScheduler(),
-            log=Log(),
+            log=RecordingLog(),
         )
         ble.on_call = cars.count_call
         await cars._list_vehicles()  # no VINs yet: an empty list, and usable

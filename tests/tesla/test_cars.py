@@ -24,7 +24,9 @@ VIN_A = "5YJ3E1EA7KF000001"
 VIN_B = "5YJ3E1EA7KF000002"
 
 
-class QuietLog:
+class RecordingLog:
+    """A logger that keeps every line (the Tesla tests read what the module said)."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -32,6 +34,9 @@ class QuietLog:
         self.lines.append(f"{message} {fields}")
 
     info = warning = error = debug = _say
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
 
 
 @dataclass
@@ -134,7 +139,7 @@ class Rig:
         self.drawing: dict[int, bool] = {}
         self.scheduler = VirtualScheduler(lambda: self.now)
         defaults = dict(home_latitude=HOME[0], home_longitude=HOME[1], wake_delay_s=180.0)
-        self.log = QuietLog()
+        self.log = RecordingLog()
         self.cars = TeslaCars(
             self.api,
             TeslaCarsSettings(**{**defaults, **settings}),  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.tesla.fakefleet import FakeCar, FakeFleet
-from tests.tesla.test_cars import QuietLog
+from tests.tesla.test_cars import RecordingLog
 from twcmaster.config import config_from_dict
 from twcmaster.control.carcommands import CarAction, CarCommand
 from twcmaster.sim.car import random_vin
@@ -51,7 +51,7 @@ class Module:
         }, str(tmp_path)).settings  # fmt: skip
         loop = asyncio.get_running_loop()
         self.cars = build_tesla_cars(
-            config, clock=loop.time, wallclock=datetime.now, log=QuietLog()
+            config, clock=loop.time, wallclock=datetime.now, log=RecordingLog()
         )
         self.cars.settings = dataclasses.replace(self.cars.settings, **{**FAST, **settings})
         self.drawing: dict[int, bool] = {}

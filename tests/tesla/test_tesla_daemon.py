@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 
 import aiohttp
 import pytest
 
+from tests.http.test_live import until
 from tests.integration.rig import _Lines
+from tests.mosquitto import free_port
 from tests.tesla.fakefleet import FakeCar, FakeFleet
 from twcmaster.config import config_from_dict
 from twcmaster.daemon import build_daemon
@@ -29,20 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 TWCID = 0x2345
 HOME = (47.0, 7.0)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-async def until(condition, timeout_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        assert loop.time() < deadline, f"{what}: not within {timeout_s}s"
-        await asyncio.sleep(0.05)
 
 
 def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_path, capsys):

@@ -121,6 +121,17 @@ class Section:
         self.bad(key, value, "a non-empty string")
         return None
 
+    def optional_text(self, key: str, *, secret: bool = False, strip: bool = False) -> str | None:
+        """A string that may be left out: absent, null and "" read as None (TWCManager's
+        sample writes "" for no user, no password). ``secret``: a bad value is not echoed."""
+        value = self.values.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            self.bad(key, "(hidden)" if secret else value, "text")
+            return None
+        return value.strip() if strip else value
+
     def hex_bytes(self, key: str, default: str | None, size: int) -> int | None:
         value = self.raw(key)
         if value is ABSENT:

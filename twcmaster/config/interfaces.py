@@ -125,22 +125,12 @@ def _broker(part: Section) -> BrokerConfig | None:
     if prefix is not None and (prefix.strip("/") != prefix or "#" in prefix or "+" in prefix):
         part.bad("topicPrefix", prefix, 'a topic prefix without wildcards or edge "/", like "TWC"')
         prefix = None
-    username = _optional_text(part, "username")
-    password = _optional_text(part, "password")
-    ca_file = _optional_text(part, "caFile")
+    username = part.optional_text("username")
+    password = part.optional_text("password")
+    ca_file = part.optional_text("caFile")
     if host is None or tls is None or port is None or prefix is None:
         return None
     return BrokerConfig(host, port, tls, username, password, ca_file, prefix)
-
-
-def _optional_text(part: Section, key: str) -> str | None:
-    value = part.values.get(key)
-    if value is None or value == "":
-        return None  # TWCManager's sample writes "" for no user / no password
-    if not isinstance(value, str):
-        part.bad(key, value, "text")
-        return None
-    return value
 
 
 def parse_mqtt_status(data: Mapping[str, Any], report: Report) -> MqttStatusConfig | None:
@@ -180,7 +170,7 @@ def parse_http(data: Mapping[str, Any], report: Report) -> HttpConfig | None:
         "listenPort", HTTP_PORT, "a TCP port from 1 to 65535", lambda x: 1 <= x <= 65535,
         from_string=True,
     )  # fmt: skip
-    token = _optional_text(part, "token")
+    token = part.optional_text("token")
     if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
         part.bad("token", "(hidden)", f"at least {MIN_TOKEN_CHARS} characters (a long random one)")
         return None

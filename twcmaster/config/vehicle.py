@@ -138,13 +138,7 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
 
 
 def _text(part: Section, key: str) -> str | None:
-    value = part.values.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        part.bad(key, "(hidden)" if "oken" in key else value, "text")
-        return None
-    return value.strip()
+    return part.optional_text(key, secret="oken" in key, strip=True)
 
 
 def _url(part: Section, key: str) -> str | None:

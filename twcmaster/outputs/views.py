@@ -9,12 +9,14 @@ shapes (``/api/getStatus``...) are built from the same snapshot elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twcmaster.outputs.console import green_lines
 
 if TYPE_CHECKING:
+    from twcmaster.carview import CarStatus
     from twcmaster.core import SlaveSnapshot, Snapshot
 
 __all__ = ["SNAPSHOT_FORMAT", "EnergyFigures", "energy_figures", "snapshot_json", "slave_json"]
@@ -136,6 +138,13 @@ def _settings_json(snapshot: Snapshot) -> dict[str, Any] | None:
     }
 
 
+def _car_json(car: CarStatus) -> dict[str, Any]:
+    """Every field of the car's status, by its name."""
+    out = {f.name: getattr(car, f.name) for f in dataclasses.fields(car)}
+    out["calls_today"] = dict(car.calls_today)
+    return out
+
+
 def _cars_json(snapshot: Snapshot) -> dict[str, Any] | None:
     """The car module (None: none configured). Never a token: the view holds none."""
     view = snapshot.cars
@@ -146,27 +155,7 @@ def _cars_json(snapshot: Snapshot) -> dict[str, Any] | None:
         "message": view.message,
         "usable": view.usable,
         "calls_today": dict(view.calls_today),
-        "cars": [
-            {
-                "vin": car.vin,
-                "name": car.name,
-                "location": car.location,
-                "online": car.online,
-                "battery_level": car.battery_level,
-                "charge_limit_soc": car.charge_limit_soc,
-                "charging_state": car.charging_state,
-                "last_command": car.last_command,
-                "last_result": car.last_result,
-                "last_command_at": car.last_command_at,
-                "next_command_at": car.next_command_at,
-                "calls_today": dict(car.calls_today),
-                "billable_today": car.billable_today,
-                "budget_left": car.budget_left,
-                "bus_only": car.bus_only,
-                "via": car.via,
-            }
-            for car in view.cars
-        ],
+        "cars": [_car_json(car) for car in view.cars],
     }
 
 

@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from twcmaster.carview import CarStatus, CarsView
+from twcmaster.carview import NO_CALLS, CarStatus, CarsView
 from twcmaster.vehicles.tesla import api
 
 if TYPE_CHECKING:
     from twcmaster.control.carcommands import CarCommand
 
 START, STOP = "start", "stop"  # CarAction values (the module reads them, not the core's enum)
+DAY_CHECK_S = 60.0  # budgets reset within a minute of midnight
 ACCOUNT = ""  # the ledger's key for calls that are about no car (listing the vehicles)
 EARTH_RADIUS_M = 6_371_000.0
 
@@ -111,7 +112,6 @@ class _Ledger:
     day: date | None = None
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
     billable: dict[str, int] = field(default_factory=dict)
-    wakes: dict[str, int] = field(default_factory=dict)
 
     def roll(self, today: date) -> bool:
         if self.day == today:
@@ -119,16 +119,17 @@ class _Ledger:
         self.day = today
         self.calls.clear()
         self.billable.clear()
-        self.wakes.clear()
         return True
 
     def count(self, kind: str, vin: str, billable: bool) -> None:
-        kinds = self.calls.setdefault(vin, {"data": 0, "command": 0, "wake": 0})
+        kinds = self.calls.setdefault(vin, dict(NO_CALLS))
         kinds[kind] = kinds.get(kind, 0) + 1
         if billable:
             self.billable[vin] = self.billable.get(vin, 0) + 1
-        if kind == "wake":
-            self.wakes[vin] = self.wakes.get(vin, 0) + 1
+
+    def of(self, vin: str) -> dict[str, int]:
+        """Today's calls for ``vin`` by kind."""
+        return dict(self.calls.get(vin, NO_CALLS))
 
 
 class TeslaCars:
@@ -167,6 +168,7 @@ class TeslaCars:
         self._listed = False
         self._stopping = False
         self._view: CarsView | None = None
+        self._day_checked_until_s = -math.inf
 
     # -- the service
 
@@ -389,7 +391,7 @@ class TeslaCars:
         if car.location == "away":
             self._note(car, "start", "not sent: asleep and away from home (not woken)")
             return False
-        if self._ledger.wakes.get(car.vin, 0) >= self.settings.daily_wake_budget:
+        if self._ledger.of(car.vin)["wake"] >= self.settings.daily_wake_budget:
             self._note(car, "start", "not sent: asleep, and today's wakes are spent")
             return False
         try:
@@ -469,6 +471,11 @@ class TeslaCars:
         self._changed()
 
     def _roll_day(self) -> None:
+        """A new day clears the budgets. The date is read at most every ``DAY_CHECK_S``:
+        ``view()`` runs with every step of the bus."""
+        if self.clock() < self._day_checked_until_s:
+            return
+        self._day_checked_until_s = self.clock() + DAY_CHECK_S
         if self._ledger.roll(self.wallclock().date()):
             self._changed()
 
@@ -503,9 +510,8 @@ class TeslaCars:
         return self._view
 
     def _build_view(self) -> CarsView:
-        self._roll_day()
         cars = tuple(self._car_status(car) for car in self._cars.values())
-        totals = {"data": 0, "command": 0, "wake": 0}
+        totals = dict(NO_CALLS)
         for kinds in self._ledger.calls.values():
             for kind, n in kinds.items():
                 totals[kind] = totals.get(kind, 0) + n
@@ -517,7 +523,6 @@ class TeslaCars:
             untargeted_ok=self.settings.has_home or len(self._cars) == 1,
             cars=cars,
             calls_today=totals,
-            bus_only_vins=frozenset(car.vin for car in cars if car.bus_only),
         )
 
     def _car_status(self, car: _Car) -> CarStatus:
@@ -527,7 +532,7 @@ class TeslaCars:
         next_at = ""
         if next_s > 0:
             next_at = self._wall_in(next_s)
-        status = CarStatus(
+        return CarStatus(
             vin=car.vin,
             name=car.name,
             location=car.location,
@@ -539,12 +544,12 @@ class TeslaCars:
             last_result=car.last_result,
             last_command_at=car.last_command_wall,
             next_command_at=next_at,
-            calls_today=dict(self._ledger.calls.get(car.vin, {"data": 0, "command": 0, "wake": 0})),
+            calls_today=self._ledger.of(car.vin),
             billable_today=billable,
             budget_left=max(0, self.settings.daily_call_budget - billable),
+            bus_only=self._bus_only_reason(car),
+            via=getattr(self.api, "last_backend", {}).get(car.vin, ""),  # the router's
         )
-        via = getattr(self.api, "last_backend", {}).get(car.vin, "")  # the router's
-        return replace(status, bus_only=self._bus_only_reason(car), via=via)
 
     def _wall_in(self, seconds: float) -> str:
         return (self.wallclock() + timedelta(seconds=seconds)).isoformat(timespec="seconds")
