@@ -983,3 +983,12 @@ def test_loaded_config_is_immutable():
         settings.min_amps_per_twc = 5  # type: ignore[misc]
     assert hash(settings) == hash(load().settings)
     assert os.fspath(Path(default_config_path())).endswith("config.json")
+
+
+def test_a_password_or_token_of_the_wrong_type_is_not_echoed():
+    problems = errors_of(
+        status={"MQTT": {"enabled": True, "brokerIP": "b", "password": 918273645}},
+        control={"HTTP": {"enabled": True, "token": ["s3cr3t-token-0123456789"]}},
+    )
+    assert paths(problems) == ["status.MQTT.password", "control.HTTP.token"]
+    assert not any("918273645" in p.message or "s3cr3t" in p.message for p in problems)

@@ -126,7 +126,7 @@ def _broker(part: Section) -> BrokerConfig | None:
         part.bad("topicPrefix", prefix, 'a topic prefix without wildcards or edge "/", like "TWC"')
         prefix = None
     username = part.optional_text("username")
-    password = part.optional_text("password")
+    password = part.optional_text("password", secret=True)
     ca_file = part.optional_text("caFile")
     if host is None or tls is None or port is None or prefix is None:
         return None
@@ -170,7 +170,7 @@ def parse_http(data: Mapping[str, Any], report: Report) -> HttpConfig | None:
         "listenPort", HTTP_PORT, "a TCP port from 1 to 65535", lambda x: 1 <= x <= 65535,
         from_string=True,
     )  # fmt: skip
-    token = part.optional_text("token")
+    token = part.optional_text("token", secret=True)
     if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
         part.bad("token", "(hidden)", f"at least {MIN_TOKEN_CHARS} characters (a long random one)")
         return None
