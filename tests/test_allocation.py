@@ -379,12 +379,17 @@ def test_proactive_spike_on_a_raise_below_the_spike_value():
     assert out[A].offer_amps == 21  # held at least 5 s
     out = ctrl.allocate(10, [slave(A, reported=21, actual=20)], 5.0)
     assert out[A].offer_amps == 10
+    # From 10 A (not the 6 A setting the bug leaves cars at): no spike, the raise at once.
     out = ctrl.allocate(14, [slave(A, reported=10, actual=9.5)], 20.0)
+    assert (out[A].offer_amps, out[A].reason) == (14, "fair share 14A of 14A among 1 car")
+    # From the 6 A setting: the spike first.
+    assert ctrl.allocate(6, [slave(A, reported=14, actual=13.5)], 30.0)[A].offer_amps == 6
+    out = ctrl.allocate(14, [slave(A, reported=6, actual=5.2)], 40.0)
     assert (out[A].offer_amps, out[A].reason) == (21, "spike 21A")
     assert out[A].desired_amps == 14
-    assert ctrl.allocate(14, [slave(A, reported=21, actual=20)], 26.0)[A].offer_amps == 14
+    assert ctrl.allocate(14, [slave(A, reported=21, actual=20)], 46.0)[A].offer_amps == 14
     # Raises to the spike value or above need no spike.
-    assert ctrl.allocate(30, [slave(A, reported=14, actual=13.5)], 40.0)[A].offer_amps == 30
+    assert ctrl.allocate(30, [slave(A, reported=14, actual=13.5)], 60.0)[A].offer_amps == 30
 
 
 def test_lagging_reported_amps_do_not_turn_a_decrease_into_a_spike():
@@ -398,11 +403,11 @@ def test_lagging_reported_amps_do_not_turn_a_decrease_into_a_spike():
 def test_proactive_spike_waits_5_s_after_the_last_change():
     ctrl = Controller(cfg(spike_amps_proactively=True, spike_amps=16))
     ctrl.allocate(16, [slave(A, actual=9)], 0.0)
-    ctrl.allocate(10, [slave(A, reported=16, actual=15)], 6.0)
-    out = ctrl.allocate(12, [slave(A, reported=10, actual=9.5)], 8.0)
-    assert out[A].offer_amps == 10
-    assert out[A].reason == "spike 16A due in 3s; kept 10A"
-    assert ctrl.allocate(12, [slave(A, reported=10, actual=9.5)], 11.1)[A].offer_amps == 16
+    ctrl.allocate(6, [slave(A, reported=16, actual=15)], 6.0)
+    out = ctrl.allocate(12, [slave(A, reported=6, actual=5.2)], 8.0)
+    assert out[A].offer_amps == 6
+    assert out[A].reason == "spike 16A due in 3s; kept 6A"
+    assert ctrl.allocate(12, [slave(A, reported=6, actual=5.2)], 11.1)[A].offer_amps == 16
 
 
 def test_eu_spike_is_16_and_spike_is_skipped_when_above_the_cap():

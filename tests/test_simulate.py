@@ -159,7 +159,10 @@ def test_the_bound_of_several_cars_is_one_car_on_the_circuit_limit():
     bound = result.bound
     assert bound is not None and bound.starts == result.charge_starts
     assert bound.ideal_kwh == pytest.approx(result.ideal_kwh, rel=1e-9)  # same limit, 40 A
-    assert bound.import_share <= result.grid_import_share + 1e-9
+    # Not compared with the run's share: a simulated car offered its 6 A floor draws 5.2 A
+    # (protocol notes §6.1), below the floor the bound's plans hold, so a run that holds
+    # through the cloud imports less than any of them would.
+    assert bound.plan_capture is not None and bound.plan_capture >= 0.97
     assert DaySimulation(config(), Sky(half_hour()), bound=False).run().bound is None
 
 

@@ -47,6 +47,9 @@ MAX_ALARMS = 64
 # moved by this much, and otherwise at this cadence (for its hold timers).
 ALLOCATE_EVERY_S = 2.0
 REALLOCATE_ON_DRAW_CHANGE_A = 0.5
+# A car drawing this much below its offer is limited by itself (its charger, its charge limit):
+# the green start rules count it at what it draws, so that another car may take the rest.
+CAR_LIMITED_GAP_AMPS = 3.0
 MIN_SERVICE_STEP_S = 0.001  # the driver never sleeps less than this between two steps
 SERVICE_RETRY_S = 0.1  # after a failed step, run again this soon
 # Events kept for a caller that uses receive/poll and never takes them (service always does).
@@ -152,7 +155,14 @@ def allocation_settings(config: AppConfig) -> AllocationSettings:
         spike_amps=config.spike_amps,
         stop_hold_s=config.start_stop_delay_s,
         car_stop_by=CAR_STOP_BY[StopMode(config.charge_stop_mode)],
+        rotate_amp_s=_rotate_amp_s(config),
     )
+
+
+def _rotate_amp_s(config: AppConfig) -> float:
+    """greenEnergyRotateKWh as amp-seconds at defaultVoltage (what the controller counts)."""
+    watts_per_amp = config.default_voltage_v * config.number_of_phases
+    return config.green_energy_rotate_kwh * 3.6e6 / watts_per_amp
 
 
 class Core:
@@ -202,6 +212,9 @@ class Core:
         self._events: list[ev.Event] = []
         self._last_vins: dict[int, str] = {}  # twcid -> the last VIN it reported
         self._decide_now = False  # request_decision: decide at the next step, not in 2 s
+        self._day: object = None  # the local date: the controller's energy today restarts
+        self._priorities = dict(config.charge_priority)  # TWCID or VIN -> priority
+        self._site_key: tuple[object, ...] = ()  # the last energy reading's figures
 
     # -- driving it
 
@@ -243,6 +256,10 @@ class Core:
         that is always there), send what is due, say when to wake and what happened.
         Whatever part of it raises, the error is counted and the step still returns (the
         caller re-arms its timer either way)."""
+        if site is not None and site is not self._site and self._site_moved(site):
+            # React as fast as the sources report: a fall of the surplus left until the next
+            # allocation (up to ALLOCATE_EVERY_S) is drawn from the grid meanwhile.
+            self._decide_now = True
         self._site, self._local_time = site, local_time  # what the policy decides on
         if cars is not self._cars_view:  # the module builds a new view only on a change
             self._cars_view = cars
@@ -264,6 +281,13 @@ class Core:
         if read_after_s is not None and now >= read_after_s:
             read_after_s = None
         return Step(tuple(frames), self.take_events(), wake_s, read_after_s)
+
+    def _site_moved(self, site: SiteReading) -> bool:
+        """Whether the energy reading says something new (not only a newer timestamp)."""
+        key = (site.generation_w, site.consumption_w, site.grid_w, site.stale)
+        moved = key != self._site_key
+        self._site_key = key
+        return moved and self._site is not None
 
     def receive(self, data: bytes, now: float) -> None:
         """Bytes from the line (``service`` calls this; its events wait for ``take_events``)."""
@@ -467,12 +491,28 @@ class Core:
             cars_wanting=sum(
                 1 for s in slaves if s.actual_amps >= bm.CHARGING_AMPS or s.state not in NOT_ASKING
             ),
+            capacity_amps=min(
+                sum(self._capacity_amps(s) for s in slaves if s.actual_amps >= bm.CHARGING_AMPS),
+                float(self.config.wiring.max_amps_all_twcs),
+            ),
         )
+
+    def _capacity_amps(self, slave: bm.SlaveView) -> float:
+        """The most this charging car could draw: its TWC's cap, or, when it draws well below
+        a generous offer (its own charger's limit, or its charge limit tapering), a little
+        more than it draws now."""
+        cap = min(float(slave.max_amps), float(self.config.wiring.max_amps_per_twc))
+        if slave.offer_amps - slave.actual_amps > CAR_LIMITED_GAP_AMPS:
+            return min(cap, slave.actual_amps + CAR_LIMITED_GAP_AMPS)
+        return cap
 
     # -- allocation
 
     def _allocate(self, now: float) -> None:
         self._allocated_s = now
+        if self._local_time is not None and self._local_time.date() != self._day:
+            self._day = self._local_time.date()
+            self.controller.new_day()
         slaves = self.master.slave_views()  # as they are before this allocation's offers
         self._set_budget(self._decide(now, slaves))
         denied = self._denied_twcids()
@@ -523,7 +563,18 @@ class Core:
             reported_allowed_amps=slave.allowed_amps,
             actual_amps=slave.actual_amps,
             stop_through_car=self._stop_through_car(slave),
+            priority=self._priority(slave),
         )
+
+    def _priority(self, slave: bm.SlaveView) -> int:
+        """config chargePriority: by the car's VIN when known, else by the TWCID."""
+        priorities = self._priorities
+        if not priorities:
+            return 0
+        vin = slave.vin or self._last_vins.get(slave.twcid)
+        if vin and vin.upper() in priorities:
+            return priorities[vin.upper()]
+        return priorities.get(f"{slave.twcid:04X}", 0)
 
     def _offer_nothing(self, slaves: tuple[bm.SlaveView, ...]) -> None:
         """Fail safe when the allocation itself failed: 0 A to every slave."""

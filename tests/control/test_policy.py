@@ -420,17 +420,38 @@ def test_a_short_dip_is_held_at_the_floor():
     loop = started(green_engine())
     dip = loop.run(40, 2.0)
     assert set(amps(dip)) == {6.0}
-    assert "holding at the floor" in dip[-1].reason and "startStopDelay" in dip[-1].reason
+    assert "holding at the floor" in dip[-1].reason and "greenEnergyHoldWh" in dip[-1].reason
     back = loop.run(60, 15.0)
     assert back[-1].amps >= 15.0
 
 
-def test_a_long_dip_stops_after_start_stop_delay():
-    loop = started(green_engine())
-    dip = loop.run(80, 2.0)
-    assert amps(dip[:30]) == [6.0] * 30  # 60 s
-    assert set(amps(dip[30:])) == {0.0}
-    assert "stop charging" in dip[30].reason
+def test_a_long_dip_stops_once_the_hold_has_cost_its_grid_energy():
+    # No surplus: the hold costs the whole 6 A floor, 1380 W, 0.77 Wh per 2 s step.
+    loop = started(green_engine(hold_wh=22.5, hold_growth=1.0))
+    dip = loop.run(80, 0.0)
+    assert amps(dip[:29]) == [6.0] * 29  # 29 x 0.77 = 22.2 Wh: held
+    assert set(amps(dip[29:])) == {0.0}  # 30 x 0.77 = 23.0 Wh: over 22.5, stopped
+    assert "22 of 22 Wh of grid" in dip[28].reason
+    assert "stop charging" in dip[29].reason and "23 Wh of grid" in dip[29].reason
+
+
+def test_the_hold_budget_is_energy_a_shallow_dip_is_held_longer():
+    # 4 A of surplus leaves 2 A (460 W) to the grid: the same 22.5 Wh lasts three times longer
+    # (a little more: the car draws 0.8 A below its offer, which the budget compensates).
+    loop = started(green_engine(hold_wh=22.5, hold_growth=1.0))
+    dip = loop.run(240, 4.0)
+    held = len([b for b in dip if b.amps > 0])
+    assert 88 <= held <= 120
+
+
+def test_each_start_today_makes_the_next_hold_longer_and_the_next_start_firmer():
+    loop = started(green_engine(hold_wh=20.0, hold_growth=2.0, start_margin_per_start_amps=3))
+    first = loop.run(120, 0.0)  # one start today: 40 Wh, 52 steps of 0.77 Wh
+    assert len([b for b in first if b.amps > 0]) == 52
+    assert "below the 9A needed to start" in loop.run(120, 7.0)[-1].reason  # 6 A + 3 A x 1
+    loop.run(120, 9.5)  # the second start
+    second = loop.run(240, 0.0)  # two starts: 80 Wh
+    assert len([b for b in second if b.amps > 0]) == 104
 
 
 def test_the_minimum_on_time_holds_a_new_charge_through_a_long_dip():
@@ -444,8 +465,8 @@ def test_the_minimum_on_time_holds_a_new_charge_through_a_long_dip():
 
 
 def test_the_minimum_off_time_delays_a_restart():
-    loop = started(green_engine(min_off_time_s=300))
-    loop.run(62, 0.0)  # stopped at 60 s
+    loop = started(green_engine(min_off_time_s=300, hold_wh=20, hold_growth=1.0))
+    loop.run(62, 0.0)  # stopped at 54 s: 20 Wh of a 6 A hold without surplus
     stopped_at = loop.now
     back = loop.run(360, 15.0)
     first = next(i for i, b in enumerate(back) if b.amps > 0)
@@ -461,7 +482,7 @@ def test_flex_amps_keep_a_charging_car_at_the_floor_indefinitely():
     assert "greenEnergyFlexAmps" in held[-1].reason
     # The car draws ~0.8 A below its 6 A offer (the compensation), so the grid gives
     # 6 - 0.8 - surplus: with 0.5 A of surplus that is more than the 3 A of flex.
-    stop = loop.run(100, 0.5)
+    stop = loop.run(400, 0.5)
     assert amps(stop)[:30] == [6.0] * 30 and amps(stop)[-1] == 0.0
 
 
@@ -483,11 +504,12 @@ def test_holding_budget_is_floor_times_charging_cars_and_never_above_the_wiring(
 
 
 def test_two_cars_keep_what_feeds_one_floor_after_the_stop_delay():
-    loop = Loop(green_engine(), cars=2)
+    loop = Loop(green_engine(hold_wh=10, hold_growth=1.0), cars=2)
     loop.run(120, 20.0)
-    dip = loop.run(100, 8.0)  # enough for one car, not two
-    assert set(amps(dip[:30])) == {12.0}
-    after = dip[30]  # 60 s: one car's floor is still fed, with its compensation
+    dip = loop.run(300, 8.0)  # enough for one car, not two
+    shed = next(i for i, b in enumerate(dip) if b.amps != 12.0)
+    assert shed >= 10 and "of 10 Wh of grid" in dip[shed - 1].reason
+    after = dip[shed]  # the hold has cost 10 Wh: one car's floor is still fed
     assert after.amps == 8.0 + after.green.compensation_amps >= 8.0
     assert "cars it can feed" in after.reason
 
@@ -574,20 +596,21 @@ def _two_cars(engine: PolicyEngine, t: float, amps_: float, charging: int) -> Bu
 
 
 def test_a_second_car_is_admitted_after_the_start_delay_and_kept_its_minimum_on_time():
-    engine = green_engine(start_delay_s=60, min_on_time_s=1800, start_stop_delay_s=60)
+    engine = green_engine(start_delay_s=60, min_on_time_s=1800, hold_wh=1.0)
     assert _two_cars(engine, 0.0, 20.0, 0).max_cars == 0  # the start rule: nobody yet
     assert _two_cars(engine, 60.0, 20.0, 0).max_cars == 1  # the first car starts
-    # Two floors of surplus since the first car started: the second waits
-    # greenEnergyStartDelay from there, as the first did.
+    # Two floors of surplus since the first car draws: the second waits greenEnergyStartDelay
+    # from there, as the first did.
     assert _two_cars(engine, 70.0, 20.0, 1).max_cars == 1
-    assert _two_cars(engine, 119.0, 20.0, 1).max_cars == 1
-    assert _two_cars(engine, 120.0, 20.0, 1).max_cars == 2
-    # It started at 120 s: a dip to one floor holds both at the floor for its minimum on-time.
+    assert _two_cars(engine, 129.0, 20.0, 1).max_cars == 1
+    assert _two_cars(engine, 130.0, 20.0, 1).max_cars == 2
+    # It started at 130 s: a dip to one floor holds both at the floor for its minimum on-time
+    # (the 1 Wh hold budget is soon spent).
     for t in range(400, 500, 2):
         held = _two_cars(engine, float(t), 8.0, 2)
         assert (held.amps, held.max_cars) == (12.0, 2)
     assert "greenEnergyMinOnTime" in held.reason
-    # After it, and startStopDelay into a dip: the budget feeds one car, and one is admitted.
+    # After it: the budget feeds one car, and one is admitted.
     _two_cars(engine, 2000.0, 8.0, 2)
     after = _two_cars(engine, 2061.0, 8.0, 2)
     assert after.max_cars == 1 and after.amps >= 6

@@ -44,7 +44,7 @@ def phases(decisions) -> list[tuple[GreenPhase, GreenRule]]:
 
 
 def test_off_waiting_tracking_holding_and_off_again():
-    tracker = GreenTracker(cfg())
+    tracker = GreenTracker(cfg(hold_wh=15.0, hold_growth=1.0))
     assert phases([step(tracker, 0, 2.0)]) == [(OFF, GreenRule.BELOW_START_LEVEL)]
     waiting = step(tracker, 2, 15.0)
     assert (waiting.phase, waiting.rule, waiting.left_s, waiting.amps) == (
@@ -56,9 +56,12 @@ def test_off_waiting_tracking_holding_and_off_again():
         TRACKING, GreenRule.FOLLOWS_SURPLUS, 15.0, 1,
     )  # fmt: skip
     dip = [step(tracker, t, 2.0, cars(1, 14.0)) for t in range(34, 94, 2)]
-    assert set(phases(dip)) == {(HOLDING, GreenRule.STOP_DELAY)}
+    assert set(phases(dip)) == {(HOLDING, GreenRule.HOLD_BUDGET)}
     assert {d.amps for d in dip} == {6.0}  # the floor
-    assert (dip[0].dip_s, dip[0].left_s, dip[-1].dip_s) == (0.0, 60.0, 58.0)
+    # About 4 A short of it (920 W) for 30 steps of 2 s: within the 15 Wh
+    assert (dip[0].dip_s, dip[-1].dip_s, dip[-1].hold_allowance_wh) == (0.0, 58.0, 15.0)
+    short_wh = [(d.figures.need_amps - d.figures.budget_amps) * V * 2 / 3600 for d in dip]
+    assert dip[-1].hold_wh == pytest.approx(sum(short_wh)) and 14 < sum(short_wh) < 15
     stopped = step(tracker, 94, 2.0, cars(1, 6.0))
     assert (stopped.phase, stopped.rule, stopped.amps, stopped.max_cars) == (
         OFF, GreenRule.STOPPED, 0.0, 0,
@@ -81,7 +84,7 @@ def test_below_the_start_level_waiting_falls_back_to_off():
 
 
 def test_the_minimum_off_time_keeps_it_waiting_after_a_stop():
-    tracker = GreenTracker(cfg(start_delay_s=0, start_stop_delay_s=0, min_off_time_s=100))
+    tracker = GreenTracker(cfg(start_delay_s=0, hold_wh=0, min_off_time_s=100))
     assert step(tracker, 0, 15.0).phase is TRACKING
     assert step(tracker, 2, 1.0, cars(1, 14.0)).rule is GreenRule.STOPPED
     again = step(tracker, 10, 15.0)
@@ -98,15 +101,17 @@ def test_flex_amps_keep_the_floor_without_a_dip_timer():
 
 
 def test_several_cars_shed_to_those_the_budget_feeds():
-    tracker = GreenTracker(cfg(start_delay_s=0))
+    tracker = GreenTracker(cfg(start_delay_s=0, hold_wh=15.5, hold_growth=1.0))
     step(tracker, 0, 20.0, cars(2, 0.0))
     assert step(tracker, 2, 20.0, cars(2, 9.0)).max_cars == 2  # both charge: both count
-    held = [step(tracker, t, 8.0, cars(2, 6.0)) for t in range(4, 64, 2)]
-    assert {d.phase for d in held} == {HOLDING} and {d.amps for d in held} == {12.0}
-    shed = step(tracker, 64, 8.0, cars(2, 6.0))
+    dip = [step(tracker, t, 8.0, cars(2, 6.0)) for t in range(4, 204, 2)]
+    at = next(i for i, d in enumerate(dip) if d.phase is not HOLDING)
+    held, shed = dip[:at], dip[at]
+    # 8 A + 2 A for the cars' draw below their offers: 2 A short, 460 W, 15.5 Wh in ~121 s
+    assert {d.amps for d in held} == {12.0} and 58 <= len(held) <= 63
     assert (shed.phase, shed.rule, shed.max_cars) == (SHEDDING, GreenRule.SHED, 1)
     assert 8.0 <= shed.amps == shed.rule_amps == shed.figures.budget_amps < 12.0
-    assert step(tracker, 66, 7.0, cars(1, 7.0)).phase is TRACKING
+    assert step(tracker, 210, 7.0, cars(1, 7.0)).phase is TRACKING
 
 
 def test_an_unusable_reading_is_the_fail_safe_from_any_phase():
@@ -129,7 +134,7 @@ def test_entering_with_a_car_charging_counts_it_as_started_long_ago():
     tracker.enter(cars(1, 16.0))
     assert tracker.phase is TRACKING
     held = step(tracker, 0, 2.0, cars(1, 16.0))
-    assert (held.phase, held.rule, held.max_cars) == (HOLDING, GreenRule.STOP_DELAY, 1)
+    assert (held.phase, held.rule, held.max_cars) == (HOLDING, GreenRule.HOLD_BUDGET, 1)
     tracker.enter(cars())
     assert tracker.phase is OFF
 

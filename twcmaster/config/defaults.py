@@ -42,10 +42,15 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergySafeAmps": 0.0,  # A while the energy reading is stale or missing
         "greenEnergyStartMarginAmps": 0.0,  # A
         "greenEnergyStartDelay": 60.0,  # s
-        "greenEnergyMinOnTime": 1800.0,  # s
+        "greenEnergyMinOnTime": 0.0,  # s; the hold budget below decides instead
         "greenEnergyMinOffTime": 60.0,  # s
         "greenEnergySmoothingSeconds": 0.0,  # s; 0 = off
         "greenEnergyRaiseDelay": 20.0,  # s
+        "greenEnergyHoldWh": 20.0,  # Wh of grid a hold through a dip may cost, first start
+        "greenEnergyHoldGrowth": 1.3,  # x per start the car made today: starts get dearer
+        "greenEnergyStartMarginPerStart": 0.5,  # A more to start, per start made today
+        "greenEnergyRotateKWh": 4.0,  # kWh ahead today before a charging car gives its place
+        "chargePriority": None,  # {TWCID or VIN: priority}; higher first; None: all equal
         # --- config: logging
         "logLevel": 20,  # INFO
         "displayMilliseconds": False,

@@ -162,7 +162,46 @@ def _parse_green(cfg: Section, wiring: WiringConfig | None) -> dict[str, Any]:
         green_energy_min_off_time_s=_seconds(cfg, "greenEnergyMinOffTime"),
         green_energy_smoothing_s=_seconds(cfg, "greenEnergySmoothingSeconds"),
         green_energy_raise_delay_s=_seconds(cfg, "greenEnergyRaiseDelay"),
+        green_energy_hold_wh=_number(
+            cfg, "greenEnergyHoldWh", "watt-hours from 0 to 10000", lambda x: 0 <= x <= 10000
+        ),
+        green_energy_hold_growth=_number(
+            cfg, "greenEnergyHoldGrowth", "a factor from 1 to 10", lambda x: 1 <= x <= 10
+        ),
+        green_energy_start_margin_per_start_amps=_number(
+            cfg, "greenEnergyStartMarginPerStart", any_amps, _amps_up_to(MAX_AMPS_ALL_TWCS)
+        ),
+        green_energy_rotate_kwh=_number(
+            cfg, "greenEnergyRotateKWh", "kilowatt-hours from 0.1 to 1000",
+            lambda x: 0.1 <= x <= 1000,
+        ),
+        charge_priority=_parse_charge_priority(cfg),
     )  # fmt: skip
+
+
+_PRIORITY_KEY = "a TWCID (4 hex digits, as the console shows it) or a VIN (17 characters)"
+
+
+def _parse_charge_priority(cfg: Section) -> tuple[tuple[str, int], ...]:
+    """chargePriority: {"0A1B": 2, "5YJ3E1EA7KF000001": 1}: who goes first, higher first."""
+    raw = cfg.raw("chargePriority")
+    if raw is ABSENT:
+        return ()
+    if not isinstance(raw, dict):
+        cfg.bad("chargePriority", raw, f"an object of {_PRIORITY_KEY} -> a whole number")
+        return ()
+    priorities: dict[str, int] = {}
+    for name, value in raw.items():
+        key = str(name).strip().upper()
+        path = f"{cfg.key_path('chargePriority')}.{name}"
+        twcid = len(key) == 4 and all(c in "0123456789ABCDEF" for c in key)
+        if not (twcid or (len(key) == 17 and key.isalnum())):
+            cfg.report.error(path, f"expected {_PRIORITY_KEY}, got {name!r}")
+        elif isinstance(value, bool) or not isinstance(value, int) or abs(value) > 1000:
+            cfg.report.error(path, f"expected a whole number from -1000 to 1000, got {value!r}")
+        else:
+            priorities[key] = value
+    return tuple(priorities.items())
 
 
 def _number(cfg: Section, key: str, expected: str, valid: Callable[[float], bool]) -> float | None:

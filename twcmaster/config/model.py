@@ -70,6 +70,13 @@ class AppConfig:
     green_energy_min_off_time_s: float = DEFAULTS["greenEnergyMinOffTime"]
     green_energy_smoothing_s: float = DEFAULTS["greenEnergySmoothingSeconds"]  # 0 = off
     green_energy_raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
+    green_energy_hold_wh: float = DEFAULTS["greenEnergyHoldWh"]
+    green_energy_hold_growth: float = DEFAULTS["greenEnergyHoldGrowth"]
+    green_energy_start_margin_per_start_amps: float = DEFAULTS["greenEnergyStartMarginPerStart"]
+    green_energy_rotate_kwh: float = DEFAULTS["greenEnergyRotateKWh"]
+    # Who goes first when the surplus carries fewer cars than want it: upper-case TWCID (4 hex
+    # digits) or VIN -> priority, higher first (config chargePriority).
+    charge_priority: tuple[tuple[str, int], ...] = ()
     # Outputs and remote control (config/interfaces.py); None: disabled.
     mqtt_status: MqttStatusConfig | None = None
     mqtt_control: MqttControlConfig | None = None

@@ -155,7 +155,8 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
         "nonScheduledAmpsMax spikeAmpsProactively spikeAmpsReactively spikeAmps chargeStopMode"
         " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay"
         " greenEnergyMinOnTime greenEnergyMinOffTime greenEnergySmoothingSeconds"
-        " greenEnergyRaiseDelay"
+        " greenEnergyRaiseDelay greenEnergyHoldWh greenEnergyHoldGrowth"
+        " greenEnergyStartMarginPerStart greenEnergyRotateKWh chargePriority"
     ),
     "interface": {"RS485": _keys("masterTWCID masterSign trailerByte")},
     "control": {
@@ -198,6 +199,8 @@ _USED_CONFIG_KEYS = frozenset(
     " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset greenEnergyLatch"
     " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
     " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay"
+    " greenEnergyHoldWh greenEnergyHoldGrowth greenEnergyStartMarginPerStart"
+    " greenEnergyRotateKWh chargePriority"
     " teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins chargeStopMode".split()
 )
 _USED_MODULES = frozenset(

@@ -47,7 +47,8 @@ Deliberate differences from TWCManager: no overshoot of the wiring limits (§6.2
 below wiringMaxAmpsPerTWC is capped at that maximum (not at maximum / 4, §6.5 step 3); idle and
 error slaves get 0; as many cars as the budget allows keep charging when it is short; never an
 offer between 0 and minAmpsPerTWC (TM offers minAmpsTWCSupports there); the proactive spike
-needs a raise over both S1-S2 and our last offer; the reactive spike fires once per episode;
+needs a raise over both S1-S2 and our last offer, from the 6 A setting (or 0) only; the reactive
+spike fires once per episode;
 a forgotten slave's limit keeps counting for FORGOTTEN_HOLD_S.
 
 Section numbers refer to ``shared/protocol/twc-rs485.md``.
@@ -78,12 +79,22 @@ REACTIVE_MIN_ACTUAL_AMPS = 2.0  # A; reactive trigger: the car draws more than t
 REACTIVE_GAP_AMPS = 2.0  # A; ... and more than this below our offer ...
 REACTIVE_STUCK_S = 10.0  # s; ... and its draw has not moved significantly for this long
 SIGNIFICANT_CHANGE_AMPS = 0.8  # A; "significant change" of the actual current (§6.3)
+PROACTIVE_FROM_AMPS = 6.0  # A; the proactive spike is for raises from the 6 A setting (or 0)
 
 # --- after forget() -----------------------------------------------------------------------------
 # A slave we stop talking to keeps applying its last limit until it notices: it drops the
 # charge about 30 s after the heartbeats stop (§5.1). Its committed amps keep counting against
 # the others' raises this long after it was last passed to allocate().
 FORGOTTEN_HOLD_S = 35.0  # s; 30 s plus a margin
+
+# --- cars that do not draw (full, or waiting for their own schedule) ------------------------------
+# Offered at least its minimum this long without drawing, a car is taken as not wanting current:
+# it is served last and reserves nothing (no place among the cars the budget admits), so the
+# others are not kept waiting behind a full battery. Long enough for a car that sleeps to wake
+# and negotiate (the car API waits wakeDelayS before it wakes one).
+NOT_DRAWING_S = 180.0  # s
+NOT_DRAWING_RETRY_S = 1800.0  # s; after this it is tried again in its turn (its SoC may drop)
+MAX_ENERGY_STEP_S = 10.0  # s; longer gaps between calls add no energy (the bus was silent)
 
 _EPS = 1e-9  # A; tolerance for sums of centiamp floats
 
@@ -100,6 +111,10 @@ class AllocationSettings:
     stop_hold_s: float = 60.0  # startStopDelay: keep a car that just started at its minimum
     charging_threshold_amps: float = 1.0
     charging_debounce_s: float = 5.0
+    #: Rotation (fair by energy today): a waiting car takes the place of a charging car of the
+    #: same priority once the charging car has drawn this many amp-seconds more today. None:
+    #: never (the charging car keeps its place until it stops).
+    rotate_amp_s: float | None = None
     # How a car held for stop_through_car is being stopped (for the offer's reason).
     car_stop_by: str = "asked through its API"
 
@@ -115,6 +130,9 @@ class AllocationSettings:
         ):
             spike = self.spike_amps
             raise ValueError(f"spike_amps: expected None or whole amps >= 1, got {spike!r}")
+        rotate = self.rotate_amp_s
+        if rotate is not None and not (isinstance(rotate, int | float) and 0 < rotate < math.inf):
+            raise ValueError(f"rotate_amp_s: expected None or amp-seconds > 0, got {rotate!r}")
         for name in ("lower_hold_s", "stop_hold_s", "charging_debounce_s"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < math.inf):
@@ -137,6 +155,9 @@ class SlaveReading:
     #: A 0 A offer does not stop this car (protocol 2, §6.7) but the car API can: when the
     #: budget drops it, keep its minimum (within the wiring) until the car has stopped.
     stop_through_car: bool = False
+    #: Who goes first when the budget carries fewer cars than want current (higher first;
+    #: config chargePriority by TWCID or VIN). Equal priorities: the least energy today.
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +187,9 @@ class _Track:
     charging: bool = False
     spiked: bool = False  # last_offer is a spike (held SPIKE_HOLD_S whatever lower_hold_s)
     reactive_spike_s: float | None = None  # when the reactive trigger last spiked
+    amp_s_today: float = 0.0  # amps drawn x seconds since new_day(): fairness by energy
+    idle_offer_since_s: float | None = None  # offered its minimum or more, not drawing, since
+    not_drawing: bool = False  # offered long enough without drawing: full, or not wanting
 
 
 @dataclass
@@ -183,7 +207,8 @@ class _Work:
     charging: bool
     wants: bool
     error: bool
-    key: tuple[int, int]  # priority: charging cars first, then lowest TWCID
+    key: tuple[int, int, float, int]  # who is served first: see _order_key
+    not_drawing: bool = False  # offered NOT_DRAWING_S without drawing: reserves nothing
     target: int = 0  # step 1
     reason: str = ""
     stop_held: bool = False
@@ -212,6 +237,8 @@ class Controller:
         self._tracks: dict[int, _Track] = {}
         # twcid -> (committed amps, expiry time or None until the next call fixes it)
         self._ghosts: dict[int, tuple[float, float | None]] = {}
+        # Rotations under way: the charging car giving its place -> the car taking it.
+        self._swaps: dict[int, int] = {}
 
     @property
     def settings(self) -> AllocationSettings:
@@ -220,6 +247,16 @@ class Controller:
     def min_offer_amps(self, protocol: int) -> int:
         """The effective minimum: max(the user's floor, 5 A on P1 / 6 A on P2)."""
         return max(self._settings.min_amps_per_twc, protocol_min_amps(protocol))
+
+    def new_day(self) -> None:
+        """Local midnight: the energy each car drew today starts again from 0."""
+        for track in self._tracks.values():
+            track.amp_s_today = 0.0
+
+    def energy_today_amp_s(self, twcid: int) -> float:
+        """Amps x seconds this slave's car drew since ``new_day()`` (0 if unknown)."""
+        track = self._tracks.get(twcid)
+        return track.amp_s_today if track is not None else 0.0
 
     def forget(self, twcid: int) -> None:
         """The slave timed out or was removed: drop its history.
@@ -259,6 +296,7 @@ class Controller:
         self._age_ghosts(now)
 
         work = [self._observe(reading, now) for reading in slaves]
+        self._rotate(work, budget, max_cars)
         order = sorted(work, key=lambda w: w.key)
         self._plan(order, budget, now, max_cars)
         for w in order:
@@ -273,6 +311,8 @@ class Controller:
         s = self._settings
         track = self._tracks.setdefault(reading.twcid, _Track())
         actual = non_negative(reading.actual_amps)
+        if track.last_seen_s is not None and 0 < now - track.last_seen_s <= MAX_ENERGY_STEP_S:
+            track.amp_s_today += actual * (now - track.last_seen_s)
 
         drawing = actual >= s.charging_threshold_amps
         if drawing:
@@ -302,20 +342,74 @@ class Controller:
             cap, cap_name = s.wiring_max_amps_all_twcs, "wiringMaxAmpsAllTWCs"
 
         error = reading.state == STATE_ERROR
+        wants = not error and (charging or reading.state != STATE_READY)
+        min_amps = self.min_offer_amps(reading.protocol)
+        not_drawing = self._not_drawing(track, wants and not charging, now, min_amps)
+        priority = reading.priority if isinstance(reading.priority, int) else 0
         return _Work(
             reading=reading,
             track=track,
             cap=cap,
             cap_name=cap_name,
-            min_amps=self.min_offer_amps(reading.protocol),
+            min_amps=min_amps,
             actual=actual,
             reported=reported,
             prev=track.last_offer or 0,
             charging=charging,
-            wants=not error and (charging or reading.state != STATE_READY),
+            wants=wants,
             error=error,
-            key=(0 if charging else 1, reading.twcid),
+            key=_order_key(track, charging, not_drawing, priority, reading.twcid),
+            not_drawing=not_drawing,
         )
+
+    def _not_drawing(self, track: _Track, idle: bool, now: float, min_amps: int) -> bool:
+        """Whether a car that wants current but does not draw is taken as not wanting it: it
+        was offered its minimum or more for NOT_DRAWING_S without drawing. It stays so until
+        it draws, leaves (idle or error), or NOT_DRAWING_RETRY_S have passed."""
+        offered = (track.last_offer or 0) >= min_amps
+        if not idle:
+            track.idle_offer_since_s, track.not_drawing = None, False
+        elif track.not_drawing:
+            assert track.idle_offer_since_s is not None
+            if now - track.idle_offer_since_s >= NOT_DRAWING_S + NOT_DRAWING_RETRY_S:
+                track.idle_offer_since_s, track.not_drawing = None, False
+        elif offered:
+            if track.idle_offer_since_s is None or track.idle_offer_since_s > now:
+                track.idle_offer_since_s = now
+            track.not_drawing = now - track.idle_offer_since_s >= NOT_DRAWING_S
+        else:
+            track.idle_offer_since_s = None
+        return track.not_drawing
+
+    # -- rotation: fair by energy today, or a car of higher priority ------------------------------
+
+    def _rotate(self, work: list[_Work], budget: int, max_cars: int | None) -> None:
+        """Let a waiting car take a charging car's place when the green start rules have no
+        room for both: a car of higher priority at once, one of the same priority once the
+        charging car has drawn ``rotate_amp_s`` more today. Only when the budget feeds both
+        minimums, so that the hand-over imports nothing. The car giving its place is served
+        behind the other until it has stopped drawing (its API may take a while)."""
+        by_id = {w.reading.twcid: w for w in work}
+        for out_id, in_id in list(self._swaps.items()):
+            out, into = by_id.get(out_id), by_id.get(in_id)
+            if out is None or not out.charging or into is None or into.not_drawing:
+                del self._swaps[out_id]  # done (it stopped), or the new car did not start
+            else:
+                out.key = (1, out.key[1], out.track.amp_s_today, out_id)
+        rotate = self._settings.rotate_amp_s
+        if max_cars is None or self._swaps:
+            return
+        charging = sorted((w for w in work if w.key[0] == 0), key=lambda w: w.key)
+        waiting = sorted((w for w in work if w.key[0] == 1 and w.wants), key=lambda w: w.key)
+        if len(charging) < max_cars or not charging or not waiting:
+            return
+        out, into = charging[-1], waiting[0]
+        prio_out, prio_in = -out.key[1], -into.key[1]
+        gap = out.track.amp_s_today - into.track.amp_s_today
+        fair = prio_in == prio_out and rotate is not None and gap >= rotate
+        if (prio_in > prio_out or fair) and budget >= out.min_amps + into.min_amps:
+            self._swaps[out.reading.twcid] = into.reading.twcid
+            out.key = (1, out.key[1], out.track.amp_s_today, out.reading.twcid)
 
     def _age_ghosts(self, now: float) -> None:
         for twcid, (amps, expiry) in list(self._ghosts.items()):
@@ -327,9 +421,26 @@ class Controller:
     # -- step 1: plan ------------------------------------------------------------------------------
 
     def _plan(self, order: list[_Work], budget: int, now: float, max_cars: int | None) -> None:
-        charging, waiting = self._serve(order, budget, now, max_cars)
+        wanting = [w for w in order if not w.not_drawing]
+        charging, waiting = self._serve(wanting, budget, now, max_cars)
         self._share_among_charging(charging, waiting, budget, now)
         self._share_among_waiting(waiting, charging, budget)
+        self._serve_not_drawing([w for w in order if w.not_drawing], wanting, budget)
+
+    def _serve_not_drawing(self, idle: list[_Work], others: list[_Work], budget: int) -> None:
+        """Cars offered current for NOT_DRAWING_S without drawing (full, or waiting for their
+        own schedule) reserve nothing: their minimum only from what the others leave of both
+        the budget and the wiring, so that they may resume; else 0."""
+        wiring = self._settings.wiring_max_amps_all_twcs
+        used = sum(w.target for w in others)
+        for w in idle:
+            spare = min(budget, wiring) - used
+            if w.min_amps <= min(spare, w.cap):
+                w.target, used = w.min_amps, used + w.min_amps
+                w.reason = f"minimum {w.target}A, spare: not drawing when offered current"
+            else:
+                w.target = 0
+                w.reason = "not drawing when offered current (full?): reserves nothing, 0"
 
     def _serve(
         self, order: list[_Work], budget: int, now: float, max_cars: int | None
@@ -493,7 +604,14 @@ class Controller:
         # A raise below the spike value, over both what the slave reports and our last offer
         # (TM compares with S1-S2, DV with the last offer; a lagging S1-S2 must not turn a
         # decrease into a spike).
-        proactive = s.spike_amps_proactively and max(w.reported, w.prev) < w.target < spike
+        # Only from the 6 A setting, where the bug leaves cars (§6.4: "stuck at the 6 A
+        # setting"): a raise from 10 A to 12 A spiked to 16 A for 5 s draws ~4 A x 5 s from
+        # the grid for nothing, at every step of a rising surplus. The reactive trigger still
+        # frees a car stuck anywhere.
+        from_floor = max(w.reported, w.prev) <= PROACTIVE_FROM_AMPS + _EPS
+        proactive = (
+            s.spike_amps_proactively and from_floor and max(w.reported, w.prev) < w.target < spike
+        )
         stuck_s = now - (track.sig_change_s if track.sig_change_s is not None else now)
         # Once per episode: TWCManager re-fires for as long as the draw stays put, so a car
         # held by its own charge limit just under our offer (16 A under 20 A, say) would see
@@ -623,6 +741,18 @@ class Controller:
             w.car_stop and new > 0,
             w.stop_held,
         )
+
+
+def _order_key(
+    track: _Track, charging: bool, not_drawing: bool, priority: int, twcid: int
+) -> tuple[int, int, float, int]:
+    """Who is served first: cars that charge (higher priority, then the longest charging:
+    a stable order, so a short budget sheds the car that started last), then cars that wait
+    (higher priority, then the least energy today: fair), then cars that do not draw."""
+    if charging:
+        started = track.session_start_s if track.session_start_s is not None else -math.inf
+        return (0, -priority, started, twcid)
+    return (2 if not_drawing else 1, -priority, track.amp_s_today, twcid)
 
 
 def _clamp_budget(budget_amps: float, wiring: int) -> int:

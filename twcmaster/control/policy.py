@@ -209,6 +209,9 @@ class PolicyConfig:
     smoothing_s: float = DEFAULTS["greenEnergySmoothingSeconds"]
     raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
     latch_s: float = DEFAULTS["greenEnergyLatch"] * 60.0  # in s here (minutes in config.json)
+    hold_wh: float = DEFAULTS["greenEnergyHoldWh"]
+    hold_growth: float = DEFAULTS["greenEnergyHoldGrowth"]
+    start_margin_per_start_amps: float = DEFAULTS["greenEnergyStartMarginPerStart"]
     green_sources_configured: bool = True  # False: no energy source, skip Track Green Energy
 
     def __post_init__(self) -> None:
@@ -216,7 +219,7 @@ class PolicyConfig:
             "wiring_max_amps_all_twcs", "min_amps_per_twc", "default_voltage_v",
             "green_energy_safe_amps", "start_margin_amps", "start_delay_s",
             "start_stop_delay_s", "min_on_time_s", "min_off_time_s", "flex_amps",
-            "smoothing_s", "raise_delay_s", "latch_s",
+            "smoothing_s", "raise_delay_s", "latch_s", "hold_wh", "start_margin_per_start_amps",
         ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -228,6 +231,9 @@ class PolicyConfig:
                 "green_energy_amps_offset: expected a number, "
                 f"got {self.green_energy_amps_offset!r}"
             )
+        growth = self.hold_growth
+        if isinstance(growth, bool) or not isinstance(growth, int | float) or not 1 <= growth < 1e3:
+            raise ValueError(f"hold_growth: expected a factor >= 1, got {growth!r}")
         if self.number_of_phases not in (1, 2, 3):
             raise ValueError(f"number_of_phases: expected 1, 2 or 3, got {self.number_of_phases!r}")
 
@@ -262,6 +268,9 @@ class PolicyConfig:
             smoothing_s=config.green_energy_smoothing_s,
             raise_delay_s=config.green_energy_raise_delay_s,
             latch_s=float(config.green_energy_latch_min) * 60.0,
+            hold_wh=config.green_energy_hold_wh,
+            hold_growth=config.green_energy_hold_growth,
+            start_margin_per_start_amps=config.green_energy_start_margin_per_start_amps,
             green_sources_configured=green_sources_configured,
         )
 
@@ -296,6 +305,7 @@ class PolicyEngine:
         self._tracker = GreenTracker(config)
         self._policy: str | None = None
         self._latched_until_s = -math.inf
+        self._day: object = None  # the local date of the last decision
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -334,6 +344,9 @@ class PolicyEngine:
             raise ValueError("now_s is NaN")
         chargers = chargers if chargers is not None else NO_CHARGERS
         settings = self.settings
+        if local_time.date() != self._day:
+            self._day = local_time.date()
+            self._tracker.new_day()
         choice = self._select(now, local_time, settings)
         if choice.policy != self._policy:
             if self._policy == POLICY_GREEN or choice.policy == POLICY_GREEN:

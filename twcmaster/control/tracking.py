@@ -79,6 +79,7 @@ __all__ = [
 RAISE_HYSTERESIS_AMPS = 1.0
 LOAD_HISTORY_S = 900.0  # s; chargers' draw kept to match a lagging meter (subtractChargerLoad)
 
+MAX_STEP_S = 10.0  # s; a longer gap between decisions adds no more to a dip's grid energy
 _EPS = 1e-9  # A; tolerance for sums of centiamp floats
 
 
@@ -110,7 +111,7 @@ class GreenRule(enum.Enum):
     RISE_HYSTERESIS = enum.auto()  # TRACKING: a rise below a whole amp waits
     RAISE_DELAY = enum.auto()  # TRACKING: a rise right after a fall waits (greenEnergyRaiseDelay)
     FLEX = enum.auto()  # FLEXING
-    STOP_DELAY = enum.auto()  # HOLDING: startStopDelay runs
+    HOLD_BUDGET = enum.auto()  # HOLDING: the dip's grid energy is within greenEnergyHoldWh
     MIN_ON_TIME = enum.auto()  # HOLDING: greenEnergyMinOnTime runs
     SHED = enum.auto()  # SHEDDING
 
@@ -125,6 +126,8 @@ class GreenFigures:
     budget_amps: float  # surplus + compensation, in [0, wiring]; 0 without a surplus
     cars: int  # cars charging now
     need_amps: float  # the floors of the charging cars (at least one), at most the wiring
+    cars_wanting: int = 0  # plugged cars that charge or ask for current
+    capacity_amps: float | None = None  # what the charging cars could draw (ChargerView)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class GreenDecision:
     left_s: float = 0.0  # how long the timer that decided still runs
     dip_s: float = 0.0  # how long the budget has been below the cars' floors
     problem: str = ""  # UNUSABLE_READING: why
+    hold_wh: float = 0.0  # grid energy the hold through this dip has cost so far
+    hold_allowance_wh: float = 0.0  # what it may cost (greenEnergyHoldWh, grown per start)
+    start_level_amps: float = 0.0  # the budget a start needs now (grows with today's starts)
 
 
 # --- the reason text ----------------------------------------------------------------------
@@ -167,15 +173,17 @@ _REASONS: dict[GreenRule, str] = {
     GreenRule.FLEX: (
         "{figures}; {flex:g}A greenEnergyFlexAmps keeps {cars} at the {floor:g}A floor ({need:g}A)"
     ),
-    GreenRule.STOP_DELAY: _HOLDING + ", stop in {left_s:.0f}s (startStopDelay)",
+    GreenRule.HOLD_BUDGET: (
+        _HOLDING + " ({hold_wh:.0f} of {hold_allowance_wh:.0f} Wh of grid, greenEnergyHoldWh)"
+    ),
     GreenRule.MIN_ON_TIME: _HOLDING + ", on for {left_s:.0f}s more (greenEnergyMinOnTime)",
     GreenRule.SHED: (
-        "{figures} has not fed the {need:g}A floor of {cars} for {dip_s:.0f}s (startStopDelay "
-        "{start_stop_delay_s:g}s): {rule_amps:.2f}A for the cars it can feed"
+        "{figures} has not fed the {need:g}A floor of {cars} for {dip_s:.0f}s ({hold_wh:.0f} Wh "
+        "of grid, over greenEnergyHoldWh): {rule_amps:.2f}A for the cars it can feed"
     ),
     GreenRule.STOPPED: (
-        "{figures} has been below the {need:g}A floor for {dip_s:.0f}s (startStopDelay "
-        "{start_stop_delay_s:g}s): stop charging"
+        "{figures} has been below the {need:g}A floor for {dip_s:.0f}s ({hold_wh:.0f} Wh of "
+        "grid, over greenEnergyHoldWh): stop charging"
     ),
 }
 
@@ -199,7 +207,7 @@ def green_reason(decision: GreenDecision, config: PolicyConfig) -> str:
     return template.format(
         figures=figures,
         with_flex=f" with {flex_start:g}A flex" if flex_start > 0 else "",
-        start_level=_start_level(c),
+        start_level=decision.start_level_amps or _start_level(c),
         cars=f"{max(f.cars, 1)} car{'s' if f.cars > 1 else ''}",
         need=f.need_amps,
         floor=c.floor_amps,
@@ -211,7 +219,8 @@ def green_reason(decision: GreenDecision, config: PolicyConfig) -> str:
         start_delay_s=c.start_delay_s,
         min_off_time_s=c.min_off_time_s,
         raise_delay_s=c.raise_delay_s,
-        start_stop_delay_s=c.start_stop_delay_s,
+        hold_wh=decision.hold_wh,
+        hold_allowance_wh=decision.hold_allowance_wh,
     )
 
 
@@ -237,19 +246,32 @@ class _Admission:
     def none(self) -> None:
         self.admitted, self.since_s = 0, None
 
-    def update(
-        self, now: float, budget: float, charging: int, wanting: int, config: PolicyConfig
-    ) -> None:
-        self.admitted = max(self.admitted, charging, 1)
-        if wanting <= self.admitted or budget + _EPS < (self.admitted + 1) * config.floor_amps:
+    def update(self, now: float, f: GreenFigures, config: PolicyConfig) -> bool:
+        """Whether one more car was admitted now. Cars are concentrated: with the charging
+        cars' capacity known, one more is admitted only once the budget is more than they
+        can draw by a floor (concentrate, then spread as the surplus grows); unknown, once
+        the budget feeds one more floor."""
+        if f.capacity_amps is None:
+            self.admitted = max(self.admitted, f.cars, 1)
+            needed = (self.admitted + 1) * config.floor_amps
+        else:
+            self.admitted = max(self.admitted, 1)
+            needed = f.capacity_amps + config.floor_amps
+        if (
+            f.cars_wanting <= self.admitted
+            or f.cars < self.admitted  # an admitted car is still starting
+            or f.budget_amps + _EPS < needed
+        ):
             self.since_s = None
-            return
+            return False
         if self.since_s is None or self.since_s > now:
             self.since_s = now
-        if now - self.since_s >= config.start_delay_s:
-            self.admitted += 1
-            self.admitted_at_s = now
-            self.since_s = None
+        if now - self.since_s < config.start_delay_s:
+            return False
+        self.admitted += 1
+        self.admitted_at_s = now
+        self.since_s = None
+        return True
 
     def shed(self, amps: float, cars: int, floor: float) -> None:
         """Only the cars ``amps`` can feed at the floor (at least one)."""
@@ -270,6 +292,7 @@ class _GreenState:
     dip_since_s: float | None = None  # HOLDING, SHEDDING: below the cars' floors since
     admission: _Admission = field(default_factory=_Admission)
     tracked_amps: float = 0.0  # the last budget computed while tracking, before any hold
+    dip_wh: float = 0.0  # HOLDING: grid energy the hold through this dip has cost
     fell_at_s: float = -math.inf  # when that budget last fell by a whole amp or more
     ema_amps: float | None = None  # greenEnergySmoothingSeconds: the average so far
     ema_at_s: float | None = None
@@ -283,10 +306,22 @@ class GreenTracker:
         self._state = _GreenState()
         self._compensator = DrawCompensator()
         self._loads: deque[tuple[float, float]] = deque()  # (now_s, amps drawn)
+        self._starts_today = 0  # green starts (first car and each car admitted) since new_day
+        self._last_s: float | None = None  # the previous decision, for the dip's energy
+        self._dt_s = 0.0  # seconds since it (at most MAX_STEP_S)
 
     @property
     def phase(self) -> GreenPhase:
         return self._state.phase
+
+    def new_day(self) -> None:
+        """Local midnight: today's starts count from 0 again (the hold budget and the start
+        level grow with them)."""
+        self._starts_today = 0
+
+    @property
+    def starts_today(self) -> int:
+        return self._starts_today
 
     def enter(self, chargers: ChargerView) -> None:
         """A policy change into or out of green tracking: fresh anti-flap state.
@@ -321,6 +356,8 @@ class GreenTracker:
         settings: GreenSettings,
     ) -> GreenDecision:
         """The next decision; ``settings`` are the green maths' (with today's offsets)."""
+        last, self._last_s = self._last_s, now
+        self._dt_s = 0.0 if last is None else min(max(now - last, 0.0), MAX_STEP_S)
         problem = reading_problem(site)
         if problem is not None:
             return self._fail_safe(now, chargers, problem)
@@ -369,7 +406,16 @@ class GreenTracker:
         budget = min(surplus + compensation, wiring) if surplus > 0 else 0.0
         cars = whole_count(chargers.charging_cars)
         need = min(c.floor_amps * max(cars, 1), wiring)
-        return GreenFigures(computed, surplus, compensation, max(budget, 0.0), cars, need)
+        return GreenFigures(
+            computed,
+            surplus,
+            compensation,
+            max(budget, 0.0),
+            cars,
+            need,
+            whole_count(getattr(chargers, "cars_wanting", 0)),
+            finite_number(getattr(chargers, "capacity_amps", None)),
+        )
 
     def _load_at(self, at_s: object, now: float, chargers: ChargerView) -> float:
         """The chargers' draw when the meter measured (``site.at_s``, same clock as now_s).
@@ -421,7 +467,23 @@ class GreenTracker:
         return self._start_timers(now, f, chargers)
 
     def _at_start_level(self, f: GreenFigures) -> bool:
-        return f.budget_amps + _flex_to_start(self._config) + _EPS >= _start_level(self._config)
+        return f.budget_amps + _flex_to_start(self._config) + _EPS >= self._start_level_now(f)
+
+    def _starts_per_car(self, f: GreenFigures) -> float:
+        """Today's starts per car that wants current: what makes the next start dearer."""
+        return self._starts_today / max(f.cars_wanting, 1)
+
+    def _start_level_now(self, f: GreenFigures) -> float:
+        """The start level, raised by greenEnergyStartMarginPerStart for each start per car
+        made today: late in a broken day a start needs a firmer surplus."""
+        per_start = self._config.start_margin_per_start_amps
+        return _start_level(self._config) + per_start * self._starts_per_car(f)
+
+    def _hold_allowance_wh(self, f: GreenFigures) -> float:
+        """What a hold through a dip may cost: greenEnergyHoldWh, times greenEnergyHoldGrowth
+        for each start per car made today (the fewer starts left, the dearer a stop)."""
+        c = self._config
+        return c.hold_wh * c.hold_growth ** self._starts_per_car(f)
 
     def _start_timers(self, now: float, f: GreenFigures, chargers: ChargerView) -> GreenDecision:
         """At the start level since ``start_since_s``: start once greenEnergyStartDelay and
@@ -439,19 +501,23 @@ class GreenTracker:
             left = c.min_off_time_s - off_for
             return self._decision(waiting, GreenRule.MIN_OFF_TIME, f, left_s=left)
         st.on_since_s, st.dip_since_s, st.start_since_s = now, None, None
+        st.dip_wh = 0.0
         st.admission.first(now)
+        self._starts_today += 1
         return self._charging(now, f, chargers)
 
     # -- charging: the budget decides the phase ------------------------------------------------
 
     def _charging(self, now: float, f: GreenFigures, chargers: ChargerView) -> GreenDecision:
         """TRACKING, FLEXING, HOLDING or SHEDDING, whichever the budget calls for."""
-        wanting = whole_count(getattr(chargers, "cars_wanting", 0))
-        self._state.admission.update(now, f.budget_amps, f.cars, wanting, self._config)
+        if self._state.admission.update(now, f, self._config):
+            self._starts_today += 1
         if f.budget_amps + _EPS >= f.need_amps:
+            self._state.dip_wh = 0.0
             return self._track(now, f)
         if f.budget_amps + self._config.flex_amps + _EPS >= f.need_amps:
             self._state.dip_since_s = None
+            self._state.dip_wh = 0.0
             return self._decision(GreenPhase.FLEXING, GreenRule.FLEX, f, rule_amps=f.need_amps)
         return self._dip(now, f)
 
@@ -485,36 +551,53 @@ class GreenTracker:
         return now - st.fell_at_s < self._config.raise_delay_s
 
     def _dip(self, now: float, f: GreenFigures) -> GreenDecision:
-        """Below the cars' floors: HOLDING while the timers run, then SHEDDING or OFF."""
+        """Below the cars' floors: HOLDING while the grid energy the hold costs stays within
+        its allowance (and the minimum on-time runs), then SHEDDING or OFF."""
         c = self._config
         st = self._state
         if st.dip_since_s is None or st.dip_since_s > now:
             st.dip_since_s = now
         dip_for = now - st.dip_since_s
+        short_amps = max(f.need_amps - f.budget_amps - c.flex_amps, 0.0)
+        st.dip_wh += short_amps * self._watts_per_amp(f) * self._dt_s / 3600.0
+        allowance = self._hold_allowance_wh(f)
         # The car started last has its own minimum on-time, as the first one has.
         admitted_at = st.admission.admitted_at_s if f.cars > 1 else -math.inf
         on_for = now - max(st.on_since_s, admitted_at)
-        if dip_for < c.start_stop_delay_s:
-            left = c.start_stop_delay_s - dip_for
-            return self._holding(GreenRule.STOP_DELAY, f, left, dip_for)
+        if st.dip_wh < allowance:
+            return self._holding(GreenRule.HOLD_BUDGET, f, 0.0, dip_for, allowance)
         if on_for < c.min_on_time_s:
-            return self._holding(GreenRule.MIN_ON_TIME, f, c.min_on_time_s - on_for, dip_for)
+            left = c.min_on_time_s - on_for
+            return self._holding(GreenRule.MIN_ON_TIME, f, left, dip_for, allowance)
+        hold = {"dip_s": dip_for, "hold_wh": st.dip_wh, "hold_allowance_wh": allowance}
         if f.cars > 1 and f.budget_amps + c.flex_amps + _EPS >= c.floor_amps:
             amps = max(f.budget_amps, c.floor_amps)
             st.admission.shed(amps, f.cars, c.floor_amps)
-            return self._decision(
-                GreenPhase.SHEDDING, GreenRule.SHED, f, rule_amps=amps, dip_s=dip_for
-            )
+            return self._decision(GreenPhase.SHEDDING, GreenRule.SHED, f, rule_amps=amps, **hold)
         st.off_since_s = now
         st.dip_since_s = st.start_since_s = None
+        st.dip_wh = 0.0
         st.admission.none()
-        return self._decision(GreenPhase.OFF, GreenRule.STOPPED, f, dip_s=dip_for)
+        return self._decision(GreenPhase.OFF, GreenRule.STOPPED, f, **hold)
+
+    def _watts_per_amp(self, f: GreenFigures) -> float:
+        """Watts one amp of charging carries: the measured voltage when known, x phases."""
+        c = self._config
+        volts = f.computed.voltage_v if f.computed.voltage_v > 0 else c.default_voltage_v
+        return volts * c.number_of_phases
 
     def _holding(
-        self, rule: GreenRule, f: GreenFigures, left_s: float, dip_s: float
+        self, rule: GreenRule, f: GreenFigures, left_s: float, dip_s: float, allowance: float
     ) -> GreenDecision:
         return self._decision(
-            GreenPhase.HOLDING, rule, f, rule_amps=f.need_amps, left_s=left_s, dip_s=dip_s
+            GreenPhase.HOLDING,
+            rule,
+            f,
+            rule_amps=f.need_amps,
+            left_s=left_s,
+            dip_s=dip_s,
+            hold_wh=self._state.dip_wh,
+            hold_allowance_wh=allowance,
         )
 
     # -- results ------------------------------------------------------------------------------
@@ -528,12 +611,18 @@ class GreenTracker:
         rule_amps: float = 0.0,
         left_s: float = 0.0,
         dip_s: float = 0.0,
+        hold_wh: float = 0.0,
+        hold_allowance_wh: float = 0.0,
     ) -> GreenDecision:
         amps = min(rule_amps, float(self._config.wiring_max_amps_all_twcs))
         if not (math.isfinite(amps) and amps > 0):
             amps = 0.0
         admitted = self._state.admission.admitted if phase in CHARGING else 0
-        return GreenDecision(phase, rule, amps, f, admitted, rule_amps, left_s, dip_s)
+        return GreenDecision(
+            phase, rule, amps, f, admitted, rule_amps, left_s, dip_s,
+            hold_wh=hold_wh, hold_allowance_wh=hold_allowance_wh,
+            start_level_amps=self._start_level_now(f),
+        )  # fmt: skip
 
     def _fail_safe(self, now: float, chargers: ChargerView, problem: str) -> GreenDecision:
         """OFF at greenEnergySafeAmps. Not a flap: the restart is not delayed by
