@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from twcmaster.config import config_from_dict
-from twcmaster.demo import DEMO_CONFIG, DEMO_SKY_START_S
+from twcmaster.demo import DEMO_CONFIG
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
 from twcmaster.sim.sky import Sky, builtin_profile
 from twcmaster.simulate import DaySimulation
@@ -23,6 +23,7 @@ from twcmaster.simulate import DaySimulation
 GOLDEN = Path(__file__).parent / "golden"
 SEED = 3
 RUN_S = 1800
+START_S = 10 * 3600  # 10:00 of the built-in day: charging from the first minutes
 
 
 def run_demo_day() -> tuple[str, str]:
@@ -32,8 +33,8 @@ def run_demo_day() -> tuple[str, str]:
         Sky(builtin_profile()),
         slaves=2,
         seed=SEED,
-        start_s=DEMO_SKY_START_S,
-        end_s=DEMO_SKY_START_S + RUN_S,
+        start_s=START_S,
+        end_s=START_S + RUN_S,
     )
     lines = io.StringIO()
     sim.attach_console(

@@ -4,6 +4,7 @@ at once, offer 0 A to a TWC switched off by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -132,6 +133,9 @@ def test_a_forced_policy_from_the_settings_wins_over_the_rules(tmp_path):
 def _two_car_day(tmp_path):
     profile = Profile.from_rows([(0, 9000, 300)], end_s=600)
     config = simulation_config().settings
+    # 16 A per TWC: the 37 A of surplus is more than one car can take, so both charge.
+    wiring = dataclasses.replace(config.wiring, max_amps_per_twc=16)
+    config = dataclasses.replace(config, wiring=wiring)
     store = SettingsStore(tmp_path, wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs)
     policy = build_policy(config, store, force_policy=None)
     store.set_sun_hours(0, 24)

@@ -423,7 +423,10 @@ class Core:
             previous = self._set_limits.get(message.receiver, 0)
             if message.centiamps != previous:
                 _remember(self._set_limits, message.receiver, message.centiamps)
-                self._emit(ev.OfferChanged(message.receiver, previous, message.centiamps))
+                offer = self._offers.get(message.receiver)
+                made = offer is not None and offer.offer_amps * 100 == message.centiamps
+                reason = offer.reason if made and offer is not None else ""
+                self._emit(ev.OfferChanged(message.receiver, previous, message.centiamps, reason))
 
     def _on_rejected(self, event: bm.FrameRejected, now: float) -> None:
         if self.frame_events:

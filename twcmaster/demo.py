@@ -29,13 +29,14 @@ from twcmaster.sim.bus import DemoScenario, SimulatedBus
 from twcmaster.sim.carapi import SimulatedCarApi
 from twcmaster.sim.runner import serve_simulated_twcs
 
-#: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC, 230 V
-#: single phase; cars may start as soon as the sun allows (no start delay) so the demo shows
-#: charging within seconds.
+#: The built-in demo circuit: a 40 A breaker (32 A continuous) shared by every TWC, each TWC
+#: on its own 13 A breaker (10 A continuous), 230 V single phase; cars may start as soon as the
+#: sun allows (no start delay) so the demo shows charging within seconds. As the sun rises the
+#: surplus goes to one car up to its 10 A, then to a second, then to a third.
 DEMO_CONFIG = {
     "config": {
         "wiringMaxAmpsAllTWCs": 32,
-        "wiringMaxAmpsPerTWC": 32,
+        "wiringMaxAmpsPerTWC": 10,
         "minAmpsPerTWC": 6,
         "defaultVoltage": 230,
         "greenEnergyStartDelay": 0,
@@ -43,7 +44,8 @@ DEMO_CONFIG = {
     # The HTTP API on loopback, so `twcmaster status` and curl can watch and steer the demo.
     "control": {"HTTP": {"enabled": True, "listenPort": 8080}},
 }
-DEMO_SKY_START_S = 10 * 3600  # the sky starts at 10:00
+DEMO_SKY_START_S = 6 * 3600 + 45 * 60  # the sky starts at 06:45, before the cars can charge
+DEMO_SKY_SPEED = 20.0  # the sky runs this many times faster than the bus: a morning in minutes
 
 
 def demo_config() -> LoadedConfig:
@@ -109,9 +111,9 @@ def _demo_daemon(
     bus: SimulatedBus,
 ) -> Daemon:
     """With an energy source enabled in the config, the daemon exactly as ``twcmaster run``
-    builds it; otherwise the built-in sky (a fair-weather day from 10:00 on, in real time)
+    builds it; otherwise the built-in sky (a fair-weather day from 06:45 on, 20x faster)
     feeds the policy, so the demo shows charging from the sun without any hardware. Its
-    clock for the schedule is the sky's (10:00 at start: inside the green hours whatever the
+    clock for the schedule is the sky's (06:45 at start: inside the green hours whatever the
     real time), and MQTT / HTTP start as the config enables them, steering the demo. The
     simulated cars answer a simulated car API, unless the config enables the Tesla module:
     then the real one runs (and lists the account's cars at start, as ``run`` does)."""
@@ -123,15 +125,17 @@ def _demo_daemon(
     if config.sources:
         return build_daemon(config, console, port=tty_path, cars=cars)
     from twcmaster.control.policy import build_policy
-    from twcmaster.sim.sky import Sky, builtin_profile
+    from twcmaster.sim.sky import Sky, demo_profile
 
-    sky = Sky(builtin_profile(), wrap=True)
-    site = sky.clocked(loop.time(), start_s=DEMO_SKY_START_S)
+    sky = Sky(demo_profile(), wrap=True)
+    site = sky.clocked(loop.time(), start_s=DEMO_SKY_START_S, speed=DEMO_SKY_SPEED)
     # The demo's own settings unless the user gave a config (then its settingsPath).
     folder = config.settings_path if loaded.path else tempfile.mkdtemp(prefix="twcmaster-demo-")
     store = open_settings(config, folder)
     policy = build_policy(config, store)
-    console.line(f"Demo sky: {sky_description()} from 10:00, in real time")
+    console.line(
+        f"Demo sky: {sky_description()} from 06:45, {DEMO_SKY_SPEED:g}x faster than real time"
+    )
     daemon = Daemon(
         config,
         port=tty_path,
@@ -148,15 +152,15 @@ def _demo_daemon(
 
 
 def sky_wallclock(loop: asyncio.AbstractEventLoop) -> Callable[[], datetime]:
-    """Today at 10:00 (the sky's start) plus the time the demo has run."""
+    """Today at 06:45 (the sky's start) plus the sky's time since the demo started."""
     started_s = loop.time()
     today = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
     start = today + timedelta(seconds=DEMO_SKY_START_S)
-    return lambda: start + timedelta(seconds=loop.time() - started_s)
+    return lambda: start + timedelta(seconds=(loop.time() - started_s) * DEMO_SKY_SPEED)
 
 
 def sky_description() -> str:
-    return "built-in fair-weather cumulus day (about 6 kWp PV, a household)"
+    return "built-in fair-weather cumulus day (10 kWp PV, a household)"
 
 
 async def _scenario(

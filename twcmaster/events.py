@@ -65,6 +65,7 @@ class OfferChanged:
     twcid: int
     previous_centiamps: int
     centiamps: int
+    reason: str = ""  # the allocation's reason for the offer, when it made it
 
 
 @dataclass(frozen=True)

@@ -746,12 +746,12 @@ class Controller:
 def _order_key(
     track: _Track, charging: bool, not_drawing: bool, priority: int, twcid: int
 ) -> tuple[int, int, float, int]:
-    """Who is served first: cars that charge (higher priority, then the longest charging:
-    a stable order, so a short budget sheds the car that started last), then cars that wait
-    (higher priority, then the least energy today: fair), then cars that do not draw."""
+    """Who is served first: cars that charge (higher priority, then the lowest TWCID: a
+    stable order, whatever they draw), then cars that wait (higher priority, then the least
+    energy today: fair), then cars that do not draw. Fairness among charging cars is the
+    rotation's (``_rotate``): an order by energy would swap them at every call."""
     if charging:
-        started = track.session_start_s if track.session_start_s is not None else -math.inf
-        return (0, -priority, started, twcid)
+        return (0, -priority, 0.0, twcid)
     return (2 if not_drawing else 1, -priority, track.amp_s_today, twcid)
 
 

@@ -80,6 +80,9 @@ RAISE_HYSTERESIS_AMPS = 1.0
 LOAD_HISTORY_S = 900.0  # s; chargers' draw kept to match a lagging meter (subtractChargerLoad)
 
 MAX_STEP_S = 10.0  # s; a longer gap between decisions adds no more to a dip's grid energy
+# A; another car is admitted once the budget is this much over what the charging cars can draw
+# (and feeds one more floor): a car at its limit no longer leaves the rest of the sun unused.
+SPREAD_MARGIN_AMPS = 1.0
 _EPS = 1e-9  # A; tolerance for sums of centiamp floats
 
 
@@ -247,16 +250,17 @@ class _Admission:
         self.admitted, self.since_s = 0, None
 
     def update(self, now: float, f: GreenFigures, config: PolicyConfig) -> bool:
-        """Whether one more car was admitted now. Cars are concentrated: with the charging
-        cars' capacity known, one more is admitted only once the budget is more than they
-        can draw by a floor (concentrate, then spread as the surplus grows); unknown, once
-        the budget feeds one more floor."""
+        """Whether one more car was admitted now: once the budget feeds one more floor, and,
+        with the charging cars' capacity known, is more than they can draw (by
+        SPREAD_MARGIN_AMPS). Cars are concentrated: one car takes the surplus up to its
+        limit before a second starts; then they share it (spread as the surplus grows)."""
+        needed = (max(self.admitted, 1) + 1) * config.floor_amps
         if f.capacity_amps is None:
             self.admitted = max(self.admitted, f.cars, 1)
             needed = (self.admitted + 1) * config.floor_amps
         else:
             self.admitted = max(self.admitted, 1)
-            needed = f.capacity_amps + config.floor_amps
+            needed = max(needed, f.capacity_amps + SPREAD_MARGIN_AMPS)
         if (
             f.cars_wanting <= self.admitted
             or f.cars < self.admitted  # an admitted car is still starting

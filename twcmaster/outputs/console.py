@@ -249,7 +249,9 @@ class ConsoleOutput:
       while a car ramps: those are reprinted after ``GREEN_LINES_REPEAT_S``), and
       ``Policy: <name>: <reason>`` when the decision changes (the reason is left out of
       that comparison while green lines show the figures);
-    * ``ALARM:`` lines, car start/stop requests and the car commands' notices.
+    * ``ALARM:`` lines, car start/stop requests and the car commands' notices;
+    * ``TWC <id>: offering <amps>A: <reason>.`` when a TWC is offered current after none,
+      and ``offer withdrawn (0A)`` when it goes back to none: which car starts, and why.
     """
 
     def __init__(self, status: ConsoleStatus) -> None:
@@ -294,6 +296,15 @@ class ConsoleOutput:
                 self.status.line(line)
                 self._shown_cars[key] = line
 
+    def _offer(self, event: ev.OfferChanged, now: float) -> None:
+        """A car's charge offered or withdrawn (not every change of its amps: the heartbeat
+        lines show those): who starts and stops, and why."""
+        why = f": {event.reason}" if event.reason else ""
+        if event.previous_centiamps == 0 and event.centiamps > 0:
+            self.status.line(f"TWC {event.twcid:04X}: offering {event.centiamps / 100:.2f}A{why}.")
+        elif event.previous_centiamps > 0 and event.centiamps == 0:
+            self.status.line(f"TWC {event.twcid:04X}: offer withdrawn (0A){why}.")
+
     def _alarm(self, event: ev.AlarmRaised, now: float) -> None:
         self.status.line(f"ALARM: {event.message}")
 
@@ -324,6 +335,7 @@ class ConsoleOutput:
     _handlers: dict[type, Callable[[ConsoleOutput, Any, float], None]] = {
         ev.HeartbeatExchanged: _heartbeat,
         ev.BudgetDecided: _budget,
+        ev.OfferChanged: _offer,
         ev.AlarmRaised: _alarm,
         ev.CarCommandWanted: _car_command,
         ev.CarsUpdated: _cars,

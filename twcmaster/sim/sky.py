@@ -750,6 +750,19 @@ CLOUDY_DAY = DayModel(seed=20240526, climate=CUMULUS)
 BUILTIN_DAY = DayModel(seed=20240527, climate=CUMULUS, step_s=5)
 
 
+#: The demo's day: the same sky over a larger roof (10 kWp behind an 8 kW inverter), so that a
+#: sunny noon carries three cars on the demo's circuit.
+DEMO_DAY = DayModel(
+    seed=20240527, pv=PVSystem(peak_kw=10.0, inverter_kw=8.0), climate=CUMULUS, step_s=5
+)
+
+
+@functools.lru_cache(maxsize=1)
+def demo_profile() -> Profile:
+    """The demo's day (``DEMO_DAY``; made in memory, ~1 s, then cached)."""
+    return synthesize_day(DEMO_DAY, name="built-in cumulus day, 10 kWp")
+
+
 @functools.lru_cache(maxsize=1)
 def builtin_profile() -> Profile:
     """A day with fair-weather cumulus, for the demo (made in memory, ~1 s, then cached)."""
