@@ -39,7 +39,7 @@ from twcmaster.config import AppConfig, LoadedConfig, config_from_dict
 from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleOutput, ConsoleStatus
-from twcmaster.policies import POLICIES, POLICY_GREEN
+from twcmaster.policies import FORCEABLE_POLICIES, POLICIES, POLICY_GREEN, POLICY_MIN_GREEN
 from twcmaster.protocol.codec import BYTE_TIME_S
 from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult
 from twcmaster.sim.bound import profile_bound
@@ -430,10 +430,12 @@ class DaySimulation:
 # --- policy ------------------------------------------------------------------------------------
 
 
-#: ``--policy`` values: TWCManager's policy names (any case) or these short forms.
-POLICY_ALIASES = dict(
-    zip(("charge-now", "scheduled", "green", "non-scheduled"), POLICIES, strict=True)
-)
+#: ``--policy`` values: the policy names (any case) or these short forms (``minpv``: evcc's).
+POLICY_ALIASES = {
+    **dict(zip(("charge-now", "scheduled", "green", "non-scheduled"), POLICIES, strict=True)),
+    "min-green": POLICY_MIN_GREEN,
+    "minpv": POLICY_MIN_GREEN,
+}
 #: ``--policy rules``: no forcing; TWCManager's order by the time of day and settings.json.
 RULES = "rules"
 DEFAULT_POLICY = POLICY_GREEN
@@ -447,12 +449,12 @@ def policy_choice(name: str | None) -> str:
     key = name.strip().lower()
     if key == RULES:
         return RULES
-    for policy in POLICIES:
+    for policy in FORCEABLE_POLICIES:
         if key == policy.lower():
             return policy
     if key in POLICY_ALIASES:
         return POLICY_ALIASES[key]
-    choices = ", ".join([*POLICIES, *POLICY_ALIASES, RULES])
+    choices = ", ".join([*FORCEABLE_POLICIES, *POLICY_ALIASES, RULES])
     raise ValueError(f"unknown policy {name!r}: expected one of {choices}")
 
 

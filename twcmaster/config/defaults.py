@@ -46,6 +46,8 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergyMinOffTime": 60.0,  # s
         "greenEnergySmoothingSeconds": 0.0,  # s; 0 = off
         "greenEnergyRaiseDelay": 20.0,  # s
+        # --- config: the site's grid import cap (control/gridcap.py)
+        "maxAmpsAllowedFromGrid": None,  # A, house + chargers; None: no cap
         # --- config: logging
         "logLevel": 20,  # INFO
         "displayMilliseconds": False,

@@ -70,6 +70,9 @@ class AppConfig:
     green_energy_min_off_time_s: float = DEFAULTS["greenEnergyMinOffTime"]
     green_energy_smoothing_s: float = DEFAULTS["greenEnergySmoothingSeconds"]  # 0 = off
     green_energy_raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
+    # The site's grid import cap, house and chargers together (A; control/gridcap.py);
+    # None: no cap.
+    max_amps_allowed_from_grid: float | None = DEFAULTS["maxAmpsAllowedFromGrid"]
     # Outputs and remote control (config/interfaces.py); None: disabled.
     mqtt_status: MqttStatusConfig | None = None
     mqtt_control: MqttControlConfig | None = None

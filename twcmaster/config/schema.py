@@ -198,7 +198,8 @@ _USED_CONFIG_KEYS = frozenset(
     " subtractChargerLoad treatGenerationAsGridDelivery greenEnergyAmpsOffset greenEnergyLatch"
     " greenEnergySafeAmps greenEnergyStartMarginAmps greenEnergyStartDelay greenEnergyMinOnTime"
     " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay"
-    " teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins chargeStopMode".split()
+    " maxAmpsAllowedFromGrid teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins"
+    " chargeStopMode".split()
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}

@@ -110,11 +110,15 @@ from twcmaster.control.green import (
     GreenSettings,
     SiteReading,
 )
+from twcmaster.control.gridcap import GridCap, LoadHistory, cap_budget
+from twcmaster.control.mingreen import MinGreenTracker, min_green_reason
 from twcmaster.control.tracking import GreenTracker, green_reason
 from twcmaster.policies import (
+    FORCEABLE_POLICIES,
     POLICIES,
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
+    POLICY_MIN_GREEN,
     POLICY_NON_SCHEDULED,
     POLICY_SCHEDULED,
 )
@@ -134,6 +138,7 @@ __all__ = [
     "POLICIES",
     "POLICY_CHARGE_NOW",
     "POLICY_GREEN",
+    "POLICY_MIN_GREEN",
     "POLICY_NON_SCHEDULED",
     "POLICY_SCHEDULED",
     "Budget",
@@ -161,6 +166,10 @@ class Budget:
     #: With ``stale``: why the reading cannot be used (the console's fail-safe line,
     #: ``outputs.console.green_lines``).
     problem: str = ""
+    #: With ``stale``: what the safe amps are (the console's fail-safe line).
+    fallback: str = "greenEnergySafeAmps"
+    #: How maxAmpsAllowedFromGrid bore on the budget (None: not set; ``gridcap.py``).
+    grid_cap: GridCap | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +219,8 @@ class PolicyConfig:
     raise_delay_s: float = DEFAULTS["greenEnergyRaiseDelay"]
     latch_s: float = DEFAULTS["greenEnergyLatch"] * 60.0  # in s here (minutes in config.json)
     green_sources_configured: bool = True  # False: no energy source, skip Track Green Energy
+    #: The site's grid import cap in amps (house + chargers, ``gridcap.py``); None: none.
+    max_amps_allowed_from_grid: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -223,6 +234,13 @@ class PolicyConfig:
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
             if not (0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+        cap = self.max_amps_allowed_from_grid
+        if cap is not None and (
+            isinstance(cap, bool) or not isinstance(cap, int | float) or not 0 <= cap < math.inf
+        ):
+            raise ValueError(
+                f"max_amps_allowed_from_grid: expected None or a number >= 0, got {cap!r}"
+            )
         if not math.isfinite(self.green_energy_amps_offset):
             raise ValueError(
                 "green_energy_amps_offset: expected a number, "
@@ -263,6 +281,7 @@ class PolicyConfig:
             raise_delay_s=config.green_energy_raise_delay_s,
             latch_s=float(config.green_energy_latch_min) * 60.0,
             green_sources_configured=green_sources_configured,
+            max_amps_allowed_from_grid=config.max_amps_allowed_from_grid,
         )
 
 
@@ -294,6 +313,8 @@ class PolicyEngine:
         self._forced: str | None = None
         self.force_policy(force_policy)
         self._tracker = GreenTracker(config)
+        self._min_green = MinGreenTracker(config)
+        self._loads = LoadHistory()  # the chargers' draw at the meter's time (min green, cap)
         self._policy: str | None = None
         self._latched_until_s = -math.inf
 
@@ -309,8 +330,9 @@ class PolicyEngine:
 
     def force_policy(self, policy: str | None) -> None:
         """Use ``policy`` from now on whatever the schedule says; None: back to the rules."""
-        if policy is not None and policy not in POLICIES:
-            raise ValueError(f"force_policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
+        if policy is not None and policy not in FORCEABLE_POLICIES:
+            choices = ", ".join(FORCEABLE_POLICIES)
+            raise ValueError(f"force_policy: expected one of {choices}, got {policy!r}")
         self._forced = policy
 
     @property
@@ -338,11 +360,19 @@ class PolicyEngine:
         if choice.policy != self._policy:
             if self._policy == POLICY_GREEN or choice.policy == POLICY_GREEN:
                 self._tracker.enter(chargers)
+            if choice.policy == POLICY_MIN_GREEN:
+                self._min_green.enter()
             self._policy = choice.policy
         self._tracker.remember_load(now, chargers)
-        if choice.amps is None:
-            return self._decide_green(now, site, chargers, choice)
-        return self._fixed(choice)
+        if self._config.subtract_charger_load:
+            self._loads.remember(now, chargers)
+        if choice.policy == POLICY_MIN_GREEN:
+            budget = self._decide_min_green(now, site, chargers, choice)
+        elif choice.amps is None:
+            budget = self._decide_green(now, site, chargers, choice)
+        else:
+            budget = self._fixed(choice)
+        return self._grid_capped(now, budget, site, chargers)
 
     def _select(self, now: float, local_time: datetime, s: RuntimeSettings) -> _Choice:
         wiring = self._config.wiring_max_amps_all_twcs
@@ -411,7 +441,7 @@ class PolicyEngine:
     def _forced_choice(self, s: RuntimeSettings) -> _Choice:
         forced = self._forced or s.forced_policy
         why = "forced" if self._forced else "chosen by hand (forcedPolicy)"
-        if forced == POLICY_GREEN:
+        if forced in (POLICY_GREEN, POLICY_MIN_GREEN):
             return _Choice(forced, why, None)
         if forced == POLICY_CHARGE_NOW:
             amps = s.charge_now_amps or float(self._config.wiring_max_amps_all_twcs)
@@ -451,6 +481,49 @@ class PolicyEngine:
             reason,
             green=decision.figures.computed,
             max_cars=decision.max_cars,
+        )
+
+    # -- min + green energy, the grid cap ------------------------------------------------------
+
+    def _load_amps(
+        self, now: float, site: SiteReading | None, chargers: ChargerView
+    ) -> float | None:
+        """The chargers' draw when the meter measured (with subtractChargerLoad), else None."""
+        if site is None or not self._config.subtract_charger_load:
+            return None
+        return self._loads.at(getattr(site, "at_s", None), now, chargers)
+
+    def _decide_min_green(
+        self, now: float, site: SiteReading | None, chargers: ChargerView, choice: _Choice
+    ) -> Budget:
+        load = self._load_amps(now, site, chargers)
+        decision = self._min_green.decide(now, site, chargers, self._green_settings(), load)
+        reason = f"{min_green_reason(decision, self._config)} ({choice.reason})."
+        if decision.computed is None:
+            fallback = "the floor, minAmpsPerTWC"
+            if decision.amps > decision.floors_amps:
+                fallback = "greenEnergySafeAmps"
+            return Budget(
+                decision.amps, POLICY_MIN_GREEN, reason, stale=True, problem=decision.problem,
+                fallback=fallback,
+            )  # fmt: skip
+        return Budget(decision.amps, POLICY_MIN_GREEN, reason, green=decision.computed)
+
+    def _grid_capped(
+        self, now: float, budget: Budget, site: SiteReading | None, chargers: ChargerView
+    ) -> Budget:
+        """The budget under maxAmpsAllowedFromGrid (``gridcap.py``), when it is set."""
+        c = self._config
+        if c.max_amps_allowed_from_grid is None:
+            return budget
+        return cap_budget(
+            budget,
+            float(c.max_amps_allowed_from_grid),
+            min(c.green_energy_safe_amps, float(c.wiring_max_amps_all_twcs)),
+            site,
+            chargers,
+            self._green_settings(),
+            self._load_amps(now, site, chargers),
         )
 
     def _green_settings(self) -> GreenSettings:
