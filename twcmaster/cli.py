@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--policy",
         help="force this policy all day (default 'Track Green Energy'; also 'Charge Now', "
-        "'Scheduled Charging', 'Non Scheduled Charging', or 'rules' to follow the schedule)",
+        "'Scheduled Charging', 'Non Scheduled Charging', 'Min + Green Energy' (min-green, "
+        "evcc's minpv: the floor always, the surplus above it), or 'rules' to follow the "
+        "schedule)",
     )
     simulate.add_argument("--slaves", type=int, default=1, help="simulated TWCs, 1-6 (default 1)")
     simulate.add_argument(

@@ -184,6 +184,7 @@ class DaySimulation:
             ),
             start_s=self.start_s,
             end_s=self.end_s,
+            grid_cap_amps=config.max_amps_allowed_from_grid,
         )
         self.now = self.start_s
         self._to_bus: list[tuple[float, bytes]] = []  # (arrival at the slaves, bytes)
@@ -403,7 +404,19 @@ class DaySimulation:
             tesla_min_command_gap_s=self.tesla.min_command_gap_s() if self.tesla else None,
             bound=self._bound(totals.starts) if self.with_bound else None,
             car_starts=tuple(self.accounting.car_starts),
+            **self._grid_cap_figures(totals),
         )
+
+    def _grid_cap_figures(self, totals: Any) -> dict[str, Any]:
+        cap = self.accounting.grid_cap_amps
+        if cap is None:
+            return {}
+        peak = totals.site_import_peak_a if math.isfinite(totals.site_import_peak_a) else None
+        return {
+            "grid_cap_a": cap,
+            "site_import_peak_a": peak,
+            "over_grid_cap_s": totals.over_grid_cap_s,
+        }
 
     def _bound(self, starts: int) -> Any:
         """The clairvoyant bound over the simulated window at the run's starts (all cars:

@@ -116,17 +116,44 @@ def test_an_unusable_reading_gives_the_safe_value_in_every_policy(site):
 
 
 def test_the_cap_wins_over_the_min_green_floor_and_over_green_flex():
-    floor = PolicyEngine(policy_config(max_amps_allowed_from_grid=4), None,
+    floor = PolicyEngine(policy_config(max_amps_allowed_from_grid=8), None,
                          force_policy=POLICY_MIN_GREEN)  # fmt: skip
-    assert floor.decide(0.0, NOON, make_site(0.0, V * 1), idle()).amps == 3.0
+    two = floor.decide(0.0, NOON, make_site(0.0, V * 1), idle(cars=2))
+    assert two.amps == 7.0 and two.max_cars == 1  # one floor fits under the cap, not two
+    assert "Under maxAmpsAllowedFromGrid 1 of 2 car(s) at the floor" in two.reason
+    none = floor.decide(2.0, NOON, make_site(0.0, V * 3), idle(cars=2))
+    assert none.amps == 0.0 and none.max_cars == 0  # 5 A feeds no floor: nothing
     flex = PolicyEngine(
-        policy_config(max_amps_allowed_from_grid=1, flex_amps=6, use_flex_amps_to_start_charge=True,
+        policy_config(max_amps_allowed_from_grid=3, flex_amps=6, use_flex_amps_to_start_charge=True,
                       start_delay_s=0),
         None, force_policy=POLICY_GREEN,
     )  # fmt: skip
-    # 2 A of surplus, flex would take 4 A more from the grid to hold the 6 A floor.
-    budget = flex.decide(0.0, NOON, make_site(V * 4, V * 2), idle(5.2, 6))
-    assert budget.amps == 3.0  # 2 A of surplus + 1 A of grid
+    # 2 A of surplus: flex would hold the 6 A floor with 4 A of grid; the cap allows 3 A.
+    assert flex.decide(0.0, NOON, make_site(V * 4, V * 2), idle(5.2, 6)).amps == 0.0
+    roomy = PolicyEngine(
+        policy_config(max_amps_allowed_from_grid=5, flex_amps=6, use_flex_amps_to_start_charge=True,
+                      start_delay_s=0),
+        None, force_policy=POLICY_GREEN,
+    )  # fmt: skip
+    assert roomy.decide(0.0, NOON, make_site(V * 4, V * 2), idle(5.2, 6)).amps == 6.0
+
+
+def test_a_car_the_cap_dropped_comes_back_only_after_the_headroom_has_lasted():
+    eng = PolicyEngine(policy_config(max_amps_allowed_from_grid=16, start_delay_s=60), None,
+                       force_policy=POLICY_MIN_GREEN)  # fmt: skip
+    two_cars = idle(cars=2)
+    assert eng.decide(0.0, NOON, make_site(0.0, V * 3.5), two_cars).max_cars is None
+    dropped = eng.decide(2.0, NOON, make_site(0.0, V * 4.2), two_cars)  # 11.8 A: one floor
+    assert dropped.max_cars == 1 and dropped.amps == 11.8
+    # The house hovers back: 12.5 A would feed both floors, but not with the 1 A margin.
+    for t in range(4, 200, 2):
+        assert eng.decide(float(t), NOON, make_site(0.0, V * 3.5), two_cars).max_cars == 1
+    # 13.5 A for greenEnergyStartDelay: the second car comes back.
+    times = range(200, 262, 2)
+    limits = [eng.decide(float(t), NOON, make_site(0.0, V * 2.5), two_cars).max_cars
+              for t in times]  # fmt: skip
+    assert limits[0] == 1 and limits[-1] is None
+    assert next(t for t, n in zip(times, limits, strict=True) if n is None) == 260
 
 
 def test_the_cap_is_in_the_snapshot_json():

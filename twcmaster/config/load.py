@@ -178,9 +178,10 @@ def _parse_grid_cap(cfg: Section, sources: tuple[SourceSpec, ...]) -> float | No
     if cap is not None and not sources:
         cfg.report.warn(
             cfg.key_path("maxAmpsAllowedFromGrid"),
-            "no energy source is enabled under sources, so the grid draw is never measured: "
-            "the chargers get at most greenEnergySafeAmps (0 A by default) in every policy; "
-            "enable the meter that sees the house's consumption",
+            "no energy source is enabled under sources, so twcmaster run never measures the "
+            "grid draw: the chargers get at most greenEnergySafeAmps (0 A by default) in every "
+            "policy; enable the meter that sees the house's consumption (simulate and demo use "
+            "their simulated sky)",
         )
     return cap
 

@@ -110,9 +110,16 @@ from twcmaster.control.green import (
     GreenSettings,
     SiteReading,
 )
-from twcmaster.control.gridcap import GridCap, LoadHistory, cap_budget
+from twcmaster.control.gridcap import (
+    CapAdmission,
+    GridCap,
+    LoadHistory,
+    cap_budget,
+    limit_cars,
+)
 from twcmaster.control.mingreen import MinGreenTracker, min_green_reason
 from twcmaster.control.tracking import GreenTracker, green_reason
+from twcmaster.numbers import whole_count
 from twcmaster.policies import (
     FORCEABLE_POLICIES,
     POLICIES,
@@ -315,6 +322,7 @@ class PolicyEngine:
         self._tracker = GreenTracker(config)
         self._min_green = MinGreenTracker(config)
         self._loads = LoadHistory()  # the chargers' draw at the meter's time (min green, cap)
+        self._cap_admission = CapAdmission()  # cars the grid cap feeds, with a slow way back
         self._policy: str | None = None
         self._latched_until_s = -math.inf
 
@@ -516,7 +524,8 @@ class PolicyEngine:
         c = self._config
         if c.max_amps_allowed_from_grid is None:
             return budget
-        return cap_budget(
+        wanted = budget.amps
+        budget = cap_budget(
             budget,
             float(c.max_amps_allowed_from_grid),
             min(c.green_energy_safe_amps, float(c.wiring_max_amps_all_twcs)),
@@ -525,6 +534,13 @@ class PolicyEngine:
             self._green_settings(),
             self._load_amps(now, site, chargers),
         )
+        headroom = budget.grid_cap.headroom_amps if budget.grid_cap else None
+        if headroom is None or wanted <= 0:
+            self._cap_admission.reset()
+            return budget
+        cars = max(whole_count(chargers.cars_wanting), whole_count(chargers.charging_cars), 1)
+        admitted = self._cap_admission.update(now, headroom, c.floor_amps, cars, c.start_delay_s)
+        return limit_cars(budget, admitted, cars)
 
     def _green_settings(self) -> GreenSettings:
         c = self._config
