@@ -336,3 +336,12 @@ def test_the_closed_loop_uses_the_room_under_the_cap():
     # 2 cars on Charge Now, house 2.3 kW, no sun, cap 25 A: 15 A for the cars.
     imports = _site_import_amps(POLICY_CHARGE_NOW, 2, 10 * V, 0.0, 25, subtract=True)
     assert 23.0 <= max(imports[SETTLE_S:]) <= 25.0
+
+
+def test_check_config_says_how_the_limit_is_applied():
+    from twcmaster.cli import _interfaces_summary
+
+    [line] = _interfaces_summary(load(maxAmpsAllowedFromGrid=20).settings)
+    assert line.startswith("Grid limit: maxAmpsAllowedFromGrid 20 A for the site")
+    assert "(Fronius)" in line and "greenEnergySafeAmps 0 A while they are stale" in line
+    assert _interfaces_summary(load().settings) == []

@@ -18,6 +18,15 @@
    charge, 3 tracks green energy (then the policy is called "Track Green Energy", as in
    TWCManager).
 
+Two more things shape the budget (each in its own module):
+
+* **Min + Green Energy** (``policies.POLICY_MIN_GREEN``, evcc's "Min+PV"), a mode the user
+  forces by hand like any policy (``forcedPolicy``): every car that wants current gets its
+  floor from any source, the surplus above it is shared (``mingreen.py``).
+* **maxAmpsAllowedFromGrid** caps the budget of every policy as it leaves the engine: at most
+  the cap + generation - the house, or ``greenEnergySafeAmps`` while the reading is unusable;
+  fewer cars when it cannot feed every floor (``gridcap.py``).
+
 Green tracking (``green.py`` computes the surplus and closes the loop on the cars' draw;
 ``tracking.py`` runs these rules as a state machine over named phases):
 
