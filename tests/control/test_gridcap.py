@@ -345,3 +345,11 @@ def test_check_config_says_how_the_limit_is_applied():
     assert line.startswith("Grid limit: maxAmpsAllowedFromGrid 20 A for the site")
     assert "(Fronius)" in line and "greenEnergySafeAmps 0 A while they are stale" in line
     assert _interfaces_summary(load().settings) == []
+
+
+def test_a_capped_budget_rises_by_whole_amps_and_falls_at_once():
+    eng = charge_now(20)
+    assert eng.decide(0.0, NOON, make_site(0.0, V * 10), idle()).amps == 10.0
+    assert eng.decide(2.0, NOON, make_site(0.0, V * 9.4), idle()).amps == 10.0  # +0.6 A waits
+    assert eng.decide(4.0, NOON, make_site(0.0, V * 8.9), idle()).amps == 11.1  # +1.1 A
+    assert eng.decide(6.0, NOON, make_site(0.0, V * 10.5), idle()).amps == 9.5  # falls at once

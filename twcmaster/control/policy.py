@@ -543,6 +543,7 @@ class PolicyEngine:
             self._green_settings(),
             self._load_amps(now, site, chargers),
         )
+        budget = self._cap_admission.steady(budget)
         headroom = budget.grid_cap.headroom_amps if budget.grid_cap else None
         if headroom is None or wanted <= 0:
             self._cap_admission.reset()
