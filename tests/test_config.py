@@ -725,10 +725,10 @@ def test_every_twcmanager_source_is_accepted_and_checked_or_warned_when_enabled(
 
 def test_known_but_unused_config_keys_are_warnings_naming_the_key():
     loaded = load(
-        {"maxAmpsAllowedFromGrid": 15, "realPowerFactorMinAmps": 1, "teslaApiRedirectUri": "x"}
+        {"cloudUpdateInterval": 1800, "realPowerFactorMinAmps": 1, "teslaApiRedirectUri": "x"}
     )
     assert paths(loaded.warnings) == [
-        "config.maxAmpsAllowedFromGrid",
+        "config.cloudUpdateInterval",
         "config.realPowerFactorMinAmps",
         "config.teslaApiRedirectUri",
     ]
@@ -916,8 +916,8 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
     assert settings.mqtt_control is None  # disabled in that file
     webhooks = settings.raw_section("policy", "extend", "webhooks")
     assert webhooks["Charge Now"]["start"] == "http://hooks.lan/start#now"
+    assert settings.max_amps_allowed_from_grid == 15  # the grid cap, with a source to measure it
     assert paths(loaded.warnings) == [
-        "config.maxAmpsAllowedFromGrid",
         "config.cloudUpdateInterval",
         "config.onlyChargeMultiCarsAtHome",
         "config.webhookMethod",

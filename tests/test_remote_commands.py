@@ -10,7 +10,7 @@ import math
 import pytest
 
 from twcmaster.config import ConfigError, config_from_dict
-from twcmaster.control.policy import POLICIES, build_policy
+from twcmaster.control.policy import POLICIES, POLICY_MIN_GREEN, build_policy
 from twcmaster.core import DENIED_REASON
 from twcmaster.events import BudgetDecided
 from twcmaster.remote.commands import AUTO_POLICY, CommandRejected, RemoteControl
@@ -95,7 +95,7 @@ def test_every_other_command_validates(remote):
 
 
 def test_policy_choice_and_twc_switch_are_persisted(remote):
-    assert set(FORCEABLE_POLICIES) == set(POLICIES)
+    assert set(FORCEABLE_POLICIES) == {*POLICIES, POLICY_MIN_GREEN}
     remote.set_policy("Charge Now", source="t")
     remote.set_twc_allowed("a1b2", "off", source="t")
     remote.set_charge_now_preset(20, 1800, source="t")
@@ -219,3 +219,11 @@ def test_a_token_allows_any_address():
     http = app(control={"HTTP": {"enabled": True, "listenIP": "0.0.0.0", "token": "x" * 32}}).http
     assert http.listen_ip == "0.0.0.0" and not http.loopback_only
     assert "x" * 32 not in repr(http)
+
+
+@pytest.mark.parametrize("typed", ["Min + Green Energy", "min + green energy", "Min+PV", "minpv"])
+def test_min_green_energy_is_chosen_by_its_name_or_evccs(remote, typed):
+    assert remote.set_policy(typed, source="t") == "policy Min + Green Energy"
+    assert SettingsStore(remote.store.path).settings.forced_policy == POLICY_MIN_GREEN
+    with pytest.raises(CommandRejected, match="Min \\+ Green Energy"):
+        remote.set_policy("min", source="t")

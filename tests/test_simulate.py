@@ -374,3 +374,58 @@ def test_the_tesla_module_starts_and_stops_frugally_on_an_on_off_day(tmp_path, o
     assert result.tesla_calls["wake"] == wakes
     assert result.tesla_min_command_gap_s is not None and result.tesla_min_command_gap_s >= 60
     assert "Tesla API:" in result.summary()
+
+
+# --- Min + Green Energy and maxAmpsAllowedFromGrid on a measured day ------------------------
+
+CLEAR_DAY = os.path.join(REPO, "profiles", "payerne_2016-06-24_clear.csv")
+
+
+def _sampled(sim: DaySimulation, until_s: float, every_s: float = 60.0):
+    """(time, the car's draw, the surplus in amps) every minute up to ``until_s``, half-way
+    through the profile's minutes (the car has followed the last change by then)."""
+    samples = []
+    t = sim.now - every_s / 2
+    while t < until_s:
+        t += every_s
+        sim.run_until(t)
+        generation_w, consumption_w = sim.sky.site_at(t)
+        samples.append((t, sim.cars[0].actual_amps, (generation_w - consumption_w) / 230))
+    return samples
+
+
+def test_min_green_takes_the_floor_from_the_grid_at_dawn_and_the_surplus_above_it():
+    """payerne 2016-06-24 (1-minute PV and house load), 06:00-10:00: below the floor the car
+    charges at the floor from the grid; once the surplus is above it, the draw follows it."""
+    profile = load_profile(CLEAR_DAY)
+    sim = DaySimulation(config(), Sky(profile), policy_name="min-green",
+                        start_s=6 * 3600, end_s=10 * 3600)  # fmt: skip
+    samples = _sampled(sim, 10 * 3600)
+    result = sim.result()
+    assert result.policy == "Min + Green Energy" and result.charge_starts == 1
+    dawn = [draw for t, draw, surplus in samples if t > 6 * 3600 + 120 and surplus < 4]
+    assert dawn and all(5.0 <= draw <= 6.0 for draw in dawn)  # the 6 A floor, as the car draws it
+    sunny = [(draw, surplus) for t, draw, surplus in samples if t >= 9 * 3600]
+    assert all(surplus - 1.5 <= draw <= surplus + 0.6 for draw, surplus in sunny)
+    assert result.grid_import_for_charging_kwh > 0.3  # the floor before the sun carries it
+    assert result.charged_from_surplus_kwh >= 0.97 * result.ideal_kwh
+
+
+def test_the_site_import_is_followed_under_a_grid_cap():
+    profile = load_profile(CLEAR_DAY)
+    capped = config(maxAmpsAllowedFromGrid=5, spikeAmpsProactively=False)
+    sim = DaySimulation(capped, Sky(profile), policy_name="Charge Now",
+                        start_s=6 * 3600, end_s=9 * 3600)  # fmt: skip
+    result = sim.run()
+    assert result.grid_cap_a == 5 and result.site_import_peak_a is not None
+    assert result.over_grid_cap_s < 0.01 * result.simulated_s  # the cars' reaction time only
+    assert result.charged_kwh > 3  # the sun's amps + 5 A of grid, not Charge Now's 32 A
+    out = result.to_dict()
+    assert out["grid_cap_a"] == 5 and "over_grid_cap_s" in out
+    assert "grid cap:  maxAmpsAllowedFromGrid 5 A" in result.summary()
+    assert "grid_cap_a" not in sim_result_without_cap()
+
+
+def sim_result_without_cap() -> dict:
+    sim = DaySimulation(config(), Sky(half_hour()), end_s=60)
+    return sim.run().to_dict()

@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--policy",
         help="force this policy all day (default 'Track Green Energy'; also 'Charge Now', "
-        "'Scheduled Charging', 'Non Scheduled Charging', or 'rules' to follow the schedule)",
+        "'Scheduled Charging', 'Non Scheduled Charging', 'Min + Green Energy' (min-green, "
+        "evcc's minpv: the floor always, the surplus above it), or 'rules' to follow the "
+        "schedule)",
     )
     simulate.add_argument("--slaves", type=int, default=1, help="simulated TWCs, 1-6 (default 1)")
     simulate.add_argument(
@@ -181,6 +183,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _interfaces_summary(config) -> list[str]:
     """What the config turns on beside the bus, one line each (never a secret)."""
     lines = []
+    cap = config.max_amps_allowed_from_grid
+    if cap is not None:
+        sources = ", ".join(spec.name for spec in config.sources) or "none enabled"
+        lines.append(
+            f"Grid limit: maxAmpsAllowedFromGrid {cap:g} A for the site (house and chargers) "
+            f"in every policy, measured by the energy sources ({sources}); "
+            f"greenEnergySafeAmps {config.green_energy_safe_amps:g} A while they are stale"
+        )
     if config.mqtt_status is not None:
         status = config.mqtt_status
         discovery = f", Home Assistant discovery under {status.discovery_prefix}/" * bool(

@@ -55,7 +55,7 @@ from twcmaster.config import (
 )
 from twcmaster.logs import get_logger
 from twcmaster.numbers import finite_number
-from twcmaster.policies import POLICIES
+from twcmaster.policies import FORCEABLE_POLICIES
 
 __all__ = [
     "ALL_DAYS",
@@ -81,8 +81,8 @@ NON_SCHEDULED_FIXED = 1  # charge at nonScheduledAmpsMax
 NON_SCHEDULED_DO_NOT_CHARGE = 2
 NON_SCHEDULED_TRACK_GREEN = 3
 
-# The policies a user may force over the rules: every one of them.
-FORCEABLE_POLICIES = POLICIES
+# The policies a user may force over the rules (policies.py): TWCManager's and Min + Green
+# Energy. FORCEABLE_POLICIES is imported from here by the edges.
 UNKNOWN_COORDINATE = 10000  # TWCManager's homeLat / homeLon before the location is known
 
 MAX_CHARGE_NOW_S = 7 * 86400  # the longest Charge Now

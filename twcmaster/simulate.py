@@ -39,7 +39,7 @@ from twcmaster.config import AppConfig, LoadedConfig, config_from_dict
 from twcmaster.core import Core
 from twcmaster.outputs.base import Outputs
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleOutput, ConsoleStatus
-from twcmaster.policies import POLICIES, POLICY_GREEN
+from twcmaster.policies import FORCEABLE_POLICIES, POLICIES, POLICY_GREEN, POLICY_MIN_GREEN
 from twcmaster.protocol.codec import BYTE_TIME_S
 from twcmaster.sim.accounting import JOULES_PER_KWH, DayAccounting, SimulationResult
 from twcmaster.sim.bound import profile_bound
@@ -184,6 +184,7 @@ class DaySimulation:
             ),
             start_s=self.start_s,
             end_s=self.end_s,
+            grid_cap_amps=config.max_amps_allowed_from_grid,
         )
         self.now = self.start_s
         self._to_bus: list[tuple[float, bytes]] = []  # (arrival at the slaves, bytes)
@@ -403,7 +404,19 @@ class DaySimulation:
             tesla_min_command_gap_s=self.tesla.min_command_gap_s() if self.tesla else None,
             bound=self._bound(totals.starts) if self.with_bound else None,
             car_starts=tuple(self.accounting.car_starts),
+            **self._grid_cap_figures(totals),
         )
+
+    def _grid_cap_figures(self, totals: Any) -> dict[str, Any]:
+        cap = self.accounting.grid_cap_amps
+        if cap is None:
+            return {}
+        peak = totals.site_import_peak_a if math.isfinite(totals.site_import_peak_a) else None
+        return {
+            "grid_cap_a": cap,
+            "site_import_peak_a": peak,
+            "over_grid_cap_s": totals.over_grid_cap_s,
+        }
 
     def _bound(self, starts: int) -> Any:
         """The clairvoyant bound over the simulated window at the run's starts (all cars:
@@ -430,10 +443,12 @@ class DaySimulation:
 # --- policy ------------------------------------------------------------------------------------
 
 
-#: ``--policy`` values: TWCManager's policy names (any case) or these short forms.
-POLICY_ALIASES = dict(
-    zip(("charge-now", "scheduled", "green", "non-scheduled"), POLICIES, strict=True)
-)
+#: ``--policy`` values: the policy names (any case) or these short forms (``minpv``: evcc's).
+POLICY_ALIASES = {
+    **dict(zip(("charge-now", "scheduled", "green", "non-scheduled"), POLICIES, strict=True)),
+    "min-green": POLICY_MIN_GREEN,
+    "minpv": POLICY_MIN_GREEN,
+}
 #: ``--policy rules``: no forcing; TWCManager's order by the time of day and settings.json.
 RULES = "rules"
 DEFAULT_POLICY = POLICY_GREEN
@@ -447,12 +462,12 @@ def policy_choice(name: str | None) -> str:
     key = name.strip().lower()
     if key == RULES:
         return RULES
-    for policy in POLICIES:
+    for policy in FORCEABLE_POLICIES:
         if key == policy.lower():
             return policy
     if key in POLICY_ALIASES:
         return POLICY_ALIASES[key]
-    choices = ", ".join([*POLICIES, *POLICY_ALIASES, RULES])
+    choices = ", ".join([*FORCEABLE_POLICIES, *POLICY_ALIASES, RULES])
     raise ValueError(f"unknown policy {name!r}: expected one of {choices}")
 
 

@@ -218,6 +218,9 @@ def test_home_location_policy_and_save(served, tmp_path):
     forced = post(served, "/api/setPolicy", {"policy": "Charge Now"})
     assert forced.json() == {"status": "success", "policy": "Charge Now"}
     assert SettingsStore(tmp_path).settings.forced_policy == "Charge Now"
+    mode = post(served, "/api/setPolicy", {"policy": "Min+PV"})
+    assert mode.json() == {"status": "success", "policy": "Min + Green Energy"}
+    assert SettingsStore(tmp_path).settings.forced_policy == "Min + Green Energy"
     assert post(served, "/api/setPolicy", {"policy": "Auto"}).ok
     assert SettingsStore(tmp_path).settings.forced_policy is None
     assert post(served, "/api/saveSettings").status_code == 204

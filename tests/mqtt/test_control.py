@@ -113,6 +113,8 @@ def test_twcmasters_commands(mosquitto, tmp_path):
             assert rig.settings.charge_now_end_epoch == NOW_EPOCH + 600
             await rig.send("policy", "track green energy")
             assert rig.settings.forced_policy == "Track Green Energy"
+            await rig.send("policy", "minpv")  # evcc's name for Min + Green Energy
+            assert rig.settings.forced_policy == "Min + Green Energy"
             await rig.send("policy", "Auto")
             assert rig.settings.forced_policy is None
             await rig.send("2118/allowCharging", "off")
@@ -122,7 +124,7 @@ def test_twcmasters_commands(mosquitto, tmp_path):
             assert rig.settings.denied_twcids == {"3C4D"}
 
     run(main())
-    assert rig.control.applied == 9 and rig.control.rejected == 0
+    assert rig.control.applied == 10 and rig.control.rejected == 0
 
 
 BAD = [

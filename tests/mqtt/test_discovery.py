@@ -161,6 +161,7 @@ def test_controls_command_the_topics_mqtt_control_reads(mosquitto):
         "Scheduled Charging",
         "Track Green Energy",
         "Non Scheduled Charging",
+        "Min + Green Energy",
     ]
     assert policy["state_topic"] == "TWC/config/policy"
     amps = commands["all_charge_now_amps"]

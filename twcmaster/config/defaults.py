@@ -51,6 +51,8 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergyStartMarginPerStart": 0.5,  # A more to start, per start made today
         "greenEnergyRotateKWh": 4.0,  # kWh ahead today before a charging car gives its place
         "chargePriority": None,  # {TWCID or VIN: priority}; higher first; None: all equal
+        # --- config: the site's grid import cap (control/gridcap.py)
+        "maxAmpsAllowedFromGrid": None,  # A, house + chargers; None: no cap
         # --- config: logging
         "logLevel": 20,  # INFO
         "displayMilliseconds": False,

@@ -61,6 +61,7 @@ _LOG_LEVEL_NAMES = {
 _DEBUG_LEVEL_TO_LOG_LEVEL = (40, 20, 19, 18, 17, 16, 15, 14, 13, 12, 10, 9)
 _LOG_FORMATS = ("auto", "console", "json")
 _SECONDS = f"seconds from 0 to {MAX_WAIT_S:g} (a day)"
+MAX_GRID_AMPS = 5000  # A; a site's grid connection beyond it is a typo
 
 
 def _seconds_ok(value: float) -> bool:
@@ -108,6 +109,7 @@ def _parse_app_config(
         ),  # fmt: skip
         use_flex_amps_to_start_charge=_boolean(cfg, "useFlexAmpsToStartCharge"),
         **_parse_green(cfg, wiring),
+        max_amps_allowed_from_grid=_parse_grid_cap(cfg, sources),
         rs485=parse_rs485(data, report),
         log_format=_parse_log_format(data, report),
         mqtt_status=parse_mqtt_status(data, report),
@@ -202,6 +204,25 @@ def _parse_charge_priority(cfg: Section) -> tuple[tuple[str, int], ...]:
         else:
             priorities[key] = value
     return tuple(priorities.items())
+
+
+def _parse_grid_cap(cfg: Section, sources: tuple[SourceSpec, ...]) -> float | None:
+    """maxAmpsAllowedFromGrid: amps the whole site may import (control/gridcap.py)."""
+    cap = _number(
+        cfg, "maxAmpsAllowedFromGrid",
+        f"amps from 0 to {MAX_GRID_AMPS} that the site (house and chargers) may draw from "
+        "the grid, or null for no limit",
+        lambda x: 0 <= x <= MAX_GRID_AMPS,
+    )  # fmt: skip
+    if cap is not None and not sources:
+        cfg.report.warn(
+            cfg.key_path("maxAmpsAllowedFromGrid"),
+            "no energy source is enabled under sources, so twcmaster run never measures the "
+            "grid draw: the chargers get at most greenEnergySafeAmps (0 A by default) in every "
+            "policy; enable the meter that sees the house's consumption (simulate and demo use "
+            "their simulated sky)",
+        )
+    return cap
 
 
 def _number(cfg: Section, key: str, expected: str, valid: Callable[[float], bool]) -> float | None:

@@ -77,6 +77,9 @@ class AppConfig:
     # Who goes first when the surplus carries fewer cars than want it: upper-case TWCID (4 hex
     # digits) or VIN -> priority, higher first (config chargePriority).
     charge_priority: tuple[tuple[str, int], ...] = ()
+    # The site's grid import cap, house and chargers together (A; control/gridcap.py);
+    # None: no cap.
+    max_amps_allowed_from_grid: float | None = DEFAULTS["maxAmpsAllowedFromGrid"]
     # Outputs and remote control (config/interfaces.py); None: disabled.
     mqtt_status: MqttStatusConfig | None = None
     mqtt_control: MqttControlConfig | None = None

@@ -201,7 +201,8 @@ _USED_CONFIG_KEYS = frozenset(
     " greenEnergyMinOffTime greenEnergySmoothingSeconds greenEnergyRaiseDelay"
     " greenEnergyHoldWh greenEnergyHoldGrowth greenEnergyStartMarginPerStart"
     " greenEnergyRotateKWh chargePriority"
-    " teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins chargeStopMode".split()
+    " maxAmpsAllowedFromGrid teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins"
+    " chargeStopMode".split()
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}

@@ -18,6 +18,15 @@
    charge, 3 tracks green energy (then the policy is called "Track Green Energy", as in
    TWCManager).
 
+Two more things shape the budget (each in its own module):
+
+* **Min + Green Energy** (``policies.POLICY_MIN_GREEN``, evcc's "Min+PV"), a mode the user
+  forces by hand like any policy (``forcedPolicy``): every car that wants current gets its
+  floor from any source, the surplus above it is shared (``mingreen.py``).
+* **maxAmpsAllowedFromGrid** caps the budget of every policy as it leaves the engine: at most
+  the cap + generation - the house, or ``greenEnergySafeAmps`` while the reading is unusable;
+  fewer cars when it cannot feed every floor (``gridcap.py``).
+
 Green tracking (``green.py`` computes the surplus and closes the loop on the cars' draw;
 ``tracking.py`` runs these rules as a state machine over named phases):
 
@@ -110,11 +119,22 @@ from twcmaster.control.green import (
     GreenSettings,
     SiteReading,
 )
+from twcmaster.control.gridcap import (
+    CapAdmission,
+    GridCap,
+    LoadHistory,
+    cap_budget,
+    limit_cars,
+)
+from twcmaster.control.mingreen import MinGreenTracker, min_green_reason
 from twcmaster.control.tracking import GreenTracker, green_reason
+from twcmaster.numbers import whole_count
 from twcmaster.policies import (
+    FORCEABLE_POLICIES,
     POLICIES,
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
+    POLICY_MIN_GREEN,
     POLICY_NON_SCHEDULED,
     POLICY_SCHEDULED,
 )
@@ -134,6 +154,7 @@ __all__ = [
     "POLICIES",
     "POLICY_CHARGE_NOW",
     "POLICY_GREEN",
+    "POLICY_MIN_GREEN",
     "POLICY_NON_SCHEDULED",
     "POLICY_SCHEDULED",
     "Budget",
@@ -161,6 +182,10 @@ class Budget:
     #: With ``stale``: why the reading cannot be used (the console's fail-safe line,
     #: ``outputs.console.green_lines``).
     problem: str = ""
+    #: With ``stale``: what the safe amps are (the console's fail-safe line).
+    fallback: str = "greenEnergySafeAmps"
+    #: How maxAmpsAllowedFromGrid bore on the budget (None: not set; ``gridcap.py``).
+    grid_cap: GridCap | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +238,8 @@ class PolicyConfig:
     hold_growth: float = DEFAULTS["greenEnergyHoldGrowth"]
     start_margin_per_start_amps: float = DEFAULTS["greenEnergyStartMarginPerStart"]
     green_sources_configured: bool = True  # False: no energy source, skip Track Green Energy
+    #: The site's grid import cap in amps (house + chargers, ``gridcap.py``); None: none.
+    max_amps_allowed_from_grid: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -226,6 +253,13 @@ class PolicyConfig:
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
             if not (0 <= value < math.inf):
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+        cap = self.max_amps_allowed_from_grid
+        if cap is not None and (
+            isinstance(cap, bool) or not isinstance(cap, int | float) or not 0 <= cap < math.inf
+        ):
+            raise ValueError(
+                f"max_amps_allowed_from_grid: expected None or a number >= 0, got {cap!r}"
+            )
         if not math.isfinite(self.green_energy_amps_offset):
             raise ValueError(
                 "green_energy_amps_offset: expected a number, "
@@ -272,6 +306,7 @@ class PolicyConfig:
             hold_growth=config.green_energy_hold_growth,
             start_margin_per_start_amps=config.green_energy_start_margin_per_start_amps,
             green_sources_configured=green_sources_configured,
+            max_amps_allowed_from_grid=config.max_amps_allowed_from_grid,
         )
 
 
@@ -303,6 +338,9 @@ class PolicyEngine:
         self._forced: str | None = None
         self.force_policy(force_policy)
         self._tracker = GreenTracker(config)
+        self._min_green = MinGreenTracker(config)
+        self._loads = LoadHistory()  # the chargers' draw at the meter's time (min green, cap)
+        self._cap_admission = CapAdmission()  # cars the grid cap feeds, with a slow way back
         self._policy: str | None = None
         self._latched_until_s = -math.inf
         self._day: object = None  # the local date of the last decision
@@ -319,8 +357,9 @@ class PolicyEngine:
 
     def force_policy(self, policy: str | None) -> None:
         """Use ``policy`` from now on whatever the schedule says; None: back to the rules."""
-        if policy is not None and policy not in POLICIES:
-            raise ValueError(f"force_policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
+        if policy is not None and policy not in FORCEABLE_POLICIES:
+            choices = ", ".join(FORCEABLE_POLICIES)
+            raise ValueError(f"force_policy: expected one of {choices}, got {policy!r}")
         self._forced = policy
 
     @property
@@ -351,11 +390,19 @@ class PolicyEngine:
         if choice.policy != self._policy:
             if self._policy == POLICY_GREEN or choice.policy == POLICY_GREEN:
                 self._tracker.enter(chargers)
+            if choice.policy == POLICY_MIN_GREEN:
+                self._min_green.enter()
             self._policy = choice.policy
         self._tracker.remember_load(now, chargers)
-        if choice.amps is None:
-            return self._decide_green(now, site, chargers, choice)
-        return self._fixed(choice)
+        if self._config.subtract_charger_load:
+            self._loads.remember(now, chargers)
+        if choice.policy == POLICY_MIN_GREEN:
+            budget = self._decide_min_green(now, site, chargers, choice)
+        elif choice.amps is None:
+            budget = self._decide_green(now, site, chargers, choice)
+        else:
+            budget = self._fixed(choice)
+        return self._grid_capped(now, budget, site, chargers)
 
     def _select(self, now: float, local_time: datetime, s: RuntimeSettings) -> _Choice:
         wiring = self._config.wiring_max_amps_all_twcs
@@ -424,7 +471,7 @@ class PolicyEngine:
     def _forced_choice(self, s: RuntimeSettings) -> _Choice:
         forced = self._forced or s.forced_policy
         why = "forced" if self._forced else "chosen by hand (forcedPolicy)"
-        if forced == POLICY_GREEN:
+        if forced in (POLICY_GREEN, POLICY_MIN_GREEN):
             return _Choice(forced, why, None)
         if forced == POLICY_CHARGE_NOW:
             amps = s.charge_now_amps or float(self._config.wiring_max_amps_all_twcs)
@@ -465,6 +512,58 @@ class PolicyEngine:
             green=decision.figures.computed,
             max_cars=decision.max_cars,
         )
+
+    # -- min + green energy, the grid cap ------------------------------------------------------
+
+    def _load_amps(
+        self, now: float, site: SiteReading | None, chargers: ChargerView
+    ) -> float | None:
+        """The chargers' draw when the meter measured (with subtractChargerLoad), else None."""
+        if site is None or not self._config.subtract_charger_load:
+            return None
+        return self._loads.at(getattr(site, "at_s", None), now, chargers)
+
+    def _decide_min_green(
+        self, now: float, site: SiteReading | None, chargers: ChargerView, choice: _Choice
+    ) -> Budget:
+        load = self._load_amps(now, site, chargers)
+        decision = self._min_green.decide(now, site, chargers, self._green_settings(), load)
+        reason = f"{min_green_reason(decision, self._config)} ({choice.reason})."
+        if decision.computed is None:
+            fallback = "the floor, minAmpsPerTWC"
+            if decision.amps > decision.floors_amps:
+                fallback = "greenEnergySafeAmps"
+            return Budget(
+                decision.amps, POLICY_MIN_GREEN, reason, stale=True, problem=decision.problem,
+                fallback=fallback,
+            )  # fmt: skip
+        return Budget(decision.amps, POLICY_MIN_GREEN, reason, green=decision.computed)
+
+    def _grid_capped(
+        self, now: float, budget: Budget, site: SiteReading | None, chargers: ChargerView
+    ) -> Budget:
+        """The budget under maxAmpsAllowedFromGrid (``gridcap.py``), when it is set."""
+        c = self._config
+        if c.max_amps_allowed_from_grid is None:
+            return budget
+        wanted = budget.amps
+        budget = cap_budget(
+            budget,
+            float(c.max_amps_allowed_from_grid),
+            min(c.green_energy_safe_amps, float(c.wiring_max_amps_all_twcs)),
+            site,
+            chargers,
+            self._green_settings(),
+            self._load_amps(now, site, chargers),
+        )
+        budget = self._cap_admission.steady(budget)
+        headroom = budget.grid_cap.headroom_amps if budget.grid_cap else None
+        if headroom is None or wanted <= 0:
+            self._cap_admission.reset()
+            return budget
+        cars = max(whole_count(chargers.cars_wanting), whole_count(chargers.charging_cars), 1)
+        admitted = self._cap_admission.update(now, headroom, c.floor_amps, cars, c.start_delay_s)
+        return limit_cars(budget, admitted, cars)
 
     def _green_settings(self) -> GreenSettings:
         c = self._config

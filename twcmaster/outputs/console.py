@@ -44,6 +44,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from twcmaster import events as ev
+from twcmaster.policies import POLICY_MIN_GREEN
 
 if TYPE_CHECKING:  # the console reads these; it never imports the core's machinery
     from twcmaster.carview import CarStatus
@@ -105,7 +106,7 @@ def green_lines(budget: Budget) -> tuple[str, ...]:
     if budget.stale:
         return (
             f"Green energy reading unusable ({budget.problem}); "
-            f"charging at the safe {budget.amps:g}A (greenEnergySafeAmps).",
+            f"charging at the safe {budget.amps:g}A ({budget.fallback}).",
         )
     green = budget.green
     if green is None:
@@ -116,7 +117,7 @@ def green_lines(budget: Budget) -> tuple[str, ...]:
         f"Limiting car charging to {_centiamps_text(green.generation_centiamps)}A - "
         f"{_centiamps_text(green.consumption_centiamps)}A = "
         f"{_centiamps_text(green.surplus_centiamps)}A.",
-        _charge_when_above(green),
+        _charge_when_above(green, floor_always=budget.policy == POLICY_MIN_GREEN),
     )
 
 
@@ -126,8 +127,10 @@ def _centiamps_text(centiamps: int) -> str:
     return f"{sign}{value // 100}.{value % 100:02d}"
 
 
-def _charge_when_above(green: GreenBudget) -> str:
+def _charge_when_above(green: GreenBudget, *, floor_always: bool = False) -> str:
     floor, margin = green.floor_amps, green.start_margin_amps
+    if floor_always:  # Min + Green Energy: no start level
+        return f"Charge at least {floor:.0f}A (minAmpsPerTWC) from any source, more from surplus."
     if margin <= 0:
         return f"Charge when above {floor:.0f}A (minAmpsPerTWC)."
     return (

@@ -70,6 +70,7 @@ from twcmaster.logs import get_logger
 from twcmaster.outputs import twcmanager_json as twc
 from twcmaster.outputs.public_config import config_without_secrets
 from twcmaster.outputs.views import snapshot_json
+from twcmaster.policies import canonical_policy
 from twcmaster.remote.commands import (
     CommandRejected,
     RemoteControl,
@@ -465,14 +466,15 @@ class HttpApi:
         return web.Response(status=204)
 
     async def _set_policy(self, request: web.Request) -> web.Response:
-        """Force one of TWCManager's policies over the rules; "Auto": the rules again."""
+        """Force a policy over the rules (TWCManager's four or Min + Green Energy, any
+        letter case, or evcc's "minpv"); "Auto": the rules again. Answers with the name."""
         control = self._control()
         body = await json_object(request)
         (policy,) = fields(body, "policy")
         if not isinstance(policy, str):
             raise ApiError(400, f"expected a policy name, got {policy!r:.40}", "policy")
         control.set_policy(policy, source=_source(request))
-        return json_response({"status": "success", "policy": policy})
+        return json_response({"status": "success", "policy": canonical_policy(policy) or policy})
 
     async def _set_non_scheduled(self, request: web.Request) -> web.Response:
         """``{"action": 1|2|3, "amps": A}``, either or both: what Non Scheduled Charging

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twcmaster.outputs.views import energy_figures
-from twcmaster.policies import POLICIES
+from twcmaster.policies import POLICIES, POLICY_MIN_GREEN
 
 if TYPE_CHECKING:  # an output reads the snapshot; it never imports the core's machinery
     from twcmaster.config import AppConfig
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 CHARGE_NOW, SCHEDULED, GREEN, NON_SCHEDULED = POLICIES
-KNOWN_POLICIES = POLICIES
+KNOWN_POLICIES = (*POLICIES, POLICY_MIN_GREEN)
 
 # getActivePolicyAction's answers (nonScheduledAction's numbers).
 ACTION_FIXED_RATE = 1
@@ -196,11 +196,12 @@ def _total_json(slaves: tuple[SlaveSnapshot, ...]) -> dict[str, Any]:
 
 def active_policy_action(snapshot: Snapshot) -> int | None:
     """``GET /api/getActivePolicyAction``: 1 charging at a fixed rate, 2 not charging,
-    3 tracking green energy; None before the first decision."""
+    3 tracking green energy (Min + Green Energy too: it tracks the surplus above the floor);
+    None before the first decision."""
     budget = snapshot.budget
     if budget.policy not in KNOWN_POLICIES:
         return None
-    if budget.policy == GREEN:
+    if budget.policy in (GREEN, POLICY_MIN_GREEN):
         return ACTION_TRACK_GREEN
     return ACTION_FIXED_RATE if budget.amps > 0 else ACTION_DO_NOT_CHARGE
 

@@ -103,6 +103,19 @@ def _green_json(snapshot: Snapshot) -> dict[str, Any] | None:
     }
 
 
+def _grid_cap_json(cap: Any) -> dict[str, Any] | None:
+    """How maxAmpsAllowedFromGrid bore on the budget (None: not configured)."""
+    if cap is None:
+        return None
+    headroom = cap.headroom_amps
+    return {
+        "max_amps_from_grid": cap.max_amps,
+        "headroom_a": None if headroom is None else round(headroom, 2),
+        "capped": cap.capped,
+        "problem": cap.problem,
+    }
+
+
 def _site_json(snapshot: Snapshot) -> dict[str, Any] | None:
     site = snapshot.site
     if site is None:
@@ -176,6 +189,7 @@ def snapshot_json(snapshot: Snapshot, *, time_epoch: float) -> dict[str, Any]:
             "problem": budget.problem,
             "max_cars": budget.max_cars,
             "console_lines": list(green_lines(budget)),
+            "grid_cap": _grid_cap_json(budget.grid_cap),
         },
         "green": _green_json(snapshot),
         "site": _site_json(snapshot),

@@ -19,6 +19,7 @@ from typing import Any
 from twcmaster.config import AppConfig
 from twcmaster.logs import get_logger
 from twcmaster.numbers import finite_number
+from twcmaster.policies import canonical_policy
 from twcmaster.settings import (
     FORCEABLE_POLICIES,
     MAX_CHARGE_NOW_S,
@@ -238,11 +239,12 @@ class RemoteControl:
     # -- twcmaster's
 
     def set_policy(self, policy: Any, *, source: str) -> str:
-        """Force one of ``FORCEABLE_POLICIES``; ``AUTO_POLICY`` (or None): the rules decide."""
+        """Force one of ``FORCEABLE_POLICIES`` (or an alias: ``policies.canonical_policy``, e.g.
+        evcc's ``minpv``); ``AUTO_POLICY`` (or None): the rules decide."""
         if policy is None or policy == AUTO_POLICY:
             chosen = None
-        elif isinstance(policy, str) and policy in FORCEABLE_POLICIES:
-            chosen = policy
+        elif canonical_policy(policy) is not None:
+            chosen = canonical_policy(policy)
         else:
             choices = ", ".join((AUTO_POLICY, *FORCEABLE_POLICIES))
             raise CommandRejected("policy", f"expected one of {choices}; got {_show(policy)}")

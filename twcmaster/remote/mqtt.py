@@ -18,8 +18,10 @@ twcmaster's (the Home Assistant controls use them too):
 
 ==================================  ============================================================
 ``control/policy``                  a policy to force: ``Charge Now``, ``Scheduled Charging``,
-                                    ``Track Green Energy``, ``Non Scheduled Charging``; or
-                                    ``Auto`` (the rules decide again). Any letter case.
+                                    ``Track Green Energy``, ``Non Scheduled Charging``,
+                                    ``Min + Green Energy`` (also evcc's ``Min+PV`` /
+                                    ``minpv``); or ``Auto`` (the rules decide again). Any
+                                    letter case.
 ``control/chargeNowAmps``           the preset's amps (1 to wiringMaxAmpsAllTWCs)
 ``control/chargeNowDuration``       the preset's duration in seconds (1 s to 7 days)
 ``control/<TWCID>/allowCharging``   ``on`` / ``off`` (also true/false, 1/0): let that TWC

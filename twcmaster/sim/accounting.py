@@ -21,6 +21,10 @@ instant, lossless follower would take from the surplus; it is not an upper bound
 surplus there, which the ideal leaves unused). Volts and phases are the config's
 ``defaultVoltage`` and ``numberOfPhases``; the simulated TWCs report that voltage.
 
+With ``maxAmpsAllowedFromGrid`` in the config, the site's import is followed too: (house +
+the cars' power - generation) / (volts x phases) each interval, its peak, and the time the
+chargers pushed it over the cap (above the cap and above what the house alone imports).
+
 ``charge_starts`` / ``charge_stops``: a car's draw crossing 1 A upwards / downwards (sampled
 each second). ``offer_changes``: set-limit heartbeats (``05``/``09``) whose amps differ from the
 previous set-limit sent to that TWC (the core's ``OfferChanged`` events).
@@ -87,6 +91,11 @@ class SimulationResult:
     # Each car's charge starts (they sum to ``charge_starts``); for ``make bench-green``, left
     # out of ``to_dict`` so the JSON (and the golden figures) keep their shape.
     car_starts: tuple[int, ...] = ()
+    # maxAmpsAllowedFromGrid (None: not set; then these stay out of ``to_dict``): the site's
+    # peak import (A) and the time the chargers pushed it over the cap.
+    grid_cap_a: float | None = None
+    site_import_peak_a: float | None = None
+    over_grid_cap_s: float = 0.0
 
     @property
     def ratio_to_ideal(self) -> float | None:
@@ -101,6 +110,9 @@ class SimulationResult:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         del out["car_starts"]
+        if self.grid_cap_a is None:
+            for key in ("grid_cap_a", "site_import_peak_a", "over_grid_cap_s"):
+                del out[key]
         for key, value in out.items():
             if isinstance(value, float):
                 out[key] = round(value, 4)
@@ -134,6 +146,7 @@ class SimulationResult:
             + (f", cars refused {self.car_refusing_s:.0f} s" if self.car_refusing_s else "")
             + (f", {self.car_api_requests} car API request(s)" if self.car_api else ", no car API"),
             *self._tesla_lines(),
+            *self._grid_cap_lines(),
             f"  bus:       {self.heartbeats} heartbeat(s), longest gap "
             f"{self.longest_heartbeat_gap_s:.2f} s"
             + (f"; stale readings {self.stale_s:.0f} s" if self.stale_s else ""),
@@ -160,6 +173,15 @@ class SimulationResult:
                 f"{bound.plan_capture:.1%} capture)"
             )
         return [f"{head}import share >= {bound.import_share:.2%}{plan}{versus}"]
+
+    def _grid_cap_lines(self) -> list[str]:
+        if self.grid_cap_a is None or self.site_import_peak_a is None:
+            return []
+        return [
+            f"  grid cap:  maxAmpsAllowedFromGrid {self.grid_cap_a:g} A; site import peak "
+            f"{self.site_import_peak_a:.1f} A (house + chargers - generation), chargers over "
+            f"the cap {self.over_grid_cap_s:.0f} s"
+        ]
 
     def _tesla_lines(self) -> list[str]:
         if self.tesla_calls is None:
@@ -190,6 +212,8 @@ class Totals:
     offer_changes: int = 0
     refusing_s: float = 0.0
     stale_s: float = 0.0
+    site_import_peak_a: float = -math.inf
+    over_grid_cap_s: float = 0.0
 
 
 class DayAccounting:
@@ -207,8 +231,10 @@ class DayAccounting:
         limit_amps: int,
         start_s: float,
         end_s: float,
+        grid_cap_amps: float | None = None,
     ) -> None:
         self.sky = sky
+        self.grid_cap_amps = grid_cap_amps
         self.cars = list(cars)
         self.volts = volts
         self.phases = phases
@@ -250,8 +276,24 @@ class DayAccounting:
         totals.ideal_j += self.ideal_amps(surplus_w) * self.volts * self.phases * dt
         if self.sky.outage_at(self.closed_s) is not None:
             totals.stale_s += dt
+        if self.grid_cap_amps is not None:
+            self._follow_import(generation_w, consumption_w, charging_w, dt)
         self.closed_s = t
         self.next_tick_s = self._next_tick_s()
+
+    def _follow_import(
+        self, generation_w: float, consumption_w: float, charging_w: float, dt: float
+    ) -> None:
+        """The site's import over the interval; over the cap when the chargers pushed it
+        there (the house alone may import more than the cap: that is not theirs)."""
+        assert self.grid_cap_amps is not None
+        watts_per_amp = self.volts * self.phases
+        import_a = (consumption_w + charging_w - generation_w) / watts_per_amp
+        house_a = (consumption_w - generation_w) / watts_per_amp
+        totals = self.totals
+        totals.site_import_peak_a = max(totals.site_import_peak_a, import_a)
+        if import_a > max(self.grid_cap_amps, house_a) + 0.01:
+            totals.over_grid_cap_s += dt
 
     def _cars_energy_j(self, dt: float) -> float:
         """The cars' energy since the last boundary; counts their starts, stops, refusals."""
