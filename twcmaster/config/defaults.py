@@ -46,10 +46,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergyMinOffTime": 60.0,  # s
         "greenEnergySmoothingSeconds": 0.0,  # s; 0 = off
         "greenEnergyRaiseDelay": 20.0,  # s
-        "greenEnergyHoldWh": 20.0,  # Wh of grid a hold through a dip may cost, first start
-        "greenEnergyHoldGrowth": 1.3,  # x per start the car made today: starts get dearer
+        "greenEnergyHoldWh": 15.0,  # Wh of grid a hold through a dip may cost, first start
+        "greenEnergyHoldGrowth": 1.2,  # x per start the car made today: starts get dearer
         "greenEnergyStartMarginPerStart": 0.5,  # A more to start, per start made today
-        "greenEnergyRotateKWh": 4.0,  # kWh ahead today before a charging car gives its place
+        "greenEnergyRotateKWh": 6.0,  # kWh ahead today before a charging car gives its place
         "chargePriority": None,  # {TWCID or VIN: priority}; higher first; None: all equal
         # --- config: the site's grid import cap (control/gridcap.py)
         "maxAmpsAllowedFromGrid": None,  # A, house + chargers; None: no cap

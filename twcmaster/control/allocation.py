@@ -95,6 +95,10 @@ FORGOTTEN_HOLD_S = 35.0  # s; 30 s plus a margin
 NOT_DRAWING_S = 180.0  # s
 NOT_DRAWING_RETRY_S = 1800.0  # s; after this it is tried again in its turn (its SoC may drop)
 MAX_ENERGY_STEP_S = 10.0  # s; longer gaps between calls add no energy (the bus was silent)
+# Which waiting car starts next: each start it made today counts as this fraction of the
+# rotation's energy (rotate_amp_s), so that on a broken day the starts (relay cycles, API
+# calls) are spread over the cars rather than all made by the one that charged least.
+START_WEIGHT = 0.25
 
 _EPS = 1e-9  # A; tolerance for sums of centiamp floats
 
@@ -188,6 +192,7 @@ class _Track:
     spiked: bool = False  # last_offer is a spike (held SPIKE_HOLD_S whatever lower_hold_s)
     reactive_spike_s: float | None = None  # when the reactive trigger last spiked
     amp_s_today: float = 0.0  # amps drawn x seconds since new_day(): fairness by energy
+    starts_today: int = 0  # charging sessions begun since new_day()
     idle_offer_since_s: float | None = None  # offered its minimum or more, not drawing, since
     not_drawing: bool = False  # offered long enough without drawing: full, or not wanting
 
@@ -209,6 +214,7 @@ class _Work:
     error: bool
     key: tuple[int, int, float, int]  # who is served first: see _order_key
     not_drawing: bool = False  # offered NOT_DRAWING_S without drawing: reserves nothing
+    swap_in: bool = False  # taking a charging car's place (rotation): served while it starts
     target: int = 0  # step 1
     reason: str = ""
     stop_held: bool = False
@@ -251,7 +257,7 @@ class Controller:
     def new_day(self) -> None:
         """Local midnight: the energy each car drew today starts again from 0."""
         for track in self._tracks.values():
-            track.amp_s_today = 0.0
+            track.amp_s_today, track.starts_today = 0.0, 0
 
     def energy_today_amp_s(self, twcid: int) -> float:
         """Amps x seconds this slave's car drew since ``new_day()`` (0 if unknown)."""
@@ -322,6 +328,7 @@ class Controller:
         )
         if charging and not track.charging:
             track.session_start_s = now
+            track.starts_today += 1
         track.charging = charging
 
         if track.sig_ref_amps is None or abs(actual - track.sig_ref_amps) > SIGNIFICANT_CHANGE_AMPS:
@@ -358,9 +365,24 @@ class Controller:
             charging=charging,
             wants=wants,
             error=error,
-            key=_order_key(track, charging, not_drawing, priority, reading.twcid),
+            key=self._order_key(track, charging, not_drawing, priority, reading.twcid),
             not_drawing=not_drawing,
         )
+
+    def _order_key(
+        self, track: _Track, charging: bool, not_drawing: bool, priority: int, twcid: int
+    ) -> tuple[int, int, float, int]:
+        """Who is served first: cars that charge (higher priority, then the lowest TWCID: a
+        stable order, whatever they draw), then cars that wait (higher priority, then the
+        least energy today, each start today counting as START_WEIGHT of the rotation's
+        energy: fair, and the starts spread over the cars), then cars that do not draw.
+        Fairness among charging cars is the rotation's (``_rotate``): an order by energy
+        would swap them at every call."""
+        if charging:
+            return (0, -priority, 0.0, twcid)
+        rotate = self._settings.rotate_amp_s or 0.0
+        owed = track.amp_s_today + START_WEIGHT * rotate * track.starts_today
+        return (2 if not_drawing else 1, -priority, owed, twcid)
 
     def _not_drawing(self, track: _Track, idle: bool, now: float, min_amps: int) -> bool:
         """Whether a car that wants current but does not draw is taken as not wanting it: it
@@ -387,15 +409,19 @@ class Controller:
         """Let a waiting car take a charging car's place when the green start rules have no
         room for both: a car of higher priority at once, one of the same priority once the
         charging car has drawn ``rotate_amp_s`` more today. Only when the budget feeds both
-        minimums, so that the hand-over imports nothing. The car giving its place is served
-        behind the other until it has stopped drawing (its API may take a while)."""
+        minimums. The new car is offered its minimum beside the other while it starts (the
+        other keeps the surplus meanwhile: nothing is lost during the car's start); once it
+        draws, the car giving its place is served behind it until it has stopped drawing (its
+        API may take a while)."""
         by_id = {w.reading.twcid: w for w in work}
         for out_id, in_id in list(self._swaps.items()):
             out, into = by_id.get(out_id), by_id.get(in_id)
             if out is None or not out.charging or into is None or into.not_drawing:
                 del self._swaps[out_id]  # done (it stopped), or the new car did not start
-            else:
+            elif into.charging:
                 out.key = (1, out.key[1], out.track.amp_s_today, out_id)
+            else:
+                into.swap_in = True
         rotate = self._settings.rotate_amp_s
         if max_cars is None or self._swaps:
             return
@@ -409,7 +435,7 @@ class Controller:
         fair = prio_in == prio_out and rotate is not None and gap >= rotate
         if (prio_in > prio_out or fair) and budget >= out.min_amps + into.min_amps:
             self._swaps[out.reading.twcid] = into.reading.twcid
-            out.key = (1, out.key[1], out.track.amp_s_today, out.reading.twcid)
+            into.swap_in = True
 
     def _age_ghosts(self, now: float) -> None:
         for twcid, (amps, expiry) in list(self._ghosts.items()):
@@ -453,7 +479,7 @@ class Controller:
         minimums = 0  # of every served slave, in priority order
         admitted = 0  # slaves served within the budget
         for w in order:
-            room_for_a_car = max_cars is None or admitted < max_cars
+            room_for_a_car = max_cars is None or admitted < max_cars or w.swap_in
             if w.error:
                 w.target, w.reason = 0, "error (state 2): 0"
             elif not w.wants:
@@ -741,18 +767,6 @@ class Controller:
             w.car_stop and new > 0,
             w.stop_held,
         )
-
-
-def _order_key(
-    track: _Track, charging: bool, not_drawing: bool, priority: int, twcid: int
-) -> tuple[int, int, float, int]:
-    """Who is served first: cars that charge (higher priority, then the lowest TWCID: a
-    stable order, whatever they draw), then cars that wait (higher priority, then the least
-    energy today: fair), then cars that do not draw. Fairness among charging cars is the
-    rotation's (``_rotate``): an order by energy would swap them at every call."""
-    if charging:
-        return (0, -priority, 0.0, twcid)
-    return (2 if not_drawing else 1, -priority, track.amp_s_today, twcid)
 
 
 def _clamp_budget(budget_amps: float, wiring: int) -> int:
