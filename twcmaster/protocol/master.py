@@ -338,6 +338,7 @@ class BusMaster:
         # Messages sent lately -> (wire bytes, payload): the same heartbeats go out every
         # second, encoded once (bounded: TX_MEMO_MAX).
         self._tx_memo: dict[m.Message, tuple[bytes, bytes]] = {}
+        self._expired_s = -math.inf  # when poll last expired timeouts
 
     # -- reading
 
@@ -376,6 +377,7 @@ class BusMaster:
             return False
         slave.paused_until_s = max(slave.paused_until_s, until_s)
         slave.resume_to_report = True
+        self._expired_s = -math.inf  # the timeouts changed: expire at the next poll
         return True
 
     def send_relay_command(self, twcid: int, start: bool) -> bool:
@@ -393,6 +395,7 @@ class BusMaster:
         than at the TWC's master timeout; no more link-ready frames or queries."""
         self._stopping_s = now_s
         self._burst_left = 0
+        self._expired_s = -math.inf  # pauses end below: expire at the next poll
         for slave in self.slaves.values():  # the amps gate sends 0 A from now on
             slave.next_heartbeat_s = now_s
             slave.paused_until_s = -math.inf  # a 0 A heartbeat is the safe last word
@@ -537,10 +540,11 @@ class BusMaster:
         slave = self._mark_rx(msg.sender, now_s)
         if slave is None:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]
-        slave.state = msg.state
-        slave.allowed_centiamps = msg.allowed_centiamps
+        state, allowed, actual = msg.state, msg.allowed_centiamps, msg.actual_centiamps
+        slave.state = state
+        slave.allowed_centiamps = allowed
         slave.unacked_centiamps = 0  # its limit now is what it reports (plus sent_centiamps)
-        slave.actual_centiamps = msg.actual_centiamps
+        slave.actual_centiamps = actual
         slave.slave_data = msg.data
         self._track_charging(slave, now_s)
         events: list[Event] = [
@@ -548,12 +552,12 @@ class BusMaster:
                 slave.twcid,
                 msg.data,
                 slave.master_data,
-                msg.state,
-                msg.allowed_centiamps / CENTIAMPS_PER_AMP,
-                msg.actual_centiamps / CENTIAMPS_PER_AMP,
+                state,
+                allowed / CENTIAMPS_PER_AMP,
+                actual / CENTIAMPS_PER_AMP,
             )
         ]
-        if msg.state == m.SlaveState.ERROR:
+        if state == m.SlaveState.ERROR:
             text = f"slave {slave.twcid:04X} reports an error state"
             events.append(Alarm("slave_error", text, slave.twcid))
         return events
@@ -611,7 +615,10 @@ class BusMaster:
 
     def poll(self, now_s: float) -> tuple[bytes | None, list[Event]]:
         """What to transmit now (at most one frame), and the events of housekeeping."""
-        events = self._expire(now_s)
+        # Expiring again at the same instant changes nothing (the core polls until nothing
+        # is left to send: twice per frame).
+        events = self._expire(now_s) if now_s != self._expired_s else []
+        self._expired_s = now_s
         if not self._started or not self._may_transmit(now_s):
             return None, events
         message, expects_reply_from = self._next_message(now_s)
