@@ -295,7 +295,9 @@ class DaySimulation:
                 at_s = car_s
             if self._to_bus and self._to_bus[0][0] < at_s:
                 at_s = self._to_bus[0][0]
-            if self._to_core and self._to_core[0][0] < at_s:
+            # Bytes reaching a master that is not reading (a reply is due) wait for its next
+            # step: their arrival alone changes nothing, so it is no event of its own.
+            if self._to_core and not self._paused and self._to_core[0][0] < at_s:
                 at_s = self._to_core[0][0]
             if at_s > until_s:
                 break

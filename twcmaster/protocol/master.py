@@ -446,10 +446,12 @@ class BusMaster:
         return events
 
     def _dispatch(self, body: bytes, now_s: float) -> list[Event]:
-        payload = body[:-1]
-        if self._is_echo(payload, now_s):
+        if body[0] != 0xFD and self._is_echo(body[:-1], now_s):  # FD: slaves', never ours
             return []
         message = m.decode(body)
+        if type(message) is m.SlaveHeartbeat:  # the usual frame, first
+            return self._on_slave_heartbeat(message, now_s)
+        payload = body[:-1]
         if isinstance(message, m.SlaveLinkReady):
             return self._on_slave_linkready(message, now_s)
         if isinstance(message, m.SlaveHeartbeat):

@@ -344,10 +344,12 @@ class SimulatedSlave:
         """Run the car and the timeouts up to ``now_s`` (time never goes backwards)."""
         if now_s <= self._now_s:
             return  # nothing has happened since
-        fault_at_s = self._charge_fault_at_s()
-        if fault_at_s is not None and now_s >= fault_at_s:
-            self._step_car(fault_at_s)
-            self._on_heartbeats_lost_too_long()
+        last_s = self._last_heartbeat_s  # _charge_fault_at_s, inline (this runs per frame)
+        if last_s is not None and not self._fault_applied:
+            fault_at_s = last_s + self.options.charge_fault_s
+            if now_s >= fault_at_s:
+                self._step_car(fault_at_s)
+                self._on_heartbeats_lost_too_long()
         self._step_car(now_s)
         self._now_s = now_s
 
@@ -357,7 +359,7 @@ class SimulatedSlave:
         if heartbeat.sender == self.twcid:
             return []
         self.stats.heartbeat_times_s.append(now_s)
-        if self._silent(now_s):
+        if now_s < self._silent_until_s:
             return []
         self._master_id = heartbeat.sender
         self._last_heartbeat_s = now_s
