@@ -300,7 +300,8 @@ class Core:
         frames = []
         while True:
             wire, events = self.master.poll(now)
-            self._handle(events, now)
+            if events:
+                self._handle(events, now)
             if wire is None:
                 self._expire_alarms(now)
                 return frames

@@ -95,14 +95,6 @@ class QuietLog:
     exception = warning
 
 
-@dataclass(slots=True)
-class _Due:  # built for every event of a run: slots, not frozen (cheaper to build)
-    at_s: float  # the next moment anything happens
-    tick_s: float  # the next accounting boundary
-    bus_s: float | None  # the simulated slaves' next event
-    car_s: float | None  # the car API's next action
-
-
 @dataclass(frozen=True)
 class _TeslaRig:
     """The Tesla module in virtual time: the simulated cloud, its jobs' scheduler, the module."""
@@ -194,6 +186,8 @@ class DaySimulation:
         self._master_free_s = -math.inf  # the master's transmitter is busy until then
         self._wake_s = self.start_s
         self._started = False
+        self._bus_cached = False  # see run_until
+        self._bus_s: float | None = None
         self._wall_s = 0.0
 
     def _simulated_bus(self, slaves: int, protocol: int, seed: int) -> SimulatedBus:
@@ -272,40 +266,48 @@ class DaySimulation:
         """Advance the virtual clock to ``until_s`` (at most the end), event by event."""
         wall_start = time.perf_counter()
         until_s = min(until_s, self.end_s)
+        # The simulated bus's next event changes only when it is fed, polled or advanced: it
+        # is kept between those (a stand-in bus, e.g. the soak's faulty one, is asked each
+        # time). Refreshed here: a caller may have plugged a car in between two calls.
+        self._bus_cached = type(self.bus) is SimulatedBus
+        self._bus_s = self.bus.next_event_s()
         if not self._started:
             self._started = True
             if self.tesla is not None:
                 self.tesla.scheduler.spawn(self.tesla.cars._keep_listing())
             self.core.start(self.start_s)
             self._service(self.start_s)
+        accounting = self.accounting
+        car_api = self.car_api if self.tesla is None else None
         while True:
-            due = self._due()
-            if due.at_s > until_s:
+            # The clock jumps to the next thing that happens: an accounting boundary, the
+            # master's wake-up, a slave's reply, a car API action, or bytes reaching either
+            # side; min() of the candidates, compared one by one (this runs for every event).
+            bus_s = self._bus_s if self._bus_cached else self.bus.next_event_s()
+            if car_api is not None:
+                car_s = car_api.next_due_s()
+            else:
+                car_s = self._car_due_s()
+            tick_s = accounting.next_tick_s
+            at_s = tick_s if tick_s < self._wake_s else self._wake_s
+            if bus_s is not None and bus_s < at_s:
+                at_s = bus_s
+            if car_s is not None and car_s < at_s:
+                at_s = car_s
+            if self._to_bus and self._to_bus[0][0] < at_s:
+                at_s = self._to_bus[0][0]
+            # Bytes reaching a master that is not reading (a reply is due) wait for its next
+            # step: their arrival alone changes nothing, so it is no event of its own.
+            if self._to_core and not self._paused and self._to_core[0][0] < at_s:
+                at_s = self._to_core[0][0]
+            if at_s > until_s:
                 break
-            self.now = due.at_s
-            self._step(due)
+            self.now = at_s
+            self._step(at_s, tick_s, bus_s, car_s)
         if until_s >= self.end_s and self.accounting.closed_s < self.end_s:
             self._account(self.end_s)
         self.now = until_s
         self._wall_s += time.perf_counter() - wall_start
-
-    def _due(self) -> _Due:
-        """The clock jumps to the next thing that happens: an accounting boundary, the
-        master's wake-up, a slave's reply, a car API action, or bytes reaching either side."""
-        bus_s = self.bus.next_event_s()
-        car_s = self._car_due_s()
-        tick_s = self.accounting.next_tick_s
-        # min() of the candidates, compared one by one (this runs for every event).
-        at_s = tick_s if tick_s < self._wake_s else self._wake_s
-        if bus_s is not None and bus_s < at_s:
-            at_s = bus_s
-        if car_s is not None and car_s < at_s:
-            at_s = car_s
-        if self._to_bus and self._to_bus[0][0] < at_s:
-            at_s = self._to_bus[0][0]
-        if self._to_core and self._to_core[0][0] < at_s:
-            at_s = self._to_core[0][0]
-        return _Due(at_s, tick_s, bus_s, car_s)
 
     def _car_due_s(self) -> float | None:
         if self.tesla is not None:
@@ -313,32 +315,39 @@ class DaySimulation:
             return min((t for t in due if t is not None), default=None)
         return self.car_api.next_due_s() if self.car_api is not None else None
 
-    def _step(self, due: _Due) -> None:
-        """Everything due, in wire order: what the master said reaches the slaves, the
-        slaves answer, their bytes reach the master, the master runs, then the second is
-        accounted (each part as it was due when the clock jumped)."""
-        t = due.at_s
-        if due.car_s is not None and due.car_s <= t:
+    def _step(self, t: float, tick_s: float, bus_s: float | None, car_s: float | None) -> None:
+        """Everything due at ``t``, in wire order: what the master said reaches the slaves,
+        the slaves answer, their bytes reach the master, the master runs, then the second is
+        accounted (each part as it was due when the clock jumped: ``tick_s``, ``bus_s`` and
+        ``car_s``)."""
+        if car_s is not None and car_s <= t:
             if self.tesla is not None:
                 self.tesla.cloud.apply_due(t)
                 self.tesla.scheduler.run_due(t)
             else:
                 assert self.car_api is not None
                 self.car_api.apply_due(t)
-        while self._to_bus and self._to_bus[0][0] <= t:
-            self.bus.receive(self._to_bus.pop(0)[1], t)
-        if due.bus_s is not None and due.bus_s <= t:
+        to_bus = self._to_bus
+        if to_bus and to_bus[0][0] <= t:
+            while to_bus and to_bus[0][0] <= t:
+                self.bus.receive(to_bus.pop(0)[1], t)
+            if self._bus_cached:
+                self._bus_s = self.bus.next_event_s()
+        if bus_s is not None and bus_s <= t:
             data = self.bus.transmit(t)
+            if self._bus_cached:
+                self._bus_s = self.bus.next_event_s()
             if data:
                 self._to_core.append((t + len(data) * BYTE_TIME_S, data))
         arrived = False
-        while self._to_core and self._to_core[0][0] <= t:
-            self._unread += self._to_core.pop(0)[1]
+        to_core = self._to_core
+        while to_core and to_core[0][0] <= t:
+            self._unread += to_core.pop(0)[1]
             arrived = True
         if t >= self._wake_s or (arrived and not self._paused):
             self._service(t)
-        if t >= due.tick_s:
-            self._account(due.tick_s)
+        if t >= tick_s:
+            self._account(tick_s)
 
     def _service(self, now: float) -> None:
         """The daemon's step with the virtual clock: read, send, decide when to wake."""
@@ -362,6 +371,8 @@ class DaySimulation:
     def _account(self, t: float) -> None:
         if t > self.accounting.closed_s:
             self.bus.advance(t)
+            if self._bus_cached:
+                self._bus_s = self.bus.next_event_s()
             self.accounting.close(t)
 
     def result(self) -> SimulationResult:

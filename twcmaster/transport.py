@@ -328,13 +328,17 @@ class _FdSession(_Session):
         # A tty in raw mode with VMIN = VTIME = 0 answers "nothing yet" with 0 bytes, so an
         # empty read here is not end of file; a vanished device shows as EIO here, or as EOF
         # once reading resumes (the selector then says readable).
+        # A read shorter than asked emptied what the OS held: no second read (it would only
+        # raise EAGAIN) for the usual reply, which comes in one piece.
         chunks = []
         while self.alive:
             data = self._read()
             if not data:
                 break
             chunks.append(data)
-        return b"".join(chunks)
+            if len(data) < READ_CHUNK_BYTES:
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _read(self) -> bytes:
         """One non-blocking read; b"" when nothing is waiting (or the port failed)."""

@@ -44,6 +44,8 @@ FRAME_IN_FLIGHT_SILENCE_S = 0.05
 #: open for longer is a babbling line, not a frame in flight: the master may talk over it,
 #: or a unit sending a byte every 40 ms would silence the master for good (§5.2).
 MAX_FRAME_IN_FLIGHT_S = 2 * MAX_RAW_FRAME_BYTES * BYTE_TIME_S
+#: Byte strings a parser remembers the frames of (bounded: noise must not grow the memory).
+WHOLE_FRAMES_MEMO_MAX = 64
 
 
 class FramingError(ValueError):
@@ -141,6 +143,8 @@ class FrameParser:
         self._collected = bytearray()  # raw bytes since the opening C0 (included); empty = idle
         self._last_byte_s = 0.0
         self._opened_s = 0.0  # when the partial frame's opening C0 arrived
+        # Byte strings that held only whole, good frames, fed while idle -> those frames.
+        self._whole: dict[bytes, tuple[Frame, ...]] = {}
 
     @property
     def receiving(self) -> bool:
@@ -163,8 +167,25 @@ class FrameParser:
     def feed(self, data: bytes, now_s: float) -> list[Frame | BadFrame]:
         self.expire(now_s)
         self._last_byte_s = now_s
-        events: list[Frame | BadFrame] = []
         collected = self._collected
+        idle = not collected
+        if idle:
+            # Whole frames the parser found in these very bytes before, from idle to idle:
+            # the same again (a bus repeats its heartbeats every second).
+            known = self._whole.get(data) if type(data) is bytes else None
+            if known is not None:
+                self._opened_s = now_s
+                return list(known)
+        events = self._feed(data, now_s, collected)
+        if idle and not collected and events and type(data) is bytes:
+            if all(type(event) is Frame for event in events):
+                if len(self._whole) >= WHOLE_FRAMES_MEMO_MAX:
+                    self._whole.clear()
+                self._whole[data] = tuple(events)  # type: ignore[arg-type]
+        return events
+
+    def _feed(self, data: bytes, now_s: float, collected: bytearray) -> list[Frame | BadFrame]:
+        events: list[Frame | BadFrame] = []
         position, end = 0, len(data)
         # Work from delimiter to delimiter (bytes.find) rather than byte by byte: this runs
         # for every reply, and the per-byte loop was the daemon's largest single cost.

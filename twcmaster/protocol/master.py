@@ -54,6 +54,7 @@ RELAY_COMMAND_MIN_FIRMWARE = (4, 5, 3)
 FIRST_FIRMWARE_ASK_S = 3.0
 FIRMWARE_RETRY_S = 30.0
 FIRMWARE_ATTEMPTS = 3
+TX_MEMO_MAX = 64  # messages whose wire bytes the master keeps (see BusMaster._tx_memo)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ class Slave:
     paused_until_s: float = -math.inf
     resume_to_report: bool = False  # paused, and its first heartbeat since not yet sent
     relay_command: Code | None = None  # FC B1 / FC B2 waiting for a free slot
+    gate_input: GateInput | None = None  # what the amps gate last saw of it (_gated_amps)
 
     def paused(self, now_s: float) -> bool:
         return now_s < self.paused_until_s
@@ -333,6 +335,10 @@ class BusMaster:
         self._stopping_s: float | None = None  # set by stop(): only 0 A from then on
         # Dropped slaves still counted by the amps gate: twcid -> (until_s, centiamps).
         self._departed: dict[int, tuple[float, int]] = {}
+        # Messages sent lately -> (wire bytes, payload): the same heartbeats go out every
+        # second, encoded once (bounded: TX_MEMO_MAX).
+        self._tx_memo: dict[m.Message, tuple[bytes, bytes]] = {}
+        self._expired_s = -math.inf  # when poll last expired timeouts
 
     # -- reading
 
@@ -371,6 +377,7 @@ class BusMaster:
             return False
         slave.paused_until_s = max(slave.paused_until_s, until_s)
         slave.resume_to_report = True
+        self._expired_s = -math.inf  # the timeouts changed: expire at the next poll
         return True
 
     def send_relay_command(self, twcid: int, start: bool) -> bool:
@@ -388,6 +395,7 @@ class BusMaster:
         than at the TWC's master timeout; no more link-ready frames or queries."""
         self._stopping_s = now_s
         self._burst_left = 0
+        self._expired_s = -math.inf  # pauses end below: expire at the next poll
         for slave in self.slaves.values():  # the amps gate sends 0 A from now on
             slave.next_heartbeat_s = now_s
             slave.paused_until_s = -math.inf  # a 0 A heartbeat is the safe last word
@@ -438,10 +446,12 @@ class BusMaster:
         return events
 
     def _dispatch(self, body: bytes, now_s: float) -> list[Event]:
-        payload = body[:-1]
-        if self._is_echo(payload, now_s):
+        if body[0] != 0xFD and self._is_echo(body[:-1], now_s):  # FD: slaves', never ours
             return []
         message = m.decode(body)
+        if type(message) is m.SlaveHeartbeat:  # the usual frame, first
+            return self._on_slave_heartbeat(message, now_s)
+        payload = body[:-1]
         if isinstance(message, m.SlaveLinkReady):
             return self._on_slave_linkready(message, now_s)
         if isinstance(message, m.SlaveHeartbeat):
@@ -532,10 +542,11 @@ class BusMaster:
         slave = self._mark_rx(msg.sender, now_s)
         if slave is None:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]
-        slave.state = msg.state
-        slave.allowed_centiamps = msg.allowed_centiamps
+        state, allowed, actual = msg.state, msg.allowed_centiamps, msg.actual_centiamps
+        slave.state = state
+        slave.allowed_centiamps = allowed
         slave.unacked_centiamps = 0  # its limit now is what it reports (plus sent_centiamps)
-        slave.actual_centiamps = msg.actual_centiamps
+        slave.actual_centiamps = actual
         slave.slave_data = msg.data
         self._track_charging(slave, now_s)
         events: list[Event] = [
@@ -543,12 +554,12 @@ class BusMaster:
                 slave.twcid,
                 msg.data,
                 slave.master_data,
-                msg.state,
-                msg.allowed_centiamps / CENTIAMPS_PER_AMP,
-                msg.actual_centiamps / CENTIAMPS_PER_AMP,
+                state,
+                allowed / CENTIAMPS_PER_AMP,
+                actual / CENTIAMPS_PER_AMP,
             )
         ]
-        if msg.state == m.SlaveState.ERROR:
+        if state == m.SlaveState.ERROR:
             text = f"slave {slave.twcid:04X} reports an error state"
             events.append(Alarm("slave_error", text, slave.twcid))
         return events
@@ -606,14 +617,23 @@ class BusMaster:
 
     def poll(self, now_s: float) -> tuple[bytes | None, list[Event]]:
         """What to transmit now (at most one frame), and the events of housekeeping."""
-        events = self._expire(now_s)
+        # Expiring again at the same instant changes nothing (the core polls until nothing
+        # is left to send: twice per frame).
+        events = self._expire(now_s) if now_s != self._expired_s else []
+        self._expired_s = now_s
         if not self._started or not self._may_transmit(now_s):
             return None, events
         message, expects_reply_from = self._next_message(now_s)
         if message is None:
             return None, events
-        wire = m.encode_for_tx(message, self.settings.trailer_byte)
-        self._recent_tx.append((now_s, message.to_payload()))
+        encoded = self._tx_memo.get(message)
+        if encoded is None:  # a message not sent lately (a heartbeat repeats every second)
+            encoded = (m.encode_for_tx(message, self.settings.trailer_byte), message.to_payload())
+            if len(self._tx_memo) >= TX_MEMO_MAX:
+                self._tx_memo.clear()
+            self._tx_memo[message] = encoded
+        wire, payload = encoded
+        self._recent_tx.append((now_s, payload))
         tx_end_s = now_s + len(wire) * codec.BYTE_TIME_S
         if expects_reply_from is None:
             self._bus_free_s = tx_end_s + self.settings.linkready_spacing_s
@@ -634,10 +654,15 @@ class BusMaster:
         soonest = now_s + 1.0
         timeout_s = self.settings.slave_timeout_s
         slaves = self.slaves.values()
-        for s in slaves:  # a silent slave is dropped then
-            lost_s = max(s.last_rx_s, s.paused_until_s) + timeout_s
+        heartbeat_due_s = math.inf  # the first heartbeat due
+        for s in slaves:  # one pass: when a silent slave is dropped, when one is due
+            paused_s = s.paused_until_s
+            lost_s = (s.last_rx_s if s.last_rx_s >= paused_s else paused_s) + timeout_s
             if lost_s < soonest:
                 soonest = lost_s
+            due_s = s.next_heartbeat_s if s.next_heartbeat_s >= paused_s else paused_s
+            if due_s < heartbeat_due_s:
+                heartbeat_due_s = due_s
         if self._pending is not None and now_s < self._window_end_s < soonest:
             # The reply is due by then: a caller that reads the port on its own schedule
             # (to save a wake-up per reply) looks then; the next request may follow at once.
@@ -645,7 +670,7 @@ class BusMaster:
         if self._burst_left and free_s < soonest:
             soonest = free_s
         if slaves:
-            heartbeat_s = max(free_s, min(s.heartbeat_due_s for s in slaves))
+            heartbeat_s = free_s if free_s >= heartbeat_due_s else heartbeat_due_s
             if heartbeat_s < soonest:
                 soonest = heartbeat_s
             # A query (or relay command) could go at free_s: only looked for when sooner.
@@ -669,13 +694,18 @@ class BusMaster:
         events: list[Event] = []
         timeout_s = self.settings.slave_timeout_s
         # A paused slave is silent because we are: it is dropped only if it stays silent for
-        # the timeout after its heartbeats resume.
-        lost = [
-            (twcid, silent_s)
-            for twcid, slave in self.slaves.items()
-            if (silent_s := now_s - max(slave.last_rx_s, slave.paused_until_s)) > timeout_s
-        ]
-        for twcid, silent_s in lost:
+        # the timeout after its heartbeats resume. (A loop, not a list: this runs at every
+        # poll, and a slave is almost never lost.)
+        lost = None
+        for twcid, slave in self.slaves.items():
+            heard_s = slave.last_rx_s
+            if slave.paused_until_s > heard_s:
+                heard_s = slave.paused_until_s
+            if now_s - heard_s > timeout_s:
+                if lost is None:
+                    lost = []
+                lost.append((twcid, now_s - heard_s))
+        for twcid, silent_s in lost or ():
             slave = self.slaves.pop(twcid)
             self._departed[twcid] = (now_s + DEPARTED_HOLD_S, slave.committed_centiamps)
             events.append(SlaveLost(twcid, silent_s))
@@ -754,8 +784,12 @@ class BusMaster:
     def _gated_amps(self, slave: Slave) -> int:
         """The amps this slave's heartbeat carries: through the gate, the only way."""
         others = [o.committed_centiamps for o in self.slaves.values() if o is not slave]
-        others += [centiamps for _, centiamps in self._departed.values()]
-        request = GateInput(slave.offer_amps, slave.max_centiamps, slave.min_amps_supported)
+        if self._departed:
+            others += [centiamps for _, centiamps in self._departed.values()]
+        request = slave.gate_input  # rebuilt only when the offer changed (its other fields
+        if request is None or request.requested_amps != slave.offer_amps:  # are the slave's)
+            request = GateInput(slave.offer_amps, slave.max_centiamps, slave.min_amps_supported)
+            slave.gate_input = request
         stopping = self._stopping_s is not None
         return wire_amps(request, others, self.settings.limits, stopping=stopping)
 
@@ -840,6 +874,15 @@ def _heartbeat_message(master_twcid: int, slave: Slave, offer_centiamps: int) ->
         command = m.set_limit_command(slave.protocol)
     else:
         command = m.HeartbeatCommand.NO_CHANGE
-    return m.MasterHeartbeat.build(
-        master_twcid, slave.twcid, int(command), offer_centiamps, slave.protocol
-    )
+    key = (master_twcid, slave.twcid, int(command), offer_centiamps, slave.protocol)
+    message = _HEARTBEATS.get(key)
+    if message is None:  # the same few heartbeats repeat all day: each is built once
+        message = m.MasterHeartbeat.build(*key)
+        if len(_HEARTBEATS) >= TX_MEMO_MAX:
+            _HEARTBEATS.clear()
+        _HEARTBEATS[key] = message
+    return message
+
+
+#: (master ID, slave ID, command, centiamps, protocol) -> the heartbeat (frozen, so shared).
+_HEARTBEATS: dict[tuple[int, int, int, int, int], m.MasterHeartbeat] = {}

@@ -67,6 +67,13 @@ SIM_MODEL = "TWC2-SIM"
 BRICKING_CODES = frozenset({0xFC19, 0xFC1A, 0xFBE8})
 
 
+#: Heartbeat replies built lately, by their fields (frozen messages, shared by all units).
+REPLIES_MEMO_MAX = 64
+_REPLIES: dict[tuple[int, int, int, int, int, int], messages.SlaveHeartbeat] = {}
+
+#: Frames that name the one unit they are for (the others ignore them).
+_ADDRESSED = (messages.MasterHeartbeat, messages.AddressedRequest)
+
 #: S0 of the slave heartbeat (§4.2); the simulator reports READY, CHARGING, ERROR,
 #: DO_NOT_CHARGE, READY_TO_CHARGE and STARTING.
 State = messages.SlaveState
@@ -199,6 +206,8 @@ class SimulatedSlave:
         jitter_s = self._rng.uniform(0.0, FIRST_LINKREADY_JITTER_S)
         self._next_linkready_s = powered_on_s + FIRST_LINKREADY_DELAY_S + jitter_s
         self._burst_times_s: list[float] = []  # pending link-readies answering an LR2 burst
+        self._supply_of: tuple[int, ...] | None = None  # the voltage_v _supply_cached is of
+        self._supply_cached = (230.0, 1)
         self._lr2_count = 0
         self._last_lr2_s = -math.inf
 
@@ -335,10 +344,12 @@ class SimulatedSlave:
         """Run the car and the timeouts up to ``now_s`` (time never goes backwards)."""
         if now_s <= self._now_s:
             return  # nothing has happened since
-        fault_at_s = self._charge_fault_at_s()
-        if fault_at_s is not None and now_s >= fault_at_s:
-            self._step_car(fault_at_s)
-            self._on_heartbeats_lost_too_long()
+        last_s = self._last_heartbeat_s  # _charge_fault_at_s, inline (this runs per frame)
+        if last_s is not None and not self._fault_applied:
+            fault_at_s = last_s + self.options.charge_fault_s
+            if now_s >= fault_at_s:
+                self._step_car(fault_at_s)
+                self._on_heartbeats_lost_too_long()
         self._step_car(now_s)
         self._now_s = now_s
 
@@ -348,7 +359,7 @@ class SimulatedSlave:
         if heartbeat.sender == self.twcid:
             return []
         self.stats.heartbeat_times_s.append(now_s)
-        if self._silent(now_s):
+        if now_s < self._silent_until_s:
             return []
         self._master_id = heartbeat.sender
         self._last_heartbeat_s = now_s
@@ -410,7 +421,7 @@ class SimulatedSlave:
         allowed = self._limit_centiamps if self._car_present else 0  # CP: 0 without a car
         actual = max(self.actual_amps, self.options.idle_offset_amps)
         self.stats.replies_sent += 1
-        return messages.SlaveHeartbeat.build(
+        key = (
             self.twcid,
             self._master_id or 0,
             int(state),
@@ -418,6 +429,13 @@ class SimulatedSlave:
             round(actual * CENTIAMPS_PER_AMP),
             self.protocol,
         )
+        reply = _REPLIES.get(key)
+        if reply is None:  # a steady car gives the same reply every second: built once
+            reply = messages.SlaveHeartbeat.build(*key)
+            if len(_REPLIES) >= REPLIES_MEMO_MAX:
+                _REPLIES.clear()
+            _REPLIES[key] = reply
+        return reply
 
     def _charge_fault_at_s(self) -> float | None:
         if self._last_heartbeat_s is None or self._fault_applied:
@@ -560,8 +578,7 @@ class SimulatedSlave:
     # --- helpers ------------------------------------------------------------------------------
 
     def _addressed_to_another(self, message: Message) -> bool:
-        addressed = isinstance(message, messages.MasterHeartbeat | messages.AddressedRequest)
-        return addressed and message.receiver != self.twcid
+        return isinstance(message, _ADDRESSED) and message.receiver != self.twcid
 
     @property
     def _car_present(self) -> bool:
@@ -586,14 +603,20 @@ class SimulatedSlave:
     def _phases(self) -> int:
         return max(1, sum(1 for v in self.voltage_v if v > 0))
 
+    def _supply(self) -> tuple[float, int]:
+        """(volts, live phases) of ``voltage_v``, worked out again only when it changes (the
+        car steps several times a second)."""
+        voltage = self.voltage_v
+        if voltage is not self._supply_of:
+            self._supply_of = voltage
+            self._supply_cached = (float(voltage[0] or 230), self._phases())
+        return self._supply_cached
+
     def _step_car(self, now_s: float) -> None:
-        if self.car is None:
+        car = self.car
+        if car is None:
             return
-        before_kwh = self.car.energy_kwh
-        self.car.step(
-            now_s,
-            self._effective_allowed_amps(),
-            voltage_v=float(self.voltage_v[0] or 230),
-            phases=self._phases(),
-        )
-        self._lifetime_kwh += self.car.energy_kwh - before_kwh
+        before_kwh = car.energy_kwh
+        volts, phases = self._supply()
+        car.step(now_s, self._effective_allowed_amps(), voltage_v=volts, phases=phases)
+        self._lifetime_kwh += car.energy_kwh - before_kwh
