@@ -133,6 +133,7 @@ def compose_rig(engine, image, tmp_path):
             shutil.chown(config_dir, os.getuid(), os.getgid())
 
 
+@pytest.mark.exclusive  # the first-heartbeat target is for a machine doing nothing else
 def test_up_first_start_console_heartbeats_health_and_down(engine, compose_rig):
     compose, twcs, config_dir = compose_rig
     up_at = time.monotonic()

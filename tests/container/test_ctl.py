@@ -218,6 +218,11 @@ def test_every_verb(engine, image, tmp_path):
             done = run("restart-clean")
             assert done.returncode == 0, done.stdout + done.stderr
             assert state() == "running" and container_id() != before
+            # Its daemon up (it heartbeats; its signal handlers are in place before that), so
+            # that the stop below reaches the daemon, not the entrypoint still checking the
+            # config (which, as PID 1 without a handler, would not see the SIGTERM at all).
+            beats = len(twcs.heartbeats())
+            wait_for(lambda: len(twcs.heartbeats()) > beats, 20, "a heartbeat after restart-clean")
 
             # stop: status 4; exportlogs from a stopped container (one-shot container).
             done = run("stop")

@@ -13,7 +13,8 @@ a plain ``make test`` leaves the other tests' Hypothesis defaults alone); the ro
 always apply it explicitly (``given_settings``).
 
 ``TALLY`` counts what the tests tried (examples, steps, frames and bytes fed, exceptions that
-escaped); ``conftest.py`` prints it at the end of the session for the issue's closing note.
+escaped); ``tally.py`` prints it at the end of the session for the issue's closing note,
+summed over the pytest-xdist workers when the tests ran in several.
 """
 
 from __future__ import annotations
