@@ -25,6 +25,11 @@ RUN_AS=twcmaster
 say() { printf 'twcmaster-entrypoint: %s\n' "$*"; }
 fail() { printf 'twcmaster-entrypoint: %s\n' "$*" >&2; exit 1; }
 
+# As the container's PID 1 this shell would ignore `docker stop`'s SIGTERM while it checks the
+# config (the kernel applies no default action to PID 1), and Docker would kill it 10 s later.
+# No TWC has heard from this master yet, so stopping here is clean.
+trap 'say "stopped before the daemon started"; exit 0' TERM INT
+
 if [ "$#" -eq 0 ]; then
     set -- run
 fi

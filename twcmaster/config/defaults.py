@@ -47,8 +47,8 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergySmoothingSeconds": 0.0,  # s; 0 = off
         "greenEnergyRaiseDelay": 20.0,  # s
         "greenEnergyHoldWh": 15.0,  # Wh of grid a hold through a dip may cost, first start
-        "greenEnergyHoldGrowth": 1.2,  # x per start the car made today: starts get dearer
-        "greenEnergyStartMarginPerStart": 0.5,  # A more to start, per start made today
+        "greenEnergyHoldGrowth": 1.3,  # x per start made today: starts get dearer
+        "greenEnergyStartMarginPerStart": 0.75,  # A more to start, per start made today
         "greenEnergyRotateKWh": 6.0,  # kWh ahead today before a charging car gives its place
         "chargePriority": None,  # {TWCID or VIN: priority}; higher first; None: all equal
         # --- config: the site's grid import cap (control/gridcap.py)

@@ -473,21 +473,25 @@ class GreenTracker:
     def _at_start_level(self, f: GreenFigures) -> bool:
         return f.budget_amps + _flex_to_start(self._config) + _EPS >= self._start_level_now(f)
 
-    def _starts_per_car(self, f: GreenFigures) -> float:
-        """Today's starts per car that wants current: what makes the next start dearer."""
-        return self._starts_today / max(f.cars_wanting, 1)
+    def _starts_counted(self, f: GreenFigures) -> float:
+        """Today's starts: what makes the next start dearer. Counted for the site, not per
+        car: with several cars concentrated, a cloud stops and restarts the one charging,
+        and a shorter hold per car would only spread more starts over them."""
+        return float(self._starts_today)
 
     def _start_level_now(self, f: GreenFigures) -> float:
-        """The start level, raised by greenEnergyStartMarginPerStart for each start per car
-        made today: late in a broken day a start needs a firmer surplus."""
+        """The start level, raised by greenEnergyStartMarginPerStart for each start made
+        today per car that wants current: late in a broken day a start needs a firmer
+        surplus (with several cars each has its own share of the day's starts)."""
         per_start = self._config.start_margin_per_start_amps
-        return _start_level(self._config) + per_start * self._starts_per_car(f)
+        per_car = self._starts_counted(f) / max(f.cars_wanting, 1)
+        return _start_level(self._config) + per_start * per_car
 
     def _hold_allowance_wh(self, f: GreenFigures) -> float:
         """What a hold through a dip may cost: greenEnergyHoldWh, times greenEnergyHoldGrowth
-        for each start per car made today (the fewer starts left, the dearer a stop)."""
+        for each start made today (the fewer starts left, the dearer a stop)."""
         c = self._config
-        return c.hold_wh * c.hold_growth ** self._starts_per_car(f)
+        return c.hold_wh * c.hold_growth ** self._starts_counted(f)
 
     def _start_timers(self, now: float, f: GreenFigures, chargers: ChargerView) -> GreenDecision:
         """At the start level since ``start_since_s``: start once greenEnergyStartDelay and
