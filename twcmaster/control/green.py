@@ -80,6 +80,7 @@ The budget is never above ``wiringMaxAmpsAllTWCs``, never negative, never NaN.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -393,3 +394,35 @@ def _offsets_w(settings: GreenSettings, watts_per_amp: float) -> float:
 def _centiamps(amps: float) -> int:
     """Whole centiamps, half up, from the shortest decimal form (3.025 -> 303, as printed)."""
     return int(Decimal(repr(amps)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) * 100)
+
+
+# --- the chargers' recent draw (subtractChargerLoad) ---------------------------------------
+LOAD_HISTORY_S = 900.0  # s; chargers' draw kept to match a lagging meter (subtractChargerLoad)
+
+
+class LoadHistory:
+    """The chargers' draw over the last ``LOAD_HISTORY_S``, to take off a meter's consumption
+    as it was when the meter measured (``subtractChargerLoad``; see ``tracking.py``'s
+    ``_load_at`` for why today's draw would feed a car's own ramp back into its budget)."""
+
+    def __init__(self) -> None:
+        self._loads: deque[tuple[float, float]] = deque()  # (now_s, amps drawn)
+
+    def remember(self, now: float, chargers: ChargerView) -> None:
+        loads = self._loads
+        if loads and loads[-1][0] > now:
+            loads.clear()  # time went backwards: the history no longer lines up
+        loads.append((now, non_negative(chargers.actual_amps)))
+        while len(loads) > 2 and loads[1][0] <= now - LOAD_HISTORY_S:
+            loads.popleft()
+
+    def at(self, at_s: object, now: float, chargers: ChargerView) -> float:
+        """The draw at ``at_s`` (the reading's time, on the clock of ``now``)."""
+        current = non_negative(chargers.actual_amps)
+        at = finite_number(at_s)
+        if at is None or at >= now:
+            return current
+        for when, amps in reversed(self._loads):
+            if when <= at:
+                return amps
+        return self._loads[0][1] if self._loads else current

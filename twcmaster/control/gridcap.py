@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,14 +60,13 @@ from twcmaster.control.green import (
     green_budget,
     reading_problem,
 )
-from twcmaster.numbers import finite_number, non_negative
+from twcmaster.numbers import finite_number
 
 if TYPE_CHECKING:
     from twcmaster.control.policy import Budget
 
-__all__ = ["CapAdmission", "GridCap", "LoadHistory", "cap_budget", "grid_headroom_amps"]
+__all__ = ["CapAdmission", "GridCap", "cap_budget", "grid_headroom_amps"]
 
-LOAD_HISTORY_S = 900.0  # s; chargers' draw kept to match a lagging meter (subtractChargerLoad)
 READMIT_MARGIN_AMPS = 1.0  # A; a dropped car comes back once the headroom feeds its floor + this
 _EPS = 1e-9  # A
 
@@ -81,34 +79,6 @@ class GridCap:
     headroom_amps: float | None  # what the chargers may draw under it; None: reading unusable
     capped: bool  # the budget was lowered to the headroom (or to the safe value)
     problem: str = ""  # why the reading cannot be used
-
-
-class LoadHistory:
-    """The chargers' draw over the last ``LOAD_HISTORY_S``, to take off a meter's consumption
-    as it was when the meter measured (``subtractChargerLoad``; see ``tracking.py``'s
-    ``_load_at`` for why today's draw would feed a car's own ramp back into its budget)."""
-
-    def __init__(self) -> None:
-        self._loads: deque[tuple[float, float]] = deque()  # (now_s, amps drawn)
-
-    def remember(self, now: float, chargers: ChargerView) -> None:
-        loads = self._loads
-        if loads and loads[-1][0] > now:
-            loads.clear()  # time went backwards: the history no longer lines up
-        loads.append((now, non_negative(chargers.actual_amps)))
-        while len(loads) > 2 and loads[1][0] <= now - LOAD_HISTORY_S:
-            loads.popleft()
-
-    def at(self, at_s: object, now: float, chargers: ChargerView) -> float:
-        """The draw at ``at_s`` (the reading's time, on the clock of ``now``)."""
-        current = non_negative(chargers.actual_amps)
-        at = finite_number(at_s)
-        if at is None or at >= now:
-            return current
-        for when, amps in reversed(self._loads):
-            if when <= at:
-                return amps
-        return self._loads[0][1] if self._loads else current
 
 
 def grid_headroom_amps(

@@ -69,7 +69,8 @@ Why these defaults. They were chosen by running cloudy days through the real con
 one car, 230 V, one phase, floor 6 A, 32 A circuit, a decision every 2 s. Targets: >= 93 % of
 the ideal surplus energy used, < 5 % of the charging energy from the grid, < 10 starts a day.
 On the shipped cloudy day (``profiles/cloudy-day.csv``, the simulator's ideal) the defaults
-gave 104.5 % / 4.1 % / 8 starts (issue 12's defaults below: 106.5 % / 3.6 % / 5 starts) (``twcmaster simulate``: protocol 2 with the car API, or
+gave 104.5 % / 4.1 % / 8 starts, issue 12's below 106.5 % / 3.6 % / 5 starts
+(``twcmaster simulate``: protocol 2 with the car API, or
 protocol 1; the grid figures below were measured before the controller's lower hold was
 limited to lowers right after a raise, and are ~0.5 point higher). On four synthetic cloudy
 days (shadows of 30 s to minutes dimming to 15-60 %, 10 s meter readings, an ideal that
@@ -126,12 +127,12 @@ from twcmaster.control.green import (
     ConsumptionOffset,
     GreenBudget,
     GreenSettings,
+    LoadHistory,
     SiteReading,
 )
 from twcmaster.control.gridcap import (
     CapAdmission,
     GridCap,
-    LoadHistory,
     cap_budget,
     limit_cars,
 )

@@ -38,21 +38,22 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from twcmaster.control.green import (
+    LOAD_HISTORY_S,
     ChargerView,
     DrawCompensator,
     GreenBudget,
     GreenSettings,
+    LoadHistory,
     SiteReading,
     green_budget,
     reading_problem,
 )
-from twcmaster.numbers import finite_number, non_negative, whole_count
+from twcmaster.numbers import finite_number, whole_count
 
 if TYPE_CHECKING:
     from twcmaster.control.policy import PolicyConfig
@@ -77,7 +78,6 @@ __all__ = [
 # cloudy day: grid share of charging 5.6 % -> 4.8 %, surplus used unchanged, offer changes
 # about halved.
 RAISE_HYSTERESIS_AMPS = 1.0
-LOAD_HISTORY_S = 900.0  # s; chargers' draw kept to match a lagging meter (subtractChargerLoad)
 
 MAX_STEP_S = 10.0  # s; a longer gap between decisions adds no more to a dip's grid energy
 # A; another car is admitted once the budget is this much over what the charging cars can draw
@@ -309,7 +309,7 @@ class GreenTracker:
         self._config = config
         self._state = _GreenState()
         self._compensator = DrawCompensator()
-        self._loads: deque[tuple[float, float]] = deque()  # (now_s, amps drawn)
+        self._loads = LoadHistory()
         self._starts_today = 0  # green starts (first car and each car admitted) since new_day
         self._last_s: float | None = None  # the previous decision, for the dip's energy
         self._dt_s = 0.0  # seconds since it (at most MAX_STEP_S)
@@ -343,14 +343,8 @@ class GreenTracker:
     def remember_load(self, now: float, chargers: ChargerView) -> None:
         """The chargers' draw now, for ``_load_at`` (called on every decision, any policy);
         kept only when it is read: with subtractChargerLoad."""
-        if not self._config.subtract_charger_load:
-            return
-        loads = self._loads
-        if loads and loads[-1][0] > now:
-            loads.clear()  # time went backwards: the history no longer lines up
-        loads.append((now, non_negative(chargers.actual_amps)))
-        while len(loads) > 2 and loads[1][0] <= now - LOAD_HISTORY_S:
-            loads.popleft()
+        if self._config.subtract_charger_load:
+            self._loads.remember(now, chargers)
 
     def decide(
         self,
@@ -428,14 +422,7 @@ class GreenTracker:
         then; taking off today's draw instead feeds a car's own ramp back into its budget
         (the oscillation of TWCManager #644 with slow meters).
         """
-        current = non_negative(chargers.actual_amps)
-        at = finite_number(at_s)
-        if at is None or at >= now:
-            return current
-        for when, amps in reversed(self._loads):
-            if when <= at:
-                return amps
-        return self._loads[0][1] if self._loads else current
+        return self._loads.at(at_s, now, chargers)
 
     def _smoothed(self, now: float, surplus: float) -> float:
         """The surplus through the optional exponential moving average."""
