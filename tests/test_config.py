@@ -482,7 +482,7 @@ def test_green_energy_keys_have_documented_defaults_matching_the_policy():
     assert settings.green_energy_start_margin_amps == unset.start_margin_amps == 0.0
     assert settings.green_energy_start_delay_s == unset.start_delay_s == 60.0
     assert settings.green_energy_min_on_time_s == unset.min_on_time_s == 0.0
-    assert settings.green_energy_hold_wh == unset.hold_wh == 15.0
+    assert settings.green_energy_hold_wh == unset.hold_wh == 14.0
     assert settings.green_energy_hold_growth == unset.hold_growth == 1.3
     assert settings.green_energy_start_margin_per_start_amps == 0.75
     assert unset.start_margin_per_start_amps == 0.75

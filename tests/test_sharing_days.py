@@ -14,7 +14,7 @@ import pytest
 from twcmaster.sim.sky import load_profile
 from twcmaster.simulate import simulate, simulation_config
 
-DAY = Path(__file__).parent.parent / "profiles" / "payerne_2016-06-26_cloud_transients.csv"
+DAY = Path(__file__).parent.parent / "profiles" / "payerne_2016-06-15_cloud_transients.csv"
 MIN_CAPTURE = 0.97  # charged from surplus / ideal
 MAX_STARTS_PER_CAR = 6
 MAX_DISTANCE_PP = 2.0  # import share above the clairvoyant bound at the run's starts

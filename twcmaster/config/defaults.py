@@ -46,7 +46,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergyMinOffTime": 60.0,  # s
         "greenEnergySmoothingSeconds": 0.0,  # s; 0 = off
         "greenEnergyRaiseDelay": 20.0,  # s
-        "greenEnergyHoldWh": 15.0,  # Wh of grid a hold through a dip may cost, first start
+        "greenEnergyHoldWh": 14.0,  # Wh of grid a hold through a dip may cost, first start
         "greenEnergyHoldGrowth": 1.3,  # x per start made today: starts get dearer
         "greenEnergyStartMarginPerStart": 0.75,  # A more to start, per start made today
         "greenEnergyRotateKWh": 6.0,  # kWh ahead today before a charging car gives its place

@@ -77,17 +77,18 @@ days (shadows of 30 s to minutes dimming to 15-60 %, 10 s meter readings, an ide
 counts all surplus) 92-94 % / 2.7-5.8 % / 5-13 starts;
 ``test_cloudy_day_defaults_meet_the_targets`` keeps the gentlest of them.
 
-* ``greenEnergyHoldWh`` 15 Wh, ``greenEnergyHoldGrowth`` 1.3, ``greenEnergyStartMarginPerStart``
+* ``greenEnergyHoldWh`` 14 Wh, ``greenEnergyHoldGrowth`` 1.3, ``greenEnergyStartMarginPerStart``
   0.75 A, ``greenEnergyRotateKWh`` 6 kWh (issue 12): chosen on the eight measured days in
   ``profiles/`` with 1, 2 and 3 cars (``make bench-green``; the table is in the README), against
   the clairvoyant bound. They replace TWCManager's time-based hold (``startStopDelay`` 60 s,
   here still the controller's stop hold after a start) and ``greenEnergyMinOnTime`` 1800 s,
   which rode every shadow of the first half hour at the floor whatever it cost: with them a
   transient day took 4.1 points of import more than the bound with one car, 13.6 with three.
-  A hold priced in grid energy rides a shallow dip (2 A short) for ~8 min and a dark one
-  (6 A short) for ~40 s; growing it per start trades a little import for fewer starts late in
-  a broken day. Starts are counted for the site, not per car: concentrated cars share one
-  sky, and a shorter hold per car would only spread more starts over them.
+  A hold priced in grid energy rides a shallow dip (2 A short, 230 V) for ~2.4 min and a dark
+  one (6 A short) for ~47 s after the day's first start (18 Wh); growing it per start trades
+  a little import for fewer starts late in a broken day. Starts are counted for the site, not
+  per car: concentrated cars share one sky, and a shorter hold per car would only spread more
+  starts over them.
 * ``greenEnergyMinOffTime`` 60 s: TWCManager never starts or stops a car through its API more
   than once a minute; longer pauses only waste sun (600 s: 105 % -> 101 % of the ideal).
 * ``greenEnergyRaiseDelay`` 20 s: a rise less than 20 s after the budget fell by a whole amp
