@@ -486,7 +486,7 @@ def test_green_energy_keys_have_documented_defaults_matching_the_policy():
     assert settings.green_energy_hold_growth == unset.hold_growth == 1.3
     assert settings.green_energy_start_margin_per_start_amps == 0.75
     assert unset.start_margin_per_start_amps == 0.75
-    assert settings.green_energy_rotate_kwh == 6.0
+    assert settings.green_energy_rotate_kwh == 8.0
     assert settings.charge_priority == ()
     assert settings.green_energy_min_off_time_s == unset.min_off_time_s == 60.0
     assert settings.green_energy_smoothing_s == unset.smoothing_s == 0.0

@@ -49,7 +49,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "greenEnergyHoldWh": 14.0,  # Wh of grid a hold through a dip may cost, first start
         "greenEnergyHoldGrowth": 1.3,  # x per start made today: starts get dearer
         "greenEnergyStartMarginPerStart": 0.75,  # A more to start, per start made today
-        "greenEnergyRotateKWh": 6.0,  # kWh ahead today before a charging car gives its place
+        "greenEnergyRotateKWh": 8.0,  # kWh ahead today before a charging car gives its place
         "chargePriority": None,  # {TWCID or VIN: priority}; higher first; None: all equal
         # --- config: the site's grid import cap (control/gridcap.py)
         "maxAmpsAllowedFromGrid": None,  # A, house + chargers; None: no cap

@@ -78,7 +78,7 @@ counts all surplus) 92-94 % / 2.7-5.8 % / 5-13 starts;
 ``test_cloudy_day_defaults_meet_the_targets`` keeps the gentlest of them.
 
 * ``greenEnergyHoldWh`` 14 Wh, ``greenEnergyHoldGrowth`` 1.3, ``greenEnergyStartMarginPerStart``
-  0.75 A, ``greenEnergyRotateKWh`` 6 kWh (issue 12): chosen on the eight measured days in
+  0.75 A, ``greenEnergyRotateKWh`` 8 kWh (issue 12): chosen on the eight measured days in
   ``profiles/`` with 1, 2 and 3 cars (``make bench-green``; the table is in the README), against
   the clairvoyant bound. They replace TWCManager's time-based hold (``startStopDelay`` 60 s,
   here still the controller's stop hold after a start) and ``greenEnergyMinOnTime`` 1800 s,
