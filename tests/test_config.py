@@ -491,7 +491,7 @@ def test_green_energy_keys_have_documented_defaults_matching_the_policy():
     assert settings.green_energy_min_off_time_s == unset.min_off_time_s == 60.0
     assert settings.green_energy_smoothing_s == unset.smoothing_s == 0.0
     assert settings.green_energy_raise_delay_s == unset.raise_delay_s == 20.0
-    assert settings.start_stop_delay_s == unset.start_stop_delay_s == 60.0
+    assert settings.start_stop_delay_s == 60.0  # the controller's stop hold after a start
     # The shipped file spells out the same values.
     shipped = load_config(SHIPPED).settings
     for name in (

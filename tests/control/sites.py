@@ -16,7 +16,6 @@ def policy_config(**changes) -> PolicyConfig:
         min_amps_per_twc=6,
         default_voltage_v=V,
         start_delay_s=30,
-        start_stop_delay_s=60,
         min_on_time_s=0,
         min_off_time_s=0,
     )

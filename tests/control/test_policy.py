@@ -148,7 +148,7 @@ def test_policy_config_from_the_typed_config_json():
         default_voltage_v=230, number_of_phases=3, subtract_charger_load=True,
         treat_generation_as_grid_delivery=False, green_energy_amps_offset=1.5,
         green_energy_safe_amps=6, start_margin_amps=1, start_delay_s=45,
-        start_stop_delay_s=90, min_on_time_s=600, min_off_time_s=120, flex_amps=2,
+        min_on_time_s=600, min_off_time_s=120, flex_amps=2,
         use_flex_amps_to_start_charge=True, smoothing_s=5, raise_delay_s=30, latch_s=600,
         green_sources_configured=False,
     )  # fmt: skip
@@ -706,7 +706,7 @@ def test_cloudy_day_defaults_meet_the_targets():
     default spikes, simulated car; meter read every 10 s, a decision every 2 s)."""
     policy = PolicyConfig(32, min_amps_per_twc=6, default_voltage_v=V)
     engine = PolicyEngine(policy, None, force_policy=POLICY_GREEN)
-    ctrl = Controller(AllocationSettings(32, 32, 6, stop_hold_s=policy.start_stop_delay_s))
+    ctrl = Controller(AllocationSettings(32, 32, 6, stop_hold_s=60.0))  # startStopDelay
     car = SimulatedCar(CarConfig(voltage_v=V, max_interruptions=1000), seed=1)
     generation, house = _cloudy_day(seed=1)
     offer, site, drawing = 0, None, False
@@ -761,7 +761,6 @@ configs = st.builds(
     green_energy_safe_amps=st.one_of(st.just(0.0), st.floats(0, 100)),
     start_margin_amps=st.floats(0, 10),
     start_delay_s=st.floats(0, 120),
-    start_stop_delay_s=st.floats(0, 120),
     min_on_time_s=st.floats(0, 600),
     min_off_time_s=st.floats(0, 600),
     flex_amps=st.floats(0, 20),

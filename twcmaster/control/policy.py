@@ -237,7 +237,6 @@ class PolicyConfig:
     green_energy_safe_amps: float = DEFAULTS["greenEnergySafeAmps"]
     start_margin_amps: float = DEFAULTS["greenEnergyStartMarginAmps"]
     start_delay_s: float = DEFAULTS["greenEnergyStartDelay"]
-    start_stop_delay_s: float = DEFAULTS["startStopDelay"]
     min_on_time_s: float = DEFAULTS["greenEnergyMinOnTime"]
     min_off_time_s: float = DEFAULTS["greenEnergyMinOffTime"]
     flex_amps: float = DEFAULTS["greenEnergyFlexAmps"]
@@ -256,7 +255,7 @@ class PolicyConfig:
         for name in (
             "wiring_max_amps_all_twcs", "min_amps_per_twc", "default_voltage_v",
             "green_energy_safe_amps", "start_margin_amps", "start_delay_s",
-            "start_stop_delay_s", "min_on_time_s", "min_off_time_s", "flex_amps",
+            "min_on_time_s", "min_off_time_s", "flex_amps",
             "smoothing_s", "raise_delay_s", "latch_s", "hold_wh", "start_margin_per_start_amps",
         ):  # fmt: skip
             value = getattr(self, name)
@@ -305,7 +304,6 @@ class PolicyConfig:
             green_energy_safe_amps=config.green_energy_safe_amps,
             start_margin_amps=config.green_energy_start_margin_amps,
             start_delay_s=config.green_energy_start_delay_s,
-            start_stop_delay_s=config.start_stop_delay_s,
             min_on_time_s=config.green_energy_min_on_time_s,
             min_off_time_s=config.green_energy_min_off_time_s,
             flex_amps=config.green_energy_flex_amps,

@@ -460,7 +460,7 @@ class GreenTracker:
     def _at_start_level(self, f: GreenFigures) -> bool:
         return f.budget_amps + _flex_to_start(self._config) + _EPS >= self._start_level_now(f)
 
-    def _starts_counted(self, f: GreenFigures) -> float:
+    def _starts_counted(self) -> float:
         """Today's starts: what makes the next start dearer. Counted for the site, not per
         car: with several cars concentrated, a cloud stops and restarts the one charging,
         and a shorter hold per car would only spread more starts over them."""
@@ -471,14 +471,14 @@ class GreenTracker:
         today per car that wants current: late in a broken day a start needs a firmer
         surplus (with several cars each has its own share of the day's starts)."""
         per_start = self._config.start_margin_per_start_amps
-        per_car = self._starts_counted(f) / max(f.cars_wanting, 1)
+        per_car = self._starts_counted() / max(f.cars_wanting, 1)
         return _start_level(self._config) + per_start * per_car
 
     def _hold_allowance_wh(self, f: GreenFigures) -> float:
         """What a hold through a dip may cost: greenEnergyHoldWh, times greenEnergyHoldGrowth
         for each start made today (the fewer starts left, the dearer a stop)."""
         c = self._config
-        return c.hold_wh * c.hold_growth ** self._starts_counted(f)
+        return c.hold_wh * c.hold_growth ** self._starts_counted()
 
     def _start_timers(self, now: float, f: GreenFigures, chargers: ChargerView) -> GreenDecision:
         """At the start level since ``start_since_s``: start once greenEnergyStartDelay and
