@@ -250,9 +250,9 @@ def test_compensator_is_bounded_per_charging_car_and_never_negative():
 
 
 def test_compensator_only_falls_while_saturated_and_ignores_spikes_and_holds():
-    comp = DrawCompensator()
-    for step in range(50):
-        comp.update(step * 2.0, 40.0, cars(31, 32, 1), may_learn=True, saturated=True)
+    comp = DrawCompensator(wiring_amps=32.0)
+    for step in range(50):  # the last budget sat at the 32 A wiring limit
+        comp.update(step * 2.0, 40.0, cars(31, 32, 1), may_learn=True, budget_amps=32.0)
     assert comp.amps == 0.0
     for step in range(50, 100):  # the controller spiked to 16 A over a 9 A budget
         comp.update(step * 2.0, 8.0, cars(15, 16, 1), may_learn=True, budget_amps=9.0)

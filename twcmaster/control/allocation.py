@@ -413,6 +413,8 @@ class Controller:
         other keeps the surplus meanwhile: nothing is lost during the car's start); once it
         draws, the car giving its place is served behind it until it has stopped drawing (its
         API may take a while)."""
+        if max_cars is None and not self._swaps:
+            return  # not green tracking, nothing under way
         by_id = {w.reading.twcid: w for w in work}
         for out_id, in_id in list(self._swaps.items()):
             out, into = by_id.get(out_id), by_id.get(in_id)

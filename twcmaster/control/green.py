@@ -277,9 +277,10 @@ class DrawCompensator:
     tracking the surplus (held at the floor, stopped, fail-safe). See the module docstring.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wiring_amps: float = math.inf) -> None:
         self.amps = 0.0
         self._last_s: float | None = None
+        self._wiring_amps = wiring_amps  # a last budget this high is saturated (anti-windup)
 
     def reset(self) -> None:
         self.amps = 0.0
@@ -292,14 +293,13 @@ class DrawCompensator:
         chargers: ChargerView | None,
         *,
         may_learn: bool,
-        saturated: bool = False,
         budget_amps: float | None = None,
     ) -> float:
         """Advance to ``now_s``; return the compensation (A) to add to the surplus.
 
-        ``saturated``: the last budget sat at the wiring limit, so the compensation may only
-        fall (anti-windup). ``budget_amps``: the last budget; while the offers are above it
-        (the controller's spike or stop hold) the draw says nothing about the car's gap.
+        ``budget_amps``: the last budget. While the offers are above it (the controller's
+        spike or stop hold) the draw says nothing about the car's gap; while it sits at the
+        wiring limit (``wiring_amps``) the compensation may only fall (anti-windup).
         """
         chargers = chargers or NO_CHARGERS
         now = finite_number(now_s)
@@ -320,6 +320,7 @@ class DrawCompensator:
         following = cars > 0 and 0.0 <= gap <= limit
         if budget_amps is not None and offered > finite_or(budget_amps, math.inf) + 1e-6:
             following = False
+        saturated = budget_amps is not None and budget_amps >= self._wiring_amps
         if may_learn and following and dt > 0:
             error = surplus - actual  # > 0: surplus left unused; < 0: importing
             if error > COMPENSATION_DEADBAND_UNUSED_AMPS and not saturated:

@@ -65,7 +65,7 @@ class MinGreenTracker:
 
     def __init__(self, config: PolicyConfig) -> None:
         self._config = config
-        self._compensator = DrawCompensator()
+        self._compensator = DrawCompensator(float(config.wiring_max_amps_all_twcs))
         self._last_amps = 0.0  # the last budget
         self._last_green = 0.0  # its green part
         self._aimed = 0.0  # the surplus the last budget aimed the cars' draw at
@@ -103,7 +103,6 @@ class MinGreenTracker:
             self._aimed,
             chargers,
             may_learn=self._followed,
-            saturated=self._followed and self._last_amps >= wiring,
             budget_amps=self._last_amps,
         )
         computed = green_budget(

@@ -254,12 +254,9 @@ class _Admission:
         with the charging cars' capacity known, is more than they can draw (by
         SPREAD_MARGIN_AMPS). Cars are concentrated: one car takes the surplus up to its
         limit before a second starts; then they share it (spread as the surplus grows)."""
-        needed = (max(self.admitted, 1) + 1) * config.floor_amps
-        if f.capacity_amps is None:
-            self.admitted = max(self.admitted, f.cars, 1)
-            needed = (self.admitted + 1) * config.floor_amps
-        else:
-            self.admitted = max(self.admitted, 1)
+        self.admitted = max(self.admitted, f.cars if f.capacity_amps is None else 0, 1)
+        needed = (self.admitted + 1) * config.floor_amps
+        if f.capacity_amps is not None:
             needed = max(needed, f.capacity_amps + SPREAD_MARGIN_AMPS)
         if (
             f.cars_wanting <= self.admitted
@@ -308,7 +305,7 @@ class GreenTracker:
     def __init__(self, config: PolicyConfig) -> None:
         self._config = config
         self._state = _GreenState()
-        self._compensator = DrawCompensator()
+        self._compensator = DrawCompensator(float(config.wiring_max_amps_all_twcs))
         self._loads = LoadHistory()
         self._starts_today = 0  # green starts (first car and each car admitted) since new_day
         self._last_s: float | None = None  # the previous decision, for the dip's energy
@@ -393,7 +390,6 @@ class GreenTracker:
             st.aimed_amps,
             chargers,
             may_learn=self._followed_surplus,
-            saturated=self._followed_surplus and st.budget_amps >= wiring,
             budget_amps=st.budget_amps,
         )
         load = self._load_at(site.at_s, now, chargers) if c.subtract_charger_load else None
@@ -474,7 +470,7 @@ class GreenTracker:
         per_car = self._starts_counted() / max(f.cars_wanting, 1)
         return _start_level(self._config) + per_start * per_car
 
-    def _hold_allowance_wh(self, f: GreenFigures) -> float:
+    def _hold_allowance_wh(self) -> float:
         """What a hold through a dip may cost: greenEnergyHoldWh, times greenEnergyHoldGrowth
         for each start made today (the fewer starts left, the dearer a stop)."""
         c = self._config
@@ -555,7 +551,7 @@ class GreenTracker:
         dip_for = now - st.dip_since_s
         short_amps = max(f.need_amps - f.budget_amps - c.flex_amps, 0.0)
         st.dip_wh += short_amps * self._watts_per_amp(f) * self._dt_s / 3600.0
-        allowance = self._hold_allowance_wh(f)
+        allowance = self._hold_allowance_wh()
         # The car started last has its own minimum on-time, as the first one has.
         admitted_at = st.admission.admitted_at_s if f.cars > 1 else -math.inf
         on_for = now - max(st.on_since_s, admitted_at)
