@@ -274,15 +274,22 @@ def _parse_min_amps(cfg: Section, per_twc: int | None) -> int | None:
     )
     if min_amps is not None and per_twc is not None and min_amps > per_twc:
         given = "" if "minAmpsPerTWC" in cfg.values else " (the default)"
-        # An error, not TWCManager's warning: nothing would ever charge, and TWCManager's
-        # sample (6 A placeholder wiring, 12 A floor) gets here only if the wiring was not set.
-        cfg.report.error(
+        if per_twc < TWC_MIN_AMPS:  # no floor fits: nothing could ever charge
+            cfg.report.error(
+                cfg.key_path("minAmpsPerTWC"),
+                f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A), so no TWC "
+                "would ever be offered current; set the wiring limits of your circuit",
+            )
+            return None
+        # A warning, as in TWCManager, so its sample (6 A placeholder wiring, 12 A floor)
+        # starts; the floor comes down to the wiring, never the wiring up to the floor.
+        cfg.report.warn(
             cfg.key_path("minAmpsPerTWC"),
-            f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A), so no TWC would "
-            "ever be offered current; lower minAmpsPerTWC or set the wiring limits of your "
-            "circuit",
+            f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A): the floor is "
+            f"lowered to {per_twc} A; set the wiring limits of your circuit (6 A is "
+            "TWCManager's sample placeholder) or lower minAmpsPerTWC",
         )
-        return None
+        return per_twc
     return min_amps
 
 
