@@ -509,3 +509,19 @@ def test_twcmanager_diff_lists_what_behaves_differently(tmp_path):
     assert "  policy:" not in out  # an empty policy section changes nothing
     # The same lines as the library function gives.
     assert len(twcmanager_diff(data)) == int(out.split("compared with TWCManager: ")[1].split()[0])
+
+
+def test_the_file_logger_keys_choose_the_log_folder():
+    def loaded(file_logger):
+        return config_from_dict(
+            merged(fixed_sample(), {"logging": {"FileLogger": file_logger}}), "/"
+        )
+
+    assert loaded({"enabled": False, "path": "/var/log/twc"}).settings.log_file_dir is None
+    assert loaded({"enabled": True}).settings.log_file_dir == "/etc/twcmanager/log"
+    assert loaded({"enabled": True, "path": "/var/log/twc"}).settings.log_file_dir == "/var/log/twc"
+    with pytest.raises(ConfigError) as caught:
+        loaded({"enabled": True, "path": "log"})
+    assert [p.key_path for p in caught.value.problems] == ["logging.FileLogger.path"]
+    muted = loaded({"enabled": True, "mute": {"SlavePower": True}})
+    assert "logging.FileLogger.mute" in [w.key_path for w in muted.warnings]

@@ -13,12 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from twcmaster.assembly import attach_car_module, attach_interfaces, core_outputs, tesla_cars
 from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
-from twcmaster.logs import configure_logging, get_logger
+from twcmaster.logs import LogFile, TeeToLogFile, configure_logging, get_logger
 from twcmaster.outputs.base import Output, Outputs, Service
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
 from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
@@ -239,18 +239,40 @@ class Daemon:
 
 
 def start_outputs(config: AppConfig) -> ConsoleStatus:
-    """Logging (stderr) and the status console (stdout) as the config asks."""
+    """Logging (stderr) and the status console (stdout) as the config asks; both copied to
+    ``logging.FileLogger``'s rotated file when it is enabled."""
+    err: TextIO = sys.stderr
+    out: TextIO = sys.stdout
+    log_file = _open_log_file(config.log_file_dir)
+    if log_file is not None:
+        err, out = TeeToLogFile(err, log_file), TeeToLogFile(out, log_file)
     configure_logging(
         config.log_level,
         config.log_format,
-        stream=sys.stderr,
+        stream=err,
         display_milliseconds=config.display_milliseconds,
     )
     return ConsoleStatus(
-        sys.stdout,
+        out,
         milliseconds=config.display_milliseconds,
         amps_jitter_a=CONSOLE_AMPS_JITTER_A,
     )
+
+
+def _open_log_file(folder: str | None) -> LogFile | None:
+    """The log file, or None (not configured, or it cannot be opened: said on stderr, and
+    the daemon runs on without it)."""
+    if folder is None:
+        return None
+    try:
+        return LogFile(folder)
+    except OSError as error:
+        print(
+            f"twcmaster: warning: logging.FileLogger: cannot write {folder}/logfile ({error}); "
+            "logging to stderr only",
+            file=sys.stderr,
+        )
+        return None
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:

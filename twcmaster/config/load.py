@@ -42,6 +42,7 @@ from twcmaster.config.limits import (
     TWC_MAX_AMPS,
     TWC_MIN_AMPS,
 )
+from twcmaster.config.logsettings import parse_log_file, parse_log_format
 from twcmaster.config.model import AppConfig, LoadedConfig, WiringConfig
 from twcmaster.config.problems import ConfigError, Problem, Report, describe_value, kind
 from twcmaster.config.rs485 import parse_rs485
@@ -59,7 +60,6 @@ _LOG_LEVEL_NAMES = {
 }  # fmt: skip
 # TWCManager's deprecated debugLevel 0..11 -> logLevel.
 _DEBUG_LEVEL_TO_LOG_LEVEL = (40, 20, 19, 18, 17, 16, 15, 14, 13, 12, 10, 9)
-_LOG_FORMATS = ("auto", "console", "json")
 _SECONDS = f"seconds from 0 to {MAX_WAIT_S:g} (a day)"
 MAX_GRID_AMPS = 5000  # A; a site's grid connection beyond it is a typo
 
@@ -111,7 +111,8 @@ def _parse_app_config(
         **_parse_green(cfg, wiring),
         max_amps_allowed_from_grid=_parse_grid_cap(cfg, sources),
         rs485=parse_rs485(data, report),
-        log_format=_parse_log_format(data, report),
+        log_format=parse_log_format(data, report),
+        log_file_dir=parse_log_file(data, report),
         mqtt_status=parse_mqtt_status(data, report),
         mqtt_control=parse_mqtt_control(data, report),
         http=parse_http(data, report),
@@ -360,17 +361,6 @@ def _check_fake_master(cfg: Section) -> None:
         f"{describe_value(value)}{meaning} is not supported; twcmaster supports only 1 "
         "(act as the master of the bus)",
     )
-
-
-def _parse_log_format(data: Mapping[str, Any], report: Report) -> str | None:
-    log = Section(section(data, "logging"), "logging", report)
-    value = log.raw("format")
-    if value is ABSENT:
-        return DEFAULTS["logging.format"]
-    if isinstance(value, str) and value in _LOG_FORMATS:
-        return value
-    log.bad("format", value, " or ".join(f'"{name}"' for name in _LOG_FORMATS))
-    return None
 
 
 # ------------------------------------------------------------------------ entry points

@@ -112,9 +112,6 @@ IGNORED: dict[str, str] = {
         "homeassistantDiscovery: twcmaster's entities then appear in Home Assistant"
     ),
     "status.OTEL": "OpenTelemetry export",
-    "logging.FileLogger": (
-        "the log file; twcmaster logs to stderr (docker logs, journalctl keep and rotate it)"
-    ),
     "logging.CSV": (
         "charge-session and green-energy records in CSV; twcmaster's MQTT telemetry carries "
         "the same figures"
@@ -160,6 +157,9 @@ IGNORED: dict[str, str] = {
     "pricing.policy": "price-based charging (no pricing module in twcmaster)",
     "logging.use_icons": "icons in log lines; twcmaster's log lines have none",
     "logging.Console.simple": "TWCManager's simple console layout; twcmaster prints its lines",
+    "logging.FileLogger.mute": (
+        "muting kinds of lines in the log file; twcmaster's file gets every line"
+    ),
     "logging.Console.mute": (
         "muting kinds of console lines; twcmaster prints its console lines as TWCManager's "
         "default console did"

@@ -210,7 +210,8 @@ _USED_CONFIG_KEYS = frozenset(
     " chargeStopMode".split()
 )
 _USED_MODULES = frozenset(
-    {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}
+    {"interface.RS485", "logging.Console", "logging.FileLogger", "control.HTTP", "control.MQTT"}
+    | {"status.MQTT"}
     | {"vehicle.teslaAPI", "vehicle.teslaBLE"}
     | {
         f"sources.{name}"
@@ -365,8 +366,12 @@ def warn_unused(data: Mapping[str, Any], report: Report) -> None:
         ("logging", "use_icons"),
         ("logging", "Console", "simple"),
         ("logging", "Console", "mute"),
+        ("logging", "FileLogger", "mute"),
     ):
-        if _section(data, *keys[:-1]).get(keys[-1]):
+        parent = _section(data, *keys[:-1])
+        if keys[1] == "FileLogger" and not parent.get("enabled"):
+            continue  # the file is off: its muting changes nothing
+        if parent.get(keys[-1]):
             report.warn(".".join(keys), ignored_message(".".join(keys)))
     if _section(data, "logging", "Console").get("enabled", True) is False:
         report.warn(
