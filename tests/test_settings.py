@@ -573,3 +573,29 @@ def test_restart_reads_back_what_was_written(tmp_path):
     store.set_consumption_offset("heat pump", 2, "A")
     again = SettingsStore(tmp_path / "settings.json", log=Log())
     assert again.settings == store.settings
+
+
+def test_a_settings_value_shadowing_the_configs_is_said_at_start_up(tmp_path):
+    from structlog.testing import capture_logs
+
+    from twcmaster.config import config_from_dict
+    from twcmaster.daemon import open_settings, warn_settings_shadowing
+    from twcmaster.logs import get_logger
+
+    config = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32,
+                    "nonScheduledAmpsMax": 16}}, str(tmp_path),
+    ).settings  # fmt: skip
+    (tmp_path / "settings.json").write_text('{"nonScheduledAmpsMax": 0}')  # TWCManager wrote it
+    store = open_settings(config, str(tmp_path))
+    with capture_logs() as logs:
+        warn_settings_shadowing(config, store, get_logger("t"))
+    (entry,) = [e for e in logs if e["log_level"] == "warning"]
+    assert (
+        "settings.json's nonScheduledAmpsMax 0A wins over config.nonScheduledAmpsMax 16A"
+        in (entry["event"])
+    )
+    (tmp_path / "settings.json").write_text('{"nonScheduledAmpsMax": 16}')
+    with capture_logs() as logs:
+        warn_settings_shadowing(config, open_settings(config, str(tmp_path)), get_logger("t"))
+    assert logs == []

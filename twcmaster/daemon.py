@@ -307,6 +307,7 @@ def build_daemon(
     store = open_settings(config, config.settings_path)
     policy = build_policy(config, store, green_sources_configured=bool(sources))
     log = get_logger("twcmaster")
+    warn_settings_shadowing(config, store, log)
     if cars is None:
         cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
     daemon = Daemon(
@@ -315,6 +316,19 @@ def build_daemon(
     attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
     return daemon
+
+
+def warn_settings_shadowing(config: AppConfig, store: SettingsStore, log: Any) -> None:
+    """settings.json wins over config.json where both set a value (it is what MQTT, HTTP or
+    TWCManager set last): said at start-up, never silently."""
+    in_settings = store.settings.non_scheduled_amps_max
+    in_config = config.non_scheduled_amps_max
+    if in_settings is not None and in_config is not None and in_settings != in_config:
+        log.warning(
+            f"settings.json's nonScheduledAmpsMax {in_settings:g}A wins over "
+            f"config.nonScheduledAmpsMax {in_config:g}A (set it over MQTT or the HTTP API, or "
+            f"remove it from {store.path})",
+        )
 
 
 def open_settings(config: AppConfig, folder: str) -> SettingsStore:

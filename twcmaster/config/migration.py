@@ -235,10 +235,6 @@ DIFFERENT: dict[str, str] = {
 
 # Where the two defaults differ when the key is not in the file.
 DEFAULTS_DIFFER: dict[str, str] = {
-    "config.nonScheduledAmpsMax": (
-        "twcmaster only: when no policy applies (Non Scheduled Charging) the cars get up to "
-        "the wiring limit, as a plain charger would; set 0 to charge nothing then"
-    ),
     "config.greenEnergyHoldWh": (
         "twcmaster only: a dip below the floor is held while it costs at most 14 Wh "
         "(growing with the day's starts)"
