@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -305,8 +306,9 @@ def build_daemon(
     sources = build_sources(config.sources)
     runner = SourceRunner(sources) if sources else None
     store = open_settings(config, config.settings_path)
-    policy = build_policy(config, store, green_sources_configured=bool(sources))
     log = get_logger("twcmaster")
+    config = charge_stop_mode_from_settings(config, store, log)
+    policy = build_policy(config, store, green_sources_configured=bool(sources))
     warn_settings_shadowing(config, store, log)
     if cars is None:
         cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
@@ -316,6 +318,30 @@ def build_daemon(
     attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
     return daemon
+
+
+def charge_stop_mode_from_settings(config: AppConfig, store: SettingsStore, log: Any) -> AppConfig:
+    """TWCManager keeps ``chargeStopMode`` in settings.json (its web page sets it): used when
+    config.json sets it nowhere (config.json's wins: it is the file the user writes)."""
+    raw = config.raw
+    in_config = "chargeStopMode" in (raw.get("config") or {}) or "chargeStopMode" in (
+        (raw.get("vehicle") or {}).get("teslaAPI") or {}
+    )
+    value = store.raw().get("chargeStopMode")
+    if in_config or value is None:
+        return config
+    try:
+        mode = int(str(value))
+    except ValueError:
+        mode = 0
+    if mode not in (1, 2, 3):
+        log.warning(f"settings.json: chargeStopMode {value!r} is not 1, 2 or 3: ignored")
+        return config
+    log.info(f"chargeStopMode {mode} from settings.json (TWCManager's web page sets it there)")
+    tesla = config.tesla_api
+    if tesla is not None:
+        tesla = dataclasses.replace(tesla, charge_stop_mode=mode)
+    return dataclasses.replace(config, charge_stop_mode=mode, tesla_api=tesla)
 
 
 def warn_settings_shadowing(config: AppConfig, store: SettingsStore, log: Any) -> None:
