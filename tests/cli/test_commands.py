@@ -93,6 +93,7 @@ def test_run_against_slave_sim_processes_over_a_pty(tmp_path):
                     "wiringMaxAmpsAllTWCs": 32,
                     "wiringMaxAmpsPerTWC": 32,
                     "minAmpsPerTWC": 6,
+                    "nonScheduledAmpsMax": 32,  # no energy source: charge at this rate
                 },
                 "interface": {"RS485": {"port": str(link)}},
             }

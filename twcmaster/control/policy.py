@@ -450,11 +450,8 @@ class PolicyEngine:
         if windows:
             window = max(windows, key=lambda w: w.amps)
             return _Choice(POLICY_SCHEDULED, f"scheduled window {window.describe()}", window.amps)
-        hour = local_time.hour + local_time.minute / 60 + local_time.second / 3600
         sun = self._sun_hours(s, local_time)
-        green_hours = (
-            sun.sunrise_hour <= hour < sun.sunset_hour and s.hour_resume_track_green_energy <= hour
-        )
+        green_hours = _in_green_hours(local_time, sun, s.hour_resume_track_green_energy)
         green_ok = self._config.green_sources_configured
         if green_hours and green_ok and s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE:
             if self._config.latch_s > 0:
@@ -627,6 +624,12 @@ def build_policy(
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _in_green_hours(local_time: datetime, sun: SunHours, resume_hour: float) -> bool:
+    """Between sunrise and sunset, and not before hourResumeTrackGreenEnergy."""
+    hour = local_time.hour + local_time.minute / 60 + local_time.second / 3600
+    return sun.sunrise_hour <= hour < sun.sunset_hour and resume_hour <= hour
 
 
 def _config_home(config: AppConfig) -> tuple[float, float] | None:
