@@ -131,9 +131,9 @@ def test_sources_not_a_section():
         ),
         (
             "SolarEdge",
-            {"inverterHost": "192.0.2.5", "inverterPort": 1502},
-            "sources.SolarEdge.inverterHost",
-            "local Modbus is not supported",
+            {"inverterHost": "192.0.2.5", "inverterPort": 70000},
+            "sources.SolarEdge.inverterPort",
+            "expected a port number",
         ),
         ("Enphase", {}, "sources.Enphase.serverIP", "required"),
         (

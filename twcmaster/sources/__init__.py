@@ -10,4 +10,5 @@ SOURCE_MODULES = {
     "MQTT": "twcmaster.sources.mqtt:MqttSource",
     "URL": "twcmaster.sources.url:UrlSource",
     "openHAB": "twcmaster.sources.openhab:OpenHabSource",
+    "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }

@@ -1,0 +1,69 @@
+"""TWCManager users' source sections, as they write them, load into twcmaster: the keys
+twcmaster acts on are used, the ones it does not are warnings naming what the user loses,
+and none is an error unless its value is really invalid."""
+
+from __future__ import annotations
+
+import pytest
+
+from twcmaster.config import ConfigError, config_from_dict
+
+WIRING = {"wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32}
+
+# One realistic section per source (TWCManager's keys, plus twcmaster's where noted), and the
+# keys among them that twcmaster accepts without using.
+SECTIONS = {
+    "SolarEdge (cloud, debugMode)": (
+        "SolarEdge",
+        {"enabled": True, "apiKey": "abcdef", "siteID": "ghijec", "debugMode": True},
+        ["debugMode"],
+    ),
+    "SolarEdge (Modbus TCP)": (
+        "SolarEdge",
+        {
+            "enabled": True,
+            "inverterHost": "192.168.1.40",
+            "inverterPort": 1502,
+            "smartMeters": [{"name": "Meter1", "type": "export"}],
+        },
+        [],
+    ),
+    "SunSpec (twcmaster's own)": (
+        "SunSpec",
+        {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},
+        [],
+    ),
+}
+
+
+def load(name: str, section: dict):
+    return config_from_dict({"config": dict(WIRING), "sources": {name: section}}, "/srv/twc")
+
+
+@pytest.mark.parametrize("case", list(SECTIONS))
+def test_twcmanager_source_sections_load_with_warnings_only(case):
+    name, section, unused = SECTIONS[case]
+
+    loaded = load(name, section)
+
+    assert [spec.name for spec in loaded.settings.sources] == [name]
+    warned = [w.key_path for w in loaded.warnings if w.key_path.startswith("sources.")]
+    assert warned == [f"sources.{name}.{key}" for key in unused]
+    for warning in loaded.warnings:
+        if warning.key_path.startswith("sources."):
+            assert warning.message.startswith("not used by twcmaster: ")
+
+
+@pytest.mark.parametrize("case", list(SECTIONS))
+def test_switched_off_sections_give_no_warning(case):
+    name, section, _ = SECTIONS[case]
+
+    loaded = load(name, {**section, "enabled": False})
+
+    assert [w for w in loaded.warnings if w.key_path.startswith("sources.")] == []
+
+
+def test_an_invalid_value_is_still_an_error():
+    with pytest.raises(ConfigError) as caught:
+        load("SunSpec", {"enabled": True, "serverIP": "192.168.1.41", "unitID": 999})
+    assert [p.key_path for p in caught.value.problems] == ["sources.SunSpec.unitID"]
