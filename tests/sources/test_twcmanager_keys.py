@@ -28,6 +28,18 @@ SECTIONS = {
         },
         [],
     ),
+    "DSMRreader": (
+        "DSMRreader",
+        {
+            "enabled": True,
+            "brokerIP": "192.168.1.10",
+            "brokerPort": 1883,
+            "username": "dsmr",
+            "password": "secret",
+            "topic": "dsmr/json",
+        },
+        [],
+    ),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

@@ -10,5 +10,6 @@ SOURCE_MODULES = {
     "MQTT": "twcmaster.sources.mqtt:MqttSource",
     "URL": "twcmaster.sources.url:UrlSource",
     "openHAB": "twcmaster.sources.openhab:OpenHabSource",
+    "DSMRreader": "twcmaster.sources.dsmrreader:DsmrReaderSource",
     "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }
