@@ -40,6 +40,58 @@ SECTIONS = {
         },
         [],
     ),
+    "EmonCMS": (
+        "EmonCMS",
+        {
+            "enabled": True,
+            "serverIP": "192.168.1.11",
+            "serverPort": "80",
+            "serverPath": "/emoncms",
+            "useHttps": False,
+            "apiKey": "abc",
+            "consumptionFeed": "1",
+            "generationFeed": "2",
+        },
+        [],
+    ),
+    "IotaWatt": (
+        "IotaWatt",
+        {
+            "enabled": True,
+            "serverIP": "192.168.1.12",
+            "outputConsumption": "Consumption",
+            "outputGeneration": "Solar",
+        },
+        [],
+    ),
+    "P1Monitor": ("P1Monitor", {"enabled": True, "serverIP": "192.168.1.13", "samples": 3}, []),
+    "SmartPi": (
+        "SmartPi",
+        {
+            "enabled": True,
+            "serverIP": "192.168.1.14",
+            "serverPort": "1080",
+            "showConsumption": True,
+        },
+        [],
+    ),
+    "SolarLog": (
+        "SolarLog",
+        {"enabled": True, "serverIP": "192.168.1.15", "excludeConsumptionInverters": [2]},
+        [],
+    ),
+    "TED": ("TED", {"enabled": True, "serverIP": "192.168.1.16", "serverPort": "80"}, []),
+    "Volkszahler": (
+        "Volkszahler",
+        {
+            "enabled": True,
+            "serverIP": "192.168.1.17",
+            "serverPort": "80",
+            "uuidPhotovoltaikW": "82c0c870-e1a3-11e3-8f10-3d6d0fd5a6a9",
+            "uuidTotalGridW": "a5bcd3b0-e1a3-11e3-9c25-7b1b8a1e2b0f",
+        },
+        [],
+    ),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

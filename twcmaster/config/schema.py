@@ -114,7 +114,7 @@ _TWCMANAGER_KEYS: dict[str, Any] = {
         P1Monitor=_keys("enabled serverIP samples"),
         Powerwall2=_keys("enabled serverIP serverPort password minBatteryLevel cloudID"),
         SmartMe=_keys("enabled username password serialNumber"),
-        SmartPi=_keys("enabled serverIP serverPort"),
+        SmartPi=_keys("enabled serverIP serverPort showConsumption"),
         SolarEdge=_keys(
             "enabled apiKey siteID inverterHost inverterPort smartMeters pollMode debugMode"
         ),
@@ -189,6 +189,14 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "MQTT": "consumptionPath generationPath unit",
             "URL": "consumptionPath generationPath unit headers verifyTLS caFile",
             "openHAB": "apiKey",
+            "P1Monitor": "serverPort",
+            "IotaWatt": "serverPort",
+            "SolarLog": "serverPort",
+            "EmonCMS": "",
+            "SmartPi": "",
+            "TED": "",
+            "Volkszahler": "",
+            "DSMRreader": "",
             "SunSpec": "enabled serverIP serverPort unitID meterUnitID meterLocation meterSign"
             " baseAddress",
         }.items()

@@ -11,5 +11,12 @@ SOURCE_MODULES = {
     "URL": "twcmaster.sources.url:UrlSource",
     "openHAB": "twcmaster.sources.openhab:OpenHabSource",
     "DSMRreader": "twcmaster.sources.dsmrreader:DsmrReaderSource",
+    "EmonCMS": "twcmaster.sources.emoncms:EmonCmsSource",
+    "IotaWatt": "twcmaster.sources.iotawatt:IotaWattSource",
+    "P1Monitor": "twcmaster.sources.p1monitor:P1MonitorSource",
+    "SmartPi": "twcmaster.sources.smartpi:SmartPiSource",
+    "SolarLog": "twcmaster.sources.solarlog:SolarLogSource",
+    "TED": "twcmaster.sources.ted:TedSource",
+    "Volkszahler": "twcmaster.sources.volkszahler:VolkszahlerSource",
     "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }
