@@ -3,10 +3,11 @@ raw TCP servers for devices that misbehave.
 
 * ``LoopbackModbusServer({unit: {address: [values]}})``: holding registers per unit id,
   fixed when it starts (pymodbus 3.16's datastore takes them at construction: a test that
-  needs other values starts another server); an address nobody set answers "illegal data
-  address" (exception 2), as a real device does; a unit id nobody set answers "device
-  failure" unless the server was made with ``ignore_missing=True`` (then it stays silent, as
-  a gateway with nothing behind the id does);
+  needs other values starts another server); input registers hold the same values; an
+  address nobody set answers "illegal data address" (exception 2), as a real device does; a
+  unit id nobody set answers "device failure" unless the server was made with
+  ``ignore_missing=True`` (then it stays silent, as a gateway with nothing behind the id
+  does);
 * ``RawTCPServer(reply)``: accepts connections and, for each request, sends ``reply(request)``
   (bytes, or None: say nothing), for garbage and silent devices.
 
@@ -51,7 +52,10 @@ class LoopbackModbusServer:
             for address, block in blocks.items():
                 for offset, value in enumerate(block):
                     values[address + offset] = value & 0xFFFF
-            devices[unit] = ModbusDeviceContext(hr=ModbusSparseDataBlock(values))
+            # Input registers hold the same values (a Victron GX answers both functions).
+            devices[unit] = ModbusDeviceContext(
+                hr=ModbusSparseDataBlock(values), ir=ModbusSparseDataBlock(dict(values))
+            )
         self.context = ModbusServerContext(devices=devices, single=False)
         self.host = "127.0.0.1"
         self.port = free_port()

@@ -68,24 +68,26 @@ class ModbusReader:
             except Exception:  # noqa: BLE001 - closing a broken socket: nothing to do
                 pass
 
-    def read(self, address: int, count: int, unit: int) -> list[int]:
-        """``count`` holding registers from ``address`` of device ``unit``."""
+    def read(self, address: int, count: int, unit: int, *, inputs: bool = False) -> list[int]:
+        """``count`` holding (or input) registers from ``address`` of device ``unit``."""
         registers: list[int] = []
         while count > 0:
             size = min(count, MAX_REGISTERS)
-            registers += self._read_once(address, size, unit)
+            registers += self._read_once(address, size, unit, inputs)
             address += size
             count -= size
         return registers
 
-    def _read_once(self, address: int, count: int, unit: int) -> list[int]:
-        where = f"unit {unit}, registers {address}-{address + count - 1}"
+    def _read_once(self, address: int, count: int, unit: int, inputs: bool) -> list[int]:
+        kind = "input registers" if inputs else "registers"
+        where = f"unit {unit}, {kind} {address}-{address + count - 1}"
         client = self._connect(where)
         from pymodbus.exceptions import ModbusException
 
         started_s = time.monotonic()
+        reader = client.read_input_registers if inputs else client.read_holding_registers
         try:
-            answer = client.read_holding_registers(address, count=count, device_id=unit)
+            answer = reader(address, count=count, device_id=unit)
         except ModbusException as exc:
             self.close()
             elapsed_s = time.monotonic() - started_s
