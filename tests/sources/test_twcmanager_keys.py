@@ -92,6 +92,24 @@ SECTIONS = {
         },
         [],
     ),
+    "Kostal": (
+        "Kostal",
+        {"enabled": True, "serverIP": "192.168.1.18", "modbusPort": 1502, "unitID": 71},
+        [],
+    ),
+    "Victron": (
+        "Victron",
+        {
+            "enabled": True,
+            "serverIP": "192.168.1.19",
+            "serverPort": 502,
+            "unitID": 100,
+            "timeout": 10,
+            "consumptionRegisters": [[817, 100], [818, 100], [819, 100]],
+            "generationRegisters": [[808, 100], [809, 100], [810, 100]],
+        },
+        [],
+    ),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

@@ -197,6 +197,8 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "TED": "",
             "Volkszahler": "",
             "DSMRreader": "",
+            "Kostal": "",
+            "Victron": "",
             "SunSpec": "enabled serverIP serverPort unitID meterUnitID meterLocation meterSign"
             " baseAddress",
         }.items()

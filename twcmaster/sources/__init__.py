@@ -18,5 +18,7 @@ SOURCE_MODULES = {
     "SolarLog": "twcmaster.sources.solarlog:SolarLogSource",
     "TED": "twcmaster.sources.ted:TedSource",
     "Volkszahler": "twcmaster.sources.volkszahler:VolkszahlerSource",
+    "Kostal": "twcmaster.sources.kostal:KostalSource",
+    "Victron": "twcmaster.sources.victron:VictronSource",
     "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }
