@@ -110,6 +110,12 @@ SECTIONS = {
         },
         [],
     ),
+    "SmartMe": (
+        "SmartMe",
+        {"enabled": True, "username": "me", "password": "pw", "serialNumber": "1234567"},
+        [],
+    ),
+    "Efergy": ("Efergy", {"enabled": True, "token": "a1b2c3"}, []),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

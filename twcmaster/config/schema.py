@@ -199,6 +199,8 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "DSMRreader": "",
             "Kostal": "",
             "Victron": "",
+            "SmartMe": "apiURL",
+            "Efergy": "apiURL",
             "SunSpec": "enabled serverIP serverPort unitID meterUnitID meterLocation meterSign"
             " baseAddress",
         }.items()

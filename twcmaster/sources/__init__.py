@@ -20,5 +20,7 @@ SOURCE_MODULES = {
     "Volkszahler": "twcmaster.sources.volkszahler:VolkszahlerSource",
     "Kostal": "twcmaster.sources.kostal:KostalSource",
     "Victron": "twcmaster.sources.victron:VictronSource",
+    "SmartMe": "twcmaster.sources.smartme:SmartMeSource",
+    "Efergy": "twcmaster.sources.efergy:EfergySource",
     "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }
