@@ -28,6 +28,7 @@ SECTIONS = {
         },
         [],
     ),
+    "DSMR": ("DSMR", {"enabled": True, "serialPort": "/dev/ttyUSB2", "baudrate": 115200}, []),
     "DSMRreader": (
         "DSMRreader",
         {

@@ -197,6 +197,7 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "TED": "",
             "Volkszahler": "",
             "DSMRreader": "",
+            "DSMR": "",
             "Kostal": "",
             "Victron": "",
             "SmartMe": "apiURL",

@@ -10,6 +10,7 @@ SOURCE_MODULES = {
     "MQTT": "twcmaster.sources.mqtt:MqttSource",
     "URL": "twcmaster.sources.url:UrlSource",
     "openHAB": "twcmaster.sources.openhab:OpenHabSource",
+    "DSMR": "twcmaster.sources.dsmr:DsmrSource",
     "DSMRreader": "twcmaster.sources.dsmrreader:DsmrReaderSource",
     "EmonCMS": "twcmaster.sources.emoncms:EmonCmsSource",
     "IotaWatt": "twcmaster.sources.iotawatt:IotaWattSource",
