@@ -117,6 +117,17 @@ SECTIONS = {
         [],
     ),
     "Efergy": ("Efergy", {"enabled": True, "token": "a1b2c3"}, []),
+    "OpenWeatherMap": (
+        "OpenWeatherMap",
+        {
+            "enabled": True,
+            "Latitude": 52.37,
+            "Longitude": 4.89,
+            "APIKey": "2f5d1c0a",
+            "PeakKW": [2, 3, 4.5, 5.5, 6, 6.5, 6.5, 6, 5, 4, 2.5, 2],
+        },
+        [],
+    ),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

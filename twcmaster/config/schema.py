@@ -202,6 +202,7 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "Victron": "",
             "SmartMe": "apiURL",
             "Efergy": "apiURL",
+            "OpenWeatherMap": "apiURL",
             "SunSpec": "enabled serverIP serverPort unitID meterUnitID meterLocation meterSign"
             " baseAddress",
         }.items()

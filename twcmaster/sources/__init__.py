@@ -23,5 +23,6 @@ SOURCE_MODULES = {
     "Victron": "twcmaster.sources.victron:VictronSource",
     "SmartMe": "twcmaster.sources.smartme:SmartMeSource",
     "Efergy": "twcmaster.sources.efergy:EfergySource",
+    "OpenWeatherMap": "twcmaster.sources.openweathermap:OpenWeatherMapSource",
     "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }
