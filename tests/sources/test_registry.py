@@ -138,9 +138,9 @@ def test_sources_not_a_section():
         ("Enphase", {}, "sources.Enphase.serverIP", "required"),
         (
             "Enphase",
-            {"apiKey": "k" * 32, "systemID": "1", "userID": "u"},
-            "sources.Enphase.apiKey",
-            "cloud API v2 (apiKey, systemID, userID) is not supported",
+            {"apiKey": "k" * 32, "systemID": "1"},
+            "sources.Enphase.userID",
+            "required",
         ),
         ("Enphase", {"serverIP": "e", "useHttps": "true"}, "sources.Enphase.useHttps", "true or"),
         ("Enphase", {"serverIP": "e", "token": ""}, "sources.Enphase.token", "required"),

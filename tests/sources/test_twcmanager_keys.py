@@ -128,6 +128,11 @@ SECTIONS = {
         },
         [],
     ),
+    "Enphase (cloud)": (
+        "Enphase",
+        {"enabled": True, "apiKey": "abcdef", "systemID": 1234, "userID": 1234},
+        [],
+    ),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

@@ -183,7 +183,7 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
         for name, extra in {
             "Fronius": "",
             "SolarEdge": "apiURL",
-            "Enphase": "useHttps verifyTLS caFile",
+            "Enphase": "useHttps verifyTLS caFile apiURL",
             "Powerwall2": "verifyTLS caFile",
             "HASS": "verifyTLS caFile",
             "MQTT": "consumptionPath generationPath unit",
