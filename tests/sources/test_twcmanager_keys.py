@@ -133,6 +133,19 @@ SECTIONS = {
         {"enabled": True, "apiKey": "abcdef", "systemID": 1234, "userID": 1234},
         [],
     ),
+    "Growatt": (
+        "Growatt",
+        {
+            "enabled": True,
+            "username": "me",
+            "password": "pw",
+            "useBatteryAt": 50,
+            "useBatteryTill": 30,
+            "batteryMaxOutput": 2500,
+            "useBatteryBefore": "06:30",
+        },
+        [],
+    ),
     "SunSpec (twcmaster's own)": (
         "SunSpec",
         {"enabled": True, "serverIP": "192.168.1.41", "unitID": 126, "meterSign": "import"},

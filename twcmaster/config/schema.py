@@ -203,6 +203,7 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
             "SmartMe": "apiURL",
             "Efergy": "apiURL",
             "OpenWeatherMap": "apiURL",
+            "Growatt": "apiURL",
             "SunSpec": "enabled serverIP serverPort unitID meterUnitID meterLocation meterSign"
             " baseAddress",
         }.items()

@@ -24,5 +24,6 @@ SOURCE_MODULES = {
     "SmartMe": "twcmaster.sources.smartme:SmartMeSource",
     "Efergy": "twcmaster.sources.efergy:EfergySource",
     "OpenWeatherMap": "twcmaster.sources.openweathermap:OpenWeatherMapSource",
+    "Growatt": "twcmaster.sources.growatt:GrowattSource",
     "SunSpec": "twcmaster.sources.sunspec:SunSpecSource",  # twcmaster's own: Modbus TCP
 }
