@@ -185,3 +185,66 @@ def test_an_invalid_value_is_still_an_error():
     with pytest.raises(ConfigError) as caught:
         load("SunSpec", {"enabled": True, "serverIP": "192.168.1.41", "unitID": 999})
     assert [p.key_path for p in caught.value.problems] == ["sources.SunSpec.unitID"]
+
+
+# The sections of TWCManager's sample config.json (etc/twcmanager/config.json), values as it
+# ships them (numbers as strings where it writes them so), switched on one at a time.
+TWCMANAGER_SAMPLE = {
+    "DSMRreader": {
+        "brokerIP": "192.168.1.2",
+        "username": "mqttuser",
+        "password": "mqttpass",
+        "topic": "dsmr/json",
+    },
+    "Efergy": {"token": "abcd1234"},
+    "Enphase": {"apiKey": "ABC123", "systemID": "12345", "userID": "4d6a51330a"},
+    "Growatt": {
+        "username": "username",
+        "password": "password",
+        "useBatteryAt": "80",
+        "batteryMaxOutput": "4800",
+        "useBatteryBefore": "15:00",
+    },
+    "IotaWatt": {
+        "serverIP": "192.168.1.1",
+        "outputConsumption": "Total_Consumption",
+        "outputGeneration": "Solar",
+    },
+    "P1Monitor": {"serverIP": "192.168.1.2", "samples": 1},
+    "OpenWeatherMap": {
+        "Latitude": 41.870978,
+        "Longitude": 11.853508,
+        "APIKey": "xyz-EDIT-ME-xyz",
+        "PeakKW": [2, 4, 6, 6, 6.5, 6.9, 6.5, 6.0, 5.5, 4.5, 3, 2],
+    },
+    "SmartMe": {"username": "username", "password": "password", "serialNumber": "ABC1234"},
+    "SmartPi": {"serverIP": "192.168.1.2", "serverPort": "1080"},
+    "SolarLog": {"serverIP": "192.168.1.2", "excludeConsumptionInverters": [2]},
+    "TED": {"serverIP": "192.168.1.1", "serverPort": "80"},
+    "Volkszahler": {
+        "serverIP": "127.0.0.1",
+        "serverPort": "80",
+        "uuidPhotovoltaikW": "00000006-0002-1570-ffff-0123456789ab",
+        "uuidTotalGridW": "1cbbe494-a049-11eb-bcbc-0242ac130002",
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(TWCMANAGER_SAMPLE))
+def test_twcmanager_sample_sections_switched_on_load_and_build(name):
+    from twcmaster.sources.registry import build_sources
+
+    loaded = load(name, {"enabled": True, **TWCMANAGER_SAMPLE[name]})
+
+    [spec] = loaded.settings.sources
+    [source] = build_sources([spec])
+    assert source.name == name
+    assert source.describe()
+    source.close()
+
+
+def test_every_twcmanager_source_has_a_module():
+    from twcmaster.sources import SOURCE_MODULES
+    from twcmaster.sources.registry import TWCMANAGER_SOURCES
+
+    assert set(TWCMANAGER_SOURCES) <= set(SOURCE_MODULES)
