@@ -13,7 +13,9 @@ a user can act on::
 A failed read closes the connection, so the next poll starts clean (a half-read answer left
 in the socket would be taken for the next one). Reads longer than the protocol's 125
 registers are split. ``pymodbus`` is imported on first use, not at import time, so checking a
-configuration never loads it.
+configuration never loads it; its own log lines (one per failed connect or read) are
+silenced below CRITICAL: the ``SourceError`` says the same, and the runner logs an outage
+once, not every poll.
 
 The decoders below turn registers into numbers the SunSpec way: signed and unsigned 16 and
 32 bit integers, IEEE floats, and "not implemented" markers (``0x8000`` for a signed value,
@@ -22,6 +24,7 @@ The decoders below turn registers into numbers the SunSpec way: signed and unsig
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 import time
@@ -110,6 +113,8 @@ class ModbusReader:
             return self._client
         self.close()
         from pymodbus.client import ModbusTcpClient
+
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
         client = ModbusTcpClient(
             self.host, port=self.port, timeout=self.timeout_s, retries=0, reconnect_delay=0
