@@ -245,7 +245,6 @@ def test_common_syntax_mistakes_get_a_hint(text, hint):
         ({"wiringMaxAmpsPerTWC": 81}, "config.wiringMaxAmpsPerTWC", "from 1 to 80"),
         ({"wiringMaxAmpsPerTWC": 1e308}, "config.wiringMaxAmpsPerTWC", "got 1e+308"),
         ({"wiringMaxAmpsPerTWC": -math.inf}, "config.wiringMaxAmpsPerTWC", "got -Infinity"),
-        ({"minAmpsPerTWC": 33}, "config.minAmpsPerTWC", "above wiringMaxAmpsPerTWC (32 A)"),
         ({"minAmpsPerTWC": 1e308}, "config.minAmpsPerTWC", "accepts) to 80"),
         ({"minAmpsPerTWC": math.nan}, "config.minAmpsPerTWC", "got NaN"),
         ({"maxAmpsPerTWC": 81}, "config.maxAmpsPerTWC", "from 1 to 80"),
@@ -373,21 +372,24 @@ def test_per_twc_wiring_above_total_is_clamped_with_a_warning():
     assert paths(loaded.warnings) == ["config.wiringMaxAmpsPerTWC"]
 
 
-def test_floor_above_the_wiring_limit_is_an_error_saying_what_to_change():
-    # TWCManager's own sample (6 A wiring placeholder, 12 A floor) would never charge: with
-    # the placeholder left in, an error asks for the real limit rather than a silent 0 A.
-    with pytest.raises(ConfigError) as caught:
-        config_from_dict({"config": {"wiringMaxAmpsAllTWCs": 6, "wiringMaxAmpsPerTWC": 6}}, "/")
-    (problem,) = caught.value.problems
-    assert problem.key_path == "config.minAmpsPerTWC"
-    assert "12 A (the default) is above wiringMaxAmpsPerTWC (6 A)" in problem.message
-    assert "lower minAmpsPerTWC or set the wiring limits" in problem.message
-    # Against the per-TWC limit after it is clamped to the total.
-    problems = errors_of(
-        {"wiringMaxAmpsAllTWCs": 10, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 12}
+def test_floor_above_the_wiring_limit_is_lowered_to_the_wiring_with_a_warning():
+    # TWCManager's own sample (6 A wiring placeholder, 12 A floor) starts, as in TWCManager,
+    # and the floor comes down to the wiring: never the wiring up to the floor.
+    loaded = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 6, "wiringMaxAmpsPerTWC": 6}}, "/"
     )
-    assert paths(problems) == ["config.minAmpsPerTWC"]
+    assert loaded.settings.min_amps_per_twc == 6
+    (warning,) = [w for w in loaded.warnings if w.key_path == "config.minAmpsPerTWC"]
+    assert "12 A (the default) is above wiringMaxAmpsPerTWC (6 A)" in warning.message
+    assert "lowered to 6 A" in warning.message
+    loaded = load({"wiringMaxAmpsAllTWCs": 10, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 12})
+    assert loaded.settings.min_amps_per_twc == 10  # against the per-TWC limit once clamped
     assert load({"minAmpsPerTWC": 32}).settings.min_amps_per_twc == 32  # equal is fine
+
+
+def test_a_wiring_limit_below_any_floor_is_an_error():
+    problems = errors_of({"wiringMaxAmpsAllTWCs": 4, "wiringMaxAmpsPerTWC": 4})
+    assert "config.minAmpsPerTWC" in paths(problems)
 
 
 def test_fractional_amps_are_rounded_down_with_a_warning():
@@ -720,7 +722,7 @@ def test_every_twcmanager_source_is_accepted_and_checked_or_warned_when_enabled(
         return
     loaded = load(sources={source: {"enabled": True}})
     assert paths(loaded.warnings) == [f"sources.{source}"]
-    assert "not used by twcmaster yet" in loaded.warnings[0].message
+    assert "you lose this green-energy input" in loaded.warnings[0].message
 
 
 def test_known_but_unused_config_keys_are_warnings_naming_the_key():
@@ -732,7 +734,8 @@ def test_known_but_unused_config_keys_are_warnings_naming_the_key():
         "config.realPowerFactorMinAmps",
         "config.teslaApiRedirectUri",
     ]
-    assert all("not used by twcmaster yet" in w.message for w in loaded.warnings)
+    assert all("ignored; you lose" in w.message for w in loaded.warnings)
+    assert "power-factor correction" in loaded.warnings[1].message
 
 
 def test_other_interfaces_point_to_rs485_urls():

@@ -24,9 +24,24 @@ class FakeClock:
 
 
 def make_console(**kw) -> tuple[ConsoleStatus, io.StringIO, FakeClock]:
+    """A console printing SHB lines only (unless ``slave_power_lines=True``)."""
     stream, clock = io.StringIO(), FakeClock()
+    kw.setdefault("slave_power_lines", False)
     console = ConsoleStatus(stream, clock=clock, wallclock=lambda: AT_11_57_49, **kw)
     return console, stream, clock
+
+
+def test_each_shb_line_printed_is_followed_by_twcmanagers_slave_power_line() -> None:
+    console, stream, clock = make_console(slave_power_lines=True)
+    console.heartbeat(0x1234, P2_IDLE_SLAVE, P2_OFFER_17A)
+    clock.now_s += 1
+    console.heartbeat(0x1234, P2_IDLE_SLAVE, P2_OFFER_17A)  # a repeat: neither line
+    charging = bytes.fromhex("01 06 A4 06 40 00 00 00 00")
+    console.heartbeat(0x1234, charging, P2_OFFER_17A)
+    lines = [line.split(": ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines[1] == "Slave power for TWCID 1234, status: 0"
+    assert lines[3] == "Slave power for TWCID 1234, status: 1"
+    assert len(lines) == 4
 
 
 def test_seed_example_line_byte_for_byte() -> None:
@@ -120,5 +135,6 @@ def test_status_lines_get_the_time_stamp_and_continuations_are_indented() -> Non
 
 
 def test_default_stream_is_stdout_at_print_time(capsys: pytest.CaptureFixture[str]) -> None:
-    ConsoleStatus(wallclock=lambda: AT_11_57_49).heartbeat(0x1234, P2_IDLE_SLAVE, P2_OFFER_17A)
+    console = ConsoleStatus(wallclock=lambda: AT_11_57_49, slave_power_lines=False)
+    console.heartbeat(0x1234, P2_IDLE_SLAVE, P2_OFFER_17A)
     assert capsys.readouterr().out == SEED_LINE + "\n"

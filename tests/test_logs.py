@@ -45,11 +45,13 @@ def test_json_lines_parse_and_carry_event_level_timestamp() -> None:
     assert record["logger_name"] == "twcmaster.test"
 
 
-def test_auto_format_is_json_off_a_tty_and_console_on_one() -> None:
-    stream = io.StringIO()
+def test_auto_format_is_readable_lines_everywhere_and_coloured_only_on_a_tty() -> None:
+    stream = io.StringIO()  # docker logs, journald: not a terminal
     configure_logging(stream=stream)
     get_logger("t").warning("hello", key="value")
-    assert json_lines(stream)[0]["level"] == "warning"
+    text = stream.getvalue()
+    assert re.match(r"\d\d:\d\d:\d\d \[warning *\] hello +\[t\] key=value\n$", text), text
+    assert "\x1b[" not in text
 
     tty = TtyStream()
     configure_logging(stream=tty)
@@ -165,3 +167,72 @@ def test_level_names() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format 'xml'"):
         configure_logging(fmt="xml")
+
+
+# ---------------------------------------------------------------- logging.FileLogger
+
+
+def test_the_log_file_gets_log_and_console_lines_without_colours(tmp_path) -> None:
+    from twcmaster.logs import LogFile, TeeToLogFile
+
+    log_file = LogFile(str(tmp_path / "log"))
+    err, out = TtyStream(), io.StringIO()
+    configure_logging(fmt="console", stream=TeeToLogFile(err, log_file))
+    get_logger("t").warning("serial port lost", port="/dev/ttyUSB0")
+    console = TeeToLogFile(out, log_file)
+    console.write("11:57:49: SHB 1234: 00 00.00/00.00A")
+    console.write(" 0000 0000  M: 09 00.00/17.00A 0000 0000\n")
+    log_file.close()
+    lines = (tmp_path / "log" / "logfile").read_text().splitlines()
+    assert "\x1b[" in err.getvalue()  # the terminal gets colours ...
+    assert "\x1b[" not in lines[0] and "serial port lost" in lines[0]  # ... the file not
+    assert lines[1] == "11:57:49: SHB 1234: 00 00.00/00.00A 0000 0000  M: 09 00.00/17.00A 0000 0000"
+    assert out.getvalue().endswith("0000 0000\n")
+
+
+def test_the_log_file_rotates_hourly_and_keeps_a_day(tmp_path) -> None:
+    from twcmaster.logs import LogFile
+
+    log_file = LogFile(str(tmp_path))
+    handler = log_file._handler
+    assert (handler.when, handler.interval, handler.backupCount) == ("H", 3600, 24)
+    log_file.write_line("before")
+    handler.doRollover()  # what the handler does itself at the top of the hour
+    log_file.write_line("after")
+    log_file.close()
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names[0] == "logfile" and names[1].startswith("logfile.") and len(names) == 2
+    assert (tmp_path / "logfile").read_text() == "after\n"
+
+
+def test_an_unwritable_log_folder_is_a_warning_and_the_daemon_logs_on(tmp_path, capsys) -> None:
+    from twcmaster.daemon import _open_log_file
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert _open_log_file(str(blocker / "log")) is None
+    assert "logging.FileLogger: cannot write" in capsys.readouterr().err
+
+
+def test_the_demo_with_a_file_logger_writes_its_console_and_log_there(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from twcmaster.demo import DEMO_CONFIG
+
+    config = {**DEMO_CONFIG, "logging": {"FileLogger": {"enabled": True, "path": str(tmp_path)}}}
+    config["control"] = {}  # no HTTP port to collide with a parallel test
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "twcmaster", "demo", "--config", str(path), "--seconds", "4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "logfile").read_text()
+    assert "SHB " in text and "Slave power for TWCID" in text  # the console's lines
+    assert "[info" in text  # and the log's, as readable lines
+    shb = [line for line in done.stdout.splitlines() if "SHB " in line]
+    assert shb and all(line in text for line in shb)

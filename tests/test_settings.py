@@ -573,3 +573,54 @@ def test_restart_reads_back_what_was_written(tmp_path):
     store.set_consumption_offset("heat pump", 2, "A")
     again = SettingsStore(tmp_path / "settings.json", log=Log())
     assert again.settings == store.settings
+
+
+def test_a_settings_value_shadowing_the_configs_is_said_at_start_up(tmp_path):
+    from structlog.testing import capture_logs
+
+    from twcmaster.config import config_from_dict
+    from twcmaster.daemon import open_settings, warn_settings_shadowing
+    from twcmaster.logs import get_logger
+
+    config = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32,
+                    "nonScheduledAmpsMax": 16}}, str(tmp_path),
+    ).settings  # fmt: skip
+    (tmp_path / "settings.json").write_text('{"nonScheduledAmpsMax": 0}')  # TWCManager wrote it
+    store = open_settings(config, str(tmp_path))
+    with capture_logs() as logs:
+        warn_settings_shadowing(config, store, get_logger("t"))
+    (entry,) = [e for e in logs if e["log_level"] == "warning"]
+    assert (
+        "settings.json's nonScheduledAmpsMax 0A wins over config.nonScheduledAmpsMax 16A"
+        in (entry["event"])
+    )
+    (tmp_path / "settings.json").write_text('{"nonScheduledAmpsMax": 16}')
+    with capture_logs() as logs:
+        warn_settings_shadowing(config, open_settings(config, str(tmp_path)), get_logger("t"))
+    assert logs == []
+
+
+def test_twcmanagers_charge_stop_mode_in_settings_applies_unless_config_sets_it(tmp_path):
+    from structlog.testing import capture_logs
+
+    from twcmaster.config import config_from_dict
+    from twcmaster.daemon import charge_stop_mode_from_settings, open_settings
+    from twcmaster.logs import get_logger
+
+    wiring = {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32}
+    (tmp_path / "settings.json").write_text('{"chargeStopMode": "2"}')  # as TWCManager writes it
+
+    def mode(config_section):
+        config = config_from_dict({"config": {**wiring, **config_section}}, str(tmp_path)).settings
+        with capture_logs():
+            chosen = charge_stop_mode_from_settings(
+                config, open_settings(config, str(tmp_path)), get_logger("t")
+            )
+        tesla = chosen.tesla_api
+        return chosen.charge_stop_mode, tesla.charge_stop_mode if tesla else None
+
+    assert mode({}) == (2, None)
+    assert mode({"chargeStopMode": 3}) == (3, None)  # config.json wins
+    (tmp_path / "settings.json").write_text('{"chargeStopMode": "7"}')
+    assert mode({}) == (1, None)  # not a mode: ignored (warned), the default stays

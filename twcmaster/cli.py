@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file")
     _config_option(check)
+    check.add_argument(
+        "--twcmanager-diff",
+        action="store_true",
+        help="also list, for a TWCManager config, every setting twcmaster ignores (and what "
+        "is lost) or reads differently",
+    )
     check.set_defaults(handler=_cmd_check_config)
 
     sim = sub.add_parser("slave-sim", help="simulated slave TWCs on a serial port, for any master")
@@ -157,14 +163,21 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_or_report(path: str) -> LoadedConfig | None:
+    """The config, with its warnings printed; None (errors and warnings printed together)
+    when it cannot be used."""
     try:
         loaded = load_config(path)
     except ConfigError as exc:
         print(f"twcmaster: {exc}", file=sys.stderr)
+        _print_warnings(exc.warnings)
         return None
-    for warning in loaded.warnings:
-        print(f"twcmaster: warning: {warning}", file=sys.stderr)
+    _print_warnings(loaded.warnings)
     return loaded
+
+
+def _print_warnings(warnings) -> None:
+    for warning in warnings:
+        print(f"twcmaster: warning: {warning}", file=sys.stderr)
 
 
 # -- commands
@@ -172,12 +185,42 @@ def _load_or_report(path: str) -> LoadedConfig | None:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load_or_report(args.config)
-    if loaded is None:
-        return EXIT_CONFIG_ERROR
-    print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
-    for line in _interfaces_summary(loaded.settings):
-        print(f"  {line}")
-    return 0
+    if loaded is not None:
+        print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
+        for line in _interfaces_summary(loaded.settings):
+            print(f"  {line}")
+    if args.twcmanager_diff:
+        _print_twcmanager_diff(args.config)
+    return 0 if loaded is not None else EXIT_CONFIG_ERROR
+
+
+def _print_twcmanager_diff(path: str) -> None:
+    """What a TWCManager user's file does differently here (the file must parse)."""
+    from twcmaster.config.jsonc import parse_config_text, read_regular_file
+    from twcmaster.config.load import CONFIG_MAX_BYTES
+    from twcmaster.config.migration import twcmanager_diff
+
+    try:
+        data = parse_config_text(
+            read_regular_file(path, CONFIG_MAX_BYTES).decode("utf-8"), source=path
+        )
+    except (ConfigError, OSError, ValueError):
+        return  # already reported above
+    if not isinstance(data, dict):
+        return
+    lines = twcmanager_diff(data)
+    titles = {
+        "different": "Read differently from TWCManager:",
+        "ignored": "Ignored (what you lose):",
+        "default differs": "Not in the file, so twcmaster's own behaviour applies:",
+    }
+    print(f"{path}: compared with TWCManager: {len(lines)} difference(s)")
+    for kind, title in titles.items():
+        chosen = [line for line in lines if line.kind == kind]
+        if chosen:
+            print(title)
+            for line in chosen:
+                print(line)
 
 
 def _interfaces_summary(config) -> list[str]:

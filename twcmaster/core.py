@@ -36,6 +36,7 @@ from twcmaster.protocol.messages import (
     SlaveState,
     set_limit_command,
 )
+from twcmaster.sessions import ChargeSessions
 from twcmaster.settings import RuntimeSettings
 
 ALARM_REPEAT_S = 60.0  # the same alarm is raised again at most this often
@@ -207,6 +208,8 @@ class Core:
         self._alarms: dict[tuple[str, int | None], tuple[float, str]] = {}
         self._allocated_s = -math.inf
         self._last_seen: dict[int, tuple[int, float, float]] = {}
+        self.sessions = ChargeSessions()
+        self._lifetime_kwh: dict[int, int] = {}  # each TWC's last reported counter
         self._set_limits: dict[int, int] = {}  # twcid -> centiamps of the last set-limit sent
         self._last_internal_error = ""
         self._events: list[ev.Event] = []
@@ -360,6 +363,9 @@ class Core:
         if changed:
             self._last_seen[event.twcid] = (event.state, event.allowed_amps, event.actual_amps)
         self._emit(ev.HeartbeatExchanged(event.twcid, event.slave_data, event.master_data))
+        lifetime_kwh = self._lifetime_kwh.get(event.twcid)
+        for change in self.sessions.heartbeat(event.twcid, event.actual_amps, now, lifetime_kwh):
+            self._emit(change)
 
     def _on_linked(self, event: bm.SlaveLinked, now: float) -> None:
         self._emit(ev.SlaveLinked(event.twcid, event.protocol, event.max_amps))
@@ -377,6 +383,8 @@ class Core:
         self._last_seen.pop(event.twcid, None)
         self._offers.pop(event.twcid, None)
         self._emit(ev.SlaveLost(event.twcid, event.silent_s))
+        for change in self.sessions.lost(event.twcid, now, self._lifetime_kwh.get(event.twcid)):
+            self._emit(change)
 
     def _on_alarm(self, event: bm.Alarm, now: float) -> None:
         key = (event.kind, event.twcid)
@@ -397,12 +405,15 @@ class Core:
             self._emit(ev.AlarmCleared(key[0], key[1], message))
 
     def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
+        _remember(self._lifetime_kwh, event.twcid, event.lifetime_kwh)
         self._emit(ev.EnergyReported(event.twcid, event.lifetime_kwh, event.voltages))
 
     def _on_vin(self, event: bm.VinReported, now: float) -> None:
         if event.vin:
             _remember(self._last_vins, event.twcid, event.vin)
         self._emit(ev.VinReported(event.twcid, event.vin))
+        for change in self.sessions.vin(event.twcid, event.vin):
+            self._emit(change)
 
     def _on_firmware(self, event: bm.FirmwareReported, now: float) -> None:
         self._emit(ev.FirmwareReported(event.twcid, event.version))

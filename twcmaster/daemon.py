@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
@@ -13,12 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from twcmaster.assembly import attach_car_module, attach_interfaces, core_outputs, tesla_cars
 from twcmaster.config import AppConfig
 from twcmaster.core import SERVICE_RETRY_S, Core, Snapshot
-from twcmaster.logs import configure_logging, get_logger
+from twcmaster.logs import LogFile, TeeToLogFile, configure_logging, get_logger
 from twcmaster.outputs.base import Output, Outputs, Service
 from twcmaster.outputs.console import CONSOLE_AMPS_JITTER_A, ConsoleStatus
 from twcmaster.settings import SETTINGS_FILE_NAME, SettingsStore
@@ -239,18 +240,40 @@ class Daemon:
 
 
 def start_outputs(config: AppConfig) -> ConsoleStatus:
-    """Logging (stderr) and the status console (stdout) as the config asks."""
+    """Logging (stderr) and the status console (stdout) as the config asks; both copied to
+    ``logging.FileLogger``'s rotated file when it is enabled."""
+    err: TextIO = sys.stderr
+    out: TextIO = sys.stdout
+    log_file = _open_log_file(config.log_file_dir)
+    if log_file is not None:
+        err, out = TeeToLogFile(err, log_file), TeeToLogFile(out, log_file)
     configure_logging(
         config.log_level,
         config.log_format,
-        stream=sys.stderr,
+        stream=err,
         display_milliseconds=config.display_milliseconds,
     )
     return ConsoleStatus(
-        sys.stdout,
+        out,
         milliseconds=config.display_milliseconds,
         amps_jitter_a=CONSOLE_AMPS_JITTER_A,
     )
+
+
+def _open_log_file(folder: str | None) -> LogFile | None:
+    """The log file, or None (not configured, or it cannot be opened: said on stderr, and
+    the daemon runs on without it)."""
+    if folder is None:
+        return None
+    try:
+        return LogFile(folder)
+    except OSError as error:
+        print(
+            f"twcmaster: warning: logging.FileLogger: cannot write {folder}/logfile ({error}); "
+            "logging to stderr only",
+            file=sys.stderr,
+        )
+        return None
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
@@ -283,8 +306,10 @@ def build_daemon(
     sources = build_sources(config.sources)
     runner = SourceRunner(sources) if sources else None
     store = open_settings(config, config.settings_path)
-    policy = build_policy(config, store, green_sources_configured=bool(sources))
     log = get_logger("twcmaster")
+    config = charge_stop_mode_from_settings(config, store, log)
+    policy = build_policy(config, store, green_sources_configured=bool(sources))
+    warn_settings_shadowing(config, store, log)
     if cars is None:
         cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
     daemon = Daemon(
@@ -293,6 +318,43 @@ def build_daemon(
     attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
     return daemon
+
+
+def charge_stop_mode_from_settings(config: AppConfig, store: SettingsStore, log: Any) -> AppConfig:
+    """TWCManager keeps ``chargeStopMode`` in settings.json (its web page sets it): used when
+    config.json sets it nowhere (config.json's wins: it is the file the user writes)."""
+    raw = config.raw
+    in_config = "chargeStopMode" in (raw.get("config") or {}) or "chargeStopMode" in (
+        (raw.get("vehicle") or {}).get("teslaAPI") or {}
+    )
+    value = store.raw().get("chargeStopMode")
+    if in_config or value is None:
+        return config
+    try:
+        mode = int(str(value))
+    except ValueError:
+        mode = 0
+    if mode not in (1, 2, 3):
+        log.warning(f"settings.json: chargeStopMode {value!r} is not 1, 2 or 3: ignored")
+        return config
+    log.info(f"chargeStopMode {mode} from settings.json (TWCManager's web page sets it there)")
+    tesla = config.tesla_api
+    if tesla is not None:
+        tesla = dataclasses.replace(tesla, charge_stop_mode=mode)
+    return dataclasses.replace(config, charge_stop_mode=mode, tesla_api=tesla)
+
+
+def warn_settings_shadowing(config: AppConfig, store: SettingsStore, log: Any) -> None:
+    """settings.json wins over config.json where both set a value (it is what MQTT, HTTP or
+    TWCManager set last): said at start-up, never silently."""
+    in_settings = store.settings.non_scheduled_amps_max
+    in_config = config.non_scheduled_amps_max
+    if in_settings is not None and in_config is not None and in_settings != in_config:
+        log.warning(
+            f"settings.json's nonScheduledAmpsMax {in_settings:g}A wins over "
+            f"config.nonScheduledAmpsMax {in_config:g}A (set it over MQTT or the HTTP API, or "
+            f"remove it from {store.path})",
+        )
 
 
 def open_settings(config: AppConfig, folder: str) -> SettingsStore:

@@ -212,6 +212,31 @@ class FrameRejected:
 
 
 @dataclass(frozen=True)
+class ChargeSessionStarted:
+    """A TWC began delivering current (``sessions.py``)."""
+
+    twcid: int
+    lifetime_kwh: int | None  # its counter at the start, when known
+
+
+@dataclass(frozen=True)
+class ChargeSessionUpdated:
+    """The car of a running session made itself known by its VIN."""
+
+    twcid: int
+    vin: str
+
+
+@dataclass(frozen=True)
+class ChargeSessionStopped:
+    twcid: int
+    duration_s: float
+    delivered_kwh: int | None  # from the TWC's lifetime counter (whole kWh), when known
+    vin: str  # "" when never known
+    lifetime_kwh: int | None
+
+
+@dataclass(frozen=True)
 class FrameIgnored:
     name: str
     reason: str
@@ -244,4 +269,7 @@ Event = (
     | FrameSent
     | FrameRejected
     | FrameIgnored
+    | ChargeSessionStarted
+    | ChargeSessionUpdated
+    | ChargeSessionStopped
 )

@@ -2,11 +2,13 @@
 
 Two renderings of the same events:
 
-* ``console``: readable ``key=value`` lines, for a person at a terminal;
+* ``console``: readable ``key=value`` lines after a local time stamp, for people (coloured
+  only on a terminal);
 * ``json``: one JSON object per line (``event``, ``level``, ``timestamp``, ``logger_name`` and
-  the event's own keys), for ``docker logs``, journald and log shippers.
+  the event's own keys), for log shippers, only when asked for.
 
-``fmt="auto"`` picks ``console`` when the stream is a TTY and ``json`` otherwise.
+``fmt="auto"`` (the default) is ``console`` everywhere: under Docker (``docker logs``) and
+systemd (``journalctl``) too, a person reads these lines, as they read TWCManager's.
 
 Levels are plain integers, so TWCManager's ``debugLevel`` numbers keep their meaning:
 the standard Python levels plus TWCManager's INFO2..INFO9 (19..12) and DEBUG2 (9). Any
@@ -22,8 +24,11 @@ rest of what lies below the exact threshold.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 from datetime import datetime
+from logging.handlers import TimedRotatingFileHandler
 from typing import Any, TextIO
 
 import structlog
@@ -84,7 +89,7 @@ def configure_logging(
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: expected one of {', '.join(FORMATS)}")
     stream = sys.stderr if stream is None else stream
-    as_json = fmt == "json" or (fmt == "auto" and not _is_tty(stream))
+    as_json = fmt == "json"
     processors = [
         _drop_below(level),
         structlog.contextvars.merge_contextvars,
@@ -236,3 +241,56 @@ __all__ = [
     "get_logger",
     "level_name",
 ]
+
+
+# ------------------------------------------------------------------ the optional log file
+
+LOG_FILE_NAME = "logfile"  # TWCManager's name, in logging.FileLogger.path
+LOG_FILE_ROTATE = "H"  # a new file every hour ...
+LOG_FILE_KEEP = 24  # ... and a day of them kept, as TWCManager's FileLogger does
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class LogFile:
+    """``<folder>/logfile``, rotated by the standard library's TimedRotatingFileHandler (every
+    hour, 24 kept), fed whole lines without colours. A failing write is reported on stderr by
+    the handler and never raised: the bus goes on whatever the disk does."""
+
+    def __init__(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, LOG_FILE_NAME)
+        self._handler = TimedRotatingFileHandler(
+            self.path, when=LOG_FILE_ROTATE, backupCount=LOG_FILE_KEEP, encoding="utf-8"
+        )
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def write_line(self, text: str) -> None:
+        record = logging.makeLogRecord({"msg": _ANSI_ESCAPE.sub("", text), "args": None})
+        self._handler.handle(record)
+
+    def close(self) -> None:
+        self._handler.close()
+
+
+class TeeToLogFile:
+    """A text stream that writes through to ``stream`` and copies each complete line to a
+    ``LogFile`` (the log on stderr and the console on stdout both go there)."""
+
+    def __init__(self, stream: TextIO, log_file: LogFile) -> None:
+        self._stream = stream
+        self._log_file = log_file
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._log_file.write_line(line)
+        return written
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        isatty = getattr(self._stream, "isatty", None)
+        return bool(isatty and isatty())

@@ -239,12 +239,13 @@ class RuntimeSettings:
 
     def fixed_rate(self, config_amps: float | None, wiring_amps: float) -> tuple[float, str]:
         """Non Scheduled Charging's fixed rate and where it comes from: settings.json's
-        nonScheduledAmpsMax, else config.json's, else the wiring limit (a plain charger)."""
+        nonScheduledAmpsMax (what MQTT, HTTP or TWCManager set last), else config.json's,
+        else 0 A: as in TWCManager, nothing charges outside the policies until it is set."""
         if self.non_scheduled_amps_max is not None:
-            return self.non_scheduled_amps_max, "nonScheduledAmpsMax"
+            return min(self.non_scheduled_amps_max, wiring_amps), "nonScheduledAmpsMax"
         if config_amps is not None:
-            return float(config_amps), "nonScheduledAmpsMax (config)"
-        return float(wiring_amps), "wiringMaxAmpsAllTWCs"
+            return min(float(config_amps), wiring_amps), "nonScheduledAmpsMax (config)"
+        return 0.0, "nonScheduledAmpsMax (not set)"
 
     def charge_now_active(self, now_epoch: float) -> bool:
         """TWCManager's rule: chargeNowAmps > 0 and now < chargeNowTimeEnd (> 0)."""

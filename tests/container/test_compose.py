@@ -165,7 +165,10 @@ def test_up_first_start_console_heartbeats_health_and_down(engine, compose_rig):
     beats = [t for t in twcs.heartbeats() if t >= window_start]
     intervals = [b - a for a, b in zip(beats, beats[1:], strict=False)]
     assert len(beats) >= 4, beats
-    assert 0.5 <= statistics.median(intervals) <= 1.5, intervals
+    # The mean over the window, not the median: on a loaded machine the reading side may
+    # take a backlog of heartbeats in one go (0.1 s apart), which says nothing of the sender.
+    mean_s = (beats[-1] - beats[0]) / (len(beats) - 1)
+    assert 0.5 <= mean_s <= 1.5, intervals
     assert max(intervals) <= 2.0, intervals
 
     # The running daemon is the twcmaster user in group dialout, and PID 1 (exec'ed).
@@ -188,7 +191,8 @@ def test_up_first_start_console_heartbeats_health_and_down(engine, compose_rig):
     print(
         f"\n[container] first heartbeat {first_heartbeat_s:.2f} s after `up -d` "
         f"(target {FIRST_HEARTBEAT_TARGET_S:g} s); heartbeat interval median "
-        f"{statistics.median(intervals):.2f} s; stop {stop_s:.1f} s, stop+down {down_s:.1f} s"
+        f"{statistics.median(intervals):.2f} s, mean {mean_s:.2f} s; "
+        f"stop {stop_s:.1f} s, stop+down {down_s:.1f} s"
     )
     print(image_sizes(engine))
     assert first_heartbeat_s <= FIRST_HEARTBEAT_TARGET_S

@@ -261,6 +261,40 @@ def test_green_hours_are_sunrise_to_sunset_from_settings(store):
     assert "sunrise 07:30 and sunset 18:00" in decide(engine, NOON).reason
 
 
+def test_green_hours_follow_the_sun_at_home_once_its_location_is_known(store, monkeypatch):
+    # The machine's clock is UTC+2 (CEST) for this test, whatever the host says.
+    monkeypatch.setattr("twcmaster.control.policy.local_utc_offset_h", lambda local: 2.0)
+    engine = PolicyEngine(cfg(non_scheduled_amps_max=4), store)
+    store.set_home_location(46.81, 6.94)  # Payerne: sunrise 05:41, sunset 21:21 on 3 June
+    early = decide(engine, MONDAY.replace(hour=5, minute=45))
+    assert early.policy == POLICY_GREEN  # before settings.json's 6:00, after the real sunrise
+    assert "between sunrise 05:41 and sunset 21:21 at home" in early.reason
+    assert decide(engine, MONDAY.replace(hour=5, minute=30)).policy == POLICY_NON_SCHEDULED
+    assert decide(engine, MONDAY.replace(hour=21, minute=10)).policy == POLICY_GREEN
+    assert decide(engine, MONDAY.replace(hour=21, minute=40)).policy == POLICY_NON_SCHEDULED
+
+
+def test_the_configs_home_gives_the_sun_hours_when_settings_do_not_know_home(store, monkeypatch):
+    monkeypatch.setattr("twcmaster.control.policy.local_utc_offset_h", lambda local: 11.0)
+    engine = PolicyEngine(cfg(non_scheduled_amps_max=4, home=(-33.87, 151.21)), store)
+    december = datetime(2024, 12, 21, 5, 50)  # Sydney: sunrise 05:41, sunset 20:05
+    assert decide(engine, december).policy == POLICY_GREEN
+    assert decide(engine, december.replace(hour=20, minute=30)).policy == POLICY_NON_SCHEDULED
+
+
+def test_sun_hours_fall_back_to_settings_in_polar_day_and_without_a_home():
+    from datetime import date
+
+    from twcmaster.control.sun import sun_hours
+
+    svalbard = sun_hours(date(2024, 6, 21), (78.2, 15.6), (6.0, 20.0), 2.0)
+    assert (svalbard.sunrise_hour, svalbard.sunset_hour, svalbard.computed) == (6.0, 20.0, False)
+    nowhere = sun_hours(date(2024, 6, 21), None, (7.0, 19.0), 0.0)
+    assert (nowhere.sunrise_hour, nowhere.sunset_hour) == (7.0, 19.0)
+    sf = sun_hours(date(2024, 6, 21), (37.77, -122.42), (6.0, 20.0), -7.0)
+    assert abs(sf.sunrise_hour - (5 + 48 / 60)) < 0.05 and abs(sf.sunset_hour - 20.58) < 0.05
+
+
 def test_hour_resume_track_green_energy_delays_green_tracking(store):
     engine = PolicyEngine(cfg(non_scheduled_amps_max=4), store)
     store.set_hour_resume_track_green_energy(13)
@@ -287,10 +321,10 @@ def test_non_scheduled_action_3_tracks_green_energy_at_night(store):
     assert "nonScheduledAction 3" in budget.reason
 
 
-def test_non_scheduled_amps_come_from_settings_then_config_then_wiring(store):
+def test_non_scheduled_amps_come_from_settings_then_config_else_nothing_charges(store):
     night = MONDAY.replace(hour=23)
-    assert decide(PolicyEngine(cfg(), store), night).amps == 32
-    assert "wiringMaxAmpsAllTWCs" in decide(PolicyEngine(cfg(), store), night).reason
+    assert decide(PolicyEngine(cfg(), store), night).amps == 0  # TWCManager's default
+    assert "nonScheduledAmpsMax (not set) 0A" in decide(PolicyEngine(cfg(), store), night).reason
     assert decide(PolicyEngine(cfg(non_scheduled_amps_max=10), store), night).amps == 10
     store.set_non_scheduled_amps(12)
     budget = decide(PolicyEngine(cfg(non_scheduled_amps_max=10), store), night)
@@ -300,7 +334,7 @@ def test_non_scheduled_amps_come_from_settings_then_config_then_wiring(store):
 
 
 def test_without_an_energy_source_the_day_is_non_scheduled(store):
-    engine = PolicyEngine(cfg(green_sources_configured=False), store)
+    engine = PolicyEngine(cfg(green_sources_configured=False, non_scheduled_amps_max=32), store)
     budget = decide(engine, NOON)
     assert (budget.policy, budget.amps) == (POLICY_NON_SCHEDULED, 32)
     assert "no energy source" in budget.reason

@@ -64,7 +64,7 @@ def test_twcmanager_topics_and_texts_for_one_charging_twc():
         "config/policy": "Auto",
         "config/chargeNowAmps": "40",
         "config/chargeNowDuration": "3600",
-        "config/nonScheduledAmpsMax": "40",
+        "config/nonScheduledAmpsMax": "0",  # set nowhere: nothing charges (TWCManager)
         "config/nonScheduledAction": "1",
         "2118/stateName": "charging",
         "2118/chargingAllowed": "on",

@@ -158,3 +158,11 @@ def test_check():
     problems = OpenWeatherMapSource.check({"Latitude": 95, "PeakKW": [1, 2]})
     assert [k for k, _ in problems] == ["APIKey", "Latitude", "Longitude", "PeakKW"]
     assert OpenWeatherMapSource.default_interval_s == 120
+    assert OpenWeatherMapSource.check({**good, "PeakKW": 8.5}) == []
+    assert [k for k, _ in OpenWeatherMapSource.check({**good, "PeakKW": "8"})] == ["PeakKW"]
+
+
+def test_one_peak_for_every_month(http_server):
+    http_server.route(PATH, Canned.json(one_call(clouds=0)))
+
+    assert source_for(http_server, PeakKW=8.5).fetch().generation_w == pytest.approx(8500.0)

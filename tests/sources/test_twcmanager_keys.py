@@ -169,7 +169,7 @@ def test_twcmanager_source_sections_load_with_warnings_only(case):
     assert warned == [f"sources.{name}.{key}" for key in unused]
     for warning in loaded.warnings:
         if warning.key_path.startswith("sources."):
-            assert warning.message.startswith("not used by twcmaster: ")
+            assert warning.message.startswith("ignored; you lose ")
 
 
 @pytest.mark.parametrize("case", list(SECTIONS))
@@ -248,3 +248,23 @@ def test_every_twcmanager_source_has_a_module():
     from twcmaster.sources.registry import TWCMANAGER_SOURCES
 
     assert set(TWCMANAGER_SOURCES) <= set(SOURCE_MODULES)
+
+
+def test_twcmanager_diff_names_the_sources_that_read_differently():
+    from twcmaster.config.migration import twcmanager_diff
+
+    data = {
+        "sources": {
+            name: {"enabled": True, **TWCMANAGER_SAMPLE[name]}
+            for name in ("EmonCMS", "Growatt", "OpenWeatherMap", "TED")
+            if name in TWCMANAGER_SAMPLE
+        }
+    }
+    data["sources"]["EmonCMS"] = {"enabled": True, "serverIP": "h", "generationFeed": "1"}
+    lines = {line.path: line for line in twcmanager_diff(data)}
+
+    assert lines["sources.EmonCMS"].kind == "different"
+    assert "swapped" in lines["sources.EmonCMS"].text
+    assert lines["sources.Growatt"].kind == "different"
+    assert lines["sources.OpenWeatherMap"].kind == "different"
+    assert "sources.TED" not in lines  # read as TWCManager reads it

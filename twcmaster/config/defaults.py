@@ -25,7 +25,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # --- config: charging
         "minAmpsPerTWC": 12,  # A, the floor of an offer
         "maxAmpsPerTWC": 32,  # A
-        "nonScheduledAmpsMax": None,  # A; None: the wiring limit (a plain charger)
+        "nonScheduledAmpsMax": None,  # A; None: settings.json's, else 0 (as TWCManager)
         "spikeAmpsProactively": True,
         "spikeAmpsReactively": True,
         "spikeAmps": None,  # A; None: the controller's built-in value

@@ -42,6 +42,7 @@ from twcmaster.config.limits import (
     TWC_MAX_AMPS,
     TWC_MIN_AMPS,
 )
+from twcmaster.config.logsettings import parse_log_file, parse_log_format
 from twcmaster.config.model import AppConfig, LoadedConfig, WiringConfig
 from twcmaster.config.problems import ConfigError, Problem, Report, describe_value, kind
 from twcmaster.config.rs485 import parse_rs485
@@ -59,7 +60,6 @@ _LOG_LEVEL_NAMES = {
 }  # fmt: skip
 # TWCManager's deprecated debugLevel 0..11 -> logLevel.
 _DEBUG_LEVEL_TO_LOG_LEVEL = (40, 20, 19, 18, 17, 16, 15, 14, 13, 12, 10, 9)
-_LOG_FORMATS = ("auto", "console", "json")
 _SECONDS = f"seconds from 0 to {MAX_WAIT_S:g} (a day)"
 MAX_GRID_AMPS = 5000  # A; a site's grid connection beyond it is a typo
 
@@ -111,7 +111,8 @@ def _parse_app_config(
         **_parse_green(cfg, wiring),
         max_amps_allowed_from_grid=_parse_grid_cap(cfg, sources),
         rs485=parse_rs485(data, report),
-        log_format=_parse_log_format(data, report),
+        log_format=parse_log_format(data, report),
+        log_file_dir=parse_log_file(data, report),
         mqtt_status=parse_mqtt_status(data, report),
         mqtt_control=parse_mqtt_control(data, report),
         http=parse_http(data, report),
@@ -274,15 +275,22 @@ def _parse_min_amps(cfg: Section, per_twc: int | None) -> int | None:
     )
     if min_amps is not None and per_twc is not None and min_amps > per_twc:
         given = "" if "minAmpsPerTWC" in cfg.values else " (the default)"
-        # An error, not TWCManager's warning: nothing would ever charge, and TWCManager's
-        # sample (6 A placeholder wiring, 12 A floor) gets here only if the wiring was not set.
-        cfg.report.error(
+        if per_twc < TWC_MIN_AMPS:  # no floor fits: nothing could ever charge
+            cfg.report.error(
+                cfg.key_path("minAmpsPerTWC"),
+                f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A), so no TWC "
+                "would ever be offered current; set the wiring limits of your circuit",
+            )
+            return None
+        # A warning, as in TWCManager, so its sample (6 A placeholder wiring, 12 A floor)
+        # starts; the floor comes down to the wiring, never the wiring up to the floor.
+        cfg.report.warn(
             cfg.key_path("minAmpsPerTWC"),
-            f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A), so no TWC would "
-            "ever be offered current; lower minAmpsPerTWC or set the wiring limits of your "
-            "circuit",
+            f"{min_amps} A{given} is above wiringMaxAmpsPerTWC ({per_twc} A): the floor is "
+            f"lowered to {per_twc} A; set the wiring limits of your circuit (6 A is "
+            "TWCManager's sample placeholder) or lower minAmpsPerTWC",
         )
-        return None
+        return per_twc
     return min_amps
 
 
@@ -353,17 +361,6 @@ def _check_fake_master(cfg: Section) -> None:
         f"{describe_value(value)}{meaning} is not supported; twcmaster supports only 1 "
         "(act as the master of the bus)",
     )
-
-
-def _parse_log_format(data: Mapping[str, Any], report: Report) -> str | None:
-    log = Section(section(data, "logging"), "logging", report)
-    value = log.raw("format")
-    if value is ABSENT:
-        return DEFAULTS["logging.format"]
-    if isinstance(value, str) and value in _LOG_FORMATS:
-        return value
-    log.bad("format", value, " or ".join(f'"{name}"' for name in _LOG_FORMATS))
-    return None
 
 
 # ------------------------------------------------------------------------ entry points

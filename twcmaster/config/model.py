@@ -58,6 +58,8 @@ class AppConfig:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
     # The enabled energy sources, checked and typed by sources/registry.py's schema.
     sources: tuple[SourceSpec, ...] = ()
+    # logging.FileLogger: the folder of the rotated "logfile" (None: no file).
+    log_file_dir: str | None = None
     # Green-energy tracking (control/green.py, control/policy.py); defaults: defaults.py.
     subtract_charger_load: bool = DEFAULTS["subtractChargerLoad"]
     treat_generation_as_grid_delivery: bool = DEFAULTS["treatGenerationAsGridDelivery"]

@@ -47,8 +47,7 @@ def parse_rs485(data: Mapping[str, Any], report: Report) -> RS485Config | None:
 
 
 def _parse_port(bus: Section, legacy: Section) -> str | None:
-    source = bus if bus.raw("port") is not ABSENT else legacy
-    key = "port" if source is bus else "rs485adapter"
+    source, key = _port_key(bus, legacy)
     if source is legacy and legacy.raw(key) is not ABSENT:
         legacy.report.warn(
             legacy.key_path(key), "old place for the port; move it to interface.RS485.port"
@@ -66,6 +65,24 @@ def _parse_port(bus: Section, legacy: Section) -> str | None:
         source.bad(key, port, problem)
         return None
     return port
+
+
+def _port_key(bus: Section, legacy: Section) -> tuple[Section, str]:
+    """Where the port is written: interface.RS485.port; else "device", the name TWCManager's
+    interface docs give it (its code never read it: the user meant the port, so it is
+    used); else the legacy config.rs485adapter."""
+    if bus.raw("port") is not ABSENT:
+        if bus.raw("device") is not ABSENT:
+            bus.report.warn(bus.key_path("device"), "ignored: interface.RS485.port is set")
+        return bus, "port"
+    if bus.raw("device") is not ABSENT:
+        bus.report.warn(
+            bus.key_path("device"),
+            "used as the port (TWCManager's docs call it so, but TWCManager itself read only "
+            "interface.RS485.port and ignored this); rename it to port",
+        )
+        return bus, "device"
+    return legacy, "rs485adapter"
 
 
 def _port_url_problem(url: str) -> str | None:

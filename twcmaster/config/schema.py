@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from twcmaster.config.fields import section as _section
+from twcmaster.config.migration import ignored_message, policy_is_customised
 from twcmaster.config.problems import Report, describe_value
 from twcmaster.sources import SOURCE_MODULES  # names only: imports no source module
 
@@ -45,12 +46,14 @@ _TWCMANAGER_KEYS: dict[str, Any] = {
         " teslaApiRedirectUri teslaApiClientSecret teslaApiRegion teslaApiScope teslaProxy"
         " teslaProxyCert teslaControlPath logLevel debugLevel displayMilliseconds"
         " webhookMethod fakeMaster onlyChargeMultiCarsAtHome maxImportPrice"
+        " debugOutputToFile debugFile moduleConfiguration"
         # legacy homes of interface.RS485.baud / .port, still read by TWCManager
         " baud rs485adapter"
     ),
     "interface": _keys(
         "",
-        RS485=_keys("enabled port baud slaveTimeout"),
+        # "device" is what TWCManager's interface docs call the port (its code reads "port").
+        RS485=_keys("enabled port baud slaveTimeout device"),
         TCP=_keys("enabled listen server"),
         Dummy=_keys("enabled twcID"),
     ),
@@ -125,6 +128,8 @@ _TWCMANAGER_KEYS: dict[str, Any] = {
             "enabled serverIP serverPort unitID timeout consumptionRegisters generationRegisters"
         ),
         Volkszahler=_keys("enabled serverIP serverPort uuidPhotovoltaikW uuidTotalGridW"),
+        # TWCManager's replay of recorded readings, for its own tests.
+        ScenarioEMS=_keys("enabled stepFile"),
     ),
     "vehicle": _keys(
         "commandPolicy",
@@ -225,7 +230,8 @@ _USED_CONFIG_KEYS = frozenset(
     " chargeStopMode".split()
 )
 _USED_MODULES = frozenset(
-    {"interface.RS485", "logging.Console", "control.HTTP", "control.MQTT", "status.MQTT"}
+    {"interface.RS485", "logging.Console", "logging.FileLogger", "control.HTTP", "control.MQTT"}
+    | {"status.MQTT"}
     | {"vehicle.teslaAPI", "vehicle.teslaBLE"}
     | {f"sources.{name}" for name in SOURCE_MODULES}
 )
@@ -355,10 +361,11 @@ def _policy_config_refs(data: Mapping[str, Any]) -> frozenset[str]:
 
 
 def warn_unused(data: Mapping[str, Any], report: Report) -> None:
-    """Warn about TWCManager settings that twcmaster accepts but does not act on yet."""
+    """Warn about TWCManager settings that twcmaster accepts but does not act on, each
+    saying what the user loses (``migration.IGNORED``)."""
     for key in _section(data, "config"):
         if key in _TWCMANAGER_KEYS["config"] and key not in _USED_CONFIG_KEYS:
-            report.warn(f"config.{key}", "not used by twcmaster yet (ignored)")
+            report.warn(f"config.{key}", ignored_message(f"config.{key}"))
     for keys in _MODULES:
         path = ".".join(keys)
         module = _section(data, *keys)
@@ -366,28 +373,24 @@ def warn_unused(data: Mapping[str, Any], report: Report) -> None:
             continue
         # Only a module that would run matters; TWCManager's sample lists many switched off.
         if module.get("enabled", path in _ENABLED_BY_DEFAULT):
-            report.warn(path, _unused_module_message(path))
+            report.warn(path, "enabled, but " + ignored_message(path))
+    if policy_is_customised(data.get("policy")):
+        report.warn("policy", ignored_message("policy"))
     for keys in (
-        ("policy",),
         ("vehicle", "commandPolicy"),
         ("pricing", "policy"),
         ("logging", "use_icons"),
         ("logging", "Console", "simple"),
+        ("logging", "Console", "mute"),
+        ("logging", "FileLogger", "mute"),
     ):
-        if _section(data, *keys[:-1]).get(keys[-1]):
-            report.warn(".".join(keys), "not used by twcmaster yet (ignored)")
+        parent = _section(data, *keys[:-1])
+        if keys[1] == "FileLogger" and not parent.get("enabled"):
+            continue  # the file is off: its muting changes nothing
+        if parent.get(keys[-1]):
+            report.warn(".".join(keys), ignored_message(".".join(keys)))
     if _section(data, "logging", "Console").get("enabled", True) is False:
         report.warn(
             "logging.Console.enabled",
             "twcmaster always logs to stderr; set logging.format to choose human lines or JSON",
         )
-
-
-def _unused_module_message(path: str) -> str:
-    if path in ("interface.TCP", "interface.Dummy"):
-        return (
-            "enabled, but twcmaster talks to the bus through interface.RS485 only; for a "
-            "network adapter set interface.RS485.port to socket://host:port or "
-            "rfc2217://host:port"
-        )
-    return "enabled, but not used by twcmaster yet (ignored)"

@@ -14,7 +14,7 @@
    when no energy source is configured (``green_sources_configured``). ``greenEnergyLatch``
    (minutes) keeps it selected that long after it last matched.
 4. **Non Scheduled Charging**: ``nonScheduledAction`` 1 charges at ``nonScheduledAmpsMax``
-   (settings.json, else config.json, else the wiring limit: a plain charger), 2 does not
+   (settings.json, else config.json, else 0 A as in TWCManager: nothing charges), 2 does not
    charge, 3 tracks green energy (then the policy is called "Track Green Energy", as in
    TWCManager).
 
@@ -138,6 +138,7 @@ from twcmaster.control.gridcap import (
     limit_cars,
 )
 from twcmaster.control.mingreen import MinGreenTracker, min_green_reason
+from twcmaster.control.sun import SunHours, local_utc_offset_h, sun_hours
 from twcmaster.control.tracking import GreenTracker, green_reason
 from twcmaster.numbers import whole_count
 from twcmaster.policies import (
@@ -250,6 +251,9 @@ class PolicyConfig:
     green_sources_configured: bool = True  # False: no energy source, skip Track Green Energy
     #: The site's grid import cap in amps (house + chargers, ``gridcap.py``); None: none.
     max_amps_allowed_from_grid: float | None = None
+    #: Home (latitude, longitude) from vehicle.teslaAPI, for sunrise and sunset when
+    #: settings.json's homeLat / homeLon are unknown; None: unknown.
+    home: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -296,6 +300,7 @@ class PolicyConfig:
             wiring_max_amps_all_twcs=config.wiring.max_amps_all_twcs,
             min_amps_per_twc=config.min_amps_per_twc,
             non_scheduled_amps_max=config.non_scheduled_amps_max,
+            home=_config_home(config),
             default_voltage_v=config.default_voltage_v,
             number_of_phases=config.number_of_phases,
             subtract_charger_load=config.subtract_charger_load,
@@ -413,6 +418,16 @@ class PolicyEngine:
             budget = self._fixed(choice)
         return self._grid_capped(now, budget, site, chargers)
 
+    def _sun_hours(self, s: RuntimeSettings, local_time: datetime) -> SunHours:
+        """Today's sunrise and sunset at home (settings.json's homeLat / homeLon, else the
+        config's home), else settings.json's sunrise / sunset hours."""
+        home = self._config.home
+        if s.home_lat is not None and s.home_lon is not None:
+            home = (s.home_lat, s.home_lon)
+        fallback = (s.sunrise_hour, s.sunset_hour)
+        offset_h = local_utc_offset_h(local_time) if home is not None else 0.0
+        return sun_hours(local_time.date(), home, fallback, offset_h)
+
     def _select(self, now: float, local_time: datetime, s: RuntimeSettings) -> _Choice:
         wiring = self._config.wiring_max_amps_all_twcs
         if self._forced is not None or s.forced_policy is not None:
@@ -436,8 +451,9 @@ class PolicyEngine:
             window = max(windows, key=lambda w: w.amps)
             return _Choice(POLICY_SCHEDULED, f"scheduled window {window.describe()}", window.amps)
         hour = local_time.hour + local_time.minute / 60 + local_time.second / 3600
+        sun = self._sun_hours(s, local_time)
         green_hours = (
-            s.sunrise_hour <= hour < s.sunset_hour and s.hour_resume_track_green_energy <= hour
+            sun.sunrise_hour <= hour < sun.sunset_hour and s.hour_resume_track_green_energy <= hour
         )
         green_ok = self._config.green_sources_configured
         if green_hours and green_ok and s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE:
@@ -445,10 +461,11 @@ class PolicyEngine:
                 self._latched_until_s = now + self._config.latch_s
             resume = s.hour_resume_track_green_energy
             after = f", resumed at {_clock(resume)}" if resume >= 0 else ""
+            where = " at home" if sun.computed else ""
             return _Choice(
                 POLICY_GREEN,
-                f"between sunrise {_clock(s.sunrise_hour)} and sunset {_clock(s.sunset_hour)}"
-                f"{after}",
+                f"between sunrise {_clock(sun.sunrise_hour)} and sunset "
+                f"{_clock(sun.sunset_hour)}{where}{after}",
                 None,
             )
         if (
@@ -610,6 +627,13 @@ def build_policy(
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _config_home(config: AppConfig) -> tuple[float, float] | None:
+    tesla = getattr(config, "tesla_api", None)
+    lat = getattr(tesla, "home_latitude", None)
+    lon = getattr(tesla, "home_longitude", None)
+    return (lat, lon) if lat is not None and lon is not None else None
 
 
 def _clock(hour: float) -> str:

@@ -182,10 +182,12 @@ class ConsoleStatus:
         milliseconds: bool = False,
         repeat_after_s: float = DEFAULT_REPEAT_AFTER_S,
         amps_jitter_a: float = 0.0,
+        slave_power_lines: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], datetime] = datetime.now,
     ) -> None:
         self._stream = stream  # None: sys.stdout at the time of printing
+        self._slave_power_lines = slave_power_lines
         self._milliseconds = milliseconds
         self._repeat_after_s = repeat_after_s
         self._jitter_centiamps = round(amps_jitter_a * 100)
@@ -204,6 +206,8 @@ class ConsoleStatus:
         body = format_heartbeat_body(slave_twcid, slave_data, master_data)  # validates too
         self._last[slave_twcid] = _Printed(key, actual, now_s)
         self.line(body)
+        if self._slave_power_lines:  # TWCManager's companion line (S0 in decimal)
+            self.line(f"Slave power for TWCID {slave_twcid:04X}, status: {slave_data[0]}")
 
     def line(self, text: str) -> None:
         """Print a status line after the time stamp; continuation lines are indented."""
@@ -254,7 +258,10 @@ class ConsoleOutput:
       that comparison while green lines show the figures);
     * ``ALARM:`` lines, car start/stop requests and the car commands' notices;
     * ``TWC <id>: offering <amps>A: <reason>.`` when a TWC is offered current after none,
-      and ``offer withdrawn (0A)`` when it goes back to none: which car starts, and why.
+      and ``offer withdrawn (0A)`` when it goes back to none: which car starts, and why;
+    * TWCManager's event lines, word for word: ``Slave power for TWCID <id>, status: <S0>``
+      after each SHB line printed, ``New policy selected; changing to <policy>``, and ``Charge
+      Session Started`` / ``updated`` (the car's VIN came) / ``Stopped for Slave TWC <id>``.
     """
 
     def __init__(self, status: ConsoleStatus) -> None:
@@ -308,6 +315,18 @@ class ConsoleOutput:
         elif event.previous_centiamps > 0 and event.centiamps == 0:
             self.status.line(f"TWC {event.twcid:04X}: offer withdrawn (0A){why}.")
 
+    def _policy(self, event: ev.PolicyChanged, now: float) -> None:
+        self.status.line(f"New policy selected; changing to {event.policy}")
+
+    def _session_started(self, event: ev.ChargeSessionStarted, now: float) -> None:
+        self.status.line(f"Charge Session Started for Slave TWC {event.twcid:04X}")
+
+    def _session_updated(self, event: ev.ChargeSessionUpdated, now: float) -> None:
+        self.status.line(f"Charge Session updated for Slave TWC {event.twcid:04X}")
+
+    def _session_stopped(self, event: ev.ChargeSessionStopped, now: float) -> None:
+        self.status.line(f"Charge Session Stopped for Slave TWC {event.twcid:04X}")
+
     def _alarm(self, event: ev.AlarmRaised, now: float) -> None:
         self.status.line(f"ALARM: {event.message}")
 
@@ -346,4 +365,8 @@ class ConsoleOutput:
         ev.BusStopStep: _bus_stop,
         ev.RelayAcknowledged: _relay_ack,
         ev.HeartbeatsResumed: _resumed,
+        ev.PolicyChanged: _policy,
+        ev.ChargeSessionStarted: _session_started,
+        ev.ChargeSessionUpdated: _session_updated,
+        ev.ChargeSessionStopped: _session_stopped,
     }

@@ -53,7 +53,8 @@ class Source:
     name: str = "source"
     push: bool = False  # True: readings arrive by themselves (MQTT); no fetch()
     #: TWCManager keys of this section that twcmaster accepts but does not act on: key ->
-    #: what the user loses (shown as a warning when the key is set, never an error).
+    #: what the user loses (the warning "ignored; you lose ..." when the key is set, never an
+    #: error).
     unused_keys: Mapping[str, str] = {}
     default_interval_s: float = DEFAULT_INTERVAL_S  # when the section gives no ``interval``
 

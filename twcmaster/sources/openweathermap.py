@@ -6,7 +6,8 @@ Config ``sources.OpenWeatherMap`` (TWCManager's keys):
 * ``Latitude``, ``Longitude``: the site, in degrees;
 * ``APIKey``: the OpenWeatherMap API key;
 * ``PeakKW``: twelve numbers, one per month (January first): the highest output (kW) of the
-  best day of that month, from the inverter's history.
+  best day of that month, from the inverter's history. (One number is taken for every month;
+  TWCManager needed the twelve.)
 
 twcmaster adds ``apiURL`` (default ``https://api.openweathermap.org/data/3.0/onecall``: the
 2.5 One Call API TWCManager used has been retired; keys for "One Call by Call" answer on 3.0
@@ -59,7 +60,9 @@ class OpenWeatherMapSource(Source):
         self.latitude = float(config.get("Latitude", 0))
         self.longitude = float(config.get("Longitude", 0))
         self.api_key = read_text(config, "APIKey") or ""
-        self.peak_kw = [float(v) for v in config.get("PeakKW") or [0.0] * MONTHS]
+        peak = config.get("PeakKW")
+        peak = [peak] * MONTHS if isinstance(peak, int | float | str) else peak or [0] * MONTHS
+        self.peak_kw = [float(v) for v in peak]
         self.url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
         self.clock = clock
         self.http = HttpClient(self.name, timing, secrets=[self.api_key], status_hints=STATUS_HINTS)
@@ -73,13 +76,15 @@ class OpenWeatherMapSource(Source):
             else:
                 problems += check_number(config, key, minimum=-limit, maximum=limit, unit="°")
         peak = config.get("PeakKW")
+        if isinstance(peak, int | float) and not isinstance(peak, bool):
+            peak = [peak] * MONTHS  # the same peak every month
         if (
             not isinstance(peak, list)
             or len(peak) != MONTHS
             or any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in peak)
         ):
             problems.append(
-                ("PeakKW", f"expected 12 numbers (kW, January first), got {describe(peak)}")
+                ("PeakKW", f"expected 12 numbers (kW, January first) or one, got {describe(peak)}")
             )
         api_url = config.get("apiURL")
         if api_url is not None and (

@@ -138,7 +138,7 @@ def source_warnings(sources_section: Any) -> list[Problem]:
             continue  # check_sources reports it
         for key, loss in cls.unused_keys.items():
             if config.get(key) not in (None, ""):
-                warnings.append((f"sources.{name}.{key}", f"not used by twcmaster: {loss}"))
+                warnings.append((f"sources.{name}.{key}", f"ignored; you lose {loss}"))
     return warnings
 
 

@@ -74,8 +74,8 @@ class SolarEdgeSource(Source):
     default_interval_s = DEFAULT_INTERVAL_S
 
     unused_keys = {
-        "debugMode": "TWCManager's request log for developers (twcmaster logs each failed "
-        "request with its cause at debug level)",
+        "debugMode": "TWCManager's file of every request and answer, for developers "
+        "(twcmaster logs each failed request with its cause)",
     }
 
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
