@@ -1,5 +1,5 @@
-"""SunSpec inverters and meters over Modbus TCP: SMA, Fronius, SolarEdge, Huawei, Kostal,
-SunGrow and most others, read on the local network.
+"""SunSpec inverters and meters over Modbus TCP: SMA, Fronius, SolarEdge, Huawei, Kostal and
+the other makes that implement SunSpec, read on the local network.
 
 Config ``sources.SunSpec`` (twcmaster's own section; TWCManager has no such module):
 
