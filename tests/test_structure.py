@@ -208,9 +208,12 @@ def test_config_files_stay_small(path):
 
 
 def test_one_home_for_the_line_speed_and_the_charging_threshold():
-    """9600 baud and "charging from 1 A" are written once (protocol/), imported elsewhere."""
+    """9600 baud and "charging from 1 A" are written once (protocol/), imported elsewhere.
+    (An energy source's own serial line, a DSMR 2.2/3 meter's 9600 7E1, is not the TWC bus.)"""
     homes = {"9600": [], "CHARGING_AMPS = ": []}
     for path in modules():
+        if path.parent.name == "sources":
+            continue
         text = path.read_text()
         for fact in homes:
             for line in text.splitlines():

@@ -383,27 +383,21 @@ def _disable_sample_sources(data: dict[str, Any]) -> dict[str, Any]:
 
 def _variants() -> list[Any]:
     out = [(f"sources.{name}", {"sources": {name: keys}}) for name, keys in SOURCE_VARIANTS.items()]
-    # Refused today (their modules are issue 14 part 2, under way): strict, so that the mark
-    # must go when they load.
-    todo = pytest.mark.xfail(strict=True, reason="issue 14 part 2: module not built yet")
+    # Issue 14 part 2's two modes that were refused before.
     out.append(
-        pytest.param(
+        (
             "sources.SolarEdge (inverter Modbus)",
             {"sources": {"SolarEdge": {"enabled": True, "inverterHost": "192.168.1.180"}}},
-            marks=todo,
-            id="sources.SolarEdge (inverter Modbus)",
         )
     )
     out.append(
-        pytest.param(
+        (
             "sources.Enphase (cloud)",
             {
                 "sources": {
                     "Enphase": {"enabled": True, "apiKey": "k", "systemID": 1, "userID": "u"}
                 }
             },
-            marks=todo,
-            id="sources.Enphase (cloud)",
         )
     )
     out += [(f"policy {name}", {"policy": patch}) for name, patch in POLICY_VARIANTS.items()]

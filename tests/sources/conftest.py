@@ -46,6 +46,7 @@ from typing import Any
 import pytest
 
 from tests.realparts import missing
+from tests.sources.modbus_fake import make_modbus_server, raw_tcp_server  # noqa: F401 (fixtures)
 
 Chunks = Callable[[threading.Event], Iterator[bytes]]
 ANY_PATH = "*"  # route(ANY_PATH, ...): the answer for every path without its own route

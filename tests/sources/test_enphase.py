@@ -9,7 +9,7 @@ import pytest
 
 from tests.sources.conftest import Canned
 from twcmaster.sources.base import Reading, SourceError, SourceTiming
-from twcmaster.sources.enphase import CLOUD_UNSUPPORTED, PRODUCTION_PATH, EnphaseSource
+from twcmaster.sources.enphase import PRODUCTION_PATH, EnphaseSource
 
 TIMING = SourceTiming(interval_s=10, timeout_s=1.0, max_age_s=60)
 # An owner JWT's shape (header.payload.signature); made up.
@@ -186,11 +186,96 @@ def test_https_port_80_from_a_twcmanager_config_means_443():
     assert forced.url == "http://192.0.2.7:80/production.json"
 
 
-def test_cloud_api_is_not_supported():
+# ------------------------------------------------------------------ Enlighten cloud API v2
+
+CLOUD_KEY = "3b6f0c2e9d8a7b6c5d4e3f2a1b0c9d8e"  # made up, in Enphase's format
+CLOUD_USER = "4d7a5a4e5a413d3d0a"
+SUMMARY_PATH = "/api/v2/systems/67/summary"
+SUMMARY = {
+    "system_id": 67,
+    "modules": 35,
+    "size_w": 6270,
+    "current_power": 3480,
+    "energy_today": 21671,
+    "energy_lifetime": 55294490,
+    "summary_date": "2024-06-01",
+    "source": "microinverters",
+    "status": "normal",
+    "operational_at": 1201362300,
+    "last_report_at": 1717236000,
+    "last_interval_end_at": 1717235700,
+}
+
+
+def cloud_for(server, timing=TIMING, **config) -> EnphaseSource:
+    settings = {
+        "apiKey": CLOUD_KEY,
+        "systemID": 67,
+        "userID": CLOUD_USER,
+        "apiURL": server.url,
+        **config,
+    }
+    return EnphaseSource(settings, timing)
+
+
+def test_cloud_summary_current_power(http_server):
+    http_server.route(SUMMARY_PATH, Canned.json(SUMMARY))
+
+    source = cloud_for(http_server)
+
+    assert source.fetch() == Reading(generation_w=3480.0)
+    [request] = http_server.requests_to(SUMMARY_PATH)
+    assert (request.param("key"), request.param("user_id")) == (CLOUD_KEY, CLOUD_USER)
+    assert CLOUD_KEY not in source.describe()
+    assert EnphaseSource.interval_default({"apiKey": "k", "systemID": 1, "userID": "u"}) == 60
+    assert EnphaseSource.interval_default({"serverIP": "192.0.2.7"}) == 10
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [(401, "API v2 is closed"), (404, "check systemID"), (409, "request limit")],
+)
+def test_cloud_errors_name_the_cause_without_the_key(http_server, status, hint):
+    body = f'{{"reason": "bad", "message": ["key {CLOUD_KEY}"]}}'.encode()
+    http_server.route(SUMMARY_PATH, Canned(status, body))
+
+    message = fetch_error(cloud_for(http_server), CLOUD_KEY)
+
+    assert hint in message
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [({"system_id": 67}, "missing 'current_power'"), ({"current_power": "x"}, "'x'")],
+)
+def test_cloud_wrong_shape(http_server, document, expected):
+    http_server.route(SUMMARY_PATH, Canned.json(document))
+
+    message = fetch_error(cloud_for(http_server), CLOUD_KEY)
+
+    assert "unexpected answer" in message
+    assert expected in message
+
+
+def test_cloud_timeout_and_refused(http_server, refused_url):
+    http_server.route(SUMMARY_PATH, Canned.json(SUMMARY, delay_s=3.0))
+    started = time.monotonic()
+    message = fetch_error(cloud_for(http_server, SourceTiming(timeout_s=0.3)), CLOUD_KEY)
+    assert "timed out after 0.3 s" in message
+    assert time.monotonic() - started < 2.0
+    source = EnphaseSource(
+        {"apiKey": CLOUD_KEY, "systemID": 67, "userID": CLOUD_USER, "apiURL": refused_url},
+        TIMING,
+    )
+    assert "connection refused" in fetch_error(source, CLOUD_KEY)
+
+
+def test_cloud_check():
     config = {"apiKey": "k" * 32, "systemID": "12345", "userID": "u" * 16}
-    assert EnphaseSource.check(config) == [("apiKey", CLOUD_UNSUPPORTED)]
-    message = fetch_error(EnphaseSource(config, TIMING), "k" * 32)
-    assert "not supported" in message
+    assert EnphaseSource.check(config) == []
+    assert [k for k, _ in EnphaseSource.check({"apiKey": "k"})] == ["systemID", "userID"]
+    bad_url = {**config, "apiURL": "api.enphaseenergy.com"}
+    assert [k for k, _ in EnphaseSource.check(bad_url)] == ["apiURL"]
 
 
 @pytest.mark.parametrize("status", [403, 404, 429, 500, 503])

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.sources.conftest import Canned
+from tests.sources.sunspec_maps import common, inverter_int, meter_int, sunspec_map
 from twcmaster.sources.base import Reading, SourceError, SourceTiming
 from twcmaster.sources.solaredge import SolarEdgeSource
 
@@ -65,8 +66,10 @@ OVERVIEW = {
 }
 
 
-def source_for(server, timing=TIMING) -> SolarEdgeSource:
-    return SolarEdgeSource({"apiKey": API_KEY, "siteID": SITE, "apiURL": server.url}, timing)
+def source_for(server, timing=TIMING, **config) -> SolarEdgeSource:
+    return SolarEdgeSource(
+        {"apiKey": API_KEY, "siteID": SITE, "apiURL": server.url, **config}, timing
+    )
 
 
 def fetch_error(source) -> str:
@@ -230,3 +233,138 @@ def test_urllib3_debug_lines_do_not_carry_the_key(http_server, caplog):
     lines = [record.getMessage() for record in caplog.records]
     assert any(f"{FLOW_PATH}?api_key=***" in line for line in lines), lines
     assert not any(API_KEY in line for line in lines)
+
+
+# ------------------------------------------------------------ local Modbus TCP (SunSpec)
+
+
+def solaredge_registers(*meters, inverter_w=3480, inverter_sf=0):
+    """A SolarEdge inverter's map behind unit 1: common model, inverter 103 at 40069, then
+    one common model + meter 203 per meter on its bus (the first at 40121/40188)."""
+    models = [
+        common("SolarEdge ", "SE8K-RWS48BEN4"),
+        inverter_int(103, w=inverter_w, w_sf=inverter_sf),
+    ]
+    for meter_w in meters:
+        models += [common("SolarEdge ", "SE-MTR-3Y-400V-A"), meter_int(203, w=meter_w)]
+    return {1: sunspec_map(*models)}
+
+
+def local_source(server, *meters, timing=TIMING, **config) -> SolarEdgeSource:
+    settings = {"inverterHost": server.host, "inverterPort": server.port, **config}
+    if meters:
+        settings["smartMeters"] = [{"name": name, "type": kind} for name, kind in meters]
+    return SolarEdgeSource(settings, timing)
+
+
+def test_local_inverter_only(make_modbus_server):
+    server = make_modbus_server(solaredge_registers(inverter_w=3480, inverter_sf=0))
+    source = local_source(server)
+
+    reading = source.fetch()
+
+    assert reading.generation_w == 3480.0
+    assert reading.consumption_w is None
+    assert "Modbus TCP" in source.describe()
+    source.close()
+
+
+def test_local_export_meter(make_modbus_server):
+    # The export meter reads +1920 W going to the grid: the house uses 3480 - 1920.
+    server = make_modbus_server(solaredge_registers(1920))
+
+    reading = local_source(server, ("Meter1", "export")).fetch()
+
+    assert reading.generation_w == 3480.0
+    assert reading.consumption_w == 1560.0
+    assert reading.grid_w == -1920.0
+
+
+def test_local_export_meter_importing_and_consumption_meter(make_modbus_server):
+    # Evening: the export meter reads -900 (import), a consumption meter 400 W (a heat pump).
+    server = make_modbus_server(solaredge_registers(-900, 400, inverter_w=300))
+
+    reading = local_source(server, ("Meter1", "export"), ("Meter2", "consumption")).fetch()
+
+    assert reading.generation_w == 300.0
+    assert reading.consumption_w == 400.0 + 300.0 + 900.0
+    assert reading.grid_w == 900.0
+
+
+def test_local_consumption_meter_only(make_modbus_server):
+    server = make_modbus_server(solaredge_registers(1234))
+
+    reading = local_source(server, ("Meter1", "consumption")).fetch()
+
+    assert reading.consumption_w == 1234.0
+    assert reading.grid_w is None
+
+
+def test_local_meter_not_found_is_an_error(make_modbus_server):
+    server = make_modbus_server(solaredge_registers(100))
+
+    with pytest.raises(SourceError, match="smart meter Meter2 not found: .* 1 meter"):
+        local_source(server, ("Meter2", "export")).fetch()
+
+
+def test_local_power_scale_factor(make_modbus_server):
+    server = make_modbus_server(solaredge_registers(inverter_w=34800 // 10, inverter_sf=-1))
+
+    assert local_source(server).fetch().generation_w == pytest.approx(348.0)
+
+
+def test_local_silent_inverter_times_out(raw_tcp_server):
+    server = raw_tcp_server(lambda request: None)
+
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"timed out after 0\.3 s"):
+        local_source(server, timing=SourceTiming(timeout_s=0.3)).fetch()
+    assert time.monotonic() - started < 2.0
+
+
+def test_local_refused(refused_url):
+    port = int(refused_url.rsplit(":", 1)[1])
+    source = SolarEdgeSource({"inverterHost": "127.0.0.1", "inverterPort": port}, TIMING)
+
+    with pytest.raises(SourceError, match=r"SolarEdge: 127\.0\.0\.1:\d+ .*cannot connect"):
+        source.fetch()
+
+
+def test_local_garbage(raw_tcp_server):
+    server = raw_tcp_server(lambda request: b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    with pytest.raises(SourceError, match="SolarEdge: 127.0.0.1"):
+        local_source(server, timing=SourceTiming(timeout_s=0.3)).fetch()
+
+
+def test_local_mode_wins_polls_every_10_s_and_is_checked():
+    local = {"inverterHost": "192.0.2.7", "apiKey": API_KEY, "siteID": SITE}
+    assert SolarEdgeSource.check(local) == []
+    assert SolarEdgeSource.interval_default(local) == 10
+    assert SolarEdgeSource.interval_default({"apiKey": API_KEY, "siteID": SITE}) == 90
+    assert SolarEdgeSource(local, TIMING).modbus.port == 1502
+    meters = [{"name": "Meter1", "type": "export"}, {"name": "Meter4"}, "Meter2"]
+    problems = dict(
+        SolarEdgeSource.check({"inverterHost": "x", "inverterPort": "abc", "smartMeters": meters})
+    )
+    assert set(problems) == {
+        "inverterPort",
+        "smartMeters[1].name",
+        "smartMeters[1].type",
+        "smartMeters[2]",
+    }
+    assert "consumption or export" in problems["smartMeters[1].type"]
+    assert SolarEdgeSource.check({"inverterHost": "x", "smartMeters": {}})[0][0] == "smartMeters"
+
+
+def test_poll_mode(http_server):
+    http_server.route(FLOW_PATH, Canned.json(POWER_FLOW_KW))
+    http_server.route(OVERVIEW_PATH, Canned.json(OVERVIEW))
+
+    source_for(http_server, pollMode=1).fetch()
+    assert http_server.requests_to(FLOW_PATH) == []
+    assert SolarEdgeSource.check({"apiKey": "k", "siteID": 1, "pollMode": 3})[0][0] == "pollMode"
+
+    http_server.route(FLOW_PATH, Canned.json(POWER_FLOW_NO_METER))
+    with pytest.raises(SourceError, match="pollMode is 2"):
+        source_for(http_server, pollMode=2).fetch()

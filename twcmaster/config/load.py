@@ -401,7 +401,11 @@ def _parse_sources(data: Mapping[str, Any], report: Report) -> tuple[SourceSpec,
     """The enabled energy sources, typed by the registry's schema (required host, ids,
     intervals ...); each problem by key path."""
     from twcmaster.sources import SOURCE_MODULES
-    from twcmaster.sources.registry import SourceConfigError, source_specs  # no network
+    from twcmaster.sources.registry import (  # no network
+        SourceConfigError,
+        source_specs,
+        source_warnings,
+    )
 
     sources = data.get("sources")
     if not isinstance(sources, Mapping):
@@ -409,6 +413,8 @@ def _parse_sources(data: Mapping[str, Any], report: Report) -> tuple[SourceSpec,
     # Sections of sources twcmaster does not have (yet) are the "not used yet" warnings of
     # warn_unused, and unknown names are already errors: check the ones twcmaster runs.
     ours = {name: value for name, value in sources.items() if name in SOURCE_MODULES}
+    for key_path, message in source_warnings(ours):
+        report.warn(key_path, message)
     try:
         return source_specs(ours)
     except SourceConfigError as exc:

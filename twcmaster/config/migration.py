@@ -231,6 +231,35 @@ DIFFERENT: dict[str, str] = {
         "only the car plugged into that TWC (or inside the home geofence) is commanded, "
         "with a daily call budget; tokens are refreshed and saved before use"
     ),
+    # Energy sources that read the same device differently (their module docstrings say more).
+    "sources.DSMR": (
+        "the P1 telegrams are read (CRC checked) and used; TWCManager's module opened the "
+        "port and read nothing"
+    ),
+    "sources.DSMRreader": (
+        "a silent topic makes the reading stale after maxAge (safe budget); TWCManager kept "
+        "the last value forever"
+    ),
+    "sources.EmonCMS": (
+        "with both feeds set, each value is taken in its place; TWCManager swapped "
+        "consumption and generation"
+    ),
+    "sources.Enphase": (
+        "with both serverIP and the cloud keys, the gateway is read (TWCManager used the "
+        "cloud); the cloud is polled every 60 s"
+    ),
+    "sources.Growatt": (
+        "the login is kept between polls, and the status asked once, by the device's serial "
+        "number (TWCManager logged in every poll and also asked by its alias)"
+    ),
+    "sources.OpenWeatherMap": (
+        "the One Call 3.0 API (2.5 is retired), every 120 s; above 31 °C the estimate is "
+        "lowered by 1 % a degree (at most by half) where TWCManager halved it"
+    ),
+    "sources.Victron": (
+        "a register that cannot be read fails the poll (safe budget) where TWCManager "
+        "counted it as 0 W; the consumption is the positive house load"
+    ),
 }
 
 # Where the two defaults differ when the key is not in the file.

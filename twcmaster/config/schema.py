@@ -18,6 +18,7 @@ from typing import Any
 from twcmaster.config.fields import section as _section
 from twcmaster.config.migration import ignored_message, policy_is_customised
 from twcmaster.config.problems import Report, describe_value
+from twcmaster.sources import SOURCE_MODULES  # names only: imports no source module
 
 __all__ = ["KNOWN_KEYS", "check_keys", "warn_unused"]
 
@@ -117,7 +118,9 @@ _TWCMANAGER_KEYS: dict[str, Any] = {
         Powerwall2=_keys("enabled serverIP serverPort password minBatteryLevel cloudID"),
         SmartMe=_keys("enabled username password serialNumber"),
         SmartPi=_keys("enabled serverIP serverPort showConsumption"),
-        SolarEdge=_keys("enabled apiKey siteID inverterHost inverterPort smartMeters debugMode"),
+        SolarEdge=_keys(
+            "enabled apiKey siteID inverterHost inverterPort smartMeters pollMode debugMode"
+        ),
         SolarLog=_keys("enabled serverIP excludeConsumptionInverters"),
         TED=_keys("enabled serverIP serverPort"),
         URL=_keys("enabled url consumptionItem generationItem"),
@@ -185,12 +188,29 @@ _TWCMASTER_EXTRAS: dict[str, Any] = {
         for name, extra in {
             "Fronius": "",
             "SolarEdge": "apiURL",
-            "Enphase": "useHttps verifyTLS caFile",
+            "Enphase": "useHttps verifyTLS caFile apiURL",
             "Powerwall2": "verifyTLS caFile",
             "HASS": "verifyTLS caFile",
             "MQTT": "consumptionPath generationPath unit",
             "URL": "consumptionPath generationPath unit headers verifyTLS caFile",
             "openHAB": "apiKey",
+            "P1Monitor": "serverPort",
+            "IotaWatt": "serverPort",
+            "SolarLog": "serverPort",
+            "EmonCMS": "",
+            "SmartPi": "",
+            "TED": "",
+            "Volkszahler": "",
+            "DSMRreader": "",
+            "DSMR": "",
+            "Kostal": "",
+            "Victron": "",
+            "SmartMe": "apiURL",
+            "Efergy": "apiURL",
+            "OpenWeatherMap": "apiURL",
+            "Growatt": "apiURL",
+            "SunSpec": "enabled serverIP serverPort unitID meterUnitID meterLocation meterSign"
+            " baseAddress",
         }.items()
     },
 }
@@ -213,11 +233,7 @@ _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "logging.FileLogger", "control.HTTP", "control.MQTT"}
     | {"status.MQTT"}
     | {"vehicle.teslaAPI", "vehicle.teslaBLE"}
-    | {
-        f"sources.{name}"
-        for name in ("Fronius", "SolarEdge", "Enphase", "Powerwall2", "HASS", "MQTT", "URL")
-    }
-    | {"sources.openHAB"}
+    | {f"sources.{name}" for name in SOURCE_MODULES}
 )
 # Modules TWCManager runs when their "enabled" key is absent; all others default to off.
 _ENABLED_BY_DEFAULT = frozenset({"interface.RS485", "vehicle.teslaAPI"})

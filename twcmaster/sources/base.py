@@ -52,11 +52,21 @@ class Source:
 
     name: str = "source"
     push: bool = False  # True: readings arrive by themselves (MQTT); no fetch()
+    #: TWCManager keys of this section that twcmaster accepts but does not act on: key ->
+    #: what the user loses (the warning "ignored; you lose ..." when the key is set, never an
+    #: error).
+    unused_keys: Mapping[str, str] = {}
     default_interval_s: float = DEFAULT_INTERVAL_S  # when the section gives no ``interval``
 
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         self.config = config
         self.timing = timing
+
+    @classmethod
+    def interval_default(cls, config: Mapping[str, Any]) -> float:
+        """The poll interval when the section gives none (a source whose keys choose
+        between a cloud API and a local device may differ by mode)."""
+        return cls.default_interval_s
 
     @classmethod
     def check(cls, config: Mapping[str, Any]) -> list[tuple[str, str]]:

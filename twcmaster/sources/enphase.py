@@ -1,4 +1,4 @@
-"""Enphase Envoy / IQ Gateway, read on the local network.
+"""Enphase Envoy / IQ Gateway, read on the local network, or Enphase's cloud API.
 
 Config ``sources.Enphase`` (TWCManager's keys):
 
@@ -20,8 +20,14 @@ Config ``sources.Enphase`` (TWCManager's keys):
   only;
 * voltage: ``rmsVoltage`` of the consumption (else production) CT.
 
-TWCManager's cloud keys (``apiKey``, ``systemID``, ``userID``) name the Enlighten API v2,
-which Enphase has retired; twcmaster does not support it and says so.
+**Cloud** (TWCManager's ``apiKey``, ``systemID``, ``userID``; used when ``serverIP`` is not
+set: TWCManager preferred the cloud when both were given, twcmaster the gateway, which
+answers every 10 s where the cloud allows a poll a minute): ``GET
+/api/v2/systems/<systemID>/summary?key=<apiKey>&user_id=<userID>`` on the Enlighten API
+(``apiURL``, twcmaster's key, default ``https://api.enphaseenergy.com``), whose
+``current_power`` (W) is the generation; polled every 60 s by default, as TWCManager does.
+Enphase has closed API v2 to new applications: a refused key says so and points to the
+gateway.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twcmaster.sources.base import Reading, Source, SourceError, SourceTiming
+from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import HttpClient, ShapeError, as_number, base_url, entries
 from twcmaster.sources.registry import (
     Problem,
@@ -49,11 +55,15 @@ HTTPS_PORT = 443
 PRODUCTION_PATH = "/production.json"
 PRODUCTION_PARAMS = {"details": "1"}
 CLOUD_KEYS = ("apiKey", "systemID", "userID")
-CLOUD_UNSUPPORTED = (
-    "the Enphase cloud API v2 (apiKey, systemID, userID) is not supported by twcmaster "
-    "(Enphase retired it); set serverIP (and token, for firmware 7 and later) to read the "
-    "gateway on your network"
-)
+DEFAULT_API_URL = "https://api.enphaseenergy.com"
+CLOUD_INTERVAL_S = 60.0  # TWCManager's cache for the cloud; the API's plans count calls
+CLOUD_HINTS = {
+    401: "Enphase refused the key: check apiKey and userID (API v2 is closed to new "
+    "applications; reading the gateway with serverIP and token needs no key)",
+    404: "no such system: check systemID",
+    409: "over the plan's request limit: poll less often (interval)",
+    429: "over the plan's request limit: poll less often (interval)",
+}
 STATUS_HINTS = {
     401: "the gateway refused the token: owner tokens expire, get a new one from "
     "entrez.enphaseenergy.com and set it as token",
@@ -66,14 +76,16 @@ class EnphaseSource(Source):
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         super().__init__(config, timing)
         self.host = read_text(config, "serverIP")
+        self.cloud = self.host is None
+        if self.cloud:
+            self._init_cloud(config, timing)
+            return
         self.token = read_text(config, "token")
         self.https = read_flag(config, "useHttps", self.token is not None)
         port = read_port(config, "serverPort", HTTP_PORT)
         if self.https and port == HTTP_PORT:
             port = HTTPS_PORT
-        self.url = (
-            base_url(self.host, port, https=self.https) + PRODUCTION_PATH if self.host else None
-        )
+        self.url = base_url(self.host, port, https=self.https) + PRODUCTION_PATH
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         self.http = HttpClient(
             self.name,
@@ -84,11 +96,35 @@ class EnphaseSource(Source):
             status_hints=STATUS_HINTS,
         )
 
+    def _init_cloud(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
+        self.api_key = read_text(config, "apiKey") or ""
+        self.user_id = read_text(config, "userID") or ""
+        self.system_id = read_text(config, "systemID") or ""
+        api_url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
+        self.url = f"{api_url}/api/v2/systems/{self.system_id}/summary"
+        self.token = None
+        self.http = HttpClient(
+            self.name, timing, secrets=[self.api_key, self.user_id], status_hints=CLOUD_HINTS
+        )
+
+    @classmethod
+    def interval_default(cls, config: Mapping[str, Any]) -> float:
+        return cls.default_interval_s if read_text(config, "serverIP") else CLOUD_INTERVAL_S
+
     @classmethod
     def check(cls, config: Mapping[str, Any]) -> list[Problem]:
-        if not config.get("serverIP") and any(config.get(key) for key in CLOUD_KEYS):
-            key = next(key for key in CLOUD_KEYS if config.get(key))
-            return [(key, CLOUD_UNSUPPORTED)]
+        if not read_text(config, "serverIP") and any(config.get(key) for key in CLOUD_KEYS):
+            problems = []
+            for key, what in zip(
+                CLOUD_KEYS, ("the Enlighten API key", "the system id", "the user id"), strict=True
+            ):
+                problems += check_required(config, key, what)
+            api_url = config.get("apiURL")
+            if api_url is not None and (
+                not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
+            ):
+                problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+            return problems
         problems = check_host(config, "serverIP", "the gateway's IP address or host name")
         problems += check_port(config, "serverPort") + check_flag(config, "useHttps")
         if config.get("token") is not None:
@@ -96,8 +132,8 @@ class EnphaseSource(Source):
         return problems + check_verify(config)
 
     def describe(self) -> str:
-        if self.url is None:
-            return "Enphase cloud API (not supported)"
+        if self.cloud:
+            return f"Enphase Enlighten API, system {self.system_id}"
         auth = " with token" if self.token else ""
         return f"Enphase gateway at {self.url}{auth}"
 
@@ -105,9 +141,20 @@ class EnphaseSource(Source):
         self.http.close()
 
     def fetch(self) -> Reading:
-        if self.url is None:
-            raise SourceError(f"{self.name}: {CLOUD_UNSUPPORTED}")
+        if self.cloud:
+            return self.http.get_json(
+                self.url,
+                secret_params={"key": self.api_key, "user_id": self.user_id},
+                parse=_parse_summary,
+            )
         return self.http.get_json(self.url, params=PRODUCTION_PARAMS, parse=_parse_production)
+
+
+def _parse_summary(doc: Any) -> Reading:
+    """The cloud's system summary: ``current_power`` (W) is the generation."""
+    if not isinstance(doc, Mapping) or "current_power" not in doc:
+        raise ShapeError("missing 'current_power'")
+    return Reading(generation_w=max(0.0, as_number(doc["current_power"], "current_power")))
 
 
 def _find(items: list[Mapping[str, Any]], **wanted: str) -> Mapping[str, Any] | None:

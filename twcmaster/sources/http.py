@@ -253,6 +253,18 @@ class HttpClient:
         answer = self._send("POST", url, None, None, headers, body)
         return self._decode(answer, parse)
 
+    def post_form(
+        self,
+        url: str,
+        form: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any] | None = None,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """POST ``form`` as ``application/x-www-form-urlencoded`` and decode the JSON answer."""
+        answer = self._send("POST", url, params, None, None, None, form)
+        return self._decode(answer, parse)
+
     def get_text(
         self,
         url: str,
@@ -269,7 +281,7 @@ class HttpClient:
 
     # -- internals -----------------------------------------------------------------
 
-    def _send(self, method, url, params, secret_params, headers, body) -> _Answer:
+    def _send(self, method, url, params, secret_params, headers, body, form=None) -> _Answer:
         started_s = time.monotonic()
         request = f"{method} {shown_url(url, params)}"
         query = {**(params or {}), **(secret_params or {})}
@@ -285,6 +297,7 @@ class HttpClient:
                 params=query or None,
                 headers=dict(headers) if headers else None,
                 json=body,
+                data=form,
                 timeout=self.timeout_s,
                 # Per request: REQUESTS_CA_BUNDLE in the environment would override a
                 # session-level caFile (requests merges the environment over session.verify).

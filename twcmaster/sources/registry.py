@@ -5,6 +5,9 @@ that come first.
   ``("sources.Fronius.serverIP", "required when the source is enabled: ...")``. It contacts
   nothing and loads no network library: it imports only the modules of enabled sources, and
   those import ``requests``/``paho`` on first use.
+* ``source_warnings(section)`` lists, as ``(key_path, message)`` pairs, the TWCManager keys
+  of enabled sources that twcmaster accepts but does not act on (each class's
+  ``unused_keys``), with what the user loses;
 * ``source_specs(section)`` is what config.json's loader keeps of the section: one
   ``SourceSpec`` (name, timing, its keys) per enabled source, after the checks above (a
   problem raises ``SourceConfigError``).
@@ -13,7 +16,8 @@ that come first.
 
 Each source class owns its key rules: a classmethod ``check(config) -> [(key, message)]``
 (keys relative to its section) and, optionally, ``default_interval_s`` (10 s unless the
-class says otherwise, e.g. 90 s for the SolarEdge cloud quota). The keys every source takes
+class says otherwise, e.g. 90 s for the SolarEdge cloud quota; ``interval_default(config)``
+when it depends on the keys). The keys every source takes
 are checked here:
 
 * ``interval`` (s between polls; default 10), ``timeout`` (s a request, and a whole poll, may
@@ -113,9 +117,29 @@ def check_sources(sources_section: Any) -> list[Problem]:
         except (ImportError, AttributeError) as exc:
             problems.append((path, f"cannot load {SOURCE_MODULES[name]}: {exc}"))
             continue
-        problems.extend(_prefixed(path, check_timing(config, cls.default_interval_s)))
+        problems.extend(_prefixed(path, check_timing(config, cls.interval_default(config))))
         problems.extend(_prefixed(path, cls.check(config)))
     return problems
+
+
+def source_warnings(sources_section: Any) -> list[Problem]:
+    """The keys of enabled sources that are set but not used, with what the user loses."""
+    if not isinstance(sources_section, Mapping):
+        return []
+    warnings: list[Problem] = []
+    for name, config in sources_section.items():
+        if name not in SOURCE_MODULES or not isinstance(config, Mapping):
+            continue
+        if config.get("enabled", False) is not True:
+            continue
+        try:
+            cls = load_source_class(name)
+        except (ImportError, AttributeError):
+            continue  # check_sources reports it
+        for key, loss in cls.unused_keys.items():
+            if config.get(key) not in (None, ""):
+                warnings.append((f"sources.{name}.{key}", f"ignored; you lose {loss}"))
+    return warnings
 
 
 def source_specs(sources_section: Mapping[str, Any] | None) -> tuple[SourceSpec, ...]:
@@ -127,7 +151,7 @@ def source_specs(sources_section: Mapping[str, Any] | None) -> tuple[SourceSpec,
     specs: list[SourceSpec] = []
     for name, config in (sources_section or {}).items():
         if name in SOURCE_MODULES and config.get("enabled", False):
-            timing = source_timing(config, load_source_class(name).default_interval_s)
+            timing = source_timing(config, load_source_class(name).interval_default(config))
             settings = MappingProxyType(copy.deepcopy(dict(config)))
             specs.append(SourceSpec(name=name, timing=timing, settings=settings))
     return tuple(specs)
@@ -358,6 +382,9 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return repr(value)
+
+
+describe = _describe  # for the source classes' own messages
 
 
 def _unknown_message(name: str) -> str:
