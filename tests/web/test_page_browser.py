@@ -197,6 +197,48 @@ def test_the_controls_work_from_the_keyboard(page, demo):
     page.wait_for_selector('[data-current="charge-now"]:has-text("Off")')
 
 
+def test_the_other_controls_change_the_settings(page, demo):
+    page.check("#sc-enabled")
+    page.fill("#sc-start", "22:30")
+    page.fill("#sc-end", "06:00")
+    page.fill("#sc-amps", "16")
+    page.uncheck("#schedule input[name=monday]")
+    page.check("#schedule input[name=tuesday]")
+    page.click("#schedule button[type=submit]")
+    page.wait_for_selector("#schedule .done:has-text('scheduled charging at 16A')")
+    assert demo.snapshot()["settings"]["schedule"] == [
+        {"amps": 16, "startHour": 22.5, "endHour": 6, "daysBitmap": 2}
+    ]
+    page.wait_for_selector('[data-current="schedule"]:has-text("22:30–06:00 at 16 A")')
+
+    page.select_option("#ns-action", "2")
+    page.fill("#ns-amps", "8")
+    page.click("#non-scheduled button[type=submit]")
+    page.wait_for_selector("#non-scheduled .done:has-text('nonScheduledAction 2')")
+    settings = demo.snapshot()["settings"]
+    assert (settings["non_scheduled_action"], settings["non_scheduled_amps_max"]) == (2, 8)
+
+    page.fill("#of-name", "heat pump")
+    page.fill("#of-value", "1500")
+    page.click("#offsets button[type=submit]")
+    page.wait_for_selector("#offset-list li:has-text('heat pump: 1500 W')")
+    assert demo.snapshot()["settings"]["consumption_offsets"] == {
+        "heat pump": {"value": 1500, "unit": "W"}
+    }
+    page.click("#offset-list button[aria-label='Delete the offset heat pump']")
+    page.wait_for_selector("#offset-list li", state="detached")
+    assert demo.snapshot()["settings"]["consumption_offsets"] == {}
+
+    twcid = page.locator("#twcs [data-twcid]").first.get_attribute("data-twcid")
+    card = f'#twcs [data-twcid="{twcid}"]'
+    page.click(f"{card} [data-action=allow]")
+    page.wait_for_selector(f"{card} [data-show=state]:has-text('switched off by hand')")
+    assert demo.snapshot()["settings"]["denied_twcids"] == [twcid]
+    page.click(f"{card} [data-action=allow]:has-text('Allow charging')")
+    page.wait_for_selector(f"{card} [data-action=allow]:has-text('Switch charging off')")
+    assert demo.snapshot()["settings"]["denied_twcids"] == []
+
+
 def test_when_the_daemon_stops_the_page_says_so(page, demo):
     assert page.locator("#down").is_hidden()
     demo.stop()

@@ -117,6 +117,13 @@ def test_with_a_token_the_page_needs_the_login_cookie(tmp_path):
         forged = {SESSION_COOKIE: "0" * 64}
         assert requests.get(url + "/events", cookies=forged, timeout=5).status_code == 401
 
+        behind_tls = {"X-Forwarded-Proto": "https"}
+        secure = requests.post(
+            url + "/login", data={"token": TOKEN}, headers=behind_tls, allow_redirects=False
+        )
+        assert "Secure" in secure.headers["Set-Cookie"]
+        assert "Secure" not in set_cookie  # plain HTTP: a Secure cookie would never come back
+
         logout = requests.post(url + "/logout", cookies=cookies, allow_redirects=False)
         assert logout.status_code == 303 and logout.headers["Location"] == "/login"
         assert f"{SESSION_COOKIE}=" in logout.headers["Set-Cookie"]

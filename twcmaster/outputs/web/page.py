@@ -252,7 +252,7 @@ class WebPage:
             path="/",
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=_over_https(request),
         )
         return response
 
@@ -303,6 +303,13 @@ class WebPage:
             charset="utf-8",
             headers=PAGE_HEADERS,
         )
+
+
+def _over_https(request: web.Request) -> bool:
+    """The browser reached us over HTTPS (directly or through a proxy that says so): the
+    cookie is then marked Secure. A forged header only keeps the cookie off plain HTTP."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or forwarded == "https"
 
 
 def redirect(location: str) -> web.Response:
