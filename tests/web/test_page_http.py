@@ -11,9 +11,10 @@ from pathlib import Path
 
 import requests
 
-from tests.http.served import TOKEN, moment, serve
+from tests.http.served import NOW_EPOCH, TOKEN, Served, app_config, moment, serve
 from twcmaster.config.interfaces import HttpConfig
 from twcmaster.control.green import SiteReading
+from twcmaster.outputs.http import HttpApi
 from twcmaster.outputs.web import page as web_page
 from twcmaster.outputs.web.page import SESSION_COOKIE, alarm_sentences
 
@@ -147,3 +148,31 @@ def test_every_page_file_is_package_data():
     files = [p.relative_to(STATIC.parent).as_posix() for p in STATIC.iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files)
     assert set(web_page._static_files()) == {p.name for p in STATIC.iterdir()}
+
+
+def test_the_chart_survives_a_restart(tmp_path):
+    """Stopping the server saves the chart under the settings folder; the next start
+    serves the same points."""
+    now = [NOW_EPOCH]
+
+    def api() -> Served:
+        return Served(
+            HttpApi(
+                HttpConfig(listen_port=0),
+                app_config(),
+                snapshot=moment(),
+                remote=None,
+                wallclock=lambda: now[0],
+                history_folder=tmp_path,
+            )
+        )
+
+    with api() as first:
+        first_points = requests.get(first.url + "/api/v1/history", timeout=5).json()["points"]
+        assert first_points == []  # nobody watched yet, and the first tick is a second away
+        first_message(first.url)  # a page opens: the snapshot is read, the first point taken
+    assert (tmp_path / "history.json").exists()
+    now[0] += 120
+    with api() as second:
+        points = requests.get(second.url + "/api/v1/history", timeout=5).json()["points"]
+    assert [p["t"] for p in points][:1] == [NOW_EPOCH]
