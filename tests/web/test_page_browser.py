@@ -174,7 +174,10 @@ def test_screenshots_at_a_desktop_and_a_phone_size(browser, page, demo, tmp_path
         shot = context.new_page()
         shot.goto(demo.url + "/")
         shot.wait_for_selector("#twcs [data-twcid]")
-        shot.wait_for_function("Number(document.getElementById('chart').dataset.points) > 2")
+        # (wait_for_function would evaluate text in the page, which its CSP forbids)
+        chart = shot.locator("#chart")
+        until(lambda c=chart: int(c.get_attribute("data-points") or 0) > 2, 15, "the chart")
+        shot.locator(".twc.charging").nth(1).wait_for(timeout=WAIT_MS)  # both cars charging
         # Nothing sideways on a phone: the page is no wider than the screen.
         width = shot.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"{name}: {width}px wide"

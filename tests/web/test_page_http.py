@@ -46,6 +46,9 @@ def test_the_page_and_its_files_on_loopback(tmp_path):
         assert "default-src 'none'" in page.headers["Content-Security-Policy"]
         assert page.headers["X-Frame-Options"] == "DENY"
         assert '<script src="/static/app.js"' in page.text
+        assert page.headers["Content-Encoding"] == "gzip"  # requests asks for it, and decodes
+        plain = requests.get(served.url + "/", headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in plain.headers and plain.text == page.text
         for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css")):
             answer = requests.get(f"{served.url}/static/{name}", timeout=TIMEOUT_S)
             assert answer.status_code == 200 and answer.headers["Content-Type"].startswith(kind)

@@ -22,6 +22,7 @@ from a script or MQTT (``RemoteControl``).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import json
@@ -133,6 +134,7 @@ class WebPage:
         self._ticker: asyncio.Task[None] | None = None
         self._pages_open = 0  # live feeds being sent
         self._static = _static_files()
+        self._gzipped = {name: gzip.compress(body, mtime=0) for name, body in self._static.items()}
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -220,12 +222,12 @@ class WebPage:
     # -- routes
 
     async def _index(self, request: web.Request) -> web.Response:
-        return self._file_response("index.html", "text/html")
+        return self._file_response(request, "index.html", "text/html")
 
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
         if self.token is None:
             return redirect("/")
-        return self._file_response("login.html", "text/html")
+        return self._file_response(request, "login.html", "text/html")
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         if self.token is None:
@@ -294,15 +296,16 @@ class WebPage:
         kind = STATIC_TYPES.get(Path(name).suffix)
         if kind is None or name not in self._static:
             raise web.HTTPNotFound()
-        return self._file_response(name, kind)
+        return self._file_response(request, name, kind)
 
-    def _file_response(self, name: str, content_type: str) -> web.Response:
-        return web.Response(
-            body=self._static[name],
-            content_type=content_type,
-            charset="utf-8",
-            headers=PAGE_HEADERS,
-        )
+    def _file_response(self, request: web.Request, name: str, content_type: str) -> web.Response:
+        """The file, gzipped when the browser takes it (a third of the bytes on a phone)."""
+        headers = {**PAGE_HEADERS, "Vary": "Accept-Encoding"}
+        body = self._static[name]
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = self._gzipped[name]
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
 
 
 def _over_https(request: web.Request) -> bool:

@@ -99,6 +99,7 @@ function render(data) {
   renderCurrent(snap);
   if (!formsFilled && snap.settings) {
     fillForms(snap.settings);
+    setRanges(data.wiring_max_amps);
     formsFilled = true;
   }
   if (data.newest_point) addPoint(data.newest_point, snap.time_epoch);
@@ -250,6 +251,13 @@ function fillForms(s) {
   const ns = $("non-scheduled");
   ns.elements.action.value = String(s.non_scheduled_action);
   if (s.non_scheduled_amps_max !== null) ns.elements.amps.value = s.non_scheduled_amps_max;
+}
+
+function setRanges(maxAmps) {
+  // Hints only: the daemon checks every value (the browser's own checks are off).
+  $("cn-amps").placeholder = `1 to ${maxAmps}`;
+  $("sc-amps").placeholder = `1 to ${maxAmps}`;
+  $("ns-amps").placeholder = `0 to ${maxAmps}`;
 }
 
 // ---------------------------------------------------------------------------- the chart
