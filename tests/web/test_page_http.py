@@ -68,6 +68,9 @@ def test_the_page_and_its_files_on_loopback(tmp_path):
 def test_the_live_feed_carries_the_snapshot_and_the_pages_extras(tmp_path):
     with serve(tmp_path) as served:
         message = first_message(served.url)
+        # A HEAD gets the headers and the connection back at once (no feed held open).
+        head = requests.head(served.url + "/events", timeout=2)
+        assert head.status_code == 200 and head.headers["Content-Type"] == "text/event-stream"
         history = requests.get(served.url + "/api/v1/history", timeout=TIMEOUT_S).json()
     assert message["snapshot"]["slaves"][0]["twcid"] == "1234"
     assert message["snapshot"]["budget"]["policy"] == "Track Green Energy"

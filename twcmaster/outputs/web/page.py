@@ -274,6 +274,8 @@ class WebPage:
             headers={**PAGE_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
+        if request.method == "HEAD":
+            return response  # headers only: a HEAD must not hold a feed open
         self._pages_open += 1
         try:
             await response.write(f"retry: {RETRY_MS}\n\n".encode())

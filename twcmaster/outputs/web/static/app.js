@@ -57,11 +57,15 @@ function connect() {
     render(JSON.parse(event.data));
   });
   source.onerror = () => {
-    showDown();
-    if (source.readyState === EventSource.CLOSED) {
-      // Refused (a login that expired) or not an event stream: try again later ourselves.
-      setTimeout(connect, 5000);
+    if (source.readyState !== EventSource.CLOSED) {
+      showDown(); // the browser reconnects by itself
+      return;
     }
+    // Refused (a login that ended?) or not an event stream: find out, try again later.
+    fetch("/api/v1/history", { credentials: "same-origin" })
+      .then((answer) => (answer.status === 401 ? showLoggedOut() : showDown()))
+      .catch(showDown);
+    setTimeout(connect, 5000);
   };
 }
 
@@ -78,6 +82,13 @@ function showDown() {
   banner.hidden = false;
   $("main").classList.add("stale");
   setText($("connection"), "Not connected");
+}
+
+function showLoggedOut() {
+  const banner = $("down");
+  setText(banner, "This browser is no longer logged in (the token changed?): reload the page to log in.");
+  banner.hidden = false;
+  $("main").classList.add("stale");
 }
 
 function showUp() {
