@@ -118,3 +118,16 @@ def test_another_car_starts_another_session():
     assert meter.energy_kwh(["1234"])["1234"] > 0
     meter.update(snapshot_with(vin="5YJ3E1EA7KF000002", charger_load_w=3600.0), T0 + 110)
     assert meter.energy_kwh(["1234"]) == {"1234": 0.01}  # only the new car's 10 s
+
+
+def test_a_failed_write_is_logged_and_tried_again(tmp_path):
+    history = History(tmp_path / "gone" / HISTORY_FILE_NAME)  # its folder does not exist
+    history.sample(SNAPSHOT, T0)
+    text = history.unsaved_text()
+    assert text is not None and history.unsaved_text() is None  # taken: counted as saved
+    with capture_logs() as logs:
+        history.write(text)
+    assert any(entry["event"] == "web history not saved" for entry in logs)
+    (tmp_path / "gone").mkdir()
+    history.save()  # the next save writes it after all
+    assert (tmp_path / "gone" / HISTORY_FILE_NAME).exists()

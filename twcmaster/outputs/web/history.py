@@ -143,16 +143,28 @@ class History:
 
     def save(self) -> None:
         """Write the file atomically if anything changed; a failure is logged, not raised."""
+        text = self.unsaved_text()
+        if text is not None:
+            self.write(text)
+
+    def unsaved_text(self) -> str | None:
+        """The file's new content, or None when there is nothing new to write. Taking it
+        counts as saved: ``write`` (which may run in a thread) says so if it fails."""
         if self.path is None or not self._unsaved:
-            return
+            return None
+        self._unsaved = False
         document = {"format": HISTORY_FORMAT, "points": [p.to_json() for p in self.points]}
-        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        return json.dumps(document, separators=(",", ":"), allow_nan=False)
+
+    def write(self, text: str) -> None:
+        """Write ``unsaved_text`` atomically; a failure is logged and tried again later."""
+        if self.path is None:
+            return
         try:
             write_atomically(self.path, text, temp_prefix=f".{self.path.name}.", mode=0o644)
         except OSError as error:
             self.log.error("web history not saved", path=str(self.path), error=str(error))
-            return
-        self._unsaved = False
+            self._unsaved = True
 
     def _forget_before(self, oldest_epoch: float) -> None:
         while self.points and self.points[0].time_epoch < oldest_epoch:

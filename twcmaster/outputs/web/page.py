@@ -159,7 +159,7 @@ class WebPage:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
-        self.history.save()
+        await self._save_history()
 
     # -- the ticker
 
@@ -172,8 +172,14 @@ class WebPage:
             if self._pages_open or self.history.due(self.wallclock()):
                 self._update_or_log()
             if loop.time() - saved_s >= SAVE_EVERY_S:
-                self.history.save()
+                await self._save_history()
                 saved_s = loop.time()
+
+    async def _save_history(self) -> None:
+        """Written in a thread: an fsync on an SD card must not hold up the bus."""
+        text = self.history.unsaved_text()
+        if text is not None:
+            await asyncio.to_thread(self.history.write, text)
 
     def _update_or_log(self) -> None:
         try:
