@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates ./.venv with twcmaster and its test tools, and installs the system tools the tests
-# and the simulator use (socat; mosquitto, the broker the MQTT tests start) when they are
-# missing. Safe to run again: it only does what is missing. Usage: scripts/bootstrap.sh
+# and the simulator use (socat; mosquitto, the broker the MQTT tests start; chromium, the
+# browser the web page's tests drive) when they are missing. Safe to run again: it only does
+# what is missing. Usage: scripts/bootstrap.sh
 # Not Docker: the container tests (tests/container) install docker.io and start dockerd
 # themselves, only when they run.
 set -euo pipefail
@@ -11,6 +12,8 @@ need_apt=()
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 # (Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH.)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# The web page's tests drive Debian's Chromium with Playwright (never a downloaded browser).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2

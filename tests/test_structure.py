@@ -233,7 +233,7 @@ def test_one_home_for_the_line_speed_and_the_charging_threshold():
     ids=str,
 )
 def test_remote_edges_change_settings_only_through_remote_control(path):
-    """MQTT control, the HTTP API (and the web page next) parse and call ``RemoteControl``:
+    """MQTT control and the HTTP API (the web page posts to it) parse and call ``RemoteControl``:
     none imports the settings store or calls one of its setters, so every change is
     validated and saved one way."""
     tree = parse(path)

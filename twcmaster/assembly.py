@@ -100,7 +100,12 @@ def attach_interfaces(
         from twcmaster.outputs.http import HttpApi
 
         api = HttpApi(
-            config.http, config, snapshot=daemon.snapshot, remote=remote, wallclock=wallclock
+            config.http,
+            config,
+            snapshot=daemon.snapshot,
+            remote=remote,
+            wallclock=wallclock,
+            history_folder=None if store is None else store.path.parent,
         )
         daemon.add_service(api)
     return remote

@@ -607,22 +607,10 @@ class SettingsStore:
 
     def save(self) -> None:
         """Write the whole file atomically (temp file, fsync, rename, fsync the folder)."""
-        folder = self.path.parent
         text = json.dumps(self._raw, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        temp_name = None
         try:
             mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o600
-            fd, temp_name = tempfile.mkstemp(
-                dir=folder, prefix=self._temp_prefix(), suffix=_TEMP_SUFFIX
-            )
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temp_name, mode)
-            os.replace(temp_name, self.path)
-            temp_name = None
-            _fsync_dir(folder)
+            write_atomically(self.path, text, temp_prefix=self._temp_prefix(), mode=mode)
         except OSError as exc:
             self._log.error(
                 "cannot save the settings file; the change holds until restart only",
@@ -630,12 +618,29 @@ class SettingsStore:
                 error=str(exc),
             )
             raise SettingsSaveError(f"cannot save {self.path}: {exc}") from exc
-        finally:
-            if temp_name is not None:
-                try:
-                    os.unlink(temp_name)
-                except OSError:
-                    pass
+
+
+def write_atomically(path: Path, text: str, *, temp_prefix: str, mode: int = 0o600) -> None:
+    """Old content or new, never a mix, even if the power fails: a temp file in the same
+    folder (``temp_prefix`` + random + ``.tmp``), fsynced, renamed over ``path``, then the
+    folder fsynced. Raises OSError; the temp file never stays behind."""
+    temp_name = None
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix, suffix=_TEMP_SUFFIX)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, path)
+        temp_name = None
+        _fsync_dir(path.parent)
+    finally:
+        if temp_name is not None:
+            try:
+                os.unlink(temp_name)
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------------- helpers

@@ -43,6 +43,17 @@ Security (TWCManager's API has none):
   rebinding). A reverse proxy that passes another ``Host`` needs a token;
 * bodies over ``MAX_BODY_BYTES`` are refused; no secret is ever logged or returned (the
   config is shown with every secret masked: ``public_config.py``).
+
+The web page (``outputs/web``: ``/``, ``/events``, ``/api/v1/history``, ``/login``,
+``/static/*``) is served here under the same rules. With a token set, the page's paths need
+it whatever ``tokenRequiredForGet`` says (the page is where one steers), and a browser may
+show it instead of the Bearer header: the login form's ``HttpOnly``, ``SameSite=Strict``
+cookie (``web.page.session_value``). A POST that relies on the cookie must also come from
+this server's own page: an ``Origin`` naming the ``Host`` it was sent to and the page's
+``X-Twcmaster-Page`` header (a form on another site can set neither), so a cross-site
+request cannot ride on the cookie. ``/login`` and the page's files need no token: they hold
+nothing private. Without a token (loopback only) the ``Host`` / ``Origin`` rule above
+protects the page's POSTs as it protects a script's.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -70,6 +82,16 @@ from twcmaster.logs import get_logger
 from twcmaster.outputs import twcmanager_json as twc
 from twcmaster.outputs.public_config import config_without_secrets
 from twcmaster.outputs.views import snapshot_json
+from twcmaster.outputs.web.page import (
+    OPEN_GET_PATHS,
+    OPEN_POST_PATHS,
+    PAGE_PATHS,
+    SESSION_COOKIE,
+    STATIC_PREFIX,
+    WebPage,
+    redirect,
+    session_value,
+)
 from twcmaster.policies import canonical_policy
 from twcmaster.remote.commands import (
     CommandRejected,
@@ -94,6 +116,7 @@ HEALTH_REPLY_MAX_AGE_S = 5.0
 UNSAFE_NAME_CHARACTERS = '@#$%^&*"+<>;/'
 DAY_FIELDS = "monday..sunday"
 JSON_HEADERS = {"Cache-Control": "no-store"}
+PAGE_POST_HEADER = "X-Twcmaster-Page"  # the page's script sets it on every POST (see above)
 
 # TWCManager endpoints twcmaster does not provide, with what to use instead.
 GONE_GET = {
@@ -178,7 +201,8 @@ def health_json(snapshot: Snapshot) -> tuple[int, dict[str, Any]]:
 class HttpApi:
     """A daemon service (``start`` / ``stop``). ``snapshot``: the daemon's current Snapshot;
     ``remote``: the validated change path (None: no settings store, POSTs answer 503);
-    ``wallclock``: epoch seconds (Charge Now's end, the snapshot's time stamp)."""
+    ``wallclock``: epoch seconds (Charge Now's end, the snapshot's time stamp);
+    ``history_folder``: where the web page keeps its chart (None: in memory only)."""
 
     def __init__(
         self,
@@ -189,6 +213,7 @@ class HttpApi:
         remote: RemoteControl | None,
         log: Any = None,
         wallclock: Callable[[], float] = time.time,
+        history_folder: Path | str | None = None,
     ) -> None:
         self.config = config
         self.app = app
@@ -198,6 +223,15 @@ class HttpApi:
         self.wallclock = wallclock
         self._runner: web.AppRunner | None = None
         self._token_digest = _digest(config.token) if config.token else None
+        self._session_digest = _digest(session_value(config.token)) if config.token else None
+        self.web = WebPage(
+            snapshot=snapshot,
+            wallclock=wallclock,
+            app=app,
+            history_folder=None if history_folder is None else Path(history_folder),
+            token=config.token,
+            log=self.log,
+        )
 
     @property
     def bound_port(self) -> int | None:
@@ -230,6 +264,7 @@ class HttpApi:
             )
             return
         self._runner = runner
+        await self.web.start()
         self.log.info(
             "HTTP API listening",
             url=f"http://{_host_in_url(self.config.listen_ip)}:{self.bound_port}",
@@ -239,6 +274,7 @@ class HttpApi:
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
+            await self.web.stop()  # ends the pages' live feeds, saves the chart
             await runner.cleanup()
 
     def _refuse_unsafe_bind(self) -> None:
@@ -286,7 +322,8 @@ class HttpApi:
             "/api/v1/twc/{twcid}/allowCharging": self._allow_charging,
         }
         return (
-            [web.get(path, handler) for path, handler in gets.items()]
+            self.web.routes()
+            + [web.get(path, handler) for path, handler in gets.items()]
             + [web.post(path, handler) for path, handler in posts.items()]
             + [web.get(path, _gone(why)) for path, why in GONE_GET.items()]
             + [web.post(path, _gone(why)) for path, why in GONE_POST.items()]
@@ -329,6 +366,8 @@ class HttpApi:
     @web.middleware
     async def _authorised(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if self._needs_token(request) and not self._token_ok(request):
+            if request.method == "GET" and request.path == "/":
+                return redirect("/login")  # a person at the page: the login form
             self.log.info(
                 "HTTP API: request without the right token refused",
                 remote=request.remote,
@@ -344,16 +383,34 @@ class HttpApi:
     def _needs_token(self, request: web.Request) -> bool:
         if self._token_digest is None:
             return False
+        path = request.path
         if request.method not in ("GET", "HEAD"):
+            return path not in OPEN_POST_PATHS
+        if path in OPEN_GET_PATHS or path.startswith(STATIC_PREFIX):
+            return False
+        if path in PAGE_PATHS:
             return True
-        return self.config.token_required_for_get and request.path != "/health"
+        return self.config.token_required_for_get and path != "/health"
 
     def _token_ok(self, request: web.Request) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or self._token_digest is None:
+        if scheme.lower() == "bearer" and self._token_digest is not None:
+            # Digests of equal length: the comparison time tells nothing, not even the length.
+            return hmac.compare_digest(_digest(given.strip()), self._token_digest)
+        return self._session_ok(request)
+
+    def _session_ok(self, request: web.Request) -> bool:
+        """The login cookie, and for a change its page's marks (see the module's doc)."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie is None or self._session_digest is None:
             return False
-        # Digests of equal length: the comparison time tells nothing, not even the length.
-        return hmac.compare_digest(_digest(given.strip()), self._token_digest)
+        if not hmac.compare_digest(_digest(cookie), self._session_digest):
+            return False
+        if request.method in ("GET", "HEAD"):
+            return True
+        origin = request.headers.get("Origin")
+        same_origin = origin is not None and _origin_host(origin) == request.headers.get("Host")
+        return same_origin and request.headers.get(PAGE_POST_HEADER) == "1"
 
     # -- GET
 
