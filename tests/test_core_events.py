@@ -80,3 +80,33 @@ def test_link_changes_and_alarms_are_raised_and_cleared():
     cleared = [e for e in later if isinstance(e, ev.AlarmCleared)]
     assert [(e.kind, e.message) for e in cleared] == [(raised[0].kind, raised[0].message)]
     assert not core.snapshot(2.0 + ALARM_SHOWN_S).alarms
+
+
+def test_a_priority_set_at_run_time_decides_which_car_takes_a_short_sun(tmp_path):
+    """Two cars, sun for one: config.json puts the first TWC first; a priority set at run
+    time (the web page, HTTP, MQTT) for the second puts it first instead, and the snapshot
+    shows the priority in force."""
+    from twcmaster.config import config_from_dict
+    from twcmaster.control.policy import build_policy
+    from twcmaster.settings import SettingsStore
+
+    profile = Profile.from_rows([(0, 2300 + 300, 300)], end_s=600)  # 10 A of surplus
+    base = simulation_config().settings
+    probe = DaySimulation(base, Sky(profile), slaves=2, end_s=1)  # the same seed's TWCIDs
+    first, second = (f"{s.twcid:04X}" for s in probe.bus.slaves)
+    raw = {"config": {**base.raw["config"], "chargePriority": {first: 1}}}
+    config = config_from_dict(raw, str(tmp_path)).settings
+
+    def charging_first(second_priority: int | None) -> tuple[str, dict]:
+        store = SettingsStore(str(tmp_path / f"settings-{second_priority}.json"))
+        if second_priority is not None:
+            store.set_charge_priority(second, second_priority)
+        policy = build_policy(config, store, force_policy="Track Green Energy")
+        sim = DaySimulation(config, Sky(profile), slaves=2, policy=policy)
+        sim.run()
+        snapshot = sim.core.snapshot(sim.now)
+        drawing = [s.twcid for s in snapshot.slaves if s.actual_amps >= 1]
+        return ",".join(drawing), {s.twcid: s.priority for s in snapshot.slaves}
+
+    assert charging_first(None) == (first, {first: 1, second: 0})
+    assert charging_first(5) == (second, {first: 1, second: 5})

@@ -624,3 +624,19 @@ def test_twcmanagers_charge_stop_mode_in_settings_applies_unless_config_sets_it(
     assert mode({"chargeStopMode": 3}) == (3, None)  # config.json wins
     (tmp_path / "settings.json").write_text('{"chargeStopMode": "7"}')
     assert mode({}) == (1, None)  # not a mode: ignored (warned), the default stays
+
+
+def test_charge_priority_set_at_run_time_round_trips_and_bad_values_say_why(tmp_path):
+    path = tmp_path / "settings.json"
+    store = SettingsStore(str(path))
+    store.set_charge_priority("0a1b", 2)
+    store.set_charge_priority("C3D4", -1)
+    assert SettingsStore(str(path)).settings.charge_priority == (("0A1B", 2), ("C3D4", -1))
+    store.set_charge_priority("0A1B", None)  # back to config.json's
+    assert SettingsStore(str(path)).settings.charge_priority == (("C3D4", -1),)
+    for twcid, priority in (("0A1", 1), ("0A1B", 1.5), ("0A1B", True), ("0A1B", 5000)):
+        with pytest.raises(SettingsError) as caught:
+            store.set_charge_priority(twcid, priority)
+        assert caught.value.key == "chargePriority"
+    path.write_text('{"chargePriority": {"0A1B": "high"}}')  # a hand edit gone wrong
+    assert SettingsStore(str(path)).settings.charge_priority == ()

@@ -89,6 +89,7 @@ class SlaveSnapshot:
     charger_load_w: float = 0.0  # its car's draw in watts (actual amps x volts x phases)
     charging_allowed: bool = True  # False: switched off by hand (settings twcChargingDenied)
     car_charging: bool = False  # its car draws at least CHARGING_AMPS (TWCManager's carsCharging)
+    priority: int = 0  # chargePriority in force for it (higher charges first when short)
 
 
 @dataclass(frozen=True)
@@ -582,7 +583,13 @@ class Core:
         )
 
     def _priority(self, slave: bm.SlaveView) -> int:
-        """config chargePriority: by the car's VIN when known, else by the TWCID."""
+        """chargePriority set at run time for this TWC (settings.json), else config.json's:
+        by the car's VIN when known, else by the TWCID."""
+        settings = self._runtime_settings()
+        if settings is not None and settings.charge_priority:
+            chosen = dict(settings.charge_priority).get(f"{slave.twcid:04X}")
+            if chosen is not None:
+                return chosen
         priorities = self._priorities
         if not priorities:
             return 0
@@ -707,6 +714,7 @@ class Core:
             charger_load_w=self._charger_load_w(s),
             charging_allowed=s.twcid not in denied,
             car_charging=s.actual_amps >= bm.CHARGING_AMPS,
+            priority=self._priority(s),
         )
 
     def snapshot(self, now: float) -> Snapshot:

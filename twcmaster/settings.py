@@ -89,6 +89,7 @@ MAX_CHARGE_NOW_S = 7 * 86400  # the longest Charge Now
 DEFAULT_CHARGE_NOW_S = 3600.0  # a bare Charge Now without a preset: an hour
 MAX_AMPS = 1000.0  # A; sanity bound for any amps value in the file
 MAX_OFFSET_W = 1_000_000.0  # W; sanity bound for a consumption offset
+MAX_PRIORITY = 1000  # chargePriority's bound, as in config.json
 
 # TWCManager's defaults for the keys twcmaster reads (TWCMaster.settings and loadSettings).
 DEFAULTS: dict[str, Any] = {
@@ -224,6 +225,9 @@ class RuntimeSettings:
     forced_policy: str | None = None
     # twcmaster's: TWCs whose charging is switched off by hand (TWCID as 4 hex digits).
     denied_twcids: frozenset[str] = frozenset()
+    # chargePriority set at run time (the web page, HTTP, MQTT): TWCID -> priority, higher
+    # first; each entry wins over config.json's chargePriority for that TWC.
+    charge_priority: tuple[tuple[str, int], ...] = ()
     # twcmaster's: what a bare "Charge Now" (Home Assistant's button) starts; None: the
     # wiring limit for an hour.
     charge_now_preset_amps: float | None = None
@@ -406,6 +410,7 @@ class SettingsStore:
             consumption_offsets=reader.offsets(),
             forced_policy=reader.choice("forcedPolicy", FORCEABLE_POLICIES),
             denied_twcids=reader.denied_twcids(),
+            charge_priority=reader.charge_priority(),
             charge_now_preset_amps=reader.amps("chargeNowPresetAmps", None),
             charge_now_preset_s=reader.number(
                 "chargeNowPresetSeconds", None, lambda x: 0 < x <= MAX_CHARGE_NOW_S
@@ -567,6 +572,29 @@ class SettingsStore:
         denied = set(self._typed.denied_twcids)
         (denied.discard if allowed else denied.add)(twcid.upper())
         self._update({"twcChargingDenied": sorted(denied)})
+
+    def set_charge_priority(self, twcid: str, priority: int | None) -> None:
+        """The TWC's priority (higher charges first when the sun is short), or None to go
+        back to config.json's chargePriority for it."""
+        if not isinstance(twcid, str) or not re.fullmatch(r"[0-9A-Fa-f]{4}", twcid):
+            raise SettingsError(
+                "chargePriority", f"expected a TWCID of 4 hex digits, got {twcid!r}"
+            )
+        if priority is not None and (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or abs(priority) > MAX_PRIORITY
+        ):
+            raise SettingsError(
+                "chargePriority",
+                f"expected a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}, got {priority!r}",
+            )
+        table = dict(self._typed.charge_priority)
+        if priority is None:
+            table.pop(twcid.upper(), None)
+        else:
+            table[twcid.upper()] = priority
+        self._update({"chargePriority": dict(sorted(table.items()))})
 
     def set_charge_now_preset(self, amps: float | None, seconds: float | None) -> None:
         """What a bare Charge Now starts (None: keep that part as it is)."""
@@ -778,6 +806,24 @@ class _Reader:
             self.warn("twcChargingDenied", value, "a list of TWCIDs (4 hex digits)", [])
             return frozenset()
         return frozenset(item.upper() for item in value)
+
+    def charge_priority(self) -> tuple[tuple[str, int], ...]:
+        value = self.raw.get("chargePriority")
+        if value is None:
+            return ()
+        if not isinstance(value, dict) or not all(
+            isinstance(key, str)
+            and re.fullmatch(r"[0-9A-Fa-f]{4}", key)
+            and isinstance(number, int)
+            and not isinstance(number, bool)
+            and abs(number) <= MAX_PRIORITY
+            for key, number in value.items()
+        ):
+            bound = MAX_PRIORITY
+            expected = f"an object of TWCID -> a whole number from -{bound} to {bound}"
+            self.warn("chargePriority", value, expected, {})
+            return ()
+        return tuple(sorted((key.upper(), number) for key, number in value.items()))
 
     def coordinate(self, key: str, bound: float) -> float | None:
         value = self.raw.get(key)

@@ -236,6 +236,11 @@ def test_twcmasters_own_controls_as_mqtt_control_has_them(served, tmp_path):
     assert SettingsStore(tmp_path).settings.denied_twcids == {"A1B2"}
     assert post(served, "/api/v1/twc/A1B2/allowCharging", {"allowed": True}).ok
     assert not SettingsStore(tmp_path).settings.denied_twcids
+    answer = post(served, "/api/v1/twc/a1b2/chargePriority", {"priority": "3"})
+    assert answer.json()["applied"] == "TWC A1B2 priority 3"
+    assert SettingsStore(tmp_path).settings.charge_priority == (("A1B2", 3),)
+    assert post(served, "/api/v1/twc/A1B2/chargePriority", {"priority": None}).ok
+    assert SettingsStore(tmp_path).settings.charge_priority == ()
 
 
 # ----------------------------------------------------------------------------- refused
@@ -298,6 +303,10 @@ BAD_REQUESTS = [
     ("/api/v1/twc/ZZZZ/allowCharging", {"allowed": False}, "twcid"),
     ("/api/v1/twc/2118/allowCharging", {"allowed": "perhaps"}, "allowed"),
     ("/api/v1/twc/2118/allowCharging", {}, "allowed"),
+    ("/api/v1/twc/ZZZZ/chargePriority", {"priority": 1}, "twcid"),
+    ("/api/v1/twc/2118/chargePriority", {"priority": 2.5}, "priority"),
+    ("/api/v1/twc/2118/chargePriority", {"priority": 1001}, "priority"),
+    ("/api/v1/twc/2118/chargePriority", {}, "priority"),
 ]  # fmt: skip
 
 

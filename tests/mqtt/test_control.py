@@ -122,9 +122,14 @@ def test_twcmasters_commands(mosquitto, tmp_path):
             assert rig.settings.denied_twcids == {"2118", "3C4D"}
             await rig.send("2118/allowCharging", "on")
             assert rig.settings.denied_twcids == {"3C4D"}
+            await rig.send("2118/chargePriority", "3")
+            await rig.send("3c4d/chargePriority", "-1")
+            assert rig.settings.charge_priority == (("2118", 3), ("3C4D", -1))
+            await rig.send("2118/chargePriority", "")  # back to config.json's
+            assert rig.settings.charge_priority == (("3C4D", -1),)
 
     run(main())
-    assert rig.control.applied == 10 and rig.control.rejected == 0
+    assert rig.control.applied == 13 and rig.control.rejected == 0
 
 
 BAD = [
@@ -141,6 +146,9 @@ BAD = [
     ("chargeNowAmps", "0", "amps", "expected 1 to 40"),
     ("chargeNowDuration", "nan", "seconds", "expected a number"),
     ("2118/allowCharging", "maybe", "allowed", "expected true or false"),
+    ("2118/chargePriority", "high", "priority", "expected a number"),
+    ("2118/chargePriority", "1.5", "priority", "expected a whole number"),
+    ("2118/chargePriority", "5000", "priority", "expected -1000 to 1000"),
     ("chargeNow", b"\xff\xfe", "payload", "not UTF-8"),
     ("chargeNow", "9" * 300, "payload", "at most 256"),
     ("stop", "", "stop", "allowStop is not true"),

@@ -257,10 +257,40 @@ def test_the_other_controls_change_the_settings(page, demo):
     assert demo.snapshot()["settings"]["denied_twcids"] == []
 
 
-def test_when_the_daemon_stops_the_page_says_so(page, demo):
-    assert page.locator("#down").is_hidden()
-    demo.stop()
-    page.wait_for_selector("#down:has-text('not answering')")
-    assert "stale" in page.get_attribute("#main", "class")
-    history = demo.folder / "history.json"
+def test_when_the_daemon_stops_the_page_says_so(browser, tmp_path):
+    # Its own demo: stopping the module's would leave nothing for the tests after it.
+    with DemoProcess.start(tmp_path, slaves=1) as own:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(own.url + "/")
+        page.wait_for_selector("#twcs [data-twcid]")
+        assert page.locator("#down").is_hidden()
+        own.stop()
+        page.wait_for_selector("#down:has-text('not answering')")
+        assert "stale" in page.get_attribute("#main", "class")
+        context.close()
+    history = tmp_path / "history.json"
     assert history.exists(), "the chart's history saved at stop"
+
+
+def test_a_twcs_priority_is_set_on_its_card(page, demo):
+    twcid = page.locator("#twcs [data-twcid]").first.get_attribute("data-twcid")
+    card = f'#twcs [data-twcid="{twcid}"]'
+    page.fill(f"{card} [data-input=priority]", "7")
+    page.click(f"{card} [data-action=priority]")
+    page.wait_for_selector(f"{card} [data-show=priority]:has-text('Priority 7')")
+    until(
+        lambda: {s["twcid"]: s["priority"] for s in demo.snapshot()["slaves"]}[twcid] == 7,
+        10,
+        "the snapshot's priority",
+    )
+    page.fill(f"{card} [data-input=priority]", "1.5")  # not a whole number
+    page.click(f"{card} [data-action=priority]")
+    error = page.locator(f"{card} [data-fields=priority] .error")
+    error.wait_for()
+    until(lambda: "whole number" in error.inner_text(), 10, "the error next to the field")
+    assert {s["twcid"]: s["priority"] for s in demo.snapshot()["slaves"]}[twcid] == 7
+    page.fill(f"{card} [data-input=priority]", "")  # back to config.json's (none: 0)
+    page.click(f"{card} [data-action=priority]")
+    page.wait_for_selector(f"{card} [data-show=priority]:has-text('Priority 0')")

@@ -320,6 +320,7 @@ class HttpApi:
             # twcmaster's, as MQTT control has them
             "/api/v1/nonScheduled": self._set_non_scheduled,
             "/api/v1/twc/{twcid}/allowCharging": self._allow_charging,
+            "/api/v1/twc/{twcid}/chargePriority": self._charge_priority,
         }
         return (
             self.web.routes()
@@ -555,6 +556,17 @@ class HttpApi:
         (allowed,) = fields(body, "allowed")
         twcid = request.match_info["twcid"]
         what = control.set_twc_allowed(twcid, allowed, source=_source(request))
+        return json_response({"status": "success", "applied": what})
+
+    async def _charge_priority(self, request: web.Request) -> web.Response:
+        """``{"priority": 2}``: who charges first when the sun is short (higher first);
+        ``{"priority": null}`` goes back to config.json's chargePriority for this TWC."""
+        control = self._control()
+        body = await json_object(request)
+        if "priority" not in body:
+            raise CommandRejected("priority", "missing")
+        twcid = request.match_info["twcid"]
+        what = control.set_charge_priority(twcid, body["priority"], source=_source(request))
         return json_response({"status": "success", "applied": what})
 
     async def _save_settings(self, request: web.Request) -> web.Response:

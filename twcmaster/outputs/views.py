@@ -68,6 +68,7 @@ def slave_json(slave: SlaveSnapshot) -> dict[str, Any]:
         "state_name": slave.state_name,
         "car_charging": slave.car_charging,
         "charging_allowed": slave.charging_allowed,
+        "priority": slave.priority,
         "actual_amps": round(slave.actual_amps, 2),
         "allowed_amps": round(slave.allowed_amps, 2),
         "offer_amps": slave.offer_amps,

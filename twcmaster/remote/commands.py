@@ -23,6 +23,7 @@ from twcmaster.policies import canonical_policy
 from twcmaster.settings import (
     FORCEABLE_POLICIES,
     MAX_CHARGE_NOW_S,
+    MAX_PRIORITY,
     SettingsError,
     SettingsSaveError,
     SettingsStore,
@@ -256,6 +257,19 @@ class RemoteControl:
         permit = parse_bool("allowed", allowed)
         what = f"TWC {twc} charging {'allowed' if permit else 'switched off'}"
         return self._apply(source, what, lambda: self.store.set_twc_allowed(twc, permit))
+
+    def set_charge_priority(self, twcid: Any, priority: Any, *, source: str) -> str:
+        """The TWC's charge priority (a whole number, higher first); null or "" goes back to
+        config.json's chargePriority for it."""
+        twc = parse_twcid("twcid", twcid)
+        chosen: int | None = None
+        if priority is not None and priority != "":
+            number = parse_number("priority", priority, -MAX_PRIORITY, MAX_PRIORITY)
+            if number != int(number):
+                raise CommandRejected("priority", f"expected a whole number, got {_show(priority)}")
+            chosen = int(number)
+        what = f"TWC {twc} priority {chosen if chosen is not None else 'from config.json'}"
+        return self._apply(source, what, lambda: self.store.set_charge_priority(twc, chosen))
 
     # -- applying
 

@@ -62,6 +62,7 @@ from twcmaster.sources.secrets import excerpt
 
 __all__ = [
     "ALLOW_CHARGING",
+    "CHARGE_PRIORITY",
     "CHARGE_NOW",
     "CHARGE_NOW_AMPS",
     "CHARGE_NOW_DURATION",
@@ -85,6 +86,7 @@ POLICY = "policy"
 CHARGE_NOW_AMPS = "chargeNowAmps"
 CHARGE_NOW_DURATION = "chargeNowDuration"
 ALLOW_CHARGING = "allowCharging"  # under control/<TWCID>/
+CHARGE_PRIORITY = "chargePriority"  # under control/<TWCID>/: a whole number; empty: config's
 PRESS = "PRESS"  # Home Assistant's button payload
 
 SOURCE = "MQTT"  # how RemoteControl's log lines name us
@@ -94,7 +96,7 @@ RETAINED_WHY = (
     "retained: a command is never replayed at (re)connection; "
     "clear it with an empty retained message to that topic"
 )
-_TWC_TOPIC = re.compile(r"([0-9A-Fa-f]{4})/" + ALLOW_CHARGING)
+_TWC_TOPIC = re.compile(r"([0-9A-Fa-f]{4})/(" + ALLOW_CHARGING + "|" + CHARGE_PRIORITY + ")")
 
 
 def control_topic(prefix: str, key: str) -> str:
@@ -192,7 +194,9 @@ class MqttControl:
         match = _TWC_TOPIC.fullmatch(key)
         if match is None:
             return None
-        twcid = match.group(1)
+        twcid, key = match.groups()
+        if key == CHARGE_PRIORITY:
+            return lambda text: self.remote.set_charge_priority(twcid, text, source=SOURCE)
         return lambda text: self.remote.set_twc_allowed(twcid, text, source=SOURCE)
 
     def _ignore(self, topic: str, why: str) -> None:

@@ -8,7 +8,7 @@ from a script or MQTT (``RemoteControl``).
 * ``GET /``: the page (``static/index.html``); its script fills it from the feed.
 * ``GET /events``: Server-Sent Events, one ``snapshot`` message every ``UPDATE_EVERY_S``
   (the one ``Snapshot`` as ``views.snapshot_json`` plus what the page adds: plain-words
-  alarms, each TWC's session kWh and priority, the chart's newest point). One ticker builds
+  alarms, each TWC's session kWh, the chart's newest point). One ticker builds
   each message once for every open page; a page that stops hearing from it says so. With
   no page open the ticker reads the snapshot only for the chart's point once a minute.
 * ``GET /api/v1/history``: the chart's last 24 h (``history.History``).
@@ -207,23 +207,11 @@ class WebPage:
             "snapshot": snapshot_json(snapshot, time_epoch=now_epoch),
             "alarms": alarm_sentences(snapshot),
             "session_kwh": self.sessions.energy_kwh(twcids),
-            "priority": self._priorities(snapshot),
             "login_required": self.token is not None,
             "wiring_max_amps": self.app.wiring.max_amps_all_twcs,
             "update_every_s": self.update_every_s,
             "newest_point": None if newest is None else newest.to_json(),
         }
-
-    def _priorities(self, snapshot: Snapshot) -> dict[str, int]:
-        """config chargePriority by TWCID or by the VIN at it (read-only: no runtime path)."""
-        given = dict(self.app.charge_priority)
-        out = {}
-        for slave in snapshot.slaves:
-            for key in (slave.twcid, slave.vin, slave.last_vin):
-                if key is not None and key in given:
-                    out[slave.twcid] = given[key]
-                    break
-        return out
 
     # -- routes
 

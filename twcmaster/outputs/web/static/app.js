@@ -154,6 +154,7 @@ function renderTwcs(data, snap) {
       card = $("twc-card").content.firstElementChild.cloneNode(true);
       card.dataset.twcid = slave.twcid;
       card.querySelector("[data-action=allow]").addEventListener("click", () => toggleAllowed(card));
+      card.querySelector("[data-action=priority]").addEventListener("click", () => setPriority(card));
       box.append(card);
     }
     fillCard(card, slave, data, snap, denied.has(slave.twcid));
@@ -190,10 +191,8 @@ function fillCard(card, slave, data, snap, denied) {
   show("car", carText);
   show("carapi", carApiText(car, snap.cars));
   show("why", slave.offer_reason ? `Offer: ${slave.offer_reason}` : "");
-  const priority = data.priority[slave.twcid];
-  show("priority", priority === undefined
-    ? "Priority: all equal (config chargePriority; not changeable from here yet)"
-    : `Priority ${priority} (config chargePriority; not changeable from here yet)`);
+  show("priority", `Priority ${slave.priority}: when the sun is short, higher charges first`);
+  card.querySelector("[data-input=priority]").placeholder = String(slave.priority);
   const button = card.querySelector("[data-action=allow]");
   button.dataset.allowed = denied ? "false" : "true";
   setText(button, denied ? "Allow charging" : "Switch charging off");
@@ -475,6 +474,12 @@ function whatWasApplied(reply) {
 function toggleAllowed(card) {
   const allowed = card.querySelector("[data-action=allow]").dataset.allowed !== "true";
   send(card, `/api/v1/twc/${card.dataset.twcid}/allowCharging`, { allowed });
+}
+
+function setPriority(card) {
+  const input = card.querySelector("[data-input=priority]");
+  const priority = input.value.trim() === "" ? null : input.value.trim();
+  send(card, `/api/v1/twc/${card.dataset.twcid}/chargePriority`, { priority });
 }
 
 function setUpForms() {
