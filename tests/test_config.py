@@ -748,8 +748,9 @@ def test_user_keys_referenced_by_policy_rules_are_kept_with_a_warning():
     rule = {"name": "Price cap", "match": ["getImportPrice()"], "condition": ["gt"],
             "value": ["config.myPriceCap"], "charge_amps": 0}  # fmt: skip
     loaded = load({"myPriceCap": 0.3}, policy={"extend": {"emergency": [rule]}})
-    assert paths(loaded.warnings) == ["config.myPriceCap", "policy"]
+    assert paths(loaded.warnings) == ["config.myPriceCap", "policy.extend.emergency[0].match[0]"]
     assert "policy rules" in loaded.warnings[0].message
+    assert "compared as the text itself" in loaded.warnings[1].message
 
 
 def test_gen3_section_is_accepted_under_twcmanagers_dotted_top_level_name():
@@ -923,9 +924,14 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
     assert paths(loaded.warnings) == [
         "config.cloudUpdateInterval",
         "config.onlyChargeMultiCarsAtHome",
-        "config.webhookMethod",
-        "policy",
+        "policy.extend.emergency[0].charge_limit",
+        "policy.extend.emergency[0].background_task",
     ]
+    # The policy rules are applied: the emergency rule, the Charge Now webhook.
+    rules = settings.policy_rules
+    assert [rule.name for rule in rules.emergency] == ["Charge Now with Grid power limit"]
+    assert rules.builtin_webhooks("Charge Now").start == "http://hooks.lan/start#now"
+    assert rules.check_interval_s == 30
     # TWCManager's own car-API keys carry over to the Tesla module.
     tesla = settings.tesla_api
     assert tesla is not None and tesla.base_url == "https://localhost:4443"

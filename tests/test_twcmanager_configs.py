@@ -432,7 +432,7 @@ def test_every_ignored_setting_says_what_is_lost():
         data = merged(data, patch)
     loaded = config_from_dict(data, "/tmp")
     warned = {w.key_path: w.message for w in loaded.warnings}
-    for path in ("config.debugOutputToFile", "logging.MySQL", "policy", "controller.Gen3TWCs"):
+    for path in ("config.debugOutputToFile", "logging.MySQL", "controller.Gen3TWCs"):
         assert "you lose" in warned[path], path
         assert IGNORED[path] in warned[path]
 
