@@ -731,7 +731,8 @@ class PolicyEngine:
         elif entry.step == _SCHEDULED:
             amps = max((w.amps for w in s.schedule), default=0.0)
         elif entry.step == _NON_SCHEDULED:
-            return _replace_entry(self._non_scheduled(local_time, s), index)
+            fixed = self._non_scheduled(local_time, s)
+            return _Choice(fixed.policy, f"{why}: {fixed.reason}", fixed.amps, entry=index)
         else:
             return _Choice(entry.name, why, None, entry=index)
         return _Choice(entry.name, f"{why} at {amps:g}A", amps, entry=index)
