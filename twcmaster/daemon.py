@@ -317,6 +317,12 @@ def build_daemon(
     )
     attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
+    if config.policy_rules.has_webhooks:
+        from twcmaster.outputs.webhooks import PolicyWebhooks
+
+        webhooks = PolicyWebhooks(config.policy_rules, config, log=log)
+        daemon.add_output(webhooks)
+        daemon.add_service(webhooks)
     return daemon
 
 

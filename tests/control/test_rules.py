@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from tests.control.sites import V, make_site, policy_config
 from tests.control.test_policy import started
-from twcmaster.config.policyrules import PolicyRules, parse_policy_rules
+from twcmaster.config.policyparse import parse_policy_rules
+from twcmaster.config.policyrules import PolicyRules
 from twcmaster.config.problems import Report
 from twcmaster.control.green import ChargerView
 from twcmaster.control.policy import (
@@ -67,17 +68,9 @@ class Store:
         return dict(self._raw)
 
 
-class Log:
-    def __init__(self):
-        self.warnings = []
-
-    def warning(self, event, **fields):
-        self.warnings.append((event, fields))
-
-
-def engine(policy: dict, store=None, config_values=None, log=None, **changes) -> PolicyEngine:
+def engine(policy: dict, store=None, config_values=None, **changes) -> PolicyEngine:
     config = policy_config(rules=rules(policy), config_values=config_values or {}, **changes)
-    return PolicyEngine(config, store or Store(), log=log or Log())
+    return PolicyEngine(config, store or Store())
 
 
 def decide(eng: PolicyEngine, when: datetime, site=None, chargers=None, now_s: float = 0.0):
@@ -340,25 +333,37 @@ def test_allowed_flex_keeps_a_green_rule_at_the_floor_through_a_dip():
     assert without.run(600, 4.0)[-1].amps == 0  # TWCManager: no allowed_flex, no flex
 
 
-def test_a_condition_that_cannot_be_evaluated_does_not_match_and_is_logged_once():
-    log = Log()
+def test_a_condition_that_cannot_be_evaluated_does_not_match_and_is_told_once():
     powerwall = rule("Storm", ["modules.TeslaPowerwall2.stormWatch"], ["eq"], [True],
                      charge_amps=32)  # fmt: skip
-    eng = engine({"extend": {"emergency": [powerwall]}}, log=log, non_scheduled_amps_max=0)
-    for t in range(5):
-        assert decide(eng, NIGHT, now_s=t).amps == 0
-    assert len(log.warnings) == 1
-    event, fields = log.warnings[0]
-    assert fields["rule"] == "policy.extend.emergency[0]" and "not available" in fields["error"]
+    eng = engine({"extend": {"emergency": [powerwall]}}, non_scheduled_amps_max=0)
+    budgets = [decide(eng, NIGHT, now_s=t) for t in range(5)]
+    assert {b.amps for b in budgets} == {0}
+    failures = [failure for b in budgets for failure in b.rule_failures]
+    assert len(failures) == 1
+    where, problem = failures[0]
+    assert where == "policy.extend.emergency[0]" and "not available" in problem
+    assert "taken as not matching" in problem
 
 
 def test_charge_amps_that_cannot_be_evaluated_give_0_amps():
-    log = Log()
     eng = engine({"extend": {"before": [rule("R", **ALWAYS, charge_amps="settings.label")]}},
-                 Store(raw={"label": "fast"}), log=log)  # fmt: skip
+                 Store(raw={"label": "fast"}))  # fmt: skip
     budget = decide(eng, NIGHT)
     assert (budget.policy, budget.amps) == ("R", 0)
-    assert log.warnings[0][1]["rule"] == "policy.extend.before[0].charge_amps"
+    assert budget.rule_failures[0][0] == "policy.extend.before[0].charge_amps"
+
+
+def test_a_rule_that_recovers_and_fails_again_is_told_again():
+    store = Store(raw={"label": "abc"})
+    eng = engine({"extend": {"before": [rule("R", ["settings.label"], ["gt"], [3],
+                                             charge_amps=8)]}}, store)  # fmt: skip
+    assert decide(eng, NIGHT).rule_failures
+    assert not decide(eng, NIGHT).rule_failures
+    store._raw = {"label": 5}
+    assert decide(eng, NIGHT).amps == 8
+    store._raw = {"label": "x"}
+    assert decide(eng, NIGHT).rule_failures
 
 
 def test_green_amps_function_reads_the_surplus_and_fails_safe_without_a_reading():
@@ -581,3 +586,24 @@ def test_a_policy_section_that_changes_nothing_decides_exactly_as_none(
         now += dt
         when = MONDAY + timedelta(minutes=minute)
         assert ruled.decide(now, when, site, view) == plain.decide(now, when, site, view)
+
+
+def test_a_rule_failure_reaches_the_log_as_an_event():
+    from twcmaster import events as ev
+    from twcmaster.outputs.base import Publication
+    from twcmaster.outputs.eventlog import EventLog
+
+    lines = []
+
+    class Log:
+        def warning(self, event, **fields):
+            lines.append((event, fields))
+
+    failed = ev.PolicyRuleFailed("policy.extend.before[0]", "no module values: not matching")
+    EventLog(Log()).publish(Publication(0.0, (failed,), lambda: None))
+    assert lines == [
+        (
+            "policy rule cannot be evaluated",
+            {"rule": "policy.extend.before[0]", "problem": "no module values: not matching"},
+        )
+    ]

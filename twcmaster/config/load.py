@@ -44,7 +44,7 @@ from twcmaster.config.limits import (
 )
 from twcmaster.config.logsettings import parse_log_file, parse_log_format
 from twcmaster.config.model import AppConfig, LoadedConfig, WiringConfig
-from twcmaster.config.policyrules import parse_policy_rules
+from twcmaster.config.policyparse import parse_policy_rules
 from twcmaster.config.problems import ConfigError, Problem, Report, describe_value, kind
 from twcmaster.config.rs485 import parse_rs485
 from twcmaster.config.schema import check_keys, warn_unused

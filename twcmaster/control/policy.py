@@ -116,6 +116,7 @@ the engine keeps its own state between calls and only reads the settings store's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -146,7 +147,6 @@ from twcmaster.control.mingreen import MinGreenTracker, min_green_reason
 from twcmaster.control.rules import RuleContext, RuleError, amps_value, holds
 from twcmaster.control.sun import SunHours, local_utc_offset_h, sun_hours
 from twcmaster.control.tracking import GreenTracker, green_reason
-from twcmaster.logs import get_logger
 from twcmaster.numbers import whole_count
 from twcmaster.policies import (
     FORCEABLE_POLICIES,
@@ -206,6 +206,9 @@ class Budget:
     fallback: str = "greenEnergySafeAmps"
     #: How maxAmpsAllowedFromGrid bore on the budget (None: not set; ``gridcap.py``).
     grid_cap: GridCap | None = None
+    #: The user's policy rules that could not be evaluated, newly at this decision (each
+    #: once until it can be again): (key path, problem and outcome).
+    rule_failures: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -422,7 +425,8 @@ class PolicyEngine:
     ``force_policy``: one of ``POLICIES`` to use it whatever the time and settings (the day
     simulator forces "Track Green Energy"); see ``force_policy`` / ``forced_policy``.
     The user's rules (``config.rules``) are tried in TWCManager's order (``policy_order``);
-    a rule that cannot be evaluated is logged once and does not match.
+    a rule that cannot be evaluated does not match (its amps: 0 A), told once in
+    ``Budget.rule_failures`` (the core makes it a ``PolicyRuleFailed`` event, logged).
     """
 
     def __init__(
@@ -431,11 +435,9 @@ class PolicyEngine:
         store: SettingsStore | Any | None = None,
         *,
         force_policy: str | None = None,
-        log: Any = None,
     ) -> None:
         self._config = config
         self._store = store
-        self._log = log if log is not None else get_logger("twcmaster.policy")
         self._forced: str | None = None
         self.force_policy(force_policy)
         self._tracker = GreenTracker(config)
@@ -450,7 +452,8 @@ class PolicyEngine:
         self._rule_latched_until_s: dict[int, float] = {}  # place in the order -> until
         self._last_entry: int | None = None  # the policy the rules chose last
         self._held: _Held | None = None
-        self._failing: set[str] = set()  # rules whose failure is logged (until they recover)
+        self._failing: set[str] = set()  # rules whose failure is told (until they recover)
+        self._new_failures: list[tuple[str, str]] = []  # for this decision's budget
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -510,7 +513,11 @@ class PolicyEngine:
             budget = self._decide_green(now, site, chargers, choice)
         else:
             budget = self._fixed(choice, chargers)
-        return self._grid_capped(now, budget, site, chargers)
+        budget = self._grid_capped(now, budget, site, chargers)
+        if self._new_failures:
+            budget = dataclasses.replace(budget, rule_failures=tuple(self._new_failures))
+            self._new_failures.clear()
+        return budget
 
     def _choose(
         self,
@@ -710,9 +717,7 @@ class PolicyEngine:
     def _failed(self, where: str, error: Exception, outcome: str) -> None:
         if where not in self._failing:
             self._failing.add(where)
-            self._log.warning(
-                "policy rule cannot be evaluated", rule=where, error=str(error), outcome=outcome
-            )
+            self._new_failures.append((where, f"{error}: {outcome}"))
 
     def _keep(
         self, now: float, local_time: datetime, s: RuntimeSettings, ctx: RuleContext
