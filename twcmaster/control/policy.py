@@ -118,7 +118,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -757,7 +757,7 @@ class PolicyEngine:
 
         return RuleContext(
             local_time=local_time,
-            settings=_SettingsValues(self._store, s),
+            settings=_SettingsValues(self._store, s, lambda: self._sun_hours(s, local_time)),
             config=self._config.config_values,
             green_amps=green_amps,
             scheduled=lambda: any(w.contains(local_time) for w in s.schedule),
@@ -953,11 +953,14 @@ def _replace_entry(choice: _Choice, index: int) -> _Choice:
 
 class _SettingsValues(Mapping[str, Any]):
     """settings.json as the rules' ``settings.X`` read it: TWCManager's defaults, the file
-    as written, and the values twcmaster uses on top (read from the store on first use)."""
+    as written, and the values twcmaster uses on top (read from the store on first use).
+    ``sunrise`` / ``sunset`` are today's at home when known, as TWCManager's sunrise task
+    wrote them into its settings."""
 
-    def __init__(self, store: Any, typed: RuntimeSettings) -> None:
+    def __init__(self, store: Any, typed: RuntimeSettings, sun: Callable[[], SunHours]) -> None:
         self._store = store
         self._typed = typed
+        self._sun = sun
         self._values: dict[str, Any] | None = None
 
     def _load(self) -> dict[str, Any]:
@@ -965,13 +968,14 @@ class _SettingsValues(Mapping[str, Any]):
             raw = getattr(self._store, "raw", None)
             written = raw() if callable(raw) else {}
             t = self._typed
+            sun = self._sun()
             used = {
                 "chargeNowAmps": t.charge_now_amps,
                 "chargeNowTimeEnd": t.charge_now_end_epoch,
                 "nonScheduledAction": t.non_scheduled_action,
                 "hourResumeTrackGreenEnergy": t.hour_resume_track_green_energy,
-                "sunrise": t.sunrise_hour,
-                "sunset": t.sunset_hour,
+                "sunrise": sun.sunrise_hour,
+                "sunset": sun.sunset_hour,
             }
             if t.non_scheduled_amps_max is not None:
                 used["nonScheduledAmpsMax"] = t.non_scheduled_amps_max
