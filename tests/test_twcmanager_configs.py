@@ -519,3 +519,10 @@ def test_the_file_logger_keys_choose_the_log_folder():
     assert [p.key_path for p in caught.value.problems] == ["logging.FileLogger.path"]
     muted = loaded({"enabled": True, "mute": {"SlavePower": True}})
     assert "logging.FileLogger.mute" in [w.key_path for w in muted.warnings]
+
+
+def test_twcmanager_diff_says_how_policy_rules_differ():
+    data = merged(fixed_sample(), {"policy": POLICY_VARIANTS["restrictions"]})
+    (line,) = [line for line in twcmanager_diff(data) if line.path == "policy"]
+    assert line.kind == "different"
+    assert "applied as in TWCManager" in line.text and "modules.X.Y" in line.text

@@ -607,3 +607,21 @@ def test_a_rule_failure_reaches_the_log_as_an_event():
             {"rule": "policy.extend.before[0]", "problem": "no module values: not matching"},
         )
     ]
+
+
+def test_the_readmes_example_rule_loads_and_means_what_it_says():
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Your own policy rules", 1)[1]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    eng = engine({"extend": {"before": [example]}}, Store(raw={"pwLevel": 96}),
+                 config_values={"minAmpsPerTWC": 6})  # fmt: skip
+    early, noon = MONDAY.replace(hour=5), NOON
+    assert (decide(eng, early, surplus(2)).policy, decide(eng, early, surplus(2)).amps) == (
+        "Powerwall Full", 6,
+    )  # fmt: skip
+    assert decide(eng, noon, surplus(12), now_s=0).policy == "Powerwall Full"
+    assert decide(eng, noon, surplus(2), now_s=31 * 60).policy == POLICY_GREEN  # latch over
