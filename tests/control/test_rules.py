@@ -625,3 +625,33 @@ def test_the_readmes_example_rule_loads_and_means_what_it_says():
     )  # fmt: skip
     assert decide(eng, noon, surplus(12), now_s=0).policy == "Powerwall Full"
     assert decide(eng, noon, surplus(2), now_s=31 * 60).policy == POLICY_GREEN  # latch over
+
+
+def test_get_policy_shows_the_order_with_the_users_rules():
+    from twcmaster.config import config_from_dict
+    from twcmaster.outputs.twcmanager_json import policy_json
+
+    def shown(policy: dict) -> list[dict]:
+        wiring = {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32}
+        return policy_json(config_from_dict({"config": wiring, "policy": policy}, "/tmp").settings)
+
+    nested = rule("Nested", ["tm_hour", ["tm_min", "tm_wday"]], ["gte", ["lt", "eq"]],
+                  [6, [30, 0]], charge_amps=8, latch_period=5,
+                  webhooks={"enter": "http://h/in"})  # fmt: skip
+    table = shown({"extend": {
+        "emergency": [rule("E", **ALWAYS, charge_amps=0)], "after": [nested],
+        "restrictions": {POLICY_GREEN: {"match": ["tm_min"], "condition": ["lt"], "value": [50]}},
+        "webhooks": {POLICY_CHARGE_NOW: {"stop": "http://h/stop"}},
+    }})  # fmt: skip
+    assert [r["name"] for r in table] == [
+        "E", POLICY_CHARGE_NOW, POLICY_SCHEDULED, POLICY_GREEN, "Nested", POLICY_NON_SCHEDULED,
+        POLICY_GREEN,
+    ]  # fmt: skip
+    assert table[4] == {
+        "name": "Nested", "match": ["tm_hour", ["tm_min", "tm_wday"]],
+        "condition": ["gte", ["lt", "eq"]], "value": [6, [30, 0]], "charge_amps": 8,
+        "latch_period": 5.0, "webhooks": {"enter": "http://h/in"},
+    }  # fmt: skip
+    assert table[3]["match"][-1] == "tm_min" and "tm_min" not in table[6]["match"]
+    assert table[1]["webhooks"] == {"stop": "http://h/stop"}
+    assert [r["name"] for r in shown({"override": [rule("Only", **ALWAYS)]})] == ["Only"]

@@ -197,3 +197,36 @@ def is_reference(value: Any) -> bool:
     return (
         value == "now" or value in FUNCTIONS or value in TIME_FIELDS or bool(REFERENCE.match(value))
     )
+
+
+def group_lists(group: ConditionGroup) -> tuple[list, list, list]:
+    """The group as TWCManager writes it: the match, condition and value lists."""
+    lists: tuple[list, list, list] = ([], [], [])
+    for item in group.items:
+        parts = (
+            group_lists(item)
+            if isinstance(item, ConditionGroup)
+            else (item.match, item.operator, item.value)
+        )
+        for into, part in zip(lists, parts, strict=True):
+            into.append(part)
+    return lists
+
+
+def rule_json(rule: PolicyRule) -> dict[str, Any]:
+    """A rule as TWCManager writes it (``/api/getPolicy``)."""
+    match, condition, value = group_lists(rule.conditions)
+    out: dict[str, Any] = {"name": rule.name, "match": match, "condition": condition,
+                           "value": value}  # fmt: skip
+    optional = {
+        "charge_amps": rule.charge_amps,
+        "allowed_flex": rule.allowed_flex,
+        "latch_period": rule.latch_min or None,
+        "charge_limit": rule.charge_limit,
+        "background_task": rule.background_task,
+    }
+    out.update({key: value for key, value in optional.items() if value is not None})
+    hooks = {event: rule.webhooks.url(event) for event in WEBHOOK_EVENTS}
+    if any(hooks.values()):
+        out["webhooks"] = {event: url for event, url in hooks.items() if url}
+    return out

@@ -503,7 +503,7 @@ class PolicyEngine:
             if choice.policy == POLICY_MIN_GREEN:
                 self._min_green.enter()
             self._policy = choice.policy
-            self._green = choice.green
+        self._green = choice.green
         self._tracker.remember_load(now, chargers)
         if self._config.subtract_charger_load:
             self._loads.remember(now, chargers)

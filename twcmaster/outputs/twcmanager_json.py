@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twcmaster.config.policyrules import WEBHOOK_EVENTS, PolicyRules, group_lists, rule_json
 from twcmaster.outputs.views import energy_figures
 from twcmaster.policies import POLICIES, POLICY_MIN_GREEN
 
@@ -209,9 +210,37 @@ def active_policy_action(snapshot: Snapshot) -> int | None:
 def policy_json(config: AppConfig) -> list[dict[str, Any]]:
     """``GET /api/getPolicy``: the rules in the order they are tried, in TWCManager's rule
     shape (``name``, ``match`` / ``condition`` / ``value``, and ``charge_amps`` or the green
-    task). twcmaster's rules are TWCManager's default table (``control/policy.py`` says how
-    they apply); a ``policy.override`` / ``extend`` in config.json is not applied, so it is
-    not shown either. A policy forced by hand (``POST /api/setPolicy``) is in getStatus."""
+    task): TWCManager's default table (``control/policy.py`` says how it applies) with the
+    config's ``policy.extend`` rules, restrictions and webhooks in it, or its
+    ``policy.override``. A policy forced by hand (``POST /api/setPolicy``) is in getStatus."""
+    rules = config.policy_rules
+    if rules.override:
+        return [rule_json(rule) for rule in rules.override]
+    charge_now, scheduled, green, non_scheduled, green_night = _builtin_policy_json(config)
+    for entry in (charge_now, scheduled, green, non_scheduled):  # the first of each name
+        _with_extensions(entry, rules)
+    return [
+        *map(rule_json, rules.emergency), charge_now, *map(rule_json, rules.before), scheduled,
+        green, *map(rule_json, rules.after), non_scheduled, green_night,
+    ]  # fmt: skip
+
+
+def _with_extensions(entry: dict[str, Any], rules: PolicyRules) -> None:
+    """A built-in rule with the config's restrictions appended and its webhooks."""
+    restriction = rules.restriction(entry["name"])
+    if restriction is not None:
+        lists = group_lists(restriction)
+        for key, more in zip(("match", "condition", "value"), lists, strict=True):
+            entry[key] += more
+    hooks = rules.builtin_webhooks(entry["name"])
+    if hooks:
+        entry["webhooks"] = {
+            event: hooks.url(event) for event in WEBHOOK_EVENTS if hooks.url(event)
+        }
+
+
+def _builtin_policy_json(config: AppConfig) -> list[dict[str, Any]]:
+    """TWCManager's default table, as twcmaster applies it."""
     green = {
         "background_task": "checkGreenEnergy",
         "allowed_flex": "config.greenEnergyFlexAmps",
