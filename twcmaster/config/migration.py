@@ -211,7 +211,8 @@ DIFFERENT: dict[str, str] = {
     ),
     "policy": (
         "applied as in TWCManager (override, extend, restrictions, webhooks, latch, flex, "
-        "policyCheckInterval); modules.X.Y values and charge_limit are not (README: Policy "
+        "policyCheckInterval); modules.X.Y values other than an energy source's generatedW, "
+        "consumedW, importW, exportW and charge_limit are not (README: Your own policy "
         "rules); without policyCheckInterval the policy is chosen at every decision"
     ),
     "control.HTTP": (

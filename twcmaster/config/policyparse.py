@@ -18,6 +18,8 @@ from twcmaster.config.limits import MAX_WAIT_S
 from twcmaster.config.policyrules import (
     BUILTIN_POLICY_NAMES,
     FUNCTIONS,
+    MODULE_SOURCE_NAMES,
+    MODULE_VALUES,
     OPERATORS,
     REFERENCE,
     TIME_FIELDS,
@@ -72,7 +74,7 @@ def parse_policy_rules(data: Mapping[str, Any], report: Report) -> PolicyRules:
     if override:
         extended = {name: () for name in extended}
         restrictions, webhooks = (), ()
-    return PolicyRules(
+    rules = PolicyRules(
         override=override,
         **extended,
         restrictions=restrictions,
@@ -81,6 +83,55 @@ def parse_policy_rules(data: Mapping[str, Any], report: Report) -> PolicyRules:
         always_poll_ems=_always_poll(policy, report),
         webhook_method=_webhook_method(data, report),
     )
+    _warn_module_values(rules, _enabled_sources(data), report)
+    return rules
+
+
+def _enabled_sources(data: Mapping[str, Any]) -> frozenset[str]:
+    sources = section(data, "sources")
+    return frozenset(
+        name for name, node in sources.items() if isinstance(node, Mapping) and node.get("enabled")
+    )
+
+
+def _warn_module_values(rules: PolicyRules, sources: frozenset[str], report: Report) -> None:
+    """A ``modules.X.Y`` twcmaster cannot give: its rule never matches; say so."""
+    found: list[tuple[str, Any]] = []
+    for rule in rules.rules:
+        found += _group_values(rule.conditions)
+        found += [(f"{rule.key_path}.{key}", getattr(rule, key))
+                  for key in ("charge_amps", "allowed_flex")]  # fmt: skip
+    for _, group in rules.restrictions:
+        found += _group_values(group)
+    for path, value in found:
+        if not (isinstance(value, str) and value.startswith("modules.") and REFERENCE.match(value)):
+            continue
+        _, module, attribute = value.split(".")
+        if attribute not in MODULE_VALUES:
+            problem = (
+                f"twcmaster's modules give only {', '.join(MODULE_VALUES)} (of an energy source)"
+            )
+        elif MODULE_SOURCE_NAMES.get(module, module) not in sources:
+            problem = f"no energy source {MODULE_SOURCE_NAMES.get(module, module)} is enabled"
+        else:
+            continue
+        report.warn(
+            path,
+            f"{value}: {problem}, so it cannot be evaluated and its rule never matches (fail "
+            "safe: a restriction keeps its policy from being chosen, amps of it are 0 A)",
+        )
+
+
+def _group_values(group: ConditionGroup) -> list[tuple[str, Any]]:
+    """(key path, value) of every match and value in the group."""
+    found: list[tuple[str, Any]] = []
+    for item in group.items:
+        if isinstance(item, ConditionGroup):
+            found += _group_values(item)
+        else:
+            found += [(item.key_path.replace(".condition", ".match", 1), item.match),
+                      (item.key_path.replace(".condition", ".value", 1), item.value)]  # fmt: skip
+    return found
 
 
 def _rule_list(
@@ -221,13 +272,6 @@ def _reference_ok(text: str, path: str, report: Report) -> bool:
             path,
             f"{text!r} is {unknown}; it is compared as the text itself, as TWCManager did, "
             "so its condition will most likely never hold",
-        )
-    if text.startswith("modules.") and REFERENCE.match(text):
-        report.warn(
-            path,
-            f"{text}: twcmaster's modules do not expose TWCManager's module values, so a "
-            "condition on it cannot be evaluated and its rule never matches (fail safe; a "
-            "restriction keeps its policy from being chosen, an amps value of it gives 0 A)",
         )
     if text.split(".")[0] in ("settings", "config", "modules") and not REFERENCE.match(text):
         report.error(

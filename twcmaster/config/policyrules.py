@@ -35,6 +35,8 @@ from twcmaster.policies import POLICIES
 __all__ = [
     "BUILTIN_POLICY_NAMES",
     "FUNCTIONS",
+    "MODULE_SOURCE_NAMES",
+    "MODULE_VALUES",
     "OPERATORS",
     "TIME_FIELDS",
     "WEBHOOK_EVENTS",
@@ -56,6 +58,11 @@ FUNCTIONS = (
     "getMaxAmpsForTargetGridUsage()",
     "checkScheduledCharging()",
 )
+#: ``modules.X.Y`` values twcmaster provides: the ones every TWCManager energy module has,
+#: from that source's last fresh reading (``sources/modulevalues.py``), in watts.
+MODULE_VALUES = ("generatedW", "consumedW", "importW", "exportW")
+#: TWCManager's module names where twcmaster's source is called otherwise.
+MODULE_SOURCE_NAMES = {"TeslaPowerwall2": "Powerwall2", "OpenHab": "openHAB"}
 #: ``time.struct_time`` fields a value may name (``tm_wday``: Monday is 0).
 TIME_FIELDS = (
     "tm_year", "tm_mon", "tm_mday", "tm_hour", "tm_min", "tm_sec", "tm_wday", "tm_yday",

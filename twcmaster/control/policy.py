@@ -424,6 +424,8 @@ class PolicyEngine:
     attribute holding ``RuntimeSettings``), or None for TWCManager's defaults.
     ``force_policy``: one of ``POLICIES`` to use it whatever the time and settings (the day
     simulator forces "Track Green Energy"); see ``force_policy`` / ``forced_policy``.
+    ``module_value``: ``(module, attribute) -> value`` for the rules' ``modules.X.Y``
+    (raising ``RuleError`` when it has none); None: every such value fails.
     The user's rules (``config.rules``) are tried in TWCManager's order (``policy_order``);
     a rule that cannot be evaluated does not match (its amps: 0 A), told once in
     ``Budget.rule_failures`` (the core makes it a ``PolicyRuleFailed`` event, logged).
@@ -435,9 +437,11 @@ class PolicyEngine:
         store: SettingsStore | Any | None = None,
         *,
         force_policy: str | None = None,
+        module_value: Callable[[str, str], Any] | None = None,
     ) -> None:
         self._config = config
         self._store = store
+        self._module_value = module_value  # modules.X.Y for the rules; None: none given
         self._forced: str | None = None
         self.force_policy(force_policy)
         self._tracker = GreenTracker(config)
@@ -761,6 +765,7 @@ class PolicyEngine:
             config=self._config.config_values,
             green_amps=green_amps,
             scheduled=lambda: any(w.contains(local_time) for w in s.schedule),
+            **({"module_value": self._module_value} if self._module_value else {}),
         )
 
     def _sun_hours(self, s: RuntimeSettings, local_time: datetime) -> SunHours:
@@ -922,15 +927,16 @@ def build_policy(
     *,
     green_sources_configured: bool = True,
     force_policy: str | None = None,
+    module_value: Callable[[str, str], Any] | None = None,
 ) -> PolicyEngine:
     """The policy engine for the typed config.json: the one wiring the daemon, the demo and
     the day simulator share. ``green_sources_configured``: False when no energy source is
-    enabled (Track Green Energy is then skipped); ``store`` and ``force_policy`` as for
-    ``PolicyEngine``."""
+    enabled (Track Green Energy is then skipped); ``store``, ``force_policy`` and
+    ``module_value`` (the rules' ``modules.X.Y``) as for ``PolicyEngine``."""
     policy_config = PolicyConfig.from_app_config(
         config, green_sources_configured=green_sources_configured
     )
-    return PolicyEngine(policy_config, store, force_policy=force_policy)
+    return PolicyEngine(policy_config, store, force_policy=force_policy, module_value=module_value)
 
 
 # ------------------------------------------------------------------------------- helpers
