@@ -1,8 +1,7 @@
 """config.json's ``policy`` section -> ``PolicyRules`` (``policyrules.py`` says what the
 section means). Every problem names its key path, e.g. ``policy.extend.before[0].condition[1]``;
 a part with an error is left out, so every problem is found in one pass. What twcmaster
-accepts but does not apply (``modules.X.Y`` values, ``charge_limit``, ``checkCharge``) is a
-warning saying what the user loses.
+accepts but does not apply is a warning saying what the user loses (``policyloss.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +14,10 @@ from typing import Any
 
 from twcmaster.config.fields import section
 from twcmaster.config.limits import MAX_WAIT_S
+from twcmaster.config.policyloss import warn_what_is_lost
 from twcmaster.config.policyrules import (
     BUILTIN_POLICY_NAMES,
     FUNCTIONS,
-    MODULE_SOURCE_NAMES,
-    MODULE_VALUES,
     OPERATORS,
     REFERENCE,
     TIME_FIELDS,
@@ -35,14 +33,6 @@ from twcmaster.config.problems import Report, describe_value
 
 __all__ = ["parse_policy_rules"]
 
-#: Background tasks: TWCManager's green tracking (what a rule without charge_amps does
-#: anyway) and its closer battery polling (not provided).
-BACKGROUND_TASKS = {
-    "checkGreenEnergy": "",
-    "checkCharge": (
-        "twcmaster does not poll the cars' battery level more often while this policy runs"
-    ),
-}
 WEBHOOK_METHODS = ("POST", "GET")
 _RULE_KEYS = (
     "name", "match", "condition", "value", "charge_amps", "allowed_flex", "latch_period",
@@ -83,55 +73,8 @@ def parse_policy_rules(data: Mapping[str, Any], report: Report) -> PolicyRules:
         always_poll_ems=_always_poll(policy, report),
         webhook_method=_webhook_method(data, report),
     )
-    _warn_module_values(rules, _enabled_sources(data), report)
+    warn_what_is_lost(rules, data, report)
     return rules
-
-
-def _enabled_sources(data: Mapping[str, Any]) -> frozenset[str]:
-    sources = section(data, "sources")
-    return frozenset(
-        name for name, node in sources.items() if isinstance(node, Mapping) and node.get("enabled")
-    )
-
-
-def _warn_module_values(rules: PolicyRules, sources: frozenset[str], report: Report) -> None:
-    """A ``modules.X.Y`` twcmaster cannot give: its rule never matches; say so."""
-    found: list[tuple[str, Any]] = []
-    for rule in rules.rules:
-        found += _group_values(rule.conditions)
-        found += [(f"{rule.key_path}.{key}", getattr(rule, key))
-                  for key in ("charge_amps", "allowed_flex")]  # fmt: skip
-    for _, group in rules.restrictions:
-        found += _group_values(group)
-    for path, value in found:
-        if not (isinstance(value, str) and value.startswith("modules.") and REFERENCE.match(value)):
-            continue
-        _, module, attribute = value.split(".")
-        if attribute not in MODULE_VALUES:
-            problem = (
-                f"twcmaster's modules give only {', '.join(MODULE_VALUES)} (of an energy source)"
-            )
-        elif MODULE_SOURCE_NAMES.get(module, module) not in sources:
-            problem = f"no energy source {MODULE_SOURCE_NAMES.get(module, module)} is enabled"
-        else:
-            continue
-        report.warn(
-            path,
-            f"{value}: {problem}, so it cannot be evaluated and its rule never matches (fail "
-            "safe: a restriction keeps its policy from being chosen, amps of it are 0 A)",
-        )
-
-
-def _group_values(group: ConditionGroup) -> list[tuple[str, Any]]:
-    """(key path, value) of every match and value in the group."""
-    found: list[tuple[str, Any]] = []
-    for item in group.items:
-        if isinstance(item, ConditionGroup):
-            found += _group_values(item)
-        else:
-            found += [(item.key_path.replace(".condition", ".match", 1), item.match),
-                      (item.key_path.replace(".condition", ".value", 1), item.value)]  # fmt: skip
-    return found
 
 
 def _rule_list(
@@ -168,7 +111,7 @@ def _rule(node: Any, path: str, report: Report) -> PolicyRule | None:
         charge_amps=_amps_value(node, "charge_amps", path, report),
         allowed_flex=_amps_value(node, "allowed_flex", path, report),
         latch_min=_latch(node, path, report),
-        charge_limit=_charge_limit(node, path, report),
+        charge_limit=node.get("charge_limit"),
         background_task=_background_task(node, path, report),
         webhooks=_webhooks(node.get("webhooks"), f"{path}.webhooks", report),
         key_path=path,
@@ -315,38 +258,12 @@ def _latch(node: Mapping[str, Any], path: str, report: Report) -> float:
     return float(value)
 
 
-def _charge_limit(node: Mapping[str, Any], path: str, report: Report) -> Any:
-    value = node.get("charge_limit")
-    if value is None:
-        return None
-    if value != -1:
-        report.warn(
-            f"{path}.charge_limit",
-            "ignored; you lose setting the car's charge limit (%) while this policy runs: "
-            "twcmaster leaves the car's own limit alone",
-        )
-    return value
-
-
 def _background_task(node: Mapping[str, Any], path: str, report: Report) -> str | None:
     value = node.get("background_task")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        report.error(
-            f"{path}.background_task", f"expected a task name, got {describe_value(value)}"
-        )
-        return None
-    loss = BACKGROUND_TASKS.get(value)
-    if loss is None:
-        report.warn(
-            f"{path}.background_task",
-            f"{value!r} is not a task twcmaster runs; ignored (known: "
-            f"{', '.join(BACKGROUND_TASKS)})",
-        )
-    elif loss:
-        report.warn(f"{path}.background_task", f"ignored; you lose: {loss}")
-    return value
+    if value is None or isinstance(value, str):
+        return value
+    report.error(f"{path}.background_task", f"expected a task name, got {describe_value(value)}")
+    return None
 
 
 def _webhooks(node: Any, path: str, report: Report) -> Webhooks:

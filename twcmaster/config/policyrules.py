@@ -91,14 +91,17 @@ class ConditionGroup:
         """These conditions AND ``more``'s (a restriction appended to a rule's lists)."""
         return ConditionGroup(self.items + more.items, self.any_of)
 
-    def references(self) -> tuple[Any, ...]:
-        found: list[Any] = []
+    def values(self) -> list[tuple[str, Any]]:
+        """(key path, value) of every match and value in the group, nested ones too."""
+        found: list[tuple[str, Any]] = []
         for item in self.items:
             if isinstance(item, ConditionGroup):
-                found += item.references()
+                found += item.values()
             else:
-                found += [item.match, item.value]
-        return tuple(found)
+                path = item.key_path
+                found += [(path.replace(".condition", ".match", 1), item.match),
+                          (path.replace(".condition", ".value", 1), item.value)]  # fmt: skip
+        return found
 
 
 @dataclass(frozen=True)
