@@ -655,3 +655,19 @@ def test_get_policy_shows_the_order_with_the_users_rules():
     assert table[3]["match"][-1] == "tm_min" and "tm_min" not in table[6]["match"]
     assert table[1]["webhooks"] == {"stop": "http://h/stop"}
     assert [r["name"] for r in shown({"override": [rule("Only", **ALWAYS)]})] == ["Only"]
+
+
+def test_a_green_rule_is_green_for_the_twcmanager_api():
+    from twcmaster.core import Snapshot
+    from twcmaster.outputs.twcmanager_json import active_policy_action
+
+    eng = engine({"extend": {"before": [rule("Solar only", **ALWAYS)]}})
+    green = decide(eng, NIGHT, surplus(10))
+    assert green.tracks_green
+    fixed = decide(engine({"extend": {"before": [rule("Fixed", **ALWAYS, charge_amps=7)]}}), NIGHT)
+    none = decide(engine({"override": [rule("Never", ["x"], ["false"], [0])]}), NIGHT)
+
+    def action(budget):
+        return active_policy_action(Snapshot(budget=budget, slaves=(), link_up=True, alarms=()))
+
+    assert (action(green), action(fixed), action(none)) == (3, 1, None)

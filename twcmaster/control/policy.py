@@ -154,6 +154,7 @@ from twcmaster.policies import (
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
     POLICY_MIN_GREEN,
+    POLICY_NO_MATCH,
     POLICY_NON_SCHEDULED,
     POLICY_SCHEDULED,
 )
@@ -206,6 +207,8 @@ class Budget:
     fallback: str = "greenEnergySafeAmps"
     #: How maxAmpsAllowedFromGrid bore on the budget (None: not set; ``gridcap.py``).
     grid_cap: GridCap | None = None
+    #: The policy tracks green energy (a rule of the user's without charge_amps too).
+    tracks_green: bool = False
     #: The user's policy rules that could not be evaluated, newly at this decision (each
     #: once until it can be again): (key path, problem and outcome).
     rule_failures: tuple[tuple[str, str], ...] = ()
@@ -364,8 +367,6 @@ _STEP_POLICY = {
     _NON_SCHEDULED: POLICY_NON_SCHEDULED,
     _GREEN_NIGHT: POLICY_GREEN,
 }
-#: The budget's policy name before any rule has matched (TWCManager had none and failed).
-POLICY_NO_MATCH = "No Matching Policy"
 
 
 @dataclass(frozen=True)
@@ -841,14 +842,16 @@ class PolicyEngine:
         reason = f"{green_reason(decision, self._tracker.config)} ({choice.reason})."
         if decision.figures is None:  # the fail safe: the reading cannot be used
             return Budget(
-                decision.amps, choice.policy, reason, stale=True, problem=decision.problem
-            )
+                decision.amps, choice.policy, reason, stale=True, problem=decision.problem,
+                tracks_green=True,
+            )  # fmt: skip
         return Budget(
             decision.amps,
             choice.policy,
             reason,
             green=decision.figures.computed,
             max_cars=decision.max_cars,
+            tracks_green=True,
         )
 
     # -- min + green energy, the grid cap ------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.policyrules import WEBHOOK_EVENTS, PolicyRules, group_lists, rule_json
 from twcmaster.outputs.views import energy_figures
-from twcmaster.policies import POLICIES, POLICY_MIN_GREEN
+from twcmaster.policies import POLICIES, POLICY_MIN_GREEN, POLICY_NO_MATCH
 
 if TYPE_CHECKING:  # an output reads the snapshot; it never imports the core's machinery
     from twcmaster.config import AppConfig
@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 CHARGE_NOW, SCHEDULED, GREEN, NON_SCHEDULED = POLICIES
-KNOWN_POLICIES = (*POLICIES, POLICY_MIN_GREEN)
+#: Budget names that are no policy: before the first decision, the policy failed, the
+#: user's rules have not matched yet.
+NO_POLICY = ("starting", "error", POLICY_NO_MATCH)
 
 # getActivePolicyAction's answers (nonScheduledAction's numbers).
 ACTION_FIXED_RATE = 1
@@ -72,7 +74,7 @@ def status_json(snapshot: Snapshot, config: AppConfig, *, now_epoch: float) -> d
         "currentPolicy": budget.policy,
         "maxAmpsToDivideAmongSlaves": _number(budget.amps),
         **_energy_json(snapshot, config),
-        "isGreenPolicy": "Yes" if budget.policy == GREEN else "No",
+        "isGreenPolicy": "Yes" if budget.policy == GREEN or budget.tracks_green else "No",
         **_schedule_json(snapshot.settings),
     }
     data |= _charge_now_json(snapshot.settings, now_epoch)
@@ -200,9 +202,9 @@ def active_policy_action(snapshot: Snapshot) -> int | None:
     3 tracking green energy (Min + Green Energy too: it tracks the surplus above the floor);
     None before the first decision."""
     budget = snapshot.budget
-    if budget.policy not in KNOWN_POLICIES:
+    if budget.policy in NO_POLICY:
         return None
-    if budget.policy in (GREEN, POLICY_MIN_GREEN):
+    if budget.policy in (GREEN, POLICY_MIN_GREEN) or budget.tracks_green:
         return ACTION_TRACK_GREEN
     return ACTION_FIXED_RATE if budget.amps > 0 else ACTION_DO_NOT_CHARGE
 
