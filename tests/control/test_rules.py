@@ -671,3 +671,12 @@ def test_a_green_rule_is_green_for_the_twcmanager_api():
         return active_policy_action(Snapshot(budget=budget, slaves=(), link_up=True, alarms=()))
 
     assert (action(green), action(fixed), action(none)) == (3, 1, None)
+
+
+def test_policy_check_interval_0_chooses_at_every_decision():
+    store = Store(raw={"go": 1})
+    eng = engine({"engine": {"policyCheckInterval": 0}, "extend": {"before": [
+        rule("Go", ["settings.go"], ["eq"], [1], charge_amps=10)]}}, store)  # fmt: skip
+    assert decide(eng, NIGHT, now_s=0).policy == "Go"
+    store._raw = {"go": 0}
+    assert decide(eng, NIGHT, now_s=0.5).policy == POLICY_NON_SCHEDULED

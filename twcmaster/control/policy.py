@@ -583,7 +583,7 @@ class PolicyEngine:
         self, entry: _Builtin, now: float, local_time: datetime, s: RuntimeSettings,
         ctx: RuleContext,
     ) -> _Choice | None:  # fmt: skip
-        def restricted() -> bool:
+        def restrictions_hold() -> bool:  # evaluated only once the policy's own tests hold
             return entry.restriction is None or self._holds(
                 entry.restriction, ctx, f"policy.extend.restrictions.{entry.name}"
             )
@@ -591,17 +591,17 @@ class PolicyEngine:
         if entry.step == _CHARGE_NOW:
             return (
                 self._charge_now(local_time, s)
-                if s.charge_now_active(local_time.timestamp()) and restricted()
+                if s.charge_now_active(local_time.timestamp()) and restrictions_hold()
                 else None
             )
         if entry.step == _SCHEDULED:
             windows = [w for w in s.schedule if w.contains(local_time)]
-            return self._scheduled(windows) if windows and restricted() else None
+            return self._scheduled(windows) if windows and restrictions_hold() else None
         if entry.step == _GREEN_HOURS:
-            return self._green_hours(now, local_time, s, restricted)
+            return self._green_hours(now, local_time, s, restrictions_hold)
         if entry.step == _NON_SCHEDULED:
             action = s.non_scheduled_action
-            if action == NON_SCHEDULED_TRACK_GREEN or not restricted():
+            if action == NON_SCHEDULED_TRACK_GREEN or not restrictions_hold():
                 return None
             return self._non_scheduled(local_time, s)
         if s.non_scheduled_action == NON_SCHEDULED_TRACK_GREEN:
@@ -628,7 +628,11 @@ class PolicyEngine:
         return _Choice(POLICY_SCHEDULED, f"scheduled window {window.describe()}", window.amps)
 
     def _green_hours(
-        self, now: float, local_time: datetime, s: RuntimeSettings, restricted: Any
+        self,
+        now: float,
+        local_time: datetime,
+        s: RuntimeSettings,
+        restrictions_hold: Callable[[], bool],
     ) -> _Choice | None:
         hour = _hour(local_time)
         sun = self._sun_hours(s, local_time)
@@ -637,7 +641,7 @@ class PolicyEngine:
         )
         green_ok = self._config.green_sources_configured
         may_charge = s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE
-        if green_hours and green_ok and may_charge and restricted():
+        if green_hours and green_ok and may_charge and restrictions_hold():
             if self._config.latch_s > 0:
                 self._latched_until_s = now + self._config.latch_s
             resume = s.hour_resume_track_green_energy
@@ -703,7 +707,7 @@ class PolicyEngine:
         where = f"{rule.key_path}.{key}"
         try:
             amps = amps_value(getattr(rule, key), ctx)
-        except (RuleError, ArithmeticError, ValueError, TypeError) as error:
+        except Exception as error:  # whatever a rule does, it never stops the policy
             self._failed(where, error, "0 A")
             return 0.0
         self._failing.discard(where)
@@ -713,7 +717,7 @@ class PolicyEngine:
         """Whether the conditions hold; False when they cannot be evaluated (fail safe)."""
         try:
             result = holds(group, ctx)
-        except (RuleError, ArithmeticError, ValueError, TypeError) as error:
+        except Exception as error:  # whatever a rule does, it never stops the policy
             self._failed(where, error, "taken as not matching")
             return False
         self._failing.discard(where)
