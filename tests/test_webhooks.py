@@ -167,3 +167,18 @@ def test_override_rules_webhooks_are_found_by_name():
     assert rules.webhooks_for("Always").enter == "http://127.0.0.1:9/in"
     assert not rules.webhooks_for("Charge Now")
     hooks.close()
+
+
+def test_closing_drops_what_is_queued_and_never_waits_for_a_hung_server(server):
+    server.route("/slow", Canned.json({}, delay_s=3.0), method="POST")
+    slow = {"Charge Now": {"enter": f"{base_url(server)}/slow"}}
+    hooks = hooks_for({"extend": {"webhooks": slow}}, timeout_s=5)
+    for _ in range(3):
+        step(hooks, "Charge Now", ev.PolicyChanged("", "Charge Now", "x"))
+    began = time.monotonic()
+    hooks.close()
+    assert time.monotonic() - began < 0.2
+    assert hooks._worker.daemon  # a hung call never holds up the daemon's exit
+    step(hooks, "Charge Now", ev.PolicyChanged("", "Charge Now", "x"))  # closed: ignored
+    time.sleep(3.5)
+    assert len(server.requests_to("/slow")) <= 1  # at most the one under way: the rest dropped

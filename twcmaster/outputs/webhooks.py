@@ -18,10 +18,11 @@ without its query, where tokens usually are.
 
 from __future__ import annotations
 
-import concurrent.futures
+import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twcmaster import events as ev
@@ -37,17 +38,24 @@ START_AMPS = 3.0  # A; a TWC's draw rising above it: a car starts (TWCManager's 
 STOP_AMPS = 2.0  # A; falling below it: the car stops
 TIMEOUT_S = 10.0  # connect and read, each
 MAX_PENDING = 8  # calls waiting for a slow server; more are dropped
-WORKERS = 1  # one at a time, in order: an automation sees exit before enter (TWCManager's queue)
 
 Send = Callable[[str, str, Any, float], None]  # (method, url, json body or None, timeout_s)
 
 
 def send_with_requests(method: str, url: str, body: Any, timeout_s: float) -> None:
     """One webhook call; raises for a network problem or an HTTP error status."""
-    import requests  # the edge's blocking client, only in the pool's threads
+    import requests  # the edge's blocking client, only in the worker thread
 
     response = requests.request(method, url, json=body, timeout=timeout_s)
     response.raise_for_status()
+
+
+@dataclass(frozen=True)
+class _Call:
+    url: str
+    policy: str
+    event: str
+    body: Any  # the status JSON, or None for a GET
 
 
 class PolicyWebhooks:
@@ -71,9 +79,13 @@ class PolicyWebhooks:
         self._timeout_s = timeout_s
         self._method = rules.webhook_method
         self._charging: dict[str, bool] = {}  # TWCID -> its car draws (with hysteresis)
-        self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, "webhook")
-        self._pending = 0
+        # One daemon thread sends the calls in order (an automation sees exit before enter,
+        # as with TWCManager's queue); a daemon thread, so a hung server never delays exit.
+        self._calls: queue.Queue[_Call | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._pending = 0  # calls queued or under way
         self._lock = threading.Lock()
+        self._closed = False
 
     def publish(self, publication: Publication) -> None:
         calls: list[tuple[str, str]] = []  # (policy, event)
@@ -101,28 +113,37 @@ class PolicyWebhooks:
 
     def _call(self, url: str, policy: str, event: str, snapshot: Snapshot) -> None:
         with self._lock:
+            if self._closed:
+                return
             if self._pending >= MAX_PENDING:
                 self._log.warning("webhook dropped: too many calls waiting", url=_shown(url),
                                   policy=policy, hook=event)  # fmt: skip
                 return
             self._pending += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="webhooks", daemon=True)
+                self._worker.start()
         body = None
         if self._method == "POST":
             from twcmaster.outputs.twcmanager_json import status_json
 
             body = status_json(snapshot, self._config, now_epoch=self._wallclock())
-        future = self._pool.submit(self._send, self._method, url, body, self._timeout_s)
-        future.add_done_callback(lambda done: self._done(done, url, policy, event))
+        self._calls.put(_Call(url, policy, event, body))
 
-    def _done(self, future: concurrent.futures.Future, url: str, policy: str, event: str) -> None:
-        with self._lock:
-            self._pending -= 1
-        error = future.exception()
-        if error is None:
-            self._log.info("webhook called", url=_shown(url), policy=policy, hook=event)
-        else:
-            self._log.warning("webhook failed", url=_shown(url), policy=policy, hook=event,
-                              error=_hidden(f"{type(error).__name__}: {error}", url))  # fmt: skip
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                self._send(self._method, call.url, call.body, self._timeout_s)
+            except Exception as error:  # a failing webhook is told, never fatal
+                problem = _hidden(f"{type(error).__name__}: {error}", call.url)
+                self._log.warning("webhook failed", url=_shown(call.url), policy=call.policy,
+                                  hook=call.event, error=problem)  # fmt: skip
+            else:
+                self._log.info("webhook called", url=_shown(call.url), policy=call.policy,
+                               hook=call.event)  # fmt: skip
+            finally:
+                with self._lock:
+                    self._pending -= 1
 
     # A service of the daemon (outputs/base.py): nothing to start; at the stop, calls not
     # yet sent are dropped and the ones under way end with their timeout.
@@ -134,8 +155,20 @@ class PolicyWebhooks:
         self.close()
 
     def close(self, wait: bool = False) -> None:
-        """Stop taking calls; ``wait``: let the ones under way finish (their timeout)."""
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        """Take no more calls; ``wait``: until the queued ones are sent (each within its
+        timeout), else they are dropped and the one under way is left to its timeout."""
+        with self._lock:
+            self._closed = True
+            worker = self._worker
+        if not wait:
+            while True:
+                try:
+                    self._calls.get_nowait()
+                except queue.Empty:
+                    break
+        self._calls.put(None)
+        if wait and worker is not None:
+            worker.join()
 
 
 def _shown(url: str) -> str:
