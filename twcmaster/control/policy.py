@@ -700,7 +700,8 @@ class PolicyEngine:
         if rule.tracks_green:
             return _Choice(rule.name, where, None, flex_amps=flex)
         amps = self._rule_amps(rule, "charge_amps", ctx)
-        return _Choice(rule.name, f"{where}, charge_amps {rule.charge_amps} {amps:g}A", amps, flex)
+        read = f"{rule.charge_amps} = " if isinstance(rule.charge_amps, str) else ""
+        return _Choice(rule.name, f"{where}, charge_amps {read}{amps:g}A", amps, flex)
 
     def _rule_amps(self, rule: PolicyRule, key: str, ctx: RuleContext) -> float:
         """A rule's amps value now; 0 A when it cannot be evaluated (fail safe)."""
