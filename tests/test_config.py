@@ -1128,3 +1128,15 @@ def test_override_ignores_extend_with_a_warning_as_twcmanager_does():
     assert paths(loaded.warnings) == ["policy.extend"]
     rules = loaded.settings.policy_rules
     assert [r.charge_amps for r in rules.override] == [8] and rules.before == ()
+
+
+def test_the_shipped_commented_policy_example_loads_when_uncommented():
+    text = SHIPPED.read_text()
+    block = text[text.index('    # "policy": {') : text.index('    "logging": {')]
+    body = "\n".join(line.strip()[2:] for line in block.strip().splitlines())
+    policy = parse_config_text("{" + body.rstrip().rstrip(",") + "}")["policy"]
+    fronius = {"Fronius": {"enabled": True, "serverIP": "192.168.1.2"}}
+    loaded = load(policy=policy, sources=fronius)
+    assert paths(loaded.warnings) == []
+    rules = loaded.settings.policy_rules
+    assert [r.name for r in rules.after] == ["Night top-up"] and rules.check_interval_s == 30
