@@ -350,7 +350,6 @@ class _Choice:
     reason: str  # why this policy (and, for a fixed one, why this many amps)
     amps: float | None  # None: track green energy
     flex_amps: float | None = None  # a rule's allowed_flex; None: greenEnergyFlexAmps
-    entry: int | None = None  # its place in the order (None: forced or no rule)
 
     @property
     def green(self) -> bool:
@@ -577,7 +576,7 @@ class PolicyEngine:
         if choice is None:
             return None
         self._last_entry = index
-        return _replace_entry(choice, index)
+        return choice
 
     def _builtin(
         self, entry: _Builtin, now: float, local_time: datetime, s: RuntimeSettings,
@@ -740,17 +739,17 @@ class PolicyEngine:
         entry = self._order[index]
         why = "no policy matches, so the last one stays"
         if isinstance(entry, PolicyRule):
-            return _replace_entry(self._rule_choice(entry, ctx, why), index)
+            return self._rule_choice(entry, ctx, why)
         if entry.step == _CHARGE_NOW:
             amps = s.charge_now_amps
         elif entry.step == _SCHEDULED:
             amps = max((w.amps for w in s.schedule), default=0.0)
         elif entry.step == _NON_SCHEDULED:
             fixed = self._non_scheduled(local_time, s)
-            return _Choice(fixed.policy, f"{why}: {fixed.reason}", fixed.amps, entry=index)
+            return _Choice(fixed.policy, f"{why}: {fixed.reason}", fixed.amps)
         else:
-            return _Choice(entry.name, why, None, entry=index)
-        return _Choice(entry.name, f"{why} at {amps:g}A", amps, entry=index)
+            return _Choice(entry.name, why, None)
+        return _Choice(entry.name, f"{why} at {amps:g}A", amps)
 
     def _context(
         self,
@@ -959,10 +958,6 @@ def _config_home(config: AppConfig) -> tuple[float, float] | None:
 
 def _hour(local_time: datetime) -> float:
     return local_time.hour + local_time.minute / 60 + local_time.second / 3600
-
-
-def _replace_entry(choice: _Choice, index: int) -> _Choice:
-    return _Choice(choice.policy, choice.reason, choice.amps, choice.flex_amps, index)
 
 
 class _SettingsValues(Mapping[str, Any]):
