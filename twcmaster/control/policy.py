@@ -633,11 +633,8 @@ class PolicyEngine:
         s: RuntimeSettings,
         restrictions_hold: Callable[[], bool],
     ) -> _Choice | None:
-        hour = _hour(local_time)
         sun = self._sun_hours(s, local_time)
-        green_hours = (
-            sun.sunrise_hour <= hour < sun.sunset_hour and s.hour_resume_track_green_energy <= hour
-        )
+        green_hours = _in_green_hours(local_time, sun, s.hour_resume_track_green_energy)
         green_ok = self._config.green_sources_configured
         may_charge = s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE
         if green_hours and green_ok and may_charge and restrictions_hold():
@@ -658,11 +655,8 @@ class PolicyEngine:
         return None
 
     def _non_scheduled(self, local_time: datetime, s: RuntimeSettings) -> _Choice:
-        hour = _hour(local_time)
         sun = self._sun_hours(s, local_time)
-        green_hours = (
-            sun.sunrise_hour <= hour < sun.sunset_hour and s.hour_resume_track_green_energy <= hour
-        )
+        green_hours = _in_green_hours(local_time, sun, s.hour_resume_track_green_energy)
         green_ok = self._config.green_sources_configured
         skipped = "" if green_ok or not green_hours else " (no energy source: no green tracking)"
         if s.non_scheduled_action == NON_SCHEDULED_DO_NOT_CHARGE:
@@ -956,8 +950,10 @@ def _config_home(config: AppConfig) -> tuple[float, float] | None:
     return (lat, lon) if lat is not None and lon is not None else None
 
 
-def _hour(local_time: datetime) -> float:
-    return local_time.hour + local_time.minute / 60 + local_time.second / 3600
+def _in_green_hours(local_time: datetime, sun: SunHours, resume_hour: float) -> bool:
+    """Between sunrise and sunset, and not before hourResumeTrackGreenEnergy."""
+    hour = local_time.hour + local_time.minute / 60 + local_time.second / 3600
+    return sun.sunrise_hour <= hour < sun.sunset_hour and resume_hour <= hour
 
 
 class _SettingsValues(Mapping[str, Any]):
