@@ -21,6 +21,7 @@ from twcmaster.config import (
     load_config,
     parse_config_text,
 )
+from twcmaster.config.policyrules import PolicyRules
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "etc" / "twcmanager" / "config.json"
@@ -748,8 +749,9 @@ def test_user_keys_referenced_by_policy_rules_are_kept_with_a_warning():
     rule = {"name": "Price cap", "match": ["getImportPrice()"], "condition": ["gt"],
             "value": ["config.myPriceCap"], "charge_amps": 0}  # fmt: skip
     loaded = load({"myPriceCap": 0.3}, policy={"extend": {"emergency": [rule]}})
-    assert paths(loaded.warnings) == ["config.myPriceCap", "policy"]
+    assert paths(loaded.warnings) == ["config.myPriceCap", "policy.extend.emergency[0].match[0]"]
     assert "policy rules" in loaded.warnings[0].message
+    assert "compared as the text itself" in loaded.warnings[1].message
 
 
 def test_gen3_section_is_accepted_under_twcmanagers_dotted_top_level_name():
@@ -923,9 +925,14 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
     assert paths(loaded.warnings) == [
         "config.cloudUpdateInterval",
         "config.onlyChargeMultiCarsAtHome",
-        "config.webhookMethod",
-        "policy",
+        "policy.extend.emergency[0].charge_limit",
+        "policy.extend.emergency[0].background_task",
     ]
+    # The policy rules are applied: the emergency rule, the Charge Now webhook.
+    rules = settings.policy_rules
+    assert [rule.name for rule in rules.emergency] == ["Charge Now with Grid power limit"]
+    assert rules.builtin_webhooks("Charge Now").start == "http://hooks.lan/start#now"
+    assert rules.check_interval_s == 30
     # TWCManager's own car-API keys carry over to the Tesla module.
     tesla = settings.tesla_api
     assert tesla is not None and tesla.base_url == "https://localhost:4443"
@@ -1003,3 +1010,133 @@ def test_a_password_or_token_of_the_wrong_type_is_not_echoed():
     )
     assert paths(problems) == ["status.MQTT.password", "control.HTTP.token"]
     assert not any("918273645" in p.message or "s3cr3t" in p.message for p in problems)
+
+
+# ------------------------------------------------------------------------- policy rules
+
+
+def _rule(**more) -> dict:
+    return {"name": "R", "match": ["tm_hour"], "condition": ["gte"], "value": [6], **more}
+
+
+def _policy_errors(policy: dict) -> list[tuple[str, str]]:
+    return [(p.key_path, p.message) for p in errors_of(policy=policy)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "key_path", "words"),
+    [
+        ({"extend": {"before": [_rule(condition=["equals"])]}},
+         "policy.extend.before[0].condition[0]", 'unknown operator "equals"'),
+        ({"extend": {"after": [_rule(), _rule(match=["tm_hour", "tm_min"],
+                                              condition=["gte", "lt"], value=[6])]}},
+         "policy.extend.after[1].condition", "as many entries each; got 2, 2 and 1"),
+        ({"extend": {"emergency": [_rule(match=["tm_hour", ["tm_min", "tm_hour"]],
+                                         condition=["gte", ["lt", "bigger"]],
+                                         value=[6, [30, 8]])]}},
+         "policy.extend.emergency[0].condition[1][1]", "unknown operator"),
+        ({"extend": {"before": [_rule(match=[["tm_min"]], condition=["lt"], value=[[3]])]}},
+         "policy.extend.before[0].condition[0]", "lists in match, condition and value alike"),
+        ({"extend": {"restrictions": {"Charge Later": {"match": [], "condition": [],
+                                                        "value": []}}}},
+         "policy.extend.restrictions.Charge Later", "no built-in policy is called"),
+        ({"extend": {"webhooks": {"Green": {"enter": "http://h/e"}}}},
+         "policy.extend.webhooks.Green", "Track Green Energy"),
+        ({"extend": {"webhooks": {"Charge Now": {"begin": "http://h/e"}}}},
+         "policy.extend.webhooks.Charge Now.begin", "unknown event"),
+        ({"override": [_rule(webhooks={"enter": "ftp://h/e"})]},
+         "policy.override[0].webhooks.enter", "http:// or https:// URL"),
+        ({"override": [_rule(charge_amp=16)]},
+         "policy.override[0].charge_amp", 'did you mean "charge_amps"?'),
+        ({"override": [_rule(charge_amps="value")]},
+         "policy.override[0].charge_amps", "expected amps"),
+        ({"override": [_rule(charge_amps=-3)]}, "policy.override[0].charge_amps", "expected amps"),
+        ({"override": [_rule(latch_period="ten")]},
+         "policy.override[0].latch_period", "expected minutes"),
+        ({"override": [{"match": [], "condition": [], "value": []}]},
+         "policy.override[0].name", "expected the policy's name"),
+        ({"override": [_rule(match=["settings.a.b"])]},
+         "policy.override[0].match[0]", "not a reference"),
+        ({"override": {"name": "R"}}, "policy.override", "expected a list of policy rules"),
+        ({"engine": {"policyCheckInterval": -1}}, "policy.engine.policyCheckInterval",
+         "expected seconds"),
+        ({"alwaysPollEMS": "yes"}, "policy.alwaysPollEMS", "expected true or false"),
+    ],
+)  # fmt: skip
+def test_a_bad_policy_rule_is_an_error_naming_its_key_path(policy, key_path, words):
+    found = _policy_errors(policy)
+    assert key_path in [path for path, _ in found], found
+    assert any(words in message for path, message in found if path == key_path), found
+
+
+def test_policy_rules_load_typed():
+    rule = _rule(match=["tm_hour", ["settings.a", "config.b"]],
+                 condition=["gte", ["eq", "lt"]], value=[6, [1, 3]],
+                 charge_amps="settings.chargeNowAmps", allowed_flex=2, latch_period=15,
+                 webhooks={"enter": "http://hooks.lan/in", "exit": ""})  # fmt: skip
+    loaded = load(
+        {"webhookMethod": "GET"},
+        policy={
+            "engine": {"policyCheckInterval": 60},
+            "alwaysPollEMS": True,
+            "extend": {
+                "before": [rule],
+                "restrictions": {"Charge Now": {"match": ["tm_hour"], "condition": ["lt"],
+                                                "value": [22]}},
+                "webhooks": {"Track Green Energy": {"start": "https://h/s"}},
+            },
+        },
+    )  # fmt: skip
+    assert loaded.warnings == ()
+    rules = loaded.settings.policy_rules
+    (before,) = rules.before
+    assert (before.charge_amps, before.allowed_flex, before.latch_min) == (
+        "settings.chargeNowAmps", 2, 15.0,
+    )  # fmt: skip
+    assert before.webhooks.enter == "http://hooks.lan/in" and before.webhooks.exit is None
+    group = before.conditions
+    assert not group.any_of and group.items[1].any_of
+    assert [c.key_path for c in group.items[1].items] == [
+        "policy.extend.before[0].condition[1][0]", "policy.extend.before[0].condition[1][1]",
+    ]  # fmt: skip
+    assert rules.restriction("Charge Now").items[0].value == 22
+    assert rules.builtin_webhooks("Track Green Energy").start == "https://h/s"
+    assert (rules.check_interval_s, rules.always_poll_ems, rules.webhook_method) == (
+        60, True, "GET",
+    )  # fmt: skip
+
+
+def test_without_a_policy_section_the_rules_change_nothing():
+    rules = load().settings.policy_rules
+    assert rules == PolicyRules() and not rules.changes_the_order and not rules.has_webhooks
+
+
+def test_policy_rules_say_what_twcmaster_does_not_apply():
+    rule = _rule(match=["modules.TeslaPowerwall2.gridStatus"], condition=["eq"], value=[True],
+                 charge_limit=80, background_task="checkCharge")  # fmt: skip
+    loaded = load(policy={"extend": {"emergency": [rule, _rule(match=["tm_hours"])]}})
+    warned = {w.key_path: w.message for w in loaded.warnings}
+    assert "never matches" in warned["policy.extend.emergency[0].match[0]"]
+    assert "charge limit" in warned["policy.extend.emergency[0].charge_limit"]
+    assert "battery level" in warned["policy.extend.emergency[0].background_task"]
+    assert "not a time field" in warned["policy.extend.emergency[1].match[0]"]
+
+
+def test_override_ignores_extend_with_a_warning_as_twcmanager_does():
+    loaded = load(policy={"override": [_rule(charge_amps=8)],
+                          "extend": {"before": [_rule()]}})  # fmt: skip
+    assert paths(loaded.warnings) == ["policy.extend"]
+    rules = loaded.settings.policy_rules
+    assert [r.charge_amps for r in rules.override] == [8] and rules.before == ()
+
+
+def test_the_shipped_commented_policy_example_loads_when_uncommented():
+    text = SHIPPED.read_text()
+    block = text[text.index('    # "policy": {') : text.index('    "logging": {')]
+    body = "\n".join(line.strip()[2:] for line in block.strip().splitlines())
+    policy = parse_config_text("{" + body.rstrip().rstrip(",") + "}")["policy"]
+    fronius = {"Fronius": {"enabled": True, "serverIP": "192.168.1.2"}}
+    loaded = load(policy=policy, sources=fronius)
+    assert paths(loaded.warnings) == []
+    rules = loaded.settings.policy_rules
+    assert [r.name for r in rules.after] == ["Night top-up"] and rules.check_interval_s == 30

@@ -239,6 +239,53 @@ POLICY_VARIANTS: dict[str, dict[str, Any]] = {
             ]
         }
     },
+    "sub-lists (TWCManager's Powerwall Full)": {
+        "extend": {
+            "after": [
+                {
+                    "name": "Powerwall Full",
+                    "match": [
+                        "modules.TeslaPowerwall2.batteryLevel",
+                        ["modules.TeslaPowerwall2.exportW", "modules.TeslaPowerwall2.gridStatus"],
+                    ],
+                    "condition": ["gte", ["gte", "eq"]],
+                    "value": [95, [1500, False]],
+                    "charge_amps": "config.minAmpsPerTWC",
+                    "charge_limit": 90,
+                    "latch_period": 30,
+                }
+            ]
+        }
+    },
+    "a rule's webhooks and background task": {
+        "extend": {
+            "before": [
+                {
+                    "name": "Low battery",
+                    "match": ["modules.TeslaAPI.minBatteryLevelAtHome"],
+                    "condition": ["lt"],
+                    "value": [20],
+                    "charge_amps": 24,
+                    "background_task": "checkCharge",
+                    "webhooks": {"enter": "http://192.168.1.5/low", "exit": "http://h/ok"},
+                }
+            ]
+        }
+    },
+    "green rule on the surplus": {
+        "extend": {
+            "before": [
+                {
+                    "name": "Big surplus",
+                    "match": ["getMaxAmpsToDivideGreenEnergy()", "tm_wday"],
+                    "condition": ["gt", "lt"],
+                    "value": [20, 5],
+                    "background_task": "checkGreenEnergy",
+                    "allowed_flex": "config.greenEnergyFlexAmps",
+                }
+            ]
+        }
+    },
     "restrictions": {
         "extend": {
             "restrictions": {
@@ -432,7 +479,7 @@ def test_every_ignored_setting_says_what_is_lost():
         data = merged(data, patch)
     loaded = config_from_dict(data, "/tmp")
     warned = {w.key_path: w.message for w in loaded.warnings}
-    for path in ("config.debugOutputToFile", "logging.MySQL", "policy", "controller.Gen3TWCs"):
+    for path in ("config.debugOutputToFile", "logging.MySQL", "controller.Gen3TWCs"):
         assert "you lose" in warned[path], path
         assert IGNORED[path] in warned[path]
 
@@ -519,3 +566,18 @@ def test_the_file_logger_keys_choose_the_log_folder():
     assert [p.key_path for p in caught.value.problems] == ["logging.FileLogger.path"]
     muted = loaded({"enabled": True, "mute": {"SlavePower": True}})
     assert "logging.FileLogger.mute" in [w.key_path for w in muted.warnings]
+
+
+def test_twcmanager_diff_says_how_policy_rules_differ():
+    data = merged(fixed_sample(), {"policy": POLICY_VARIANTS["restrictions"]})
+    (line,) = [line for line in twcmanager_diff(data) if line.path == "policy"]
+    assert line.kind == "different"
+    assert "applied as in TWCManager" in line.text and "modules.X.Y" in line.text
+
+
+@pytest.mark.parametrize("name", list(POLICY_VARIANTS))
+def test_each_policy_variant_is_applied_not_ignored(name):
+    sample = _disable_sample_sources(fixed_sample())
+    data = merged(sample, {"policy": POLICY_VARIANTS[name]})
+    rules = config_from_dict(data, "/tmp").settings.policy_rules
+    assert rules != config_from_dict(sample, "/tmp").settings.policy_rules

@@ -487,6 +487,8 @@ class Core:
         previous = self.budget
         self.budget = budget
         self._emit(ev.BudgetDecided(budget))
+        for rule, problem in budget.rule_failures:
+            self._emit(ev.PolicyRuleFailed(rule, problem))
         if budget.policy != previous.policy:
             was = "" if previous.policy == "starting" else previous.policy
             self._emit(ev.PolicyChanged(was, budget.policy, budget.reason))

@@ -300,6 +300,7 @@ def build_daemon(
     ``cars`` is given) and what the config enables of MQTT and HTTP. Call it on the running
     event loop."""
     from twcmaster.control.policy import build_policy
+    from twcmaster.sources.modulevalues import module_values
     from twcmaster.sources.registry import build_sources
     from twcmaster.sources.runner import SourceRunner
 
@@ -308,7 +309,10 @@ def build_daemon(
     store = open_settings(config, config.settings_path)
     log = get_logger("twcmaster")
     config = charge_stop_mode_from_settings(config, store, log)
-    policy = build_policy(config, store, green_sources_configured=bool(sources))
+    module_value = module_values(runner) if runner is not None else None
+    policy = build_policy(
+        config, store, green_sources_configured=bool(sources), module_value=module_value
+    )
     warn_settings_shadowing(config, store, log)
     if cars is None:
         cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=log)
@@ -317,6 +321,12 @@ def build_daemon(
     )
     attach_car_module(daemon, cars)
     attach_interfaces(daemon, config, store)
+    if config.policy_rules.has_webhooks:
+        from twcmaster.outputs.webhooks import PolicyWebhooks
+
+        webhooks = PolicyWebhooks(config.policy_rules, config, log=log)
+        daemon.add_output(webhooks)
+        daemon.add_service(webhooks)
     return daemon
 
 

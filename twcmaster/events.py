@@ -106,6 +106,15 @@ class PolicyChanged:
 
 
 @dataclass(frozen=True)
+class PolicyRuleFailed:
+    """A policy rule of the user's cannot be evaluated (once, until it can again): it is
+    taken as not matching, or its amps as 0 A."""
+
+    rule: str  # its key path in config.json, e.g. policy.extend.before[0]
+    problem: str
+
+
+@dataclass(frozen=True)
 class ReadingStale:
     """The green-energy reading became unusable: the budget is the safe value."""
 
@@ -253,6 +262,7 @@ Event = (
     | LinkChanged
     | BudgetDecided
     | PolicyChanged
+    | PolicyRuleFailed
     | ReadingStale
     | ReadingUsable
     | CarCommandWanted

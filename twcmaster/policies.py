@@ -15,6 +15,10 @@ POLICY_GREEN = "Track Green Energy"
 POLICY_NON_SCHEDULED = "Non Scheduled Charging"
 POLICIES = (POLICY_CHARGE_NOW, POLICY_SCHEDULED, POLICY_GREEN, POLICY_NON_SCHEDULED)
 
+#: The budget's policy name when the user's rules (config.json's policy section) have not
+#: matched yet (TWCManager had no policy then); the user's rules name the others.
+POLICY_NO_MATCH = "No Matching Policy"
+
 POLICY_MIN_GREEN = "Min + Green Energy"
 #: The policies a user may force over the rules: TWCManager's four and twcmaster's mode.
 FORCEABLE_POLICIES = (*POLICIES, POLICY_MIN_GREEN)

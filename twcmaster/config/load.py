@@ -44,6 +44,7 @@ from twcmaster.config.limits import (
 )
 from twcmaster.config.logsettings import parse_log_file, parse_log_format
 from twcmaster.config.model import AppConfig, LoadedConfig, WiringConfig
+from twcmaster.config.policyparse import parse_policy_rules
 from twcmaster.config.problems import ConfigError, Problem, Report, describe_value, kind
 from twcmaster.config.rs485 import parse_rs485
 from twcmaster.config.schema import check_keys, warn_unused
@@ -119,6 +120,7 @@ def _parse_app_config(
         tesla_api=parse_tesla_api(data, report),
         tesla_ble=parse_tesla_ble(data, report),
         charge_stop_mode=parse_charge_stop_mode(data, report),
+        policy_rules=parse_policy_rules(data, report),
     )
     _check_fake_master(cfg)
     if report.errors:

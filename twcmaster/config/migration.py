@@ -79,7 +79,6 @@ IGNORED: dict[str, str] = {
         "the tesla-control program TWCManager signed commands with; twcmaster signs them "
         "itself with vehicle.teslaAPI.privateKeyFile"
     ),
-    "config.webhookMethod": "the HTTP method of policy webhooks, which twcmaster does not call",
     "config.onlyChargeMultiCarsAtHome": (
         "TWCManager's check that every car is at home before charging several; twcmaster "
         "commands only the car plugged into that TWC (or inside the home geofence)"
@@ -145,11 +144,6 @@ IGNORED: dict[str, str] = {
         "TWCManager's replay of recorded readings for its tests; use twcmaster simulate --profile"
     ),
     # -- other sections and leaves
-    "policy": (
-        "your own policy rules (override, extend, webhooks, policyCheckInterval): twcmaster "
-        "follows TWCManager's default order (Charge Now, Scheduled, Track Green Energy, "
-        "Non Scheduled)"
-    ),
     "vehicle.commandPolicy": (
         "choosing between Bluetooth and the Fleet API per command; twcmaster uses "
         "vehicle.teslaBLE when it is enabled, else vehicle.teslaAPI"
@@ -214,6 +208,12 @@ DIFFERENT: dict[str, str] = {
     "config.chargeStopMode": (
         "1 stops through the car API; 2 pauses that one TWC's heartbeats for 60 s; 3 sends "
         "the bus stop command only to firmware 4.5.3 or later, at most once a minute"
+    ),
+    "policy": (
+        "applied as in TWCManager (override, extend, restrictions, webhooks, latch, flex, "
+        "policyCheckInterval); modules.X.Y values other than an energy source's generatedW, "
+        "consumedW, importW, exportW and charge_limit are not (README: Your own policy "
+        "rules); without policyCheckInterval the policy is chosen at every decision"
     ),
     "control.HTTP": (
         "TWCManager's /api endpoints with the same names; answers are JSON numbers, errors "

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from twcmaster.config.defaults import DEFAULTS
 from twcmaster.config.fields import section
 from twcmaster.config.interfaces import HttpConfig, MqttControlConfig, MqttStatusConfig
+from twcmaster.config.policyrules import PolicyRules
 from twcmaster.config.problems import Problem
 from twcmaster.config.vehicle import TeslaApiConfig, TeslaBleConfig
 
@@ -93,6 +94,9 @@ class AppConfig:
     # How a protocol-2 car is stopped (TWCManager chargeStopMode): 1 its API (else a 0 A
     # offer), 2 pause its TWC's heartbeats, 3 the TWC's stop command (control/busstop.py).
     charge_stop_mode: int = 1
+    # The policy section: the user's rules, restrictions, webhooks, check interval
+    # (config/policyrules.py); the default changes nothing.
+    policy_rules: PolicyRules = PolicyRules()
 
     def raw_section(self, *keys: str) -> Mapping[str, Any]:
         """``raw[k1][k2]...`` or an empty mapping when absent or not a section."""

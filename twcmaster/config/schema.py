@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from twcmaster.config.fields import section as _section
-from twcmaster.config.migration import ignored_message, policy_is_customised
+from twcmaster.config.migration import ignored_message
 from twcmaster.config.problems import Report, describe_value
 from twcmaster.sources import SOURCE_MODULES  # names only: imports no source module
 
@@ -227,7 +227,7 @@ _USED_CONFIG_KEYS = frozenset(
     " greenEnergyHoldWh greenEnergyHoldGrowth greenEnergyStartMarginPerStart"
     " greenEnergyRotateKWh chargePriority"
     " maxAmpsAllowedFromGrid teslaApiClientID teslaProxy teslaProxyCert wakeDelayMins"
-    " chargeStopMode".split()
+    " chargeStopMode webhookMethod".split()
 )
 _USED_MODULES = frozenset(
     {"interface.RS485", "logging.Console", "logging.FileLogger", "control.HTTP", "control.MQTT"}
@@ -374,8 +374,6 @@ def warn_unused(data: Mapping[str, Any], report: Report) -> None:
         # Only a module that would run matters; TWCManager's sample lists many switched off.
         if module.get("enabled", path in _ENABLED_BY_DEFAULT):
             report.warn(path, "enabled, but " + ignored_message(path))
-    if policy_is_customised(data.get("policy")):
-        report.warn("policy", ignored_message("policy"))
     for keys in (
         ("vehicle", "commandPolicy"),
         ("pricing", "policy"),

@@ -116,12 +116,16 @@ the engine keeps its own state between calls and only reads the settings store's
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from twcmaster.config.defaults import DEFAULTS
+from twcmaster.config.policyrules import ConditionGroup, PolicyRule, PolicyRules
 from twcmaster.control.green import (
     NO_CHARGERS,
     ChargerView,
@@ -130,6 +134,8 @@ from twcmaster.control.green import (
     GreenSettings,
     LoadHistory,
     SiteReading,
+    green_budget,
+    reading_problem,
 )
 from twcmaster.control.gridcap import (
     CapAdmission,
@@ -138,6 +144,7 @@ from twcmaster.control.gridcap import (
     limit_cars,
 )
 from twcmaster.control.mingreen import MinGreenTracker, min_green_reason
+from twcmaster.control.rules import RuleContext, RuleError, amps_value, holds
 from twcmaster.control.sun import SunHours, local_utc_offset_h, sun_hours
 from twcmaster.control.tracking import GreenTracker, green_reason
 from twcmaster.numbers import whole_count
@@ -147,10 +154,12 @@ from twcmaster.policies import (
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
     POLICY_MIN_GREEN,
+    POLICY_NO_MATCH,
     POLICY_NON_SCHEDULED,
     POLICY_SCHEDULED,
 )
 from twcmaster.protocol.gate import MIN_AMPS_P2
+from twcmaster.settings import DEFAULTS as SETTINGS_DEFAULTS
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
     NON_SCHEDULED_FIXED,
@@ -198,6 +207,11 @@ class Budget:
     fallback: str = "greenEnergySafeAmps"
     #: How maxAmpsAllowedFromGrid bore on the budget (None: not set; ``gridcap.py``).
     grid_cap: GridCap | None = None
+    #: The policy tracks green energy (a rule of the user's without charge_amps too).
+    tracks_green: bool = False
+    #: The user's policy rules that could not be evaluated, newly at this decision (each
+    #: once until it can be again): (key path, problem and outcome).
+    rule_failures: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -254,6 +268,10 @@ class PolicyConfig:
     #: Home (latitude, longitude) from vehicle.teslaAPI, for sunrise and sunset when
     #: settings.json's homeLat / homeLon are unknown; None: unknown.
     home: tuple[float, float] | None = None
+    #: The user's policy section (``config/policyrules.py``); the default changes nothing.
+    rules: PolicyRules = PolicyRules()
+    #: config.json's ``config`` section as written: the rules' ``config.X`` values.
+    config_values: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         for name in (
@@ -321,6 +339,8 @@ class PolicyConfig:
             start_margin_per_start_amps=config.green_energy_start_margin_per_start_amps,
             green_sources_configured=green_sources_configured,
             max_amps_allowed_from_grid=config.max_amps_allowed_from_grid,
+            rules=config.policy_rules,
+            config_values=MappingProxyType(dict(config.raw_section("config"))),
         )
 
 
@@ -329,6 +349,72 @@ class _Choice:
     policy: str
     reason: str  # why this policy (and, for a fixed one, why this many amps)
     amps: float | None  # None: track green energy
+    flex_amps: float | None = None  # a rule's allowed_flex; None: greenEnergyFlexAmps
+
+    @property
+    def green(self) -> bool:
+        return self.amps is None and self.policy != POLICY_MIN_GREEN
+
+
+# Built-in policies of TWCManager's default list, as steps of the order. Track Green Energy
+# is there twice: in the green hours, and for nonScheduledAction 3 after Non Scheduled.
+_CHARGE_NOW, _SCHEDULED, _GREEN_HOURS, _NON_SCHEDULED, _GREEN_NIGHT = range(5)
+_STEP_POLICY = {
+    _CHARGE_NOW: POLICY_CHARGE_NOW,
+    _SCHEDULED: POLICY_SCHEDULED,
+    _GREEN_HOURS: POLICY_GREEN,
+    _NON_SCHEDULED: POLICY_NON_SCHEDULED,
+    _GREEN_NIGHT: POLICY_GREEN,
+}
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    """A built-in policy in the order, with the user's restrictions (AND) on it."""
+
+    step: int
+    restriction: ConditionGroup | None = None
+
+    @property
+    def name(self) -> str:
+        return _STEP_POLICY[self.step]
+
+
+_Entry = _Builtin | PolicyRule
+
+
+def policy_order(rules: PolicyRules) -> tuple[tuple[_Entry, ...], int]:
+    """The policies in the order they are tried, and how many come before a policy forced
+    by hand (the emergency rules: they are meant to abort even a manual command)."""
+    if rules.override:
+        return rules.override, 0
+
+    def builtin(step: int) -> _Builtin:
+        # TWCManager restricts the first policy of that name: the green hours, not step 5.
+        first = step != _GREEN_NIGHT
+        return _Builtin(step, rules.restriction(_STEP_POLICY[step]) if first else None)
+
+    order = (
+        *rules.emergency,
+        builtin(_CHARGE_NOW),
+        *rules.before,
+        builtin(_SCHEDULED),
+        builtin(_GREEN_HOURS),
+        *rules.after,
+        builtin(_NON_SCHEDULED),
+        builtin(_GREEN_NIGHT),
+    )
+    return order, len(rules.emergency)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The last choice, kept until policyCheckInterval has passed or the settings change."""
+
+    choice: _Choice
+    at_s: float
+    settings: RuntimeSettings
+    forced: str | None
 
 
 class PolicyEngine:
@@ -338,6 +424,11 @@ class PolicyEngine:
     attribute holding ``RuntimeSettings``), or None for TWCManager's defaults.
     ``force_policy``: one of ``POLICIES`` to use it whatever the time and settings (the day
     simulator forces "Track Green Energy"); see ``force_policy`` / ``forced_policy``.
+    ``module_value``: ``(module, attribute) -> value`` for the rules' ``modules.X.Y``
+    (raising ``RuleError`` when it has none); None: every such value fails.
+    The user's rules (``config.rules``) are tried in TWCManager's order (``policy_order``);
+    a rule that cannot be evaluated does not match (its amps: 0 A), told once in
+    ``Budget.rule_failures`` (the core makes it a ``PolicyRuleFailed`` event, logged).
     """
 
     def __init__(
@@ -346,9 +437,11 @@ class PolicyEngine:
         store: SettingsStore | Any | None = None,
         *,
         force_policy: str | None = None,
+        module_value: Callable[[str, str], Any] | None = None,
     ) -> None:
         self._config = config
         self._store = store
+        self._module_value = module_value  # modules.X.Y for the rules; None: none given
         self._forced: str | None = None
         self.force_policy(force_policy)
         self._tracker = GreenTracker(config)
@@ -356,8 +449,15 @@ class PolicyEngine:
         self._loads = LoadHistory()  # the chargers' draw at the meter's time (min green, cap)
         self._cap_admission = CapAdmission()  # cars the grid cap feeds, with a slow way back
         self._policy: str | None = None
+        self._green = False  # the policy in force tracks green energy
         self._latched_until_s = -math.inf
         self._day: object = None  # the local date of the last decision
+        self._order, self._emergency_count = policy_order(config.rules)
+        self._rule_latched_until_s: dict[int, float] = {}  # place in the order -> until
+        self._last_entry: int | None = None  # the policy the rules chose last
+        self._held: _Held | None = None
+        self._failing: set[str] = set()  # rules whose failure is told (until they recover)
+        self._new_failures: list[tuple[str, str]] = []  # for this decision's budget
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -400,13 +500,14 @@ class PolicyEngine:
         if local_time.date() != self._day:
             self._day = local_time.date()
             self._tracker.new_day()
-        choice = self._select(now, local_time, settings)
+        choice = self._choose(now, local_time, settings, site, chargers)
         if choice.policy != self._policy:
-            if self._policy == POLICY_GREEN or choice.policy == POLICY_GREEN:
+            if self._green or choice.green:
                 self._tracker.enter(chargers)
             if choice.policy == POLICY_MIN_GREEN:
                 self._min_green.enter()
             self._policy = choice.policy
+        self._green = choice.green
         self._tracker.remember_load(now, chargers)
         if self._config.subtract_charger_load:
             self._loads.remember(now, chargers)
@@ -415,45 +516,128 @@ class PolicyEngine:
         elif choice.amps is None:
             budget = self._decide_green(now, site, chargers, choice)
         else:
-            budget = self._fixed(choice)
-        return self._grid_capped(now, budget, site, chargers)
+            budget = self._fixed(choice, chargers)
+        budget = self._grid_capped(now, budget, site, chargers)
+        if self._new_failures:
+            budget = dataclasses.replace(budget, rule_failures=tuple(self._new_failures))
+            self._new_failures.clear()
+        return budget
 
-    def _sun_hours(self, s: RuntimeSettings, local_time: datetime) -> SunHours:
-        """Today's sunrise and sunset at home (settings.json's homeLat / homeLon, else the
-        config's home), else settings.json's sunrise / sunset hours."""
-        home = self._config.home
-        if s.home_lat is not None and s.home_lon is not None:
-            home = (s.home_lat, s.home_lon)
-        fallback = (s.sunrise_hour, s.sunset_hour)
-        offset_h = local_utc_offset_h(local_time) if home is not None else 0.0
-        return sun_hours(local_time.date(), home, fallback, offset_h)
+    def _choose(
+        self,
+        now: float,
+        local_time: datetime,
+        s: RuntimeSettings,
+        site: SiteReading | None,
+        chargers: ChargerView,
+    ) -> _Choice:
+        """The policy: chosen afresh at every decision, or with policyCheckInterval at most
+        that often (a change of the settings or of the forced policy chooses at once, as
+        TWCManager's applyPolicyImmediately)."""
+        interval = self._config.rules.check_interval_s
+        held = self._held
+        if (
+            interval is not None
+            and held is not None
+            and 0 <= now - held.at_s < interval
+            and held.settings == s
+            and held.forced == self._forced
+        ):
+            return held.choice
+        choice = self._select(now, local_time, s, self._context(local_time, s, site, chargers))
+        self._held = _Held(choice, now, s, self._forced)
+        return choice
 
-    def _select(self, now: float, local_time: datetime, s: RuntimeSettings) -> _Choice:
-        wiring = self._config.wiring_max_amps_all_twcs
+    def _select(
+        self, now: float, local_time: datetime, s: RuntimeSettings, ctx: RuleContext
+    ) -> _Choice:
+        """The first policy of the order that matches (TWCManager's rule), the emergency
+        rules before a policy forced by hand; when none matches, the last one stays."""
+        for index in range(self._emergency_count):
+            choice = self._try(index, now, local_time, s, ctx)
+            if choice is not None:
+                return choice
         if self._forced is not None or s.forced_policy is not None:
             return self._forced_choice(s)
-        now_epoch = local_time.timestamp()
-        if s.charge_now_active(now_epoch):
-            left_s = s.charge_now_end_epoch - now_epoch
-            try:
-                until = datetime.fromtimestamp(s.charge_now_end_epoch, tz=local_time.tzinfo)
-                until_text = f" (until {until:%H:%M})"
-            except (OverflowError, OSError, ValueError):  # a far-off end from a hand edit
-                until_text = ""
-            return _Choice(
-                POLICY_CHARGE_NOW,
-                f"Charge Now at chargeNowAmps {s.charge_now_amps:g}A for {_duration(left_s)} "
-                f"more{until_text}",
-                s.charge_now_amps,
+        for index in range(self._emergency_count, len(self._order)):
+            choice = self._try(index, now, local_time, s, ctx)
+            if choice is not None:
+                return choice
+        return self._keep(now, local_time, s, ctx)
+
+    def _try(
+        self, index: int, now: float, local_time: datetime, s: RuntimeSettings, ctx: RuleContext
+    ) -> _Choice | None:
+        entry = self._order[index]
+        if isinstance(entry, PolicyRule):
+            choice = self._rule(index, entry, now, ctx)
+        else:
+            choice = self._builtin(entry, now, local_time, s, ctx)
+        if choice is None:
+            return None
+        self._last_entry = index
+        return choice
+
+    def _builtin(
+        self, entry: _Builtin, now: float, local_time: datetime, s: RuntimeSettings,
+        ctx: RuleContext,
+    ) -> _Choice | None:  # fmt: skip
+        def restrictions_hold() -> bool:  # evaluated only once the policy's own tests hold
+            return entry.restriction is None or self._holds(
+                entry.restriction, ctx, f"policy.extend.restrictions.{entry.name}"
             )
-        windows = [w for w in s.schedule if w.contains(local_time)]
-        if windows:
-            window = max(windows, key=lambda w: w.amps)
-            return _Choice(POLICY_SCHEDULED, f"scheduled window {window.describe()}", window.amps)
+
+        if entry.step == _CHARGE_NOW:
+            return (
+                self._charge_now(local_time, s)
+                if s.charge_now_active(local_time.timestamp()) and restrictions_hold()
+                else None
+            )
+        if entry.step == _SCHEDULED:
+            windows = [w for w in s.schedule if w.contains(local_time)]
+            return self._scheduled(windows) if windows and restrictions_hold() else None
+        if entry.step == _GREEN_HOURS:
+            return self._green_hours(now, local_time, s, restrictions_hold)
+        if entry.step == _NON_SCHEDULED:
+            action = s.non_scheduled_action
+            if action == NON_SCHEDULED_TRACK_GREEN or not restrictions_hold():
+                return None
+            return self._non_scheduled(local_time, s)
+        if s.non_scheduled_action == NON_SCHEDULED_TRACK_GREEN:
+            return _Choice(POLICY_GREEN, "nonScheduledAction 3 tracks green energy", None)
+        return None
+
+    def _charge_now(self, local_time: datetime, s: RuntimeSettings) -> _Choice:
+        left_s = s.charge_now_end_epoch - local_time.timestamp()
+        try:
+            until = datetime.fromtimestamp(s.charge_now_end_epoch, tz=local_time.tzinfo)
+            until_text = f" (until {until:%H:%M})"
+        except (OverflowError, OSError, ValueError):  # a far-off end from a hand edit
+            until_text = ""
+        return _Choice(
+            POLICY_CHARGE_NOW,
+            f"Charge Now at chargeNowAmps {s.charge_now_amps:g}A for {_duration(left_s)} "
+            f"more{until_text}",
+            s.charge_now_amps,
+        )
+
+    @staticmethod
+    def _scheduled(windows: list) -> _Choice:
+        window = max(windows, key=lambda w: w.amps)
+        return _Choice(POLICY_SCHEDULED, f"scheduled window {window.describe()}", window.amps)
+
+    def _green_hours(
+        self,
+        now: float,
+        local_time: datetime,
+        s: RuntimeSettings,
+        restrictions_hold: Callable[[], bool],
+    ) -> _Choice | None:
         sun = self._sun_hours(s, local_time)
         green_hours = _in_green_hours(local_time, sun, s.hour_resume_track_green_energy)
         green_ok = self._config.green_sources_configured
-        if green_hours and green_ok and s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE:
+        may_charge = s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE
+        if green_hours and green_ok and may_charge and restrictions_hold():
             if self._config.latch_s > 0:
                 self._latched_until_s = now + self._config.latch_s
             resume = s.hour_resume_track_green_energy
@@ -465,18 +649,17 @@ class PolicyEngine:
                 f"{_clock(sun.sunset_hour)}{where}{after}",
                 None,
             )
-        if (
-            green_ok
-            and now < self._latched_until_s
-            and s.non_scheduled_action != NON_SCHEDULED_DO_NOT_CHARGE
-        ):
+        if green_ok and now < self._latched_until_s and may_charge:
             left = _duration(self._latched_until_s - now)
             return _Choice(POLICY_GREEN, f"greenEnergyLatch holds it {left} more", None)
+        return None
+
+    def _non_scheduled(self, local_time: datetime, s: RuntimeSettings) -> _Choice:
+        sun = self._sun_hours(s, local_time)
+        green_hours = _in_green_hours(local_time, sun, s.hour_resume_track_green_energy)
+        green_ok = self._config.green_sources_configured
         skipped = "" if green_ok or not green_hours else " (no energy source: no green tracking)"
-        action = s.non_scheduled_action
-        if action == NON_SCHEDULED_TRACK_GREEN:
-            return _Choice(POLICY_GREEN, "nonScheduledAction 3 tracks green energy", None)
-        if action == NON_SCHEDULED_DO_NOT_CHARGE:
+        if s.non_scheduled_action == NON_SCHEDULED_DO_NOT_CHARGE:
             return _Choice(
                 POLICY_NON_SCHEDULED, f"nonScheduledAction 2: do not charge{skipped}", 0.0
             )
@@ -484,8 +667,115 @@ class PolicyEngine:
         return _Choice(
             POLICY_NON_SCHEDULED,
             f"nonScheduledAction {NON_SCHEDULED_FIXED}: fixed rate {source} {amps:g}A{skipped}",
-            min(amps, wiring),
+            min(amps, self._config.wiring_max_amps_all_twcs),
         )
+
+    # -- the user's rules --------------------------------------------------------------------
+
+    def _rule(self, index: int, rule: PolicyRule, now: float, ctx: RuleContext) -> _Choice | None:
+        """The rule's choice when its conditions hold or its latch_period still runs."""
+        matched = self._holds(rule.conditions, ctx, rule.key_path)
+        if matched and rule.latch_min > 0:
+            self._rule_latched_until_s[index] = now + rule.latch_min * 60.0
+        until = self._rule_latched_until_s.get(index, -math.inf)
+        if not matched and not now < until:
+            return None
+        why = (
+            "its conditions hold"
+            if matched
+            else f"latch_period holds it {_duration(until - now)} more"
+        )
+        return self._rule_choice(rule, ctx, why)
+
+    def _rule_choice(self, rule: PolicyRule, ctx: RuleContext, why: str) -> _Choice:
+        where = f"rule {rule.name!r} ({rule.key_path}): {why}"
+        flex = self._rule_amps(rule, "allowed_flex", ctx) if rule.allowed_flex is not None else 0.0
+        if rule.tracks_green:
+            return _Choice(rule.name, where, None, flex_amps=flex)
+        amps = self._rule_amps(rule, "charge_amps", ctx)
+        read = f"{rule.charge_amps} = " if isinstance(rule.charge_amps, str) else ""
+        return _Choice(rule.name, f"{where}, charge_amps {read}{amps:g}A", amps, flex)
+
+    def _rule_amps(self, rule: PolicyRule, key: str, ctx: RuleContext) -> float:
+        """A rule's amps value now; 0 A when it cannot be evaluated (fail safe)."""
+        where = f"{rule.key_path}.{key}"
+        try:
+            amps = amps_value(getattr(rule, key), ctx)
+        except Exception as error:  # whatever a rule does, it never stops the policy
+            self._failed(where, error, "0 A")
+            return 0.0
+        self._failing.discard(where)
+        return amps
+
+    def _holds(self, group: ConditionGroup, ctx: RuleContext, where: str) -> bool:
+        """Whether the conditions hold; False when they cannot be evaluated (fail safe)."""
+        try:
+            result = holds(group, ctx)
+        except Exception as error:  # whatever a rule does, it never stops the policy
+            self._failed(where, error, "taken as not matching")
+            return False
+        self._failing.discard(where)
+        return result
+
+    def _failed(self, where: str, error: Exception, outcome: str) -> None:
+        if where not in self._failing:
+            self._failing.add(where)
+            self._new_failures.append((where, f"{error}: {outcome}"))
+
+    def _keep(
+        self, now: float, local_time: datetime, s: RuntimeSettings, ctx: RuleContext
+    ) -> _Choice:
+        """No policy matches: the last one stays (TWCManager's rule), its amps read afresh;
+        none yet: 0 A."""
+        index = self._last_entry
+        if index is None:
+            return _Choice(POLICY_NO_MATCH, "no policy matches: 0 A", 0.0)
+        entry = self._order[index]
+        why = "no policy matches, so the last one stays"
+        if isinstance(entry, PolicyRule):
+            return self._rule_choice(entry, ctx, why)
+        if entry.step == _CHARGE_NOW:
+            amps = s.charge_now_amps
+        elif entry.step == _SCHEDULED:
+            amps = max((w.amps for w in s.schedule), default=0.0)
+        elif entry.step == _NON_SCHEDULED:
+            fixed = self._non_scheduled(local_time, s)
+            return _Choice(fixed.policy, f"{why}: {fixed.reason}", fixed.amps)
+        else:
+            return _Choice(entry.name, why, None)
+        return _Choice(entry.name, f"{why} at {amps:g}A", amps)
+
+    def _context(
+        self,
+        local_time: datetime,
+        s: RuntimeSettings,
+        site: SiteReading | None,
+        chargers: ChargerView,
+    ) -> RuleContext:
+        def green_amps() -> float:
+            problem = reading_problem(site)
+            if problem is not None or site is None:
+                raise RuleError(f"no green amps: {problem}")
+            return green_budget(site, chargers, self._green_settings()).surplus_amps
+
+        return RuleContext(
+            local_time=local_time,
+            settings=_SettingsValues(self._store, s, lambda: self._sun_hours(s, local_time)),
+            config=self._config.config_values,
+            green_amps=green_amps,
+            scheduled=lambda: any(w.contains(local_time) for w in s.schedule),
+            **({"module_value": self._module_value} if self._module_value else {}),
+        )
+
+    def _sun_hours(self, s: RuntimeSettings, local_time: datetime) -> SunHours:
+        """Today's sunrise and sunset at home (settings.json's homeLat / homeLon, else the
+        config's home), else settings.json's sunrise / sunset hours."""
+        home = self._config.home
+        if s.home_lat is not None and s.home_lon is not None:
+            home = (s.home_lat, s.home_lon)
+        fallback = (s.sunrise_hour, s.sunset_hour)
+        offset_h = local_utc_offset_h(local_time) if home is not None else 0.0
+        return sun_hours(local_time.date(), home, fallback, offset_h)
 
     def _non_scheduled_amps(self, s: RuntimeSettings) -> tuple[float, str]:
         c = self._config
@@ -509,31 +799,57 @@ class PolicyEngine:
         amps, source = self._non_scheduled_amps(s)
         return _Choice(POLICY_NON_SCHEDULED, f"{why}: {source} {amps:g}A", amps)
 
-    def _fixed(self, choice: _Choice) -> Budget:
+    def _fixed(self, choice: _Choice, chargers: ChargerView = NO_CHARGERS) -> Budget:
         wiring = self._config.wiring_max_amps_all_twcs
         amps = choice.amps if choice.amps is not None and math.isfinite(choice.amps) else 0.0
         amps = max(amps, 0.0)
         reason = choice.reason
+        floors = self._flexed_floors(amps, choice.flex_amps, chargers)
+        if floors is not None:
+            reason += f", allowed_flex {choice.flex_amps:g}A tops it up to the floors {floors:g}A"
+            amps = floors
         if amps > wiring:
             reason += f", capped at wiringMaxAmpsAllTWCs {wiring:g}A"
             amps = float(wiring)
         return Budget(amps, choice.policy, reason + ".")
+
+    def _flexed_floors(
+        self, amps: float, flex_amps: float | None, chargers: ChargerView
+    ) -> float | None:
+        """TWCManager's flex for a fixed rule: below the charging cars' floors, but within
+        ``allowed_flex`` of them, the cars get their floors; a car that is not charging yet
+        only with useFlexAmpsToStartCharge. None: no flex applies."""
+        if not flex_amps or not math.isfinite(flex_amps):
+            return None
+        charging = whole_count(chargers.charging_cars)
+        if charging == 0 and not self._config.use_flex_amps_to_start_charge:
+            return None
+        floors = self._config.floor_amps * max(charging, 1)
+        if amps < floors <= amps + flex_amps:
+            return floors
+        return None
 
     # -- green tracking ----------------------------------------------------------------------
 
     def _decide_green(
         self, now: float, site: SiteReading | None, chargers: ChargerView, choice: _Choice
     ) -> Budget:
+        flex = self._config.flex_amps if choice.flex_amps is None else choice.flex_amps
+        self._tracker.use_flex(flex)
         decision = self._tracker.decide(now, site, chargers, self._green_settings())
-        reason = f"{green_reason(decision, self._config)} ({choice.reason})."
+        reason = f"{green_reason(decision, self._tracker.config)} ({choice.reason})."
         if decision.figures is None:  # the fail safe: the reading cannot be used
-            return Budget(decision.amps, POLICY_GREEN, reason, stale=True, problem=decision.problem)
+            return Budget(
+                decision.amps, choice.policy, reason, stale=True, problem=decision.problem,
+                tracks_green=True,
+            )  # fmt: skip
         return Budget(
             decision.amps,
-            POLICY_GREEN,
+            choice.policy,
             reason,
             green=decision.figures.computed,
             max_cars=decision.max_cars,
+            tracks_green=True,
         )
 
     # -- min + green energy, the grid cap ------------------------------------------------------
@@ -612,18 +928,26 @@ def build_policy(
     *,
     green_sources_configured: bool = True,
     force_policy: str | None = None,
+    module_value: Callable[[str, str], Any] | None = None,
 ) -> PolicyEngine:
     """The policy engine for the typed config.json: the one wiring the daemon, the demo and
     the day simulator share. ``green_sources_configured``: False when no energy source is
-    enabled (Track Green Energy is then skipped); ``store`` and ``force_policy`` as for
-    ``PolicyEngine``."""
+    enabled (Track Green Energy is then skipped); ``store``, ``force_policy`` and
+    ``module_value`` (the rules' ``modules.X.Y``) as for ``PolicyEngine``."""
     policy_config = PolicyConfig.from_app_config(
         config, green_sources_configured=green_sources_configured
     )
-    return PolicyEngine(policy_config, store, force_policy=force_policy)
+    return PolicyEngine(policy_config, store, force_policy=force_policy, module_value=module_value)
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _config_home(config: AppConfig) -> tuple[float, float] | None:
+    tesla = getattr(config, "tesla_api", None)
+    lat = getattr(tesla, "home_latitude", None)
+    lon = getattr(tesla, "home_longitude", None)
+    return (lat, lon) if lat is not None and lon is not None else None
 
 
 def _in_green_hours(local_time: datetime, sun: SunHours, resume_hour: float) -> bool:
@@ -632,11 +956,45 @@ def _in_green_hours(local_time: datetime, sun: SunHours, resume_hour: float) -> 
     return sun.sunrise_hour <= hour < sun.sunset_hour and resume_hour <= hour
 
 
-def _config_home(config: AppConfig) -> tuple[float, float] | None:
-    tesla = getattr(config, "tesla_api", None)
-    lat = getattr(tesla, "home_latitude", None)
-    lon = getattr(tesla, "home_longitude", None)
-    return (lat, lon) if lat is not None and lon is not None else None
+class _SettingsValues(Mapping[str, Any]):
+    """settings.json as the rules' ``settings.X`` read it: TWCManager's defaults, the file
+    as written, and the values twcmaster uses on top (read from the store on first use).
+    ``sunrise`` / ``sunset`` are today's at home when known, as TWCManager's sunrise task
+    wrote them into its settings."""
+
+    def __init__(self, store: Any, typed: RuntimeSettings, sun: Callable[[], SunHours]) -> None:
+        self._store = store
+        self._typed = typed
+        self._sun = sun
+        self._values: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._values is None:
+            raw = getattr(self._store, "raw", None)
+            written = raw() if callable(raw) else {}
+            t = self._typed
+            sun = self._sun()
+            used = {
+                "chargeNowAmps": t.charge_now_amps,
+                "chargeNowTimeEnd": t.charge_now_end_epoch,
+                "nonScheduledAction": t.non_scheduled_action,
+                "hourResumeTrackGreenEnergy": t.hour_resume_track_green_energy,
+                "sunrise": sun.sunrise_hour,
+                "sunset": sun.sunset_hour,
+            }
+            if t.non_scheduled_amps_max is not None:
+                used["nonScheduledAmpsMax"] = t.non_scheduled_amps_max
+            self._values = {**SETTINGS_DEFAULTS, **written, **used}
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
 
 
 def _clock(hour: float) -> str:

@@ -36,6 +36,7 @@ between calls.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Callable
@@ -310,6 +311,15 @@ class GreenTracker:
         self._starts_today = 0  # green starts (first car and each car admitted) since new_day
         self._last_s: float | None = None  # the previous decision, for the dip's energy
         self._dt_s = 0.0  # seconds since it (at most MAX_STEP_S)
+
+    @property
+    def config(self) -> PolicyConfig:
+        return self._config
+
+    def use_flex(self, flex_amps: float) -> None:
+        """The flex of the policy in force: greenEnergyFlexAmps, or a rule's allowed_flex."""
+        if flex_amps != self._config.flex_amps:
+            self._config = dataclasses.replace(self._config, flex_amps=flex_amps)
 
     @property
     def phase(self) -> GreenPhase:

@@ -98,6 +98,9 @@ class EventLog:
     def _alarm(self, event: ev.AlarmRaised, now: float) -> None:
         self.log.error(event.message, alarm=event.kind)
 
+    def _rule_failed(self, event: ev.PolicyRuleFailed, now: float) -> None:
+        self.log.warning("policy rule cannot be evaluated", rule=event.rule, problem=event.problem)
+
     def _internal_error(self, event: ev.InternalError, now: float) -> None:
         """With its traceback at most once every ERROR_LOG_REPEAT_S per place (no flood)."""
         logged_s = self._error_logged_s.get(event.where)
@@ -143,6 +146,7 @@ class EventLog:
         ev.HeartbeatsResumed: _resumed,
         ev.FirmwareReported: _firmware,
         ev.AlarmRaised: _alarm,
+        ev.PolicyRuleFailed: _rule_failed,
         ev.InternalError: _internal_error,
         ev.BytesReceived: _received,
         ev.FrameSent: _sent,

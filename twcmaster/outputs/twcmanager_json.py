@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twcmaster.config.policyrules import WEBHOOK_EVENTS, PolicyRules, group_lists, rule_json
 from twcmaster.outputs.views import energy_figures
-from twcmaster.policies import POLICIES, POLICY_MIN_GREEN
+from twcmaster.policies import POLICIES, POLICY_MIN_GREEN, POLICY_NO_MATCH
 
 if TYPE_CHECKING:  # an output reads the snapshot; it never imports the core's machinery
     from twcmaster.config import AppConfig
@@ -40,7 +41,9 @@ __all__ = [
 ]
 
 CHARGE_NOW, SCHEDULED, GREEN, NON_SCHEDULED = POLICIES
-KNOWN_POLICIES = (*POLICIES, POLICY_MIN_GREEN)
+#: Budget names that are no policy: before the first decision, the policy failed, the
+#: user's rules have not matched yet.
+NO_POLICY = ("starting", "error", POLICY_NO_MATCH)
 
 # getActivePolicyAction's answers (nonScheduledAction's numbers).
 ACTION_FIXED_RATE = 1
@@ -71,7 +74,7 @@ def status_json(snapshot: Snapshot, config: AppConfig, *, now_epoch: float) -> d
         "currentPolicy": budget.policy,
         "maxAmpsToDivideAmongSlaves": _number(budget.amps),
         **_energy_json(snapshot, config),
-        "isGreenPolicy": "Yes" if budget.policy == GREEN else "No",
+        "isGreenPolicy": "Yes" if budget.policy == GREEN or budget.tracks_green else "No",
         **_schedule_json(snapshot.settings),
     }
     data |= _charge_now_json(snapshot.settings, now_epoch)
@@ -199,9 +202,9 @@ def active_policy_action(snapshot: Snapshot) -> int | None:
     3 tracking green energy (Min + Green Energy too: it tracks the surplus above the floor);
     None before the first decision."""
     budget = snapshot.budget
-    if budget.policy not in KNOWN_POLICIES:
+    if budget.policy in NO_POLICY:
         return None
-    if budget.policy in (GREEN, POLICY_MIN_GREEN):
+    if budget.policy in (GREEN, POLICY_MIN_GREEN) or budget.tracks_green:
         return ACTION_TRACK_GREEN
     return ACTION_FIXED_RATE if budget.amps > 0 else ACTION_DO_NOT_CHARGE
 
@@ -209,9 +212,37 @@ def active_policy_action(snapshot: Snapshot) -> int | None:
 def policy_json(config: AppConfig) -> list[dict[str, Any]]:
     """``GET /api/getPolicy``: the rules in the order they are tried, in TWCManager's rule
     shape (``name``, ``match`` / ``condition`` / ``value``, and ``charge_amps`` or the green
-    task). twcmaster's rules are TWCManager's default table (``control/policy.py`` says how
-    they apply); a ``policy.override`` / ``extend`` in config.json is not applied, so it is
-    not shown either. A policy forced by hand (``POST /api/setPolicy``) is in getStatus."""
+    task): TWCManager's default table (``control/policy.py`` says how it applies) with the
+    config's ``policy.extend`` rules, restrictions and webhooks in it, or its
+    ``policy.override``. A policy forced by hand (``POST /api/setPolicy``) is in getStatus."""
+    rules = config.policy_rules
+    if rules.override:
+        return [rule_json(rule) for rule in rules.override]
+    charge_now, scheduled, green, non_scheduled, green_night = _builtin_policy_json(config)
+    for entry in (charge_now, scheduled, green, non_scheduled):  # the first of each name
+        _with_extensions(entry, rules)
+    return [
+        *map(rule_json, rules.emergency), charge_now, *map(rule_json, rules.before), scheduled,
+        green, *map(rule_json, rules.after), non_scheduled, green_night,
+    ]  # fmt: skip
+
+
+def _with_extensions(entry: dict[str, Any], rules: PolicyRules) -> None:
+    """A built-in rule with the config's restrictions appended and its webhooks."""
+    restriction = rules.restriction(entry["name"])
+    if restriction is not None:
+        lists = group_lists(restriction)
+        for key, more in zip(("match", "condition", "value"), lists, strict=True):
+            entry[key] += more
+    hooks = rules.builtin_webhooks(entry["name"])
+    if hooks:
+        entry["webhooks"] = {
+            event: hooks.url(event) for event in WEBHOOK_EVENTS if hooks.url(event)
+        }
+
+
+def _builtin_policy_json(config: AppConfig) -> list[dict[str, Any]]:
+    """TWCManager's default table, as twcmaster applies it."""
     green = {
         "background_task": "checkGreenEnergy",
         "allowed_flex": "config.greenEnergyFlexAmps",
