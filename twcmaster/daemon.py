@@ -305,6 +305,9 @@ def build_daemon(
     from twcmaster.sources.runner import SourceRunner
 
     sources = build_sources(config.sources)
+    wanted = config.policy_rules.module_values_read()
+    for source in sources:  # what the user's policy rules read of it besides watts
+        source.read_also(wanted.get(source.name, frozenset()))
     runner = SourceRunner(sources) if sources else None
     store = open_settings(config, config.settings_path)
     log = get_logger("twcmaster")

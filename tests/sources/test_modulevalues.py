@@ -35,8 +35,14 @@ def test_generated_consumed_import_export_from_a_fresh_reading():
     assert (value("Powerwall2", "exportW"), value("Powerwall2", "importW")) == (2500.0, 0.0)
     with pytest.raises(RuleError, match="does not measure"):
         value("Fronius", "importW")
-    with pytest.raises(RuleError, match="does not provide"):
+    with pytest.raises(RuleError, match="does not measure"):  # not asked of the gateway
         value("TeslaPowerwall2", "gridStatus")
+    with pytest.raises(RuleError, match="does not provide"):
+        value("TeslaPowerwall2", "stormWatch")  # from Tesla's cloud: not read
+    with pytest.raises(RuleError, match="does not provide"):
+        value("Fronius", "gridStatus")  # the Powerwall's own
+    runner.push("Powerwall2", Reading(generation_w=0.0, extras=(("gridStatus", False),)))
+    assert value("TeslaPowerwall2", "gridStatus") is False
     with pytest.raises(RuleError, match="no energy source SolarEdge"):
         value("SolarEdge", "generatedW")
     now[0] += 61  # older than maxAge
@@ -77,5 +83,24 @@ def test_module_values_twcmaster_cannot_give_are_warned_about_at_load():
     assert warned("modules.Fronius.generatedW", fronius) == []
     (gone,) = warned("modules.Fronius.generatedW", {})
     assert "no energy source Fronius is enabled" in gone and "never matches" in gone
-    (grid,) = warned("modules.TeslaPowerwall2.gridStatus", fronius)
-    assert "give only generatedW, consumedW, importW, exportW" in grid
+    (grid,) = warned("modules.Fronius.gridStatus", fronius)
+    assert "Fronius gives only generatedW, consumedW, importW, exportW" in grid
+    powerwall = {"Powerwall2": {"enabled": True, "serverIP": "192.168.1.9"}}
+    assert warned("modules.TeslaPowerwall2.gridStatus", powerwall) == []
+    (storm,) = warned("modules.TeslaPowerwall2.stormWatch", powerwall)
+    assert "gridStatus, batteryLevel, operatingMode, reservePercent" in storm
+
+
+def test_the_rules_say_which_values_of_which_source_they_read():
+    rule = {"name": "Outage", "match": ["modules.TeslaPowerwall2.gridStatus",
+            "modules.Powerwall2.batteryLevel"], "condition": ["eq", "lt"],
+            "value": [False, 20], "charge_amps": "modules.Fronius.generatedW"}  # fmt: skip
+    rules = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32},
+         "sources": {"Powerwall2": {"enabled": True, "serverIP": "192.168.1.9"}},
+         "policy": {"extend": {"emergency": [rule]}}}, "/tmp",
+    ).settings.policy_rules  # fmt: skip
+    assert rules.module_values_read() == {
+        "Powerwall2": frozenset({"gridStatus", "batteryLevel"}),
+        "Fronius": frozenset({"generatedW"}),
+    }

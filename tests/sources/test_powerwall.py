@@ -15,7 +15,14 @@ import pytest
 
 from tests.sources.conftest import Canned, Recorded
 from twcmaster.sources.base import Reading, SourceError, SourceTiming
-from twcmaster.sources.powerwall import AGGREGATES_PATH, LOGIN_PATH, SOE_PATH, PowerwallSource
+from twcmaster.sources.powerwall import (
+    AGGREGATES_PATH,
+    GRID_STATUS_PATH,
+    LOGIN_PATH,
+    OPERATION_PATH,
+    SOE_PATH,
+    PowerwallSource,
+)
 
 TIMING = SourceTiming(interval_s=10, timeout_s=1.0, max_age_s=60)
 PASSWORD = "S3cret-Gateway-Pw"
@@ -251,6 +258,40 @@ def test_battery_gate_with_hysteresis(gateway, https_server):
 def test_no_battery_level_no_soe_request(gateway, https_server):
     source_for(https_server).fetch()
     assert https_server.requests_to(SOE_PATH) == []
+    for path in (GRID_STATUS_PATH, OPERATION_PATH):  # nor the values no policy rule reads
+        assert https_server.requests_to(path) == []
+
+
+def test_the_values_policy_rules_read_are_asked_of_the_gateway(gateway, https_server):
+    grid = {"grid_status": "SystemIslandedActive", "grid_services_active": False}
+    operation = {"real_mode": "self_consumption", "backup_reserve_percent": 24.0}
+    https_server.route(GRID_STATUS_PATH, gateway.guarded(lambda: Canned.json(grid)))
+    https_server.route(OPERATION_PATH, gateway.guarded(lambda: Canned.json(operation)))
+    source = source_for(https_server)
+    source.read_also(frozenset({"gridStatus", "batteryLevel", "reservePercent"}))
+    reading = source.fetch()
+    assert (reading.generation_w, reading.grid_w) == (READING.generation_w, READING.grid_w)
+    assert dict(reading.extras) == {
+        "gridStatus": False,  # islanded: a grid outage
+        "batteryLevel": pytest.approx((90.47 - 5) / 0.95),
+        "reservePercent": pytest.approx((24.0 - 5) / 0.95),
+    }
+    grid["grid_status"] = "SystemGridConnected"
+    operation["real_mode"] = "backup"
+    source.read_also(frozenset({"gridStatus", "operatingMode", "reservePercent"}))
+    assert dict(source.fetch().extras) == {
+        "gridStatus": True, "operatingMode": "backup", "reservePercent": 96.0,
+    }  # fmt: skip
+
+
+def test_a_value_for_rules_that_cannot_be_read_is_left_out_and_the_watts_still_count(
+    gateway, https_server
+):
+    https_server.route(GRID_STATUS_PATH, gateway.guarded(lambda: Canned.json({"x": 1})))
+    source = source_for(https_server)
+    source.read_also(frozenset({"gridStatus"}))
+    reading = source.fetch()
+    assert reading.extras == () and reading.generation_w == READING.generation_w
 
 
 def test_tls_verification_can_be_tightened(gateway, https_server):

@@ -4,8 +4,8 @@ is lost (``policyparse.py`` reads the rules; these come after it, on the typed r
 * ``charge_limit``: twcmaster does not set the car's charge limit;
 * ``background_task``: ``checkGreenEnergy`` is what a rule without ``charge_amps`` does
   anyway; ``checkCharge`` (closer polling of the cars' battery) is not done;
-* ``modules.X.Y`` other than an enabled energy source's ``MODULE_VALUES``: never evaluated,
-  so the rule never matches.
+* ``modules.X.Y`` other than an enabled energy source's ``MODULE_VALUES`` (or its own
+  ``SOURCE_MODULE_VALUES``): never evaluated, so the rule never matches.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from twcmaster.config.policyrules import (
     MODULE_SOURCE_NAMES,
     MODULE_VALUES,
     REFERENCE,
+    SOURCE_MODULE_VALUES,
     PolicyRules,
 )
 from twcmaster.config.problems import Report
@@ -64,23 +65,16 @@ def _enabled_sources(data: Mapping[str, Any]) -> frozenset[str]:
 
 def _warn_module_values(rules: PolicyRules, sources: frozenset[str], report: Report) -> None:
     """A ``modules.X.Y`` twcmaster cannot give: its rule never matches; say so."""
-    found: list[tuple[str, Any]] = []
-    for rule in rules.rules:
-        found += rule.conditions.values()
-        found += [(f"{rule.key_path}.{key}", getattr(rule, key))
-                  for key in ("charge_amps", "allowed_flex")]  # fmt: skip
-    for _, group in rules.restrictions:
-        found += group.values()
-    for path, value in found:
+    for path, value in rules.values():
         if not (isinstance(value, str) and value.startswith("modules.") and REFERENCE.match(value)):
             continue
         _, module, attribute = value.split(".")
-        if attribute not in MODULE_VALUES:
-            problem = (
-                f"twcmaster's modules give only {', '.join(MODULE_VALUES)} (of an energy source)"
-            )
-        elif MODULE_SOURCE_NAMES.get(module, module) not in sources:
-            problem = f"no energy source {MODULE_SOURCE_NAMES.get(module, module)} is enabled"
+        source = MODULE_SOURCE_NAMES.get(module, module)
+        given = MODULE_VALUES + SOURCE_MODULE_VALUES.get(source, ())
+        if attribute not in given:
+            problem = f"twcmaster's {module} gives only {', '.join(given)}"
+        elif source not in sources:
+            problem = f"no energy source {source} is enabled"
         else:
             continue
         report.warn(

@@ -37,6 +37,7 @@ __all__ = [
     "FUNCTIONS",
     "MODULE_SOURCE_NAMES",
     "MODULE_VALUES",
+    "SOURCE_MODULE_VALUES",
     "OPERATORS",
     "TIME_FIELDS",
     "WEBHOOK_EVENTS",
@@ -61,6 +62,11 @@ FUNCTIONS = (
 #: ``modules.X.Y`` values twcmaster provides: the ones every TWCManager energy module has,
 #: from that source's last fresh reading (``sources/modulevalues.py``), in watts.
 MODULE_VALUES = ("generatedW", "consumedW", "importW", "exportW")
+#: What some sources give besides (TWCManager's Powerwall module's values, read from the
+#: gateway only when a rule asks for them).
+SOURCE_MODULE_VALUES: dict[str, tuple[str, ...]] = {
+    "Powerwall2": ("gridStatus", "batteryLevel", "operatingMode", "reservePercent"),
+}
 #: TWCManager's module names where twcmaster's source is called otherwise.
 MODULE_SOURCE_NAMES = {"TeslaPowerwall2": "Powerwall2", "OpenHab": "openHAB"}
 #: ``time.struct_time`` fields a value may name (``tm_wday``: Monday is 0).
@@ -194,6 +200,27 @@ class PolicyRules:
     @property
     def has_webhooks(self) -> bool:
         return any(rule.webhooks for rule in self.rules) or any(h for _, h in self.webhooks)
+
+    def values(self) -> list[tuple[str, Any]]:
+        """(key path, value) of everything the rules read: conditions, charge_amps,
+        allowed_flex, restrictions."""
+        found: list[tuple[str, Any]] = []
+        for rule in self.rules:
+            found += rule.conditions.values()
+            found += [(f"{rule.key_path}.{key}", getattr(rule, key))
+                      for key in ("charge_amps", "allowed_flex")]  # fmt: skip
+        for _, group in self.restrictions:
+            found += group.values()
+        return found
+
+    def module_values_read(self) -> dict[str, frozenset[str]]:
+        """Energy source name -> the ``modules.X.Y`` attributes the rules read of it."""
+        read: dict[str, set[str]] = {}
+        for _, value in self.values():
+            if isinstance(value, str) and value.startswith("modules.") and REFERENCE.match(value):
+                _, module, attribute = value.split(".")
+                read.setdefault(MODULE_SOURCE_NAMES.get(module, module), set()).add(attribute)
+        return {name: frozenset(attributes) for name, attributes in read.items()}
 
 
 #: A value that names something to read: settings.X, config.X, modules.X.Y.

@@ -38,6 +38,9 @@ class Reading:
     consumption_w: float | None = None
     grid_w: float | None = None  # + import / - export
     voltage_v: float | None = None
+    # Values for the user's policy rules (``modules.X.Y``) some sources give besides, such as
+    # the Powerwall's gridStatus: (name, value) pairs, read only when a rule asks.
+    extras: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ class Source:
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         self.config = config
         self.timing = timing
+        self.extras_wanted: frozenset[str] = frozenset()
+
+    def read_also(self, names: frozenset[str]) -> None:
+        """The ``modules.X.Y`` values the user's policy rules read of this source (a source
+        that gives some, e.g. the Powerwall's gridStatus, asks its device for them)."""
+        self.extras_wanted = frozenset(names)
 
     @classmethod
     def interval_default(cls, config: Mapping[str, Any]) -> float:

@@ -5,8 +5,10 @@ Every TWCManager energy module has ``generatedW`` and ``consumedW``; the meters 
 ``importW`` and ``exportW``. Here they come from that source's last reading while it is fresh
 (``maxAge``): generation, house consumption, and the grid's import or export (0 for the
 other direction). A value the source does not measure, or a stale one, cannot be evaluated:
-the rule does not match (fail safe). Module names are TWCManager's (``TeslaPowerwall2``,
-``OpenHab``) or twcmaster's source names.
+the rule does not match (fail safe). Some sources give more (``SOURCE_MODULE_VALUES``: the
+Powerwall's gridStatus, batteryLevel, operatingMode, reservePercent), read from the device
+only when a rule asks (``Source.read_also``). Module names are TWCManager's
+(``TeslaPowerwall2``, ``OpenHab``) or twcmaster's source names.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twcmaster.config.policyrules import MODULE_SOURCE_NAMES
+from twcmaster.config.policyrules import MODULE_SOURCE_NAMES, SOURCE_MODULE_VALUES
 from twcmaster.control.rules import RuleError
 from twcmaster.sources.base import Reading
 
@@ -26,23 +28,26 @@ _VALUES: dict[str, Callable[[Reading], float | None]] = {
 }
 
 
-def module_values(runner: Any) -> Callable[[str, str], float]:
+def module_values(runner: Any) -> Callable[[str, str], Any]:
     """``(module, attribute) -> value`` over a ``SourceRunner``'s sources (its clock)."""
 
-    def value(module: str, attribute: str) -> float:
+    def value(module: str, attribute: str) -> Any:
         name = MODULE_SOURCE_NAMES.get(module, module)
         read = _VALUES.get(attribute)
-        if read is None:
+        if read is None and attribute not in SOURCE_MODULE_VALUES.get(name, ()):
             raise RuleError(f"modules.{module}.{attribute}: twcmaster does not provide it")
         for status in runner.status():
             if status.name != name:
                 continue
             if not status.fresh or status.reading is None:
                 raise RuleError(f"modules.{module}.{attribute}: no fresh reading from {name}")
-            watts = read(status.reading)
-            if watts is None:
+            if read is None:  # one of the values only this source gives
+                value = dict(status.reading.extras).get(attribute)
+            else:
+                value = read(status.reading)
+            if value is None:
                 raise RuleError(f"modules.{module}.{attribute}: {name} does not measure it")
-            return watts
+            return value
         raise RuleError(f"modules.{module}.{attribute}: no energy source {name} is enabled")
 
     return value

@@ -24,6 +24,7 @@ cookies; the session keeps both and sends the token as ``Authorization: Bearer``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,6 +55,10 @@ DEFAULT_PORT = 443
 LOGIN_PATH = "/api/login/Basic"
 AGGREGATES_PATH = "/api/meters/aggregates"
 SOE_PATH = "/api/system_status/soe"
+GRID_STATUS_PATH = "/api/system_status/grid_status"
+OPERATION_PATH = "/api/operation"
+GRID_CONNECTED = "SystemGridConnected"  # other states: islanded, or going back to the grid
+BACKUP_RESERVE_PCT = 96.0  # TWCManager's reservePercent in backup mode
 LOGIN_USERNAME = "customer"
 AUTH_STATUSES = (401, 403)  # the gateway answers 401 or 403 (firmware-dependent) without login
 GATE_HYSTERESIS_PCT = 5.0  # generation returns at minBatteryLevel + this
@@ -103,13 +108,36 @@ class PowerwallSource(Source):
 
     def fetch(self) -> Reading:
         reading = self._get(AGGREGATES_PATH, _parse_aggregates)
-        if self.min_battery_pct <= 0:
-            return reading
-        self.battery_pct = self._get(SOE_PATH, _parse_soe)
-        self._update_gate(self.battery_pct)
-        if self.gated:
-            return Reading(0.0, reading.consumption_w, reading.grid_w, reading.voltage_v)
+        if self.min_battery_pct > 0 or "batteryLevel" in self.extras_wanted:
+            self.battery_pct = self._get(SOE_PATH, _parse_soe)
+        if self.min_battery_pct > 0 and self.battery_pct is not None:
+            self._update_gate(self.battery_pct)
+            if self.gated:
+                reading = Reading(0.0, reading.consumption_w, reading.grid_w, reading.voltage_v)
+        if self.extras_wanted:
+            reading = dataclasses.replace(reading, extras=self._extras())
         return reading
+
+    def _extras(self) -> tuple[tuple[str, Any], ...]:
+        """TWCManager's Powerwall values that policy rules read: gridStatus (True while the
+        grid is connected), batteryLevel (% as the app shows it), operatingMode and
+        reservePercent (96 in backup mode, as TWCManager). A value that cannot be read is
+        left out: a rule reading it does not match (fail safe); the reading still counts."""
+        wanted = self.extras_wanted
+        out: dict[str, Any] = {}
+        if "batteryLevel" in wanted and self.battery_pct is not None:
+            out["batteryLevel"] = self.battery_pct
+        try:
+            if "gridStatus" in wanted:
+                status = self._get(GRID_STATUS_PATH, lambda doc: pick(doc, "grid_status"))
+                out["gridStatus"] = status == GRID_CONNECTED
+            if wanted & {"operatingMode", "reservePercent"}:
+                mode, reserve = self._get(OPERATION_PATH, _parse_operation)
+                out["operatingMode"] = mode
+                out["reservePercent"] = BACKUP_RESERVE_PCT if mode == "backup" else reserve
+        except SourceError as error:
+            _log.debug("Powerwall value for policy rules not read", error=str(error)[:200])
+        return tuple(sorted((k, v) for k, v in out.items() if k in wanted))
 
     # -- internals -----------------------------------------------------------------
 
@@ -165,6 +193,14 @@ class PowerwallSource(Source):
         self.http.add_secret(token)
         self.token = token
         self.logins += 1
+
+
+def _parse_operation(doc: Any) -> tuple[str, float]:
+    mode = pick(doc, "real_mode")
+    if not isinstance(mode, str):
+        raise ShapeError("the operation answer has no real_mode")
+    raw = number(doc, "backup_reserve_percent")
+    return mode, (raw - SOE_RESERVE_PCT) / SOE_SCALE
 
 
 def _parse_login(doc: Any) -> str:
