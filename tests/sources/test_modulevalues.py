@@ -104,3 +104,23 @@ def test_the_rules_say_which_values_of_which_source_they_read():
         "Powerwall2": frozenset({"gridStatus", "batteryLevel"}),
         "Fronius": frozenset({"generatedW"}),
     }
+
+
+def test_twcmanagers_grid_outage_rule_on_the_powerwalls_grid_status():
+    now = [0.0]
+    runner = SourceRunner([_Idle("Powerwall2")], clock=lambda: now[0])
+    outage = {"name": "Grid outage", "match": ["modules.TeslaPowerwall2.gridStatus"],
+              "condition": ["eq"], "value": [False], "charge_amps": 0}  # fmt: skip
+    rules = config_from_dict(
+        {"config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32},
+         "sources": {"Powerwall2": {"enabled": True, "serverIP": "192.168.1.9"}},
+         "policy": {"extend": {"emergency": [outage]}}}, "/tmp",
+    ).settings.policy_rules  # fmt: skip
+    engine = PolicyEngine(policy_config(rules=rules, non_scheduled_amps_max=16), None,
+                          module_value=module_values(runner))  # fmt: skip
+    connected = Reading(generation_w=0.0, extras=(("gridStatus", True),))
+    runner.push("Powerwall2", connected)
+    assert engine.decide(0, NIGHT, None, None).policy == POLICY_NON_SCHEDULED
+    runner.push("Powerwall2", Reading(generation_w=0.0, extras=(("gridStatus", False),)))
+    budget = engine.decide(2, NIGHT, None, None)
+    assert (budget.policy, budget.amps) == ("Grid outage", 0)
