@@ -212,7 +212,8 @@ DIFFERENT: dict[str, str] = {
     "policy": (
         "applied as in TWCManager (override, extend, restrictions, webhooks, latch, flex, "
         "policyCheckInterval); modules.X.Y values other than an energy source's generatedW, "
-        "consumedW, importW, exportW and charge_limit are not (README: Your own policy "
+        "consumedW, importW, exportW (and the Powerwall's gridStatus, batteryLevel, "
+        "operatingMode, reservePercent) and charge_limit are not (README: Your own policy "
         "rules); without policyCheckInterval the policy is chosen at every decision"
     ),
     "control.HTTP": (
