@@ -187,6 +187,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load_or_report(args.config)
     if loaded is not None:
         print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
+        # The container's entrypoint reads the port from this line (one process fewer).
+        print(f"  Serial port: {loaded.settings.rs485.port}")
         for line in _interfaces_summary(loaded.settings):
             print(f"  {line}")
     if args.twcmanager_diff:

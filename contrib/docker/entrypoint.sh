@@ -75,7 +75,7 @@ if ! report=$(twcmaster check-config --config "$CONFIG" 2>&1); then
 fi
 printf '%s\n' "$report"
 
-port=$(python3 -c 'import sys; from twcmaster.config import load_config; print(load_config(sys.argv[1]).settings.rs485.port)' "$CONFIG")
+port=$(printf '%s\n' "$report" | sed -n 's/^  Serial port: //p' | head -n 1)
 case "$port" in
 /*)
     if [ ! -e "$port" ]; then
