@@ -2,7 +2,7 @@
 .PHONY: demo test bench bench-green soak fuzz lint
 
 demo:
-	@scripts/bootstrap.sh
+	@TWCMASTER_NO_BROWSER=1 scripts/bootstrap.sh
 	@.venv/bin/twcmaster demo $(ARGS)
 
 test:

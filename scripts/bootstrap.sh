@@ -12,8 +12,11 @@ need_apt=()
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 # (Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH.)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
-# The web page's tests drive Debian's Chromium with Playwright (never a downloaded browser).
-command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# The web page's tests drive Debian's Chromium with Playwright (never a downloaded browser);
+# the demo needs no browser of its own (TWCMASTER_NO_BROWSER=1, as `make demo` sets).
+if [ "${TWCMASTER_NO_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
