@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -261,9 +262,21 @@ def test_green_hours_are_sunrise_to_sunset_from_settings(store):
     assert "sunrise 07:30 and sunset 18:00" in decide(engine, NOON).reason
 
 
-def test_green_hours_follow_the_sun_at_home_once_its_location_is_known(store, monkeypatch):
-    # The machine's clock is UTC+2 (CEST) for this test, whatever the host says.
-    monkeypatch.setattr("twcmaster.control.policy.local_utc_offset_h", lambda local: 2.0)
+@pytest.fixture
+def machine_time_zone(monkeypatch):
+    """Set the machine's time zone (TZ, as a user's system has it) for one test."""
+
+    def use(zone: str) -> None:
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_green_hours_follow_the_sun_at_home_once_its_location_is_known(store, machine_time_zone):
+    machine_time_zone("Europe/Zurich")  # CEST in June: UTC+2
     engine = PolicyEngine(cfg(non_scheduled_amps_max=4), store)
     store.set_home_location(46.81, 6.94)  # Payerne: sunrise 05:41, sunset 21:21 on 3 June
     early = decide(engine, MONDAY.replace(hour=5, minute=45))
@@ -274,8 +287,10 @@ def test_green_hours_follow_the_sun_at_home_once_its_location_is_known(store, mo
     assert decide(engine, MONDAY.replace(hour=21, minute=40)).policy == POLICY_NON_SCHEDULED
 
 
-def test_the_configs_home_gives_the_sun_hours_when_settings_do_not_know_home(store, monkeypatch):
-    monkeypatch.setattr("twcmaster.control.policy.local_utc_offset_h", lambda local: 11.0)
+def test_the_configs_home_gives_the_sun_hours_when_settings_do_not_know_home(
+    store, machine_time_zone
+):
+    machine_time_zone("Australia/Sydney")  # AEDT in December: UTC+11
     engine = PolicyEngine(cfg(non_scheduled_amps_max=4, home=(-33.87, 151.21)), store)
     december = datetime(2024, 12, 21, 5, 50)  # Sydney: sunrise 05:41, sunset 20:05
     assert decide(engine, december).policy == POLICY_GREEN
