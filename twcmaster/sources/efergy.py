@@ -18,7 +18,13 @@ from typing import Any
 
 from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import HttpClient, ShapeError, as_number, entries
-from twcmaster.sources.registry import Problem, check_required, read_text
+from twcmaster.sources.registry import (
+    Problem,
+    check_api_url,
+    check_required,
+    read_api_url,
+    read_text,
+)
 
 DEFAULT_API_URL = "https://engage.efergy.com"
 PATH = "/mobile_proxy/getCurrentValuesSummary"
@@ -30,18 +36,14 @@ class EfergySource(Source):
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         super().__init__(config, timing)
         self.token = read_text(config, "token") or ""
-        api_url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
+        api_url = read_api_url(config, DEFAULT_API_URL)
         self.url = api_url + PATH
         self.http = HttpClient(self.name, timing, secrets=[self.token])
 
     @classmethod
     def check(cls, config: Mapping[str, Any]) -> list[Problem]:
         problems = check_required(config, "token", "the Efergy Engage app token")
-        api_url = config.get("apiURL")
-        if api_url is not None and (
-            not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
-        ):
-            problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+        problems += check_api_url(config)
         return problems
 
     def describe(self) -> str:

@@ -39,11 +39,13 @@ from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import HttpClient, ShapeError, as_number, base_url, entries
 from twcmaster.sources.registry import (
     Problem,
+    check_api_url,
     check_flag,
     check_host,
     check_port,
     check_required,
     check_verify,
+    read_api_url,
     read_flag,
     read_port,
     read_text,
@@ -100,7 +102,7 @@ class EnphaseSource(Source):
         self.api_key = read_text(config, "apiKey") or ""
         self.user_id = read_text(config, "userID") or ""
         self.system_id = read_text(config, "systemID") or ""
-        api_url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
+        api_url = read_api_url(config, DEFAULT_API_URL)
         self.url = f"{api_url}/api/v2/systems/{self.system_id}/summary"
         self.token = None
         self.http = HttpClient(
@@ -119,11 +121,7 @@ class EnphaseSource(Source):
                 CLOUD_KEYS, ("the Enlighten API key", "the system id", "the user id"), strict=True
             ):
                 problems += check_required(config, key, what)
-            api_url = config.get("apiURL")
-            if api_url is not None and (
-                not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
-            ):
-                problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+            problems += check_api_url(config)
             return problems
         problems = check_host(config, "serverIP", "the gateway's IP address or host name")
         problems += check_port(config, "serverPort") + check_flag(config, "useHttps")

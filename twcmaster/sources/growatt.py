@@ -41,7 +41,13 @@ from typing import Any
 
 from twcmaster.sources.base import Reading, Source, SourceError, SourceTiming
 from twcmaster.sources.http import HttpClient, ShapeError, as_number, pick
-from twcmaster.sources.registry import Problem, check_number, check_required, read_text
+from twcmaster.sources.registry import (
+    Problem,
+    check_api_url,
+    check_number,
+    check_required,
+    read_api_url,
+)
 
 DEFAULT_API_URL = "https://openapi.growatt.com/"
 BATTERY_KEYS = ("useBatteryAt", "useBatteryTill", "batteryMaxOutput")
@@ -69,7 +75,7 @@ class GrowattSource(Source):
         super().__init__(config, timing)
         self.username = str(config.get("username") or "")
         self.password = str(config.get("password") or "")
-        self.api_url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/") + "/"
+        self.api_url = read_api_url(config, DEFAULT_API_URL) + "/"
         self.use_battery_at = float(config.get("useBatteryAt") or 0)
         self.use_battery_till = float(config.get("useBatteryTill") or 0)
         self.battery_max_w = float(config.get("batteryMaxOutput") or 0)
@@ -97,11 +103,7 @@ class GrowattSource(Source):
                 problems.append(
                     ("useBatteryBefore", f"expected a time of day as 'HH:MM', got {before!r}")
                 )
-        api_url = config.get("apiURL")
-        if api_url is not None and (
-            not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
-        ):
-            problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+        problems += check_api_url(config)
         return problems
 
     def describe(self) -> str:

@@ -34,7 +34,15 @@ from typing import Any
 
 from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import HttpClient, ShapeError, as_number, pick, section
-from twcmaster.sources.registry import Problem, check_number, check_required, describe, read_text
+from twcmaster.sources.registry import (
+    Problem,
+    check_api_url,
+    check_number,
+    check_required,
+    describe,
+    read_api_url,
+    read_text,
+)
 
 DEFAULT_API_URL = "https://api.openweathermap.org/data/3.0/onecall"
 DEFAULT_INTERVAL_S = 120.0
@@ -63,7 +71,7 @@ class OpenWeatherMapSource(Source):
         peak = config.get("PeakKW")
         peak = [peak] * MONTHS if isinstance(peak, int | float | str) else peak or [0] * MONTHS
         self.peak_kw = [float(v) for v in peak]
-        self.url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
+        self.url = read_api_url(config, DEFAULT_API_URL)
         self.clock = clock
         self.http = HttpClient(self.name, timing, secrets=[self.api_key], status_hints=STATUS_HINTS)
 
@@ -86,11 +94,7 @@ class OpenWeatherMapSource(Source):
             problems.append(
                 ("PeakKW", f"expected 12 numbers (kW, January first) or one, got {describe(peak)}")
             )
-        api_url = config.get("apiURL")
-        if api_url is not None and (
-            not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
-        ):
-            problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+        problems += check_api_url(config)
         return problems
 
     def describe(self) -> str:

@@ -304,6 +304,22 @@ def check_hosts(config: Mapping[str, Any], key: str, what: str) -> list[Problem]
     return check_host(config, key, what)
 
 
+def read_api_url(config: Mapping[str, Any], default: str) -> str:
+    """A cloud source's ``apiURL`` (twcmaster's key: a proxy or a test server), without a
+    trailing slash; ``default`` when not set."""
+    return (read_text(config, "apiURL") or default).rstrip("/")
+
+
+def check_api_url(config: Mapping[str, Any]) -> list[Problem]:
+    """``apiURL``, when set, is an http(s):// URL."""
+    api_url = config.get("apiURL")
+    if api_url is None or (
+        isinstance(api_url, str) and api_url.startswith(("https://", "http://"))
+    ):
+        return []
+    return [("apiURL", f"expected an http(s):// URL, got {api_url!r}")]
+
+
 def check_port(config: Mapping[str, Any], key: str) -> list[Problem]:
     value = config.get(key)
     if value is None or value == "" or _to_port(value) is not None:

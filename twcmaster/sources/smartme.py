@@ -21,7 +21,13 @@ from typing import Any
 
 from twcmaster.sources.base import Reading, Source, SourceTiming
 from twcmaster.sources.http import HttpClient, as_number, pick
-from twcmaster.sources.registry import Problem, check_required, read_text
+from twcmaster.sources.registry import (
+    Problem,
+    check_api_url,
+    check_required,
+    read_api_url,
+    read_text,
+)
 
 DEFAULT_API_URL = "https://smart-me.com"
 PATH = "/api/DeviceBySerial"
@@ -34,7 +40,7 @@ class SmartMeSource(Source):
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         super().__init__(config, timing)
         self.serial = read_text(config, "serialNumber") or ""
-        api_url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
+        api_url = read_api_url(config, DEFAULT_API_URL)
         self.url = api_url + PATH
         username = str(config.get("username") or "")
         password = str(config.get("password") or "")
@@ -52,11 +58,7 @@ class SmartMeSource(Source):
         problems = check_required(config, "username", "the smart-me account's user name")
         problems += check_required(config, "password", "the smart-me account's password")
         problems += check_required(config, "serialNumber", "the meter's serial number")
-        api_url = config.get("apiURL")
-        if api_url is not None and (
-            not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
-        ):
-            problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+        problems += check_api_url(config)
         return problems
 
     def describe(self) -> str:

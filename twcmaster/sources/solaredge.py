@@ -43,10 +43,12 @@ from twcmaster.sources.base import Reading, Source, SourceError, SourceTiming
 from twcmaster.sources.http import HttpClient, ShapeError, as_number, entries, pick, section
 from twcmaster.sources.registry import (
     Problem,
+    check_api_url,
     check_host,
     check_port,
     check_required,
     describe,
+    read_api_url,
     read_port,
     read_text,
 )
@@ -95,7 +97,7 @@ class SolarEdgeSource(Source):
             ]
         self.api_key = read_text(config, "apiKey") or ""
         self.site_id = read_text(config, "siteID") or ""
-        api_url = (read_text(config, "apiURL") or DEFAULT_API_URL).rstrip("/")
+        api_url = read_api_url(config, DEFAULT_API_URL)
         self.site_url = f"{api_url}/site/{self.site_id}"
         poll_mode = int(config.get("pollMode") or 0)
         self.overview_only = poll_mode == 1  # also set once the site turns out to have no LOAD
@@ -116,11 +118,7 @@ class SolarEdgeSource(Source):
             return problems + _check_local(config)
         problems += check_required(config, "apiKey", "the site's monitoring API key")
         problems += check_required(config, "siteID", "the monitoring site id")
-        api_url = config.get("apiURL")
-        if api_url is not None and (
-            not isinstance(api_url, str) or not api_url.startswith(("https://", "http://"))
-        ):
-            problems.append(("apiURL", f"expected an http(s):// URL, got {api_url!r}"))
+        problems += check_api_url(config)
         return problems
 
     def describe(self) -> str:
