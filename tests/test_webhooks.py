@@ -72,6 +72,8 @@ def step(hooks: PolicyWebhooks, policy: str, *events, amps: tuple[float, ...] = 
         link_up=True,
         alarms=(),
     )
+    if amps:  # the draws come with heartbeat replies
+        events = (*events, ev.HeartbeatExchanged(0, b"", b""))
     hooks.publish(Publication(0.0, tuple(events), lambda: snapshot))
 
 
@@ -182,3 +184,13 @@ def test_closing_drops_what_is_queued_and_never_waits_for_a_hung_server(server):
     step(hooks, "Charge Now", ev.PolicyChanged("", "Charge Now", "x"))  # closed: ignored
     time.sleep(3.5)
     assert len(server.requests_to("/slow")) <= 1  # at most the one under way: the rest dropped
+
+
+def test_a_step_without_a_heartbeat_reply_or_a_policy_change_builds_no_snapshot(server):
+    hooks = hooks_for({"extend": {"webhooks": {"Charge Now": {"start": base_url(server)}}}})
+
+    def no_snapshot():
+        raise AssertionError("the snapshot was built")
+
+    hooks.publish(Publication(0.0, (ev.LinkChanged(True),), no_snapshot))
+    hooks.close()

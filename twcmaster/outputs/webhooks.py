@@ -92,6 +92,8 @@ class PolicyWebhooks:
         for event in publication.events:
             if isinstance(event, ev.PolicyChanged):
                 calls += [(event.previous, "exit"), (event.policy, "enter")]
+        if not calls and not any(isinstance(e, ev.HeartbeatExchanged) for e in publication.events):
+            return  # a car's draw changes only with a heartbeat reply: no snapshot to build
         snapshot = publication.snapshot
         for started in self._car_changes(snapshot):
             calls.append((snapshot.budget.policy, "start" if started else "stop"))
