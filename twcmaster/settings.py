@@ -53,6 +53,7 @@ from twcmaster.config import (
     nesting_too_deep_at,
     read_regular_file,
 )
+from twcmaster.config.limits import MAX_PRIORITY
 from twcmaster.logs import get_logger
 from twcmaster.numbers import finite_number
 from twcmaster.policies import FORCEABLE_POLICIES
@@ -89,7 +90,6 @@ MAX_CHARGE_NOW_S = 7 * 86400  # the longest Charge Now
 DEFAULT_CHARGE_NOW_S = 3600.0  # a bare Charge Now without a preset: an hour
 MAX_AMPS = 1000.0  # A; sanity bound for any amps value in the file
 MAX_OFFSET_W = 1_000_000.0  # W; sanity bound for a consumption offset
-MAX_PRIORITY = 1000  # chargePriority's bound, as in config.json
 
 # TWCManager's defaults for the keys twcmaster reads (TWCMaster.settings and loadSettings).
 DEFAULTS: dict[str, Any] = {

@@ -9,3 +9,4 @@ MAX_TWCS = 6  # slaves one master can hold on the bus
 MAX_AMPS_ALL_TWCS = MAX_TWCS * TWC_MAX_AMPS  # 480 A: beyond it a limit is a typo
 MAX_WAIT_S = 86400.0  # s; a day: a longer delay, latch or timeout is a typo
 MAX_BAUD = 4_000_000  # beyond any RS-485 adapter
+MAX_PRIORITY = 1000  # chargePriority (config.json or set at run time): -1000 to 1000

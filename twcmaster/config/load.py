@@ -37,6 +37,7 @@ from twcmaster.config.jsonc import (
 )
 from twcmaster.config.limits import (
     MAX_AMPS_ALL_TWCS,
+    MAX_PRIORITY,
     MAX_TWCS,
     MAX_WAIT_S,
     TWC_MAX_AMPS,
@@ -202,8 +203,11 @@ def _parse_charge_priority(cfg: Section) -> tuple[tuple[str, int], ...]:
         twcid = len(key) == 4 and all(c in "0123456789ABCDEF" for c in key)
         if not (twcid or (len(key) == 17 and key.isalnum())):
             cfg.report.error(path, f"expected {_PRIORITY_KEY}, got {name!r}")
-        elif isinstance(value, bool) or not isinstance(value, int) or abs(value) > 1000:
-            cfg.report.error(path, f"expected a whole number from -1000 to 1000, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
+            bound = MAX_PRIORITY
+            cfg.report.error(
+                path, f"expected a whole number from -{bound} to {bound}, got {value!r}"
+            )
         else:
             priorities[key] = value
     return tuple(priorities.items())

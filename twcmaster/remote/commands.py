@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twcmaster.config import AppConfig
+from twcmaster.config.limits import MAX_PRIORITY
 from twcmaster.logs import get_logger
 from twcmaster.numbers import finite_number
 from twcmaster.policies import canonical_policy
 from twcmaster.settings import (
     FORCEABLE_POLICIES,
     MAX_CHARGE_NOW_S,
-    MAX_PRIORITY,
     SettingsError,
     SettingsSaveError,
     SettingsStore,
