@@ -16,18 +16,22 @@ from typing import Any
 
 __all__ = ["IGNORED", "DiffLine", "ignored_message", "policy_is_customised", "twcmanager_diff"]
 
+_POWER_FACTOR = (
+    "TWCManager's power-factor correction of the kW it reported; twcmaster reports amps x the "
+    "TWC's measured voltage"
+)
+_CHARGE_LIMIT = (
+    "setting the car's charge limit (%) per policy; twcmaster leaves the car's own charge "
+    "limit alone"
+)
+_PRICING = "price-based charging (no pricing module in twcmaster)"
+
 # TWCManager settings that twcmaster accepts and does not act on: what the user loses.
 # A module's entry covers every key in it. (Keys are full paths.)
 IGNORED: dict[str, str] = {
     # -- config.*
-    "config.realPowerFactorMinAmps": (
-        "TWCManager's power-factor correction of the kW it reported; twcmaster reports amps "
-        "x the TWC's measured voltage"
-    ),
-    "config.realPowerFactorMaxAmps": (
-        "TWCManager's power-factor correction of the kW it reported; twcmaster reports amps "
-        "x the TWC's measured voltage"
-    ),
+    "config.realPowerFactorMinAmps": _POWER_FACTOR,
+    "config.realPowerFactorMaxAmps": _POWER_FACTOR,
     "config.atHomeRadius": (
         "the home radius in feet around the car's remembered home; give twcmaster's geofence "
         "as vehicle.teslaAPI.homeLatitude, homeLongitude and homeRadiusM (metres)"
@@ -40,22 +44,10 @@ IGNORED: dict[str, str] = {
         "skipping cars whose own charge schedule is active; twcmaster never changes the "
         "car's schedule and starts a car only when its policy offers current"
     ),
-    "config.chargeNowLimit": (
-        "setting the car's charge limit (%) per policy; twcmaster leaves the car's own "
-        "charge limit alone"
-    ),
-    "config.scheduledLimit": (
-        "setting the car's charge limit (%) per policy; twcmaster leaves the car's own "
-        "charge limit alone"
-    ),
-    "config.greenEnergyLimit": (
-        "setting the car's charge limit (%) per policy; twcmaster leaves the car's own "
-        "charge limit alone"
-    ),
-    "config.nonScheduledLimit": (
-        "setting the car's charge limit (%) per policy; twcmaster leaves the car's own "
-        "charge limit alone"
-    ),
+    "config.chargeNowLimit": _CHARGE_LIMIT,
+    "config.scheduledLimit": _CHARGE_LIMIT,
+    "config.greenEnergyLimit": _CHARGE_LIMIT,
+    "config.nonScheduledLimit": _CHARGE_LIMIT,
     "config.cloudUpdateInterval": (
         "the Powerwall 2 cloud polling interval; twcmaster's Powerwall2 source reads the "
         "gateway on the local network every sources.Powerwall2.interval seconds"
@@ -83,7 +75,7 @@ IGNORED: dict[str, str] = {
         "TWCManager's check that every car is at home before charging several; twcmaster "
         "commands only the car plugged into that TWC (or inside the home geofence)"
     ),
-    "config.maxImportPrice": "price-based charging (no pricing module in twcmaster)",
+    "config.maxImportPrice": _PRICING,
     "config.debugOutputToFile": (
         "TWCManager's debug output in a file; twcmaster logs to stderr (docker logs, "
         "journalctl), at config.logLevel"
@@ -133,10 +125,10 @@ IGNORED: dict[str, str] = {
         "taking the Tesla tokens from TeslaMate's database; give twcmaster "
         "vehicle.teslaAPI.refreshToken or tokenFile"
     ),
-    "pricing.aWATTar": "price-based charging (no pricing module in twcmaster)",
-    "pricing.Static": "price-based charging (no pricing module in twcmaster)",
-    "pricing.PVPCes": "price-based charging (no pricing module in twcmaster)",
-    "pricing.Amber": "price-based charging (no pricing module in twcmaster)",
+    "pricing.aWATTar": _PRICING,
+    "pricing.Static": _PRICING,
+    "pricing.PVPCes": _PRICING,
+    "pricing.Amber": _PRICING,
     "controller.Gen3TWCs": (
         "Gen3 Wall Connectors (Wi-Fi); twcmaster is the master of a Gen2 RS-485 bus only"
     ),
@@ -148,7 +140,7 @@ IGNORED: dict[str, str] = {
         "choosing between Bluetooth and the Fleet API per command; twcmaster uses "
         "vehicle.teslaBLE when it is enabled, else vehicle.teslaAPI"
     ),
-    "pricing.policy": "price-based charging (no pricing module in twcmaster)",
+    "pricing.policy": _PRICING,
     "logging.use_icons": "icons in log lines; twcmaster's log lines have none",
     "logging.Console.simple": "TWCManager's simple console layout; twcmaster prints its lines",
     "logging.FileLogger.mute": (
