@@ -57,7 +57,6 @@ def test_systemd_accepts_the_unit(tmp_path):
 
 SHELL_SCRIPTS = [
     REPO / "contrib" / "docker" / "twcmaster-ctl",
-    REPO / "contrib" / "docker" / "entrypoint.sh",
     REPO / ".ci" / "run",
     *sorted((REPO / "scripts").glob("*.sh")),
 ]

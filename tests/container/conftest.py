@@ -63,3 +63,15 @@ def image(engine):
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     print(f"\n[container] image built in {time.monotonic() - started:.1f} s")
     return IMAGE
+
+
+@pytest.fixture
+def compose_version(request, engine):
+    """``docker-compose`` (v1, Debian's), or with ``indirect`` parametrisation "v2": the
+    ``docker compose`` plugin."""
+    if getattr(request, "param", "v1") == "v1":
+        return ["docker-compose"], engine.env
+    try:
+        return ["docker", "compose"], engine.compose_v2()
+    except Unavailable as exc:
+        missing(f"no Compose v2: {exc}")

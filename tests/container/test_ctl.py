@@ -110,7 +110,9 @@ def test_help_and_usage_exit_codes(tmp_path, args, code, says):
 @pytest.mark.container
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_every_verb(engine, image, tmp_path):
+@pytest.mark.parametrize("compose_version", ["v1", "v2"], indirect=True)
+def test_every_verb(engine, image, compose_version, tmp_path):
+    """Every verb; the ctl takes `docker compose` (v2) when it works, else `docker-compose`."""
     config_dir = tmp_path / "etc-twcmanager"
     config_dir.mkdir()
     elsewhere = tmp_path / "elsewhere"  # the ctl's cwd: not the repository
@@ -124,10 +126,11 @@ def test_every_verb(engine, image, tmp_path):
         with override.open("a") as file:
             token = CANARIES["control.HTTP.token"]
             file.write(f'    environment:\n      TWCMASTER_TOKEN: "{token}"\n')
-        compose = Compose(engine, override)
+        command, compose_env = compose_version
+        compose = Compose(engine, command, compose_env, override)
         compose("down", "--remove-orphans", check=False)
         env = dict(
-            engine.env,
+            compose_env,
             TWCMASTER_COMPOSE_FILE=f"{COMPOSE_FILE}:{override}",
             TWCMASTER_CONFIG_DIR=str(config_dir),
             TWCMASTER_CONTAINER=CONTAINER,
