@@ -259,6 +259,7 @@ def test_the_image_is_small_and_has_no_shell(engine, image):
     for program in ("/bin/sh", "/bin/bash", "/usr/bin/apt-get", "/opt/twcmaster/bin/pip"):
         done = engine.run("docker", "run", "--rm", "--entrypoint", program, image, check=False)
         assert done.returncode != 0, f"{program} is in the image"
+        assert "no such file or directory" in done.stderr.lower(), done.stderr
     imports = (
         "import importlib, pkgutil, ssl, zoneinfo, twcmaster\n"
         "names = [m.name for m in pkgutil.walk_packages(twcmaster.__path__, 'twcmaster.')\n"
