@@ -48,6 +48,9 @@ class CarsView:
     cars: tuple[CarStatus, ...] = ()
     # Every call today by kind (data, command, wake), the account's own calls included.
     calls_today: Mapping[str, int] = field(default_factory=lambda: dict(NO_CALLS))
+    # How long the module may hold a start before it acts (its wake delay): the core's
+    # give-up on a car that does not start counts only after it (control/carcommands.py).
+    start_delay_s: float = 0.0
 
     @cached_property  # asked for each slave at every allocation
     def bus_only_vins(self) -> frozenset[str]:

@@ -61,6 +61,10 @@ class TeslaCarsSettings:
     wake_timeout_s: float = 120.0  # an asleep car may need ~2 min (anchors §5)
     not_woken_retry_s: float = 1800.0  # TWCManager: retry a car that would not wake in 30 min
     relist_s: float = 6 * 3600.0
+    # How long what Tesla last said about a car being awake holds: a car idle for ~15 min
+    # falls asleep, so after this its state is "unknown" again (and a start waits the wake
+    # delay, since the offer itself may wake it).
+    online_fresh_s: float = 600.0
 
     @classmethod
     def from_config(cls, config: Any) -> TeslaCarsSettings:
@@ -91,6 +95,7 @@ class _Car:
     vin: str
     name: str = ""
     online: str = "unknown"
+    online_at_s: float = -math.inf  # when Tesla said ``online`` (see ``online_fresh_s``)
     location: str = "unknown"
     data: api.ChargeData | None = None
     data_at_s: float = -math.inf
@@ -217,7 +222,8 @@ class TeslaCars:
             return
         for info in vehicles:
             car = self._cars.setdefault(info.vin, _Car(info.vin))
-            car.name, car.online = info.name, info.state
+            car.name = info.name
+            self._set_online(car, info.state)
         self._listed = True
         self._set_state("ok", self._account_summary(vehicles))
         self.log.info("Tesla account", cars=self._account_summary(vehicles))
@@ -295,7 +301,7 @@ class TeslaCars:
     def _wait_before(self, car: _Car, command: CarCommand) -> float:
         now = self.clock()
         wait_s = max(car.next_call_s, self._account_hold_s) - now
-        if command.action.value == START and car.online != "online":
+        if command.action.value == START and self._online(car) != "online":
             wait_s = max(wait_s, car.wish_since_s + self.settings.wake_delay_s - now)
         return wait_s
 
@@ -362,11 +368,11 @@ class TeslaCars:
         try:
             return self._got_data(car, await self.api.charge_data(car.vin))  # type: ignore[union-attr]
         except api.Asleep:
-            car.online = "asleep"
+            self._set_online(car, "asleep")
         except api.CarApiError as error:
             self._failed(car, error)
             return None
-        if not may_wake or not await self._wake(car):
+        if not may_wake or not await self._wake(car) or self._budget_spent(car):
             return None
         try:
             return self._got_data(car, await self.api.charge_data(car.vin))  # type: ignore[union-attr]
@@ -375,7 +381,8 @@ class TeslaCars:
             return None
 
     def _got_data(self, car: _Car, data: api.ChargeData) -> api.ChargeData:
-        car.data, car.data_at_s, car.online = data, self.clock(), data.state or "online"
+        car.data, car.data_at_s = data, self.clock()
+        self._set_online(car, data.state or "online")
         if data.latitude is not None and data.longitude is not None and self.settings.has_home:
             home = distance_m(
                 data.latitude,
@@ -394,17 +401,23 @@ class TeslaCars:
         if self._ledger.of(car.vin)["wake"] >= self.settings.daily_wake_budget:
             self._note(car, "start", "not sent: asleep, and today's wakes are spent")
             return False
+        # Every billable call checks the daily budget first: the polls included.
+        if self._budget_spent(car):
+            return False
         try:
             state = await self.api.wake_up(car.vin)  # type: ignore[union-attr]
             waited_s = 0.0
             while state != "online" and waited_s < self.settings.wake_timeout_s:
                 await self.scheduler.sleep(self.settings.wake_poll_s)
                 waited_s += self.settings.wake_poll_s
+                if self._budget_spent(car):
+                    self._note(car, "start", "not sent: today's call budget ran out while waking")
+                    return False
                 state = await self.api.vehicle_state(car.vin)  # type: ignore[union-attr]
         except api.CarApiError as error:
             self._failed(car, error)
             return False
-        car.online = state
+        self._set_online(car, state)
         if state != "online":
             car.next_call_s = self.clock() + self.settings.not_woken_retry_s
             self._note(car, "start", "not sent: the car did not wake up")
@@ -422,7 +435,20 @@ class TeslaCars:
             return
         car.errors_in_row = 0
         car.data = None  # what the car does now has changed
+        # It answered a command: it is awake now (the 06:00 listing's "asleep" no longer
+        # holds, so the next start need not wait the wake delay), until that goes stale.
+        self._set_online(car, "online")
         self._note(car, action, "ok" if not reason else f"ok ({reason})")
+
+    def _set_online(self, car: _Car, state: str) -> None:
+        car.online, car.online_at_s = state, self.clock()
+
+    def _online(self, car: _Car) -> str:
+        """What Tesla last said (online, asleep...), or "unknown" once ``online_fresh_s``
+        old: a car falls asleep, or is woken by its owner, without telling us."""
+        if self.clock() - car.online_at_s > self.settings.online_fresh_s:
+            return "unknown"
+        return car.online
 
     def _note(self, car: _Car, action: str, result: str) -> None:
         car.last_command, car.last_result = action, result
@@ -523,6 +549,7 @@ class TeslaCars:
             untargeted_ok=self.settings.has_home or len(self._cars) == 1,
             cars=cars,
             calls_today=totals,
+            start_delay_s=self.settings.wake_delay_s,
         )
 
     def _car_status(self, car: _Car) -> CarStatus:
@@ -536,7 +563,7 @@ class TeslaCars:
             vin=car.vin,
             name=car.name,
             location=car.location,
-            online=car.online,
+            online=self._online(car),
             battery_level=data.battery_level if data else None,
             charge_limit_soc=data.charge_limit_soc if data else None,
             charging_state=data.charging_state if data else None,
