@@ -32,13 +32,15 @@ class CarStatus:
     budget_left: int = 0  # billable calls left today
     bus_only: str = ""  # why this car is stopped from the bus only ("" = through its API)
     via: str = ""  # where its last call went: "ble" or "fleet"; "" with one backend or none yet
+    # Why a TWC that reports no VIN cannot have this car commanded ("" = it can: at home).
+    without_vin: str = ""
 
 
 @dataclass(frozen=True)
 class CarsView:
     """The car module as a whole. ``usable``: commands can go out now (a token, the account
     listed, no login needed, not rate limited for long); ``untargeted_ok``: a TWC that gave
-    no VIN can still be matched to a car (a home geofence, or one car on the account)."""
+    no VIN can still be matched to a car (only with a home geofence, issue 11)."""
 
     enabled: bool
     state: str  # "starting", "ok", "no_token", "login_required", "rate_limited", "error"

@@ -227,6 +227,31 @@ def test_without_a_vin_or_a_home_several_cars_are_not_guessed():
     assert not rig.cars.view().usable_for(None)
 
 
+def test_without_a_vin_or_a_home_even_the_only_car_is_not_commanded_and_says_why():
+    """Issue 11: no VIN from the TWC and no geofence: no command, not even to the account's
+    only car (which may be charging somewhere else); its status says what to set."""
+    rig = started([Car(VIN_A, charging_state="Charging")],
+                  home_latitude=None, home_longitude=None)  # fmt: skip
+    rig.ask(CarAction.STOP, vin=None)
+    rig.ask(CarAction.START, twcid=2, vin=None)
+    rig.run(600)
+    assert rig.api.calls[1:] == []
+    view = rig.cars.view()
+    assert not view.usable_for(None) and view.usable_for(VIN_A)  # its VIN still works
+    assert "homeLatitude/homeLongitude" in view.cars[0].without_vin
+    rig.ask(CarAction.STOP, vin=VIN_A)
+    rig.run(1)
+    assert rig.api.sent("stop") == [VIN_A]
+
+
+def test_without_a_vin_a_car_whose_position_stays_unknown_is_not_commanded():
+    rig = started([Car(VIN_A, charging_state="Charging", at=(None, None))])  # type: ignore[arg-type]
+    assert "position unknown" in rig.cars.view().cars[0].without_vin
+    rig.ask(CarAction.STOP, vin=None)
+    rig.run(120)
+    assert rig.api.sent("data") == [VIN_A] and rig.api.sent("stop") == []
+
+
 def test_a_car_that_answered_a_command_is_known_awake_then_unknown_again():
     """The listing said asleep; a stop went through: the next start need not wait the wake
     delay (simulate --tesla on cloudy-day gave up on such a start). The state decays to

@@ -4,8 +4,9 @@ to the car API, frugally and only for the right car.
 Which car (TWCManager #128 sends to every car at home):
 * the VIN the TWC reported, and only if that car is on this account (another account's car,
   or a non-Tesla, is left to the bus: the core then stops it with a 0 A offer);
-* no VIN: the cars last seen inside the home geofence; with no home set, the account's only
-  car; with several cars and no home, none (we do not guess).
+* no VIN: only the cars last seen inside the home geofence (issue 11); with no home set, or
+  a car whose position is unknown, none: that TWC's car is stopped from the bus, and each
+  car's status says why (``without_vin``).
 
 Frugal (Tesla bills per call; TWCManager users' top complaints, anchors §6):
 * at most one command per car per ``min_command_interval_s``;
@@ -265,7 +266,7 @@ class TeslaCars:
             return [car] if car is not None and not self._bus_only_reason(car) else []
         cars = [car for car in self._cars.values() if not self._bus_only_reason(car)]
         if not self.settings.has_home:
-            return cars if len(self._cars) == 1 else []
+            return []  # no VIN and no geofence: we do not guess (issue 11)
         # An untargeted start wakes only a car known to be at home; a stop goes to a charging
         # car, which is awake: its position is fetched if unknown.
         if command.action.value == START:
@@ -329,7 +330,7 @@ class TeslaCars:
     async def _stop(self, car: _Car, command: CarCommand) -> None:
         if command.vin is None:  # untargeted: stop only a car that is charging at home
             data = await self._charge_data(car, may_wake=False)
-            if data is None or car.location == "away" or data.charging_state != "Charging":
+            if data is None or car.location != "home" or data.charging_state != "Charging":
                 return
         await self._command(car, "stop", self.api.charge_stop)  # type: ignore[union-attr]
 
@@ -546,7 +547,7 @@ class TeslaCars:
             state=self._state,
             message=self._message,
             usable=self._usable(),
-            untargeted_ok=self.settings.has_home or len(self._cars) == 1,
+            untargeted_ok=self.settings.has_home,
             cars=cars,
             calls_today=totals,
             start_delay_s=self.settings.wake_delay_s,
@@ -576,11 +577,27 @@ class TeslaCars:
             budget_left=max(0, self.settings.daily_call_budget - billable),
             bus_only=self._bus_only_reason(car),
             via=getattr(self.api, "last_backend", {}).get(car.vin, ""),  # the router's
+            without_vin=self._without_vin(car),
         )
+
+    def _without_vin(self, car: _Car) -> str:
+        """Why a TWC that reports no VIN cannot command this car ("" = it can: at home)."""
+        if not self.settings.has_home:
+            return NO_HOME
+        if car.location == "away":
+            return "bus only: away from home"
+        if car.location != "home":
+            return "position unknown: commanded only once seen inside the home geofence"
+        return ""
 
     def _wall_in(self, seconds: float) -> str:
         return (self.wallclock() + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
+
+NO_HOME = (
+    "bus only: set vehicle.teslaAPI.homeLatitude/homeLongitude (or homeLat/homeLon) so a car "
+    "without a VIN from the TWC can be told at home"
+)
 
 _TOKEN_MESSAGES = {
     "no_token": (
