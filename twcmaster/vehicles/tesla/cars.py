@@ -605,8 +605,9 @@ _TOKEN_MESSAGES = {
         "API); until then cars are stopped from the bus"
     ),
     "login_required": (
-        "Tesla says login_required: log in again and put the new refresh token in "
-        "vehicle.teslaAPI.refreshToken, then restart (or write the token file: it is read "
-        "again within 10 minutes); until then cars are stopped from the bus"
+        "Tesla says login_required: log in again and write the new refresh token to the "
+        'token file ({"refresh_token": "..."}: read again within 10 minutes, no restart) '
+        "or to vehicle.teslaAPI.refreshToken and restart; until then cars are stopped from "
+        "the bus"
     ),
 }
