@@ -925,6 +925,7 @@ def test_realistic_twcmanager_config_loads_with_only_warnings(tmp_path):
     assert paths(loaded.warnings) == [
         "config.cloudUpdateInterval",
         "config.onlyChargeMultiCarsAtHome",
+        "vehicle.teslaAPI.homeLatitude",  # no home: a TWC without a VIN is left to the bus
         "policy.extend.emergency[0].charge_limit",
         "policy.extend.emergency[0].background_task",
     ]

@@ -138,3 +138,28 @@ def test_default_stream_is_stdout_at_print_time(capsys: pytest.CaptureFixture[st
     console = ConsoleStatus(wallclock=lambda: AT_11_57_49, slave_power_lines=False)
     console.heartbeat(0x1234, P2_IDLE_SLAVE, P2_OFFER_17A)
     assert capsys.readouterr().out == SEED_LINE + "\n"
+
+
+def test_a_cars_line_shows_its_next_command_time_and_calls_used_today():
+    from twcmaster.carview import CarStatus
+    from twcmaster.outputs.console import car_line
+
+    car = CarStatus(
+        vin="5YJ3E1EA7KF000001", name="Daisy", location="home", online="online",
+        battery_level=64, charge_limit_soc=80, charging_state="Stopped", last_command="stop",
+        last_result="ok", last_command_at="2026-06-01T12:01:05", next_command_at=
+        "2026-06-01T12:02:05", calls_today={"data": 2, "command": 1, "wake": 1},
+        billable_today=4, budget_left=56,
+    )  # fmt: skip
+    assert car_line(car) == (
+        "Car 5YJ3E1EA7KF000001 (Daisy): home, online, 64% of 80%, Stopped; stop at 12:01:05: "
+        "ok; next command from 12:02:05; 4/60 calls today"
+    )
+    idle = CarStatus(vin="5YJ3E1EA7KF000002", name="", location="unknown", online="asleep",
+                     battery_level=None, charge_limit_soc=None, charging_state=None,
+                     last_command="", last_result="", last_command_at="", next_command_at="",
+                     budget_left=60, without_vin="bus only: set a home")  # fmt: skip
+    assert car_line(idle) == (
+        "Car 5YJ3E1EA7KF000002: unknown, asleep; 0/60 calls today; "
+        "without a VIN from its TWC: bus only: set a home"
+    )

@@ -32,13 +32,15 @@ class CarStatus:
     budget_left: int = 0  # billable calls left today
     bus_only: str = ""  # why this car is stopped from the bus only ("" = through its API)
     via: str = ""  # where its last call went: "ble" or "fleet"; "" with one backend or none yet
+    # Why a TWC that reports no VIN cannot have this car commanded ("" = it can: at home).
+    without_vin: str = ""
 
 
 @dataclass(frozen=True)
 class CarsView:
     """The car module as a whole. ``usable``: commands can go out now (a token, the account
     listed, no login needed, not rate limited for long); ``untargeted_ok``: a TWC that gave
-    no VIN can still be matched to a car (a home geofence, or one car on the account)."""
+    no VIN can still be matched to a car (only with a home geofence, issue 11)."""
 
     enabled: bool
     state: str  # "starting", "ok", "no_token", "login_required", "rate_limited", "error"
@@ -48,6 +50,9 @@ class CarsView:
     cars: tuple[CarStatus, ...] = ()
     # Every call today by kind (data, command, wake), the account's own calls included.
     calls_today: Mapping[str, int] = field(default_factory=lambda: dict(NO_CALLS))
+    # How long the module may hold a start before it acts (its wake delay): the core's
+    # give-up on a car that does not start counts only after it (control/carcommands.py).
+    start_delay_s: float = 0.0
 
     @cached_property  # asked for each slave at every allocation
     def bus_only_vins(self) -> frozenset[str]:

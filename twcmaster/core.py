@@ -639,7 +639,8 @@ class Core:
             for s in slaves
             if s.protocol == 2 and s.twcid in self._offers
         ]
-        decision = self.car_commander.decide(now, seen)
+        delay_s = self._cars_view.start_delay_s if self._cars_view is not None else 0.0
+        decision = self.car_commander.decide(now, seen, start_delay_s=delay_s)
         for command in decision.commands:
             self._emit(ev.CarCommandWanted(command))
         for notice in decision.notices:

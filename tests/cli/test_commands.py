@@ -66,6 +66,29 @@ def test_check_config_names_every_bad_key(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_loads_the_tesla_key_and_certificate_files(tmp_path):
+    """A missing key, a junk certificate and a missing BLE key: rc 2, each by key path (they
+    used to pass check-config and fail only at run); no home: a warning."""
+    junk = tmp_path / "proxy.crt"
+    junk.write_text("not a certificate\n")
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({
+        "config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32, "minAmpsPerTWC": 6},
+        "vehicle": {
+            "teslaAPI": {"enabled": True, "privateKeyFile": str(tmp_path / "missing.pem"),
+                         "proxyCert": str(junk)},
+            "teslaBLE": {"enabled": True, "privateKeyFile": str(tmp_path / "ble.pem")},
+        },
+    }))  # fmt: skip
+    result = twcmaster("check-config", "--config", str(bad))
+    assert result.returncode == 2, result.stdout + result.stderr
+    for key in ("vehicle.teslaAPI.privateKeyFile", "vehicle.teslaAPI.proxyCert",
+                "vehicle.teslaBLE.privateKeyFile"):  # fmt: skip
+        assert key in result.stderr, result.stderr
+    assert "not a PEM certificate" in result.stderr and "missing.pem" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_missing_config_says_where_the_default_is(tmp_path):
     result = twcmaster("run", "--config", str(tmp_path / "nope.json"))
     assert result.returncode == 2

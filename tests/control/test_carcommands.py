@@ -125,6 +125,20 @@ def test_starts_give_up_after_three_and_errors_are_not_started():
         assert decide(commander, float(t), [seen(state=2, actual=0.0, offer=6)]) == []
 
 
+def test_the_give_up_counts_only_once_the_car_module_could_act():
+    """The Tesla module holds a start for its wake delay (180 s): the three requests that
+    lead to giving up count from then, not from the first (simulate --tesla on cloudy-day
+    gave up the very second the module sent the start)."""
+    commander = CarCommander(CarCommandSettings(max_start_attempts=3))
+    decide(commander, 0.0, [seen(stop_wanted=True)])
+    waiting = seen(state=3, actual=0.0, offer=6)
+    decisions = {t: commander.decide(float(t), [waiting], start_delay_s=180.0)
+                 for t in range(10, 1000, 5)}  # fmt: skip
+    assert [t for t, d in decisions.items() if d.commands] == [60, 120, 180, 240, 300, 360]
+    given_up = [t for t, d in decisions.items() if d.notices]
+    assert given_up == [420]  # 3 requests after the module could act (at 60 + 180 s)
+
+
 def test_an_unplugged_car_is_forgotten():
     commander = CarCommander()
     decide(commander, 0.0, [seen(stop_wanted=True)])

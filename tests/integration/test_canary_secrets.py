@@ -9,6 +9,11 @@ the source reads; the MQTT source's broker is the test mosquitto, whose topics g
 quoting the password. After a few polls of each source, SIGTERM; then stdout, stderr and
 every file the daemon wrote (its settingsPath and its TMPDIR) are searched for each canary
 in every form: raw, Base64 (of the secret and of ``user:secret``), URL-quoted, hex.
+
+The Tesla module likewise, through ``twcmaster demo`` as a subprocess (its own stdout and
+stderr, not the test session's log capture): every token the loopback Fleet API fake issued,
+a login_required answer quoting the refresh token included, is searched in the console, the
+log, every MQTT message on '#', the HTTP snapshot and every file under settingsPath.
 """
 
 from __future__ import annotations
@@ -16,16 +21,23 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
+import random
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.daemonproc import Master, slave_sim, write_config
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, free_port
+from tests.mqtt.conftest import Subscriber
 from tests.sources.conftest import (
     ANY_PATH,
     Canned,
@@ -33,6 +45,8 @@ from tests.sources.conftest import (
     Recorded,
     tls_cert,  # noqa: F401  (a pytest fixture)
 )
+from tests.tesla.fakefleet import FakeCar, FakeFleet
+from twcmaster.sim.car import random_vin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -272,3 +286,144 @@ def _run_until_every_source_polled(master, servers, broker, publisher) -> None:
             time.sleep(POLL_INTERVAL_S)  # one more round of each
             return
         time.sleep(0.1)
+
+
+# --- The Tesla module: `twcmaster demo` with vehicle.teslaAPI on ---------------------------
+
+DEMO_SECONDS = 7.0
+TESLA_HOME = (47.0, 7.0)
+
+
+class _EchoingFleet(FakeFleet):
+    """The loopback Fleet API fake, made to echo secrets once ``echo`` is set: the token
+    endpoint answers 401 ``login_required`` quoting the refresh token posted (and every
+    form field), the API answers its 401s quoting the Authorization header."""
+
+    echo = False
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if not self.echo:
+            return await super()._token(request)
+        form = await request.post()
+        posted = " ".join(f"{k}={v}" for k, v in form.items())
+        body = {"error": "login_required",
+                "error_description": f"The refresh_token is invalid: {posted}"}  # fmt: skip
+        return web.json_response(body, status=401)
+
+    def _check_access(self, auth: str) -> web.Response | None:
+        refused = super()._check_access(auth)
+        if refused is not None and self.echo:
+            body = {"response": None, "error": f"token expired (401): {auth}"}
+            return web.json_response(body, status=401)
+        return refused
+
+
+def _tesla_secret_forms(fleet, refresh_canary: str) -> set[str]:
+    found = forms(refresh_canary)
+    for token in fleet.tokens_issued():
+        found |= {token, urllib.parse.quote(token, safe=""), token.encode().hex()}
+        found |= {part for part in token.split(".")[1:] if len(part) >= 16}  # payload, signature
+        found.add(token[-16:])
+    return found
+
+
+def _run_demo(config: Path, http_port: int, until: str) -> tuple[str, str, dict]:
+    """``twcmaster demo --config`` for DEMO_SECONDS: its stdout (console), stderr (log) and
+    the HTTP snapshot once the car module's state is ``until``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twcmaster", "demo", "--config", str(config),
+         "--seconds", str(DEMO_SECONDS), "--slaves", "2", "--seed", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    snapshot: dict = {}
+    deadline = time.monotonic() + DEMO_SECONDS
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            url = f"http://127.0.0.1:{http_port}/api/v1/snapshot"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                snapshot = json.loads(answer.read())
+            if (snapshot.get("cars") or {}).get("state") == until:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=DEMO_SECONDS + 20)
+    assert proc.returncode == 0, err[-2000:]
+    return out, err, snapshot
+
+
+def test_no_tesla_token_reaches_any_output_of_the_demo(tmp_path):
+    """`twcmaster demo` (a subprocess: its stdout is the console, its stderr the log at
+    debug) with vehicle.teslaAPI on against the loopback Fleet API fake, MQTT status to a
+    real mosquitto (a subscriber on '#'), the HTTP API polled. Run 1: a canary refresh
+    token, refreshed (rotated) at start, the account's two cars listed (the console says
+    so). Run 2, same settingsPath: the access token has expired, and Tesla answers the
+    refresh with login_required quoting the refresh token posted, its 401s quoting the
+    access token. Every token issued, in several forms, must be nowhere: not on stdout,
+    stderr, MQTT, HTTP, nor in any file under settingsPath but the token file."""
+    rng = random.Random(11)
+    vins = [random_vin(rng), random_vin(rng)]
+    home = {"latitude": TESLA_HOME[0], "longitude": TESLA_HOME[1]}
+    cars = [FakeCar(vin, name=f"car{i}", **home) for i, vin in enumerate(vins)]
+    fleet = _EchoingFleet(cars, access_lifetime_s=3600)
+    refresh_canary = "rt-" + canary().replace("+/=", "")
+    state = tmp_path / "state"
+    state.mkdir()
+    http_port = free_port()
+    with Mosquitto(tmp_path / "mosquitto") as broker, fleet.running():
+        fleet.tokens.refresh_live.add(refresh_canary)  # what the user's login gave
+        subscriber = Subscriber(broker, "#")
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({
+            "config": {"wiringMaxAmpsAllTWCs": 40, "wiringMaxAmpsPerTWC": 32,
+                       "minAmpsPerTWC": 6, "settingsPath": str(state), "logLevel": 10},
+            "status": {"MQTT": {"enabled": True, "brokerIP": broker.host,
+                                "brokerPort": broker.port, "ratelimit": 0}},
+            "control": {"HTTP": {"enabled": True, "listenPort": http_port}},
+            "vehicle": {"teslaAPI": {
+                "enabled": True, "baseURL": fleet.url, "authURL": fleet.auth_url,
+                "clientID": "twcmaster-test", "refreshToken": refresh_canary,
+                "homeLatitude": TESLA_HOME[0], "homeLongitude": TESLA_HOME[1],
+            }},
+        }))  # fmt: skip
+        out1, err1, snap1 = _run_demo(config, http_port, "ok")
+        fleet.expire_access_tokens()
+        fleet.echo = True
+        out2, err2, snap2 = _run_demo(config, http_port, "login_required")
+        time.sleep(0.3)
+        subscriber.close()
+        messages = list(subscriber.messages)
+
+    # Not vacuous: both runs logged, printed console lines, published, answered HTTP.
+    assert fleet.refreshes >= 1 and len(fleet.tokens_issued()) >= 3
+    assert len(fleet.requests_to("/oauth2/v3/token")) > fleet.refreshes  # an echoing answer
+    console1 = out1.splitlines()
+    listed = [line for line in console1 if "Tesla API: ok: 2 car(s): " in line]
+    assert listed and all(vin in listed[0] for vin in vins), out1[-3000:]  # at start-up
+    assert any(f"Car {vins[0]} (car0): " in line for line in console1), out1[-3000:]
+    assert "Tesla account" in err1 and "Tesla token refreshed" in err1, err1[-2000:]
+    assert "Tesla API: login_required" in out2, out2[-3000:]
+    assert "login_required" in err2, err2[-2000:]
+    assert len(err1.splitlines()) > 20 and len(console1) > 10
+    assert snap1["cars"]["state"] == "ok" and snap2["cars"]["state"] == "login_required"
+    assert len(messages) > 20, len(messages)
+    token_file = state / "tesla-tokens.json"
+    assert token_file.is_file() and any(t in token_file.read_text() for t in fleet.tokens_issued())
+
+    outputs = {"run 1 stdout": out1, "run 1 stderr": err1, "run 2 stdout": out2,
+               "run 2 stderr": err2, "run 1 HTTP": json.dumps(snap1),
+               "run 2 HTTP": json.dumps(snap2)}  # fmt: skip
+    outputs["MQTT"] = "\n".join(f"{m.topic} {m.payload.decode('utf-8', 'replace')}"
+                                for m in messages)  # fmt: skip
+    files = [p for p in state.rglob("*") if p.is_file() and p != token_file]
+    assert files, "the demo wrote nothing under settingsPath"
+    for path in files:
+        outputs[str(path)] = path.read_bytes().decode("utf-8", "replace")
+    leaks = [
+        f"{form!r} in {where}: …{text[text.index(form) - 80 : text.index(form) + 80]}…"
+        for form in _tesla_secret_forms(fleet, refresh_canary)
+        for where, text in outputs.items()
+        if form in text
+    ]
+    assert leaks == [], "\n".join(leaks)

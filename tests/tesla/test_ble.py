@@ -67,22 +67,32 @@ def _errors(ble: dict[str, Any]) -> dict[str, str]:
     return {problem.key_path: problem.message for problem in caught.value.problems}
 
 
-def test_config_reads_every_key_and_upper_cases_vins():
+def _key_file(tmp_path) -> str:
+    """A real EC key: check-config loads the file (and names it when it cannot)."""
+    path = tmp_path / "ble-key.pem"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                     serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    return str(path)
+
+
+def test_config_reads_every_key_and_upper_cases_vins(tmp_path):
+    key_file = _key_file(tmp_path)
     loaded = _load({
-        "enabled": True, "privateKeyFile": "/etc/twc/ble-key.pem",
+        "enabled": True, "privateKeyFile": key_file,
         "vins": [VIN.lower(), VIN, OTHER_VIN], "adapter": "hci1",
         "scanTimeoutS": 5, "commandTimeoutS": 20,
     })  # fmt: skip
     ble = loaded.settings.tesla_ble
     assert ble is not None
-    assert ble.private_key_file == "/etc/twc/ble-key.pem"
+    assert ble.private_key_file == key_file
     assert ble.vins == (VIN, OTHER_VIN)  # the same VIN twice is one car
     assert (ble.adapter, ble.scan_timeout_s, ble.command_timeout_s) == ("hci1", 5.0, 20.0)
     assert not [w for w in loaded.warnings if "teslaBLE" in w.key_path]  # known and used
 
 
-def test_config_defaults_and_off_unless_enabled():
-    ble = _load({"enabled": True, "privateKeyFile": "k.pem"}).settings.tesla_ble
+def test_config_defaults_and_off_unless_enabled(tmp_path):
+    ble = _load({"enabled": True, "privateKeyFile": _key_file(tmp_path)}).settings.tesla_ble
     assert ble is not None
     assert (ble.vins, ble.adapter, ble.scan_timeout_s, ble.command_timeout_s) == (
         (), None, 10.0, 30.0,
@@ -221,14 +231,25 @@ def test_both_configured_route_ble_first_and_without_an_app_ble_alone(tmp_path, 
     asyncio.run(cars.api.close())
 
 
-def test_ble_only_with_a_missing_key_file_says_which(tmp_path):
-    config = config_from_dict({
-        "config": WIRING,
-        "vehicle": {"teslaBLE": {"enabled": True, "privateKeyFile": str(tmp_path / "no.pem")}},
-    }, str(tmp_path)).settings  # fmt: skip
-    cars = tesla_cars(config, clock=time.monotonic, wallclock=datetime.now, log=RecordingLog())
-    view = cars.view()
-    assert view.state == "error" and "no.pem" in view.message and not view.usable
+@pytest.mark.parametrize("content", [None, b"not a key", b"rsa"], ids=["missing", "junk", "rsa"])
+def test_a_missing_or_wrong_ble_key_file_is_named_by_check_config(tmp_path, content):
+    path = tmp_path / "no.pem"
+    if content == b"rsa":
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        content = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())  # fmt: skip
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({
+            "config": WIRING,
+            "vehicle": {"teslaBLE": {"enabled": True, "privateKeyFile": str(path)}},
+        }, str(tmp_path))  # fmt: skip
+    [problem] = error.value.problems
+    assert problem.key_path == "vehicle.teslaBLE.privateKeyFile" and "no.pem" in problem.message
 
 
 def test_no_car_module_when_neither_backend_is_configured():

@@ -227,6 +227,70 @@ def test_without_a_vin_or_a_home_several_cars_are_not_guessed():
     assert not rig.cars.view().usable_for(None)
 
 
+def test_without_a_vin_or_a_home_even_the_only_car_is_not_commanded_and_says_why():
+    """Issue 11: no VIN from the TWC and no geofence: no command, not even to the account's
+    only car (which may be charging somewhere else); its status says what to set."""
+    rig = started([Car(VIN_A, charging_state="Charging")],
+                  home_latitude=None, home_longitude=None)  # fmt: skip
+    rig.ask(CarAction.STOP, vin=None)
+    rig.ask(CarAction.START, twcid=2, vin=None)
+    rig.run(600)
+    assert rig.api.calls[1:] == []
+    view = rig.cars.view()
+    assert not view.usable_for(None) and view.usable_for(VIN_A)  # its VIN still works
+    assert "homeLatitude/homeLongitude" in view.cars[0].without_vin
+    rig.ask(CarAction.STOP, vin=VIN_A)
+    rig.run(1)
+    assert rig.api.sent("stop") == [VIN_A]
+
+
+def test_without_a_vin_a_car_whose_position_stays_unknown_is_not_commanded():
+    rig = started([Car(VIN_A, charging_state="Charging", at=(None, None))])  # type: ignore[arg-type]
+    assert "position unknown" in rig.cars.view().cars[0].without_vin
+    rig.ask(CarAction.STOP, vin=None)
+    rig.run(120)
+    assert rig.api.sent("data") == [VIN_A] and rig.api.sent("stop") == []
+
+
+def test_a_car_that_answered_a_command_is_known_awake_then_unknown_again():
+    """The listing said asleep; a stop went through: the next start need not wait the wake
+    delay (simulate --tesla on cloudy-day gave up on such a start). The state decays to
+    unknown after ``online_fresh_s``, and a start then waits the delay again."""
+    rig = started([Car(VIN_A, asleep=True, charging_state="Charging")],
+                  min_command_interval_s=0)  # fmt: skip
+    rig.api.cars[VIN_A].asleep = False
+    assert rig.cars.view().cars[0].online == "asleep"
+    rig.ask(CarAction.STOP)
+    rig.run(1)
+    assert rig.api.sent("stop") == [VIN_A] and rig.cars.view().cars[0].online == "online"
+    rig.drawing[1] = False
+    rig.ask(CarAction.START)
+    rig.run(1)
+    assert rig.api.sent("start") == [VIN_A]  # at once: no wake delay
+    rig.run(601)
+    assert rig.cars.view().cars[0].online == "unknown"
+    rig.api.cars[VIN_A].charging_state = "Stopped"
+    rig.drawing[1] = False
+    rig.ask(CarAction.START)
+    rig.run(170)
+    assert rig.api.sent("start") == [VIN_A]  # waits the wake delay once more
+    rig.run(20)
+    assert rig.api.sent("start") == [VIN_A, VIN_A]
+
+
+@pytest.mark.parametrize("budget", [2, 3, 4, 5, 6, 8])
+def test_a_wake_sequence_never_overshoots_the_daily_budget(budget):
+    """Every billable call checks the budget: the wake, each poll, the data call after it."""
+    rig = started([Car(VIN_A, asleep=True, wake_polls=20)], daily_call_budget=budget)
+    for _ in range(4):
+        rig.ask(CarAction.START)
+        rig.run(2000)
+        rig.api._polls[VIN_A] = 20
+    billable = rig.cars.view().cars[0].billable_today
+    assert billable == budget  # spent, never more
+    assert len([c for c in rig.api.calls if c[1] == VIN_A]) <= budget
+
+
 def test_a_start_waits_the_wake_delay_then_wakes_the_car_once_and_starts_it():
     rig = started([Car(VIN_A, asleep=True, wake_polls=2)])
     rig.ask(CarAction.START)

@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 
 from tests.tesla.fakefleet import FakeCar, FakeFleet
 from twcmaster.vehicles.tesla import api
-from twcmaster.vehicles.tesla.client import ClientSetupError, TeslaClient
+from twcmaster.vehicles.tesla.client import TeslaClient
+from twcmaster.vehicles.tesla.keys import ClientSetupError
 from twcmaster.vehicles.tesla.tokens import TokenKeeper
 
 VIN = "5YJ3E1EA7KF000001"

@@ -3,10 +3,16 @@ values named by their key path (a token never echoed)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from tests.tesla.test_client import self_signed
 from tests.test_config import errors_of, load, paths
+from twcmaster.config import ConfigError
 from twcmaster.config.vehicle import FLEET_AUTH_URL
+
+HOME = {"homeLatitude": 47.0, "homeLongitude": 7.0}
 
 
 def tesla(**keys):
@@ -26,17 +32,18 @@ def test_defaults_are_frugal_and_local():
     assert t.home_radius_m == 150.0 and not t.has_home and t.charge_stop_mode == 1
 
 
-def test_twcmanagers_keys_carry_over():
+def test_twcmanagers_keys_carry_over(tmp_path):
+    cert, _ = self_signed(tmp_path, "proxy")
     loaded = load(
         {"teslaApiClientID": "cid", "teslaProxy": "https://localhost:4443/",
-         "teslaProxyCert": "/etc/proxy.pem", "wakeDelayMins": 2},
-        vehicle={"teslaAPI": {"enabled": True}},
+         "teslaProxyCert": str(cert), "wakeDelayMins": 2},
+        vehicle={"teslaAPI": {"enabled": True, **HOME}},
     )  # fmt: skip
     t = loaded.settings.tesla_api
     assert (t.client_id, t.base_url, t.proxy_cert) == (
         "cid",
         "https://localhost:4443",
-        "/etc/proxy.pem",
+        str(cert),
     )
     assert t.wake_delay_s == 120.0
     assert loaded.warnings == ()
@@ -68,3 +75,34 @@ def test_a_refresh_token_is_never_echoed():
     problems = errors_of(vehicle={"teslaAPI": {"enabled": True, "refreshToken": [canary]}})
     assert paths(problems) == ["vehicle.teslaAPI.refreshToken"]
     assert canary not in problems[0].message
+
+
+def test_no_home_location_is_a_warning_naming_what_to_set():
+    loaded = load(vehicle={"teslaAPI": {"enabled": True}})
+    assert paths(loaded.warnings) == ["vehicle.teslaAPI.homeLatitude"]
+    assert "no VIN" in loaded.warnings[0].message
+    assert load(vehicle={"teslaAPI": {"enabled": True, **HOME}}).warnings == ()
+
+
+@pytest.mark.parametrize("key", ["privateKeyFile", "proxyCert"])
+@pytest.mark.parametrize("content", ["missing", "unreadable", "junk", "swapped"])
+def test_key_and_certificate_files_are_loaded_by_check_config(tmp_path, key, content):
+    """Missing, unreadable or not what it should be (a key where a certificate goes and the
+    other way round): an error by key path, at load, as check-config and run both load."""
+    cert, ec_key = self_signed(tmp_path, "app")
+    path = tmp_path / "file.pem"
+    if content == "unreadable":
+        path.write_bytes(ec_key.read_bytes())
+        path.chmod(0)
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: every file is readable")
+    elif content == "junk":
+        path.write_text("-----BEGIN NOTHING-----\n")
+    elif content == "swapped":
+        path.write_bytes((ec_key if key == "proxyCert" else cert).read_bytes())
+    with pytest.raises(ConfigError) as error:
+        load(vehicle={"teslaAPI": {"enabled": True, **HOME, key: str(path)}})
+    [problem] = error.value.problems
+    assert problem.key_path == f"vehicle.teslaAPI.{key}" and str(path) in problem.message
+    good = {"privateKeyFile": str(ec_key), "proxyCert": str(cert)}[key]
+    assert load(vehicle={"teslaAPI": {"enabled": True, **HOME, key: good}}).warnings == ()

@@ -116,12 +116,14 @@ def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_pa
     assert cars[vin_plugged]["last_command"] == "stop"
     assert cars[vin_plugged]["last_result"].startswith("ok")
     assert cars[vin_plugged]["calls_today"]["command"] == 1
+    assert cars[vin_plugged]["next_command_at"] > cars[vin_plugged]["last_command_at"]
     assert cars[vin_other]["last_command"] == ""
     console = snapshot.pop("_console")
     assert any(line.startswith("Tesla API: ok: 2 car(s)") for line in console), console
     # (Its position stays unknown: a targeted stop needs no data call.)
     stopped = [line for line in console if line.startswith(f"Car {vin_plugged} (plugged): ")]
-    assert any("; stop at " in line and line.endswith(": ok") for line in stopped), stopped
+    assert any("; stop at " in line and ": ok; next command from " in line
+               and "/60 calls today" in line for line in stopped), stopped  # fmt: skip
 
     # A canary: the tokens Tesla issued appear nowhere but in the token file.
     tokens = snapshot.pop("_tokens")

@@ -15,6 +15,7 @@ API, so they must be settable without that section. (TWCManager keeps it in sett
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
     token_file = _text(part, "tokenFile") or TOKEN_FILE
     private_key = _text(part, "privateKeyFile")
     proxy_cert = _text(part, "proxyCert") or _text(legacy, "teslaProxyCert")
+    _check_file(part, "privateKeyFile", private_key)
+    cert_at = (part, "proxyCert") if _text(part, "proxyCert") else (legacy, "teslaProxyCert")
+    _check_file(*cert_at, proxy_cert)
     lat = part.number("homeLatitude", None, "a latitude from -90 to 90", lambda x: -90 <= x <= 90)
     lon = part.number(
         "homeLongitude", None, "a longitude from -180 to 180", lambda x: -180 <= x <= 180
@@ -103,6 +107,8 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
     if len(given) == 1:
         missing = "homeLongitude" if given == ["homeLatitude"] else "homeLatitude"
         report.error(part.key_path(missing), "missing; the home needs both coordinates")
+    elif not given:
+        report.warn(part.key_path("homeLatitude"), NO_HOME_WARNING)
     radius = part.number(
         "homeRadiusM", HOME_RADIUS_M, "metres from 10 to 10000", lambda x: 10 <= x <= 10_000
     )
@@ -125,8 +131,8 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
         client_id=client_id,
         refresh_token=refresh_token,
         token_file=token_file,
-        private_key_file=private_key,
-        proxy_cert=proxy_cert,
+        private_key_file=os.path.expanduser(private_key) if private_key else None,
+        proxy_cert=os.path.expanduser(proxy_cert) if proxy_cert else None,
         home_latitude=lat,
         home_longitude=lon,
         home_radius_m=radius,
@@ -135,6 +141,27 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
         wake_delay_s=wake_delay,
         timeout_s=timeout,
     )
+
+
+NO_HOME_WARNING = (
+    "no home location (homeLatitude/homeLongitude): a TWC that reports no VIN cannot have "
+    "its car told at home, so such a car is stopped from the bus only"
+)
+
+
+def _check_file(part: Section, key: str, path: str | None) -> None:
+    """A key or certificate file the module will load: loaded now, the module's own way
+    (``vehicles/tesla/keys.py``), so check-config names a missing, unreadable or wrong file
+    by its key path instead of ``run`` failing later."""
+    if path is None:
+        return
+    from twcmaster.vehicles.tesla.keys import ClientSetupError, load_private_key, pinned_context
+
+    load = pinned_context if key.endswith("roxyCert") else load_private_key
+    try:
+        load(os.path.expanduser(path))
+    except ClientSetupError as error:
+        part.report.error(part.key_path(key), str(error))
 
 
 def _text(part: Section, key: str) -> str | None:
@@ -210,6 +237,7 @@ def parse_tesla_ble(data: Mapping[str, Any], report: Report) -> TeslaBleConfig |
             part.key_path("privateKeyFile"),
             "missing; the private key file paired with the car as a BLE key",
         )
+    _check_file(part, "privateKeyFile", key_file)
     vins = _vins(part)
     adapter = _text(part, "adapter")
     if adapter is not None and not ADAPTER_PATTERN.fullmatch(adapter):

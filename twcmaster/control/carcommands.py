@@ -15,6 +15,10 @@ instead. So do we, when a car API is configured:
 * **Start.** A car *we* stopped that draws nothing while offered at least its minimum is asked
   to start. Cars that stopped on their own (full, scheduled, stopped by their owner) are left
   alone: we only undo our own stops, so no command is spent on a car that does not want it.
+  The car module may hold a start for a while (the Tesla module waits ``wakeDelayS``, 180 s,
+  for an asleep car: the offer itself may wake it), so the ``max_start_attempts`` that lead
+  to giving up count only from when the module could first act (``start_delay_s``, from its
+  view): otherwise, one request a minute, we would give up the very second it sends the start.
 * **Rate.** At most one request per slave per ``min_interval_s`` (TWCManager: one a minute;
   the Tesla API charges per command).
 
@@ -94,12 +98,14 @@ class _CarTrack:
     drawing: bool = False  # at the previous call
     vin: str | None = None  # the car's last known VIN (the TWC forgets it when it stops)
     last_command: CarCommand | None = None
+    first_start_s: float | None = None  # the first start request since the car last drew
 
 
 @dataclass
 class CarCommander:
     settings: CarCommandSettings = field(default_factory=CarCommandSettings)
     _tracks: dict[int, _CarTrack] = field(default_factory=dict)
+    _start_delay_s: float = 0.0  # the car module's, at the latest ``decide``
 
     def stop_through_car(self, twcid: int) -> bool:
         """Whether the controller should keep this slave's car at its minimum until it stops."""
@@ -113,7 +119,11 @@ class CarCommander:
     def forget(self, twcid: int) -> None:
         self._tracks.pop(twcid, None)
 
-    def decide(self, now_s: float, cars: Iterable[CarSeen]) -> CarDecision:
+    def decide(
+        self, now_s: float, cars: Iterable[CarSeen], *, start_delay_s: float = 0.0
+    ) -> CarDecision:
+        """``start_delay_s``: how long the car module may hold a start before acting."""
+        self._start_delay_s = start_delay_s
         commands, notices = [], []
         for car in cars:
             track = self._tracks.setdefault(car.twcid, _CarTrack())
@@ -146,6 +156,7 @@ class CarCommander:
                 # while the budget has come back; the car then stops and is ours to start.)
                 track.stopped_by_us = False
             track.start_attempts = 0
+            track.first_start_s = None
         elif car.offer_amps >= car.min_amps > 0 and not car.car_stop_wanted:
             if track.offered_since_s is None:
                 track.offered_since_s = now
@@ -190,7 +201,10 @@ class CarCommander:
                 f"the car did not start after {track.start_attempts} start requests "
                 "through its API: leaving it to its owner"
             ))  # fmt: skip
-        track.start_attempts += 1
+        if track.first_start_s is None:
+            track.first_start_s = now
+        if now >= track.first_start_s + self._start_delay_s:
+            track.start_attempts += 1  # the module could act on it: it counts
         return CarCommand(
             car.twcid, track.vin, CarAction.START, now, f"offered {car.offer_amps}A again"
         )

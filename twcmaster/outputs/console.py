@@ -232,7 +232,8 @@ def _without_actual(slave_data: bytes) -> bytes:
 
 
 def car_line(car: CarStatus) -> str:
-    """``Car 5YJ3...0001 (Daisy): home, online, 64% of 80%, Stopped; stop at 12:01:05: ok``."""
+    """``Car 5YJ3...0001 (Daisy): home, online, 64% of 80%, Stopped; stop at 12:01:05: ok;
+    next command from 12:02:05; 4/60 calls today``."""
     soc = ""
     if car.battery_level is not None:
         limit = f" of {car.charge_limit_soc}%" if car.charge_limit_soc is not None else ""
@@ -243,8 +244,13 @@ def car_line(car: CarStatus) -> str:
     if car.last_command:
         at = car.last_command_at[11:19]  # the time of day of the ISO timestamp
         line += f"; {car.last_command} at {at}: {car.last_result}"
+    if car.next_command_at:
+        line += f"; next command from {car.next_command_at[11:19]}"
+    line += f"; {car.billable_today}/{car.billable_today + car.budget_left} calls today"
     if car.bus_only:
         line += f"; from the bus only: {car.bus_only}"
+    elif car.without_vin:
+        line += f"; without a VIN from its TWC: {car.without_vin}"
     return line
 
 

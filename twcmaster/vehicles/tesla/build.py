@@ -16,7 +16,8 @@ from twcmaster.config.vehicle import FLEET_HOSTS
 from twcmaster.vehicles.scheduling import AsyncioScheduler
 from twcmaster.vehicles.tesla.ble import TeslaBle
 from twcmaster.vehicles.tesla.cars import TeslaCars, TeslaCarsSettings
-from twcmaster.vehicles.tesla.client import ClientSetupError, TeslaClient, load_private_key
+from twcmaster.vehicles.tesla.client import TeslaClient
+from twcmaster.vehicles.tesla.keys import ClientSetupError, load_private_key
 from twcmaster.vehicles.tesla.router import RoutedCarApi
 from twcmaster.vehicles.tesla.tokens import TokenKeeper
 

@@ -4,8 +4,9 @@ to the car API, frugally and only for the right car.
 Which car (TWCManager #128 sends to every car at home):
 * the VIN the TWC reported, and only if that car is on this account (another account's car,
   or a non-Tesla, is left to the bus: the core then stops it with a 0 A offer);
-* no VIN: the cars last seen inside the home geofence; with no home set, the account's only
-  car; with several cars and no home, none (we do not guess).
+* no VIN: only the cars last seen inside the home geofence (issue 11); with no home set, or
+  a car whose position is unknown, none: that TWC's car is stopped from the bus, and each
+  car's status says why (``without_vin``).
 
 Frugal (Tesla bills per call; TWCManager users' top complaints, anchors §6):
 * at most one command per car per ``min_command_interval_s``;
@@ -61,6 +62,10 @@ class TeslaCarsSettings:
     wake_timeout_s: float = 120.0  # an asleep car may need ~2 min (anchors §5)
     not_woken_retry_s: float = 1800.0  # TWCManager: retry a car that would not wake in 30 min
     relist_s: float = 6 * 3600.0
+    # How long what Tesla last said about a car being awake holds: a car idle for ~15 min
+    # falls asleep, so after this its state is "unknown" again (and a start waits the wake
+    # delay, since the offer itself may wake it).
+    online_fresh_s: float = 600.0
 
     @classmethod
     def from_config(cls, config: Any) -> TeslaCarsSettings:
@@ -91,6 +96,7 @@ class _Car:
     vin: str
     name: str = ""
     online: str = "unknown"
+    online_at_s: float = -math.inf  # when Tesla said ``online`` (see ``online_fresh_s``)
     location: str = "unknown"
     data: api.ChargeData | None = None
     data_at_s: float = -math.inf
@@ -217,7 +223,8 @@ class TeslaCars:
             return
         for info in vehicles:
             car = self._cars.setdefault(info.vin, _Car(info.vin))
-            car.name, car.online = info.name, info.state
+            car.name = info.name
+            self._set_online(car, info.state)
         self._listed = True
         self._set_state("ok", self._account_summary(vehicles))
         self.log.info("Tesla account", cars=self._account_summary(vehicles))
@@ -259,7 +266,7 @@ class TeslaCars:
             return [car] if car is not None and not self._bus_only_reason(car) else []
         cars = [car for car in self._cars.values() if not self._bus_only_reason(car)]
         if not self.settings.has_home:
-            return cars if len(self._cars) == 1 else []
+            return []  # no VIN and no geofence: we do not guess (issue 11)
         # An untargeted start wakes only a car known to be at home; a stop goes to a charging
         # car, which is awake: its position is fetched if unknown.
         if command.action.value == START:
@@ -295,7 +302,7 @@ class TeslaCars:
     def _wait_before(self, car: _Car, command: CarCommand) -> float:
         now = self.clock()
         wait_s = max(car.next_call_s, self._account_hold_s) - now
-        if command.action.value == START and car.online != "online":
+        if command.action.value == START and self._online(car) != "online":
             wait_s = max(wait_s, car.wish_since_s + self.settings.wake_delay_s - now)
         return wait_s
 
@@ -323,7 +330,7 @@ class TeslaCars:
     async def _stop(self, car: _Car, command: CarCommand) -> None:
         if command.vin is None:  # untargeted: stop only a car that is charging at home
             data = await self._charge_data(car, may_wake=False)
-            if data is None or car.location == "away" or data.charging_state != "Charging":
+            if data is None or car.location != "home" or data.charging_state != "Charging":
                 return
         await self._command(car, "stop", self.api.charge_stop)  # type: ignore[union-attr]
 
@@ -362,11 +369,11 @@ class TeslaCars:
         try:
             return self._got_data(car, await self.api.charge_data(car.vin))  # type: ignore[union-attr]
         except api.Asleep:
-            car.online = "asleep"
+            self._set_online(car, "asleep")
         except api.CarApiError as error:
             self._failed(car, error)
             return None
-        if not may_wake or not await self._wake(car):
+        if not may_wake or not await self._wake(car) or self._budget_spent(car):
             return None
         try:
             return self._got_data(car, await self.api.charge_data(car.vin))  # type: ignore[union-attr]
@@ -375,7 +382,8 @@ class TeslaCars:
             return None
 
     def _got_data(self, car: _Car, data: api.ChargeData) -> api.ChargeData:
-        car.data, car.data_at_s, car.online = data, self.clock(), data.state or "online"
+        car.data, car.data_at_s = data, self.clock()
+        self._set_online(car, data.state or "online")
         if data.latitude is not None and data.longitude is not None and self.settings.has_home:
             home = distance_m(
                 data.latitude,
@@ -394,17 +402,23 @@ class TeslaCars:
         if self._ledger.of(car.vin)["wake"] >= self.settings.daily_wake_budget:
             self._note(car, "start", "not sent: asleep, and today's wakes are spent")
             return False
+        # Every billable call checks the daily budget first: the polls included.
+        if self._budget_spent(car):
+            return False
         try:
             state = await self.api.wake_up(car.vin)  # type: ignore[union-attr]
             waited_s = 0.0
             while state != "online" and waited_s < self.settings.wake_timeout_s:
                 await self.scheduler.sleep(self.settings.wake_poll_s)
                 waited_s += self.settings.wake_poll_s
+                if self._budget_spent(car):
+                    self._note(car, "start", "not sent: today's call budget ran out while waking")
+                    return False
                 state = await self.api.vehicle_state(car.vin)  # type: ignore[union-attr]
         except api.CarApiError as error:
             self._failed(car, error)
             return False
-        car.online = state
+        self._set_online(car, state)
         if state != "online":
             car.next_call_s = self.clock() + self.settings.not_woken_retry_s
             self._note(car, "start", "not sent: the car did not wake up")
@@ -422,7 +436,20 @@ class TeslaCars:
             return
         car.errors_in_row = 0
         car.data = None  # what the car does now has changed
+        # It answered a command: it is awake now (the 06:00 listing's "asleep" no longer
+        # holds, so the next start need not wait the wake delay), until that goes stale.
+        self._set_online(car, "online")
         self._note(car, action, "ok" if not reason else f"ok ({reason})")
+
+    def _set_online(self, car: _Car, state: str) -> None:
+        car.online, car.online_at_s = state, self.clock()
+
+    def _online(self, car: _Car) -> str:
+        """What Tesla last said (online, asleep...), or "unknown" once ``online_fresh_s``
+        old: a car falls asleep, or is woken by its owner, without telling us."""
+        if self.clock() - car.online_at_s > self.settings.online_fresh_s:
+            return "unknown"
+        return car.online
 
     def _note(self, car: _Car, action: str, result: str) -> None:
         car.last_command, car.last_result = action, result
@@ -520,9 +547,10 @@ class TeslaCars:
             state=self._state,
             message=self._message,
             usable=self._usable(),
-            untargeted_ok=self.settings.has_home or len(self._cars) == 1,
+            untargeted_ok=self.settings.has_home,
             cars=cars,
             calls_today=totals,
+            start_delay_s=self.settings.wake_delay_s,
         )
 
     def _car_status(self, car: _Car) -> CarStatus:
@@ -536,7 +564,7 @@ class TeslaCars:
             vin=car.vin,
             name=car.name,
             location=car.location,
-            online=car.online,
+            online=self._online(car),
             battery_level=data.battery_level if data else None,
             charge_limit_soc=data.charge_limit_soc if data else None,
             charging_state=data.charging_state if data else None,
@@ -549,11 +577,27 @@ class TeslaCars:
             budget_left=max(0, self.settings.daily_call_budget - billable),
             bus_only=self._bus_only_reason(car),
             via=getattr(self.api, "last_backend", {}).get(car.vin, ""),  # the router's
+            without_vin=self._without_vin(car),
         )
+
+    def _without_vin(self, car: _Car) -> str:
+        """Why a TWC that reports no VIN cannot command this car ("" = it can: at home)."""
+        if not self.settings.has_home:
+            return NO_HOME
+        if car.location == "away":
+            return "bus only: away from home"
+        if car.location != "home":
+            return "position unknown: commanded only once seen inside the home geofence"
+        return ""
 
     def _wall_in(self, seconds: float) -> str:
         return (self.wallclock() + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
+
+NO_HOME = (
+    "bus only: set vehicle.teslaAPI.homeLatitude/homeLongitude (or homeLat/homeLon) so a car "
+    "without a VIN from the TWC can be told at home"
+)
 
 _TOKEN_MESSAGES = {
     "no_token": (
@@ -561,8 +605,9 @@ _TOKEN_MESSAGES = {
         "API); until then cars are stopped from the bus"
     ),
     "login_required": (
-        "Tesla says login_required: log in again and put the new refresh token in "
-        "vehicle.teslaAPI.refreshToken, then restart (or write the token file: it is read "
-        "again within 10 minutes); until then cars are stopped from the bus"
+        "Tesla says login_required: log in again and write the new refresh token to the "
+        'token file ({"refresh_token": "..."}: read again within 10 minutes, no restart) '
+        "or to vehicle.teslaAPI.refreshToken and restart; until then cars are stopped from "
+        "the bus"
     ),
 }

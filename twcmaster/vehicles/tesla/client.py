@@ -26,15 +26,11 @@ from __future__ import annotations
 
 import contextvars
 import re
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from tesla_fleet_api import TeslaFleetApi
 from tesla_fleet_api.exceptions import (
     MobileAccessDisabled,
@@ -51,6 +47,7 @@ from tesla_fleet_api.exceptions import (
 )
 
 from twcmaster.vehicles.tesla import api
+from twcmaster.vehicles.tesla.keys import load_private_key, pinned_context  # check-config's too
 
 # Signed-command faults: the car does not know (or no longer accepts) the app's key ...
 KEY_FAULTS = (
@@ -76,10 +73,6 @@ ERROR_TEXT_MAX = 160  # characters of a server's error text kept in a message
 JWT_LIKE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 
-class ClientSetupError(ValueError):
-    """The client cannot be built as configured (a key or certificate file)."""
-
-
 @dataclass
 class _Call:
     """The API call in progress in this task: what the trace reports, what errors scrub."""
@@ -92,33 +85,6 @@ class _Call:
 
 
 _current: contextvars.ContextVar[_Call] = contextvars.ContextVar("tesla_call")
-
-
-def load_private_key(path: str) -> ec.EllipticCurvePrivateKey:
-    """The app's EC private key; a clear error when it is missing or not one (never a new
-    key: tesla-fleet-api's get_private_key makes one silently when the file is missing)."""
-    try:
-        pem = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ClientSetupError(f"Tesla private key file {path}: {reason}") from None
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        kind = type(exc).__name__
-        raise ClientSetupError(f"Tesla private key file {path}: not a PEM key ({kind})") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ClientSetupError(f"Tesla private key file {path}: not an EC (P-256) key")
-    return key
-
-
-def pinned_context(cert_file: str) -> ssl.SSLContext:
-    """Trusts only ``cert_file`` (the signing proxy's own certificate)."""
-    try:
-        return ssl.create_default_context(cafile=cert_file)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ClientSetupError(f"Tesla proxy certificate {cert_file}: {reason}") from None
 
 
 class TeslaClient:
