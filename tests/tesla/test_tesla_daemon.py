@@ -32,6 +32,31 @@ TWCID = 0x2345
 HOME = (47.0, 7.0)
 
 
+def rig(tmp_path, fleet: FakeFleet, vin: str, refresh_token: str, **tesla: object):
+    """A simulated TWC with the car ``vin`` on a pty, and ``twcmaster run``'s config for it
+    with the Tesla module pointed at ``fleet`` (``tesla``: more vehicle.teslaAPI keys)."""
+    loop = asyncio.get_running_loop()
+    car = SimulatedCar(vin=vin, seed=3)
+    twc = SimulatedSlave(TWCID, 0x22, 2, max_amps=32.0, car=car, seed=3,
+                         powered_on_s=loop.time())  # fmt: skip
+    sim = PtyBus(SimulatedBus([twc]))
+    sim.start()
+    port = free_port()
+    config = config_from_dict({
+        "config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32,
+                   "minAmpsPerTWC": 6, "startStopDelay": 0,
+                   "settingsPath": str(tmp_path)},
+        "interface": {"RS485": {"port": sim.path}},
+        "control": {"HTTP": {"enabled": True, "listenPort": port}},
+        "vehicle": {"teslaAPI": {
+            "enabled": True, "baseURL": fleet.url, "authURL": fleet.auth_url,
+            "clientID": "twcmaster-test", "refreshToken": refresh_token,
+            "homeLatitude": HOME[0], "homeLongitude": HOME[1], "wakeDelayS": 5, **tesla,
+        }},
+    }, str(tmp_path)).settings  # fmt: skip
+    return car, twc, sim, port, config
+
+
 def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_path, capsys):
     rng = random.Random(7)
     vin_plugged, vin_other = random_vin(rng), random_vin(rng)
@@ -45,25 +70,8 @@ def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_pa
     async def scenario() -> dict:
         await fleet.start()
         refresh_token = fleet.issue_refresh_token()
+        car, twc, sim, port, config = rig(tmp_path, fleet, vin_plugged, refresh_token)
         loop = asyncio.get_running_loop()
-        car = SimulatedCar(vin=vin_plugged, seed=3)
-        twc = SimulatedSlave(TWCID, 0x22, 2, max_amps=32.0, car=car, seed=3,
-                             powered_on_s=loop.time())  # fmt: skip
-        sim = PtyBus(SimulatedBus([twc]))
-        sim.start()
-        port = free_port()
-        config = config_from_dict({
-            "config": {"wiringMaxAmpsAllTWCs": 32, "wiringMaxAmpsPerTWC": 32,
-                       "minAmpsPerTWC": 6, "startStopDelay": 0,
-                       "settingsPath": str(tmp_path)},
-            "interface": {"RS485": {"port": sim.path}},
-            "control": {"HTTP": {"enabled": True, "listenPort": port}},
-            "vehicle": {"teslaAPI": {
-                "enabled": True, "baseURL": fleet.url, "authURL": fleet.auth_url,
-                "clientID": "twcmaster-test", "refreshToken": refresh_token,
-                "homeLatitude": HOME[0], "homeLongitude": HOME[1], "wakeDelayS": 5,
-            }},
-        }, str(tmp_path)).settings  # fmt: skip
         SettingsStore(tmp_path, wiring_max_amps_all_twcs=32).set_non_scheduled_amps(16)
         lines: list[str] = []
         daemon = build_daemon(config, ConsoleStatus(_Lines(lines), clock=loop.time))
@@ -137,3 +145,54 @@ def test_the_car_on_the_twc_is_stopped_through_the_api_and_no_token_leaks(tmp_pa
     token_file = tmp_path / "tesla-tokens.json"
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert any(token in token_file.read_text() for token in tokens)
+
+
+def test_a_tesla_cloud_that_never_answers_delays_no_heartbeat(tmp_path):
+    """Every call to the cloud hangs past the client's timeout (the token refresh too): the
+    bus loop goes on sending a heartbeat every second, and the HTTP API answers at once. (The
+    fake runs in the daemon's own event loop: a call that blocked the loop would also stall
+    the fake, and the heartbeats with it.)"""
+    rng = random.Random(11)
+    vin = random_vin(rng)
+    fleet = FakeFleet([FakeCar(vin, name="plugged", charging_state="Charging",
+                               latitude=HOME[0], longitude=HOME[1])])  # fmt: skip
+
+    async def scenario() -> tuple[list[float], float, str]:
+        await fleet.start()
+        refresh_token = fleet.issue_refresh_token()
+        car, twc, sim, port, config = rig(tmp_path, fleet, vin, refresh_token, timeoutS=2)
+        SettingsStore(tmp_path, wiring_max_amps_all_twcs=32).set_non_scheduled_amps(16)
+        daemon = build_daemon(config, ConsoleStatus(_Lines([])))
+        task = asyncio.create_task(daemon.run())
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await until(lambda: car.actual_amps >= 10, 30, "charging at 16 A")
+            # From now on nothing answers in time, and the access token must be renewed.
+            fleet.expire_access_tokens()
+            fleet.fail_next("*", 503, count=1000, delay_s=30)
+            async with http.post(url + "/api/v1/nonScheduled", json={"amps": 0}) as answer:
+                assert answer.status == 200
+            hang_start_s = asyncio.get_running_loop().time()
+            await until(lambda: len(fleet.requests) and fleet.requests[-1].path, 10, "a call")
+            await asyncio.sleep(6)  # several client timeouts (2 s each)
+            started = asyncio.get_running_loop().time()
+            async with http.get(url + "/api/v1/snapshot") as answer:
+                assert answer.status == 200
+                result = (await answer.json())["cars"]["cars"][0]["last_result"]
+            http_s = asyncio.get_running_loop().time() - started
+            beats = [t for t in twc.stats.heartbeat_times_s if t >= hang_start_s]
+        finally:
+            await http.close()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await sim.close()
+            await fleet.stop()
+        return beats, http_s, result
+
+    beats, http_s, result = asyncio.run(scenario())
+    gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
+    assert len(beats) >= 8, beats
+    assert max(gaps) <= 1.5, gaps
+    assert http_s < 1.0, http_s
+    assert "no answer within 2 s" in result, result  # the stop was tried, and timed out
