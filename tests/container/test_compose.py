@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,10 @@ def test_up_first_start_console_heartbeats_health_and_down(engine, compose_rig):
     # The first heartbeat on the bus, timed from `up -d`.
     first = wait_for(twcs.heartbeats, 20, "a heartbeat to the simulated TWC")[0]
     first_heartbeat_s = first - up_at
+    # The issue's figure: from the container's start (the engine's StartedAt; compose's own
+    # work before it, networks and the create call, is not the image's).
+    started_at = engine.run("docker", "inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout
+    from_start_s = first - monotonic_of(started_at.strip())
 
     # The default config appears in the empty volume, and the console says so.
     config = config_dir / "config.json"
@@ -195,12 +200,13 @@ def test_up_first_start_console_heartbeats_health_and_down(engine, compose_rig):
     assert twcs.slave.limit_amps == 0, twcs.slave.limit_amps
 
     print(
-        f"\n[container] first heartbeat {first_heartbeat_s:.2f} s after `up -d` "
+        f"\n[container] first heartbeat {from_start_s:.2f} s after the container started, "
+        f"{first_heartbeat_s:.2f} s after `up -d` "
         f"(target {FIRST_HEARTBEAT_TARGET_S:g} s); heartbeat interval median "
         f"{statistics.median(intervals):.2f} s, mean {mean_s:.2f} s; "
         f"stop {stop_s:.1f} s, stop+down {down_s:.1f} s"
     )
-    assert first_heartbeat_s <= FIRST_HEARTBEAT_TARGET_S
+    assert 0 < from_start_s <= FIRST_HEARTBEAT_TARGET_S
 
 
 @pytest.mark.parametrize("compose_version", ["v1", "v2"], indirect=True)
@@ -241,6 +247,14 @@ def test_inaccessible_device_says_so_in_one_line(engine, compose_rig):
     assert done.returncode == 1, output
     assert "permission denied on /dev/ttyUSB0" in output, output
     assert "group_add" in output, output
+
+
+def monotonic_of(rfc3339: str) -> float:
+    """An engine timestamp (``2026-11-29T23:25:04.123456789Z``) on time.monotonic's clock."""
+    seconds, _, fraction = rfc3339.rstrip("Z").partition(".")
+    wall_s = datetime.fromisoformat(seconds).replace(tzinfo=UTC).timestamp()
+    wall_s += float("0." + (fraction or "0"))
+    return wall_s - (time.time() - time.monotonic())
 
 
 def in_container(engine, code: str) -> str:

@@ -3,6 +3,7 @@ values named by their key path (a token never echoed)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -84,6 +85,35 @@ def test_no_home_location_is_a_warning_naming_what_to_set():
     assert load(vehicle={"teslaAPI": {"enabled": True, **HOME}}).warnings == ()
 
 
+NOBODY = 65534
+
+
+def problems_as_nobody(**sections) -> list[tuple[str, str]]:
+    """``load(**sections)``'s problems (key path, message), loaded in a child process that
+    has given up root, for which no file is unreadable."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                load(**sections)
+                found = []
+            except ConfigError as error:
+                found = [(p.key_path, p.message) for p in error.problems]
+            os.write(write_end, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        found = json.loads(answer.read() or b"null")
+    os.waitpid(pid, 0)
+    assert found, "the child found no problem"
+    return [tuple(item) for item in found]
+
+
 @pytest.mark.parametrize("key", ["privateKeyFile", "proxyCert"])
 @pytest.mark.parametrize("content", ["missing", "unreadable", "junk", "swapped"])
 def test_key_and_certificate_files_are_loaded_by_check_config(tmp_path, key, content):
@@ -94,8 +124,12 @@ def test_key_and_certificate_files_are_loaded_by_check_config(tmp_path, key, con
     if content == "unreadable":
         path.write_bytes(ec_key.read_bytes())
         path.chmod(0)
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root: every file is readable")
+        if os.access(path, os.R_OK):  # root reads any file: load as nobody instead
+            [(key_path, message)] = problems_as_nobody(vehicle={"teslaAPI": {
+                "enabled": True, **HOME, key: str(path)}})  # fmt: skip
+            assert key_path == f"vehicle.teslaAPI.{key}" and str(path) in message
+            assert "Permission denied" in message, message
+            return
     elif content == "junk":
         path.write_text("-----BEGIN NOTHING-----\n")
     elif content == "swapped":
