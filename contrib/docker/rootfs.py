@@ -37,7 +37,12 @@ DYNLOAD_SKIP_PREFIXES = (
     "_lsprof",
 )  # fmt: skip
 DIALOUT_GID = 20
-ETC_FILES = ("/etc/nsswitch.conf", "/etc/services", "/etc/protocols", "/etc/ssl/openssl.cnf")
+# ld.so.cache: where the loader finds a library outside its built-in directories (an official
+# python image's /usr/local/lib); its entries for libraries left out just miss.
+ETC_FILES = (
+    "/etc/nsswitch.conf", "/etc/services", "/etc/protocols", "/etc/ssl/openssl.cnf",
+    "/etc/ld.so.cache",
+)  # fmt: skip
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -112,9 +117,9 @@ def shared_libraries(binary: Path) -> set[str]:
             target = words[words.index("=>") + 1]
             if target == "not":
                 sys.exit(f"rootfs: {binary} needs {words[0]}, which the builder does not have")
-            found.add(target)
+            found.add(os.path.normpath(target))  # "$ORIGIN/../lib" shows as bin/../lib
         elif words and words[0].startswith("/"):
-            found.add(words[0])  # the dynamic loader
+            found.add(os.path.normpath(words[0]))  # the dynamic loader
     return found
 
 
