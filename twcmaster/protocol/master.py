@@ -647,9 +647,15 @@ class BusMaster:
         """When ``poll`` may next have something to do (never later than 1 s from now)."""
         if not self._started:
             return now_s + 1.0
-        free_s = max(self._bus_free_s, self._pending.until_s if self._pending else 0.0)
+        # (max() written out: this runs at every step of the bus)
+        free_s = self._bus_free_s
+        until_s = self._pending.until_s if self._pending else 0.0
+        if until_s > free_s:
+            free_s = until_s
         if self._parser.receiving_at(now_s):
-            free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
+            arriving_s = now_s + codec.FRAME_IN_FLIGHT_SILENCE_S  # a frame is arriving
+            if arriving_s > free_s:
+                free_s = arriving_s
         # The soonest of the candidates, kept as we go (this runs at every step of the bus).
         soonest = now_s + 1.0
         timeout_s = self.settings.slave_timeout_s
@@ -680,7 +686,7 @@ class BusMaster:
                 and any(self._has_query(s, free_s) or s.relay_command is not None for s in slaves)
             ):
                 soonest = free_s
-        return max(now_s, soonest)
+        return soonest if soonest > now_s else now_s
 
     def _may_transmit(self, now_s: float) -> bool:
         if self._parser.receiving_at(now_s) or now_s < self._bus_free_s:

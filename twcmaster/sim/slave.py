@@ -441,7 +441,9 @@ class SimulatedSlave:
         if self._error:
             self._silent_until_s = math.inf  # this reply is the last thing it says
         allowed = self._limit_centiamps if self._car_present else 0  # CP: 0 without a car
-        actual = max(self.actual_amps, self.options.idle_offset_amps)
+        actual = self.actual_amps
+        if self.options.idle_offset_amps > actual:
+            actual = self.options.idle_offset_amps
         self.stats.replies_sent += 1
         key = (
             self.twcid,
