@@ -358,7 +358,7 @@ class DaySimulation:
         )  # fmt: skip
         self._unread.clear()
         for wire in step.frames:
-            start = max(now, self._master_free_s)
+            start = self._master_free_s if self._master_free_s > now else now
             self._master_free_s = start + len(wire) * BYTE_TIME_S
             self._to_bus.append((self._master_free_s, wire))
         self._paused = step.read_after_s is not None

@@ -79,6 +79,7 @@ The budget is never above ``wiringMaxAmpsAllTWCs``, never negative, never NaN.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -392,6 +393,7 @@ def _offsets_w(settings: GreenSettings, watts_per_amp: float) -> float:
     return total
 
 
+@functools.lru_cache(maxsize=1024)  # a reading holds for many decisions; Decimal is slow
 def _centiamps(amps: float) -> int:
     """Whole centiamps, half up, from the shortest decimal form (3.025 -> 303, as printed)."""
     return int(Decimal(repr(amps)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) * 100)

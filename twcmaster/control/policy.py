@@ -356,6 +356,10 @@ class _Choice:
         return self.amps is None and self.policy != POLICY_MIN_GREEN
 
 
+#: TWCManager's defaults, when there is no store: frozen, so built once rather than at each
+#: read (several per allocation).
+_DEFAULT_SETTINGS = RuntimeSettings()
+
 # Built-in policies of TWCManager's default list, as steps of the order. Track Green Energy
 # is there twice: in the green hours, and for nonScheduledAction 3 after Non Scheduled.
 _CHARGE_NOW, _SCHEDULED, _GREEN_HOURS, _NON_SCHEDULED, _GREEN_NIGHT = range(5)
@@ -480,7 +484,7 @@ class PolicyEngine:
     def settings(self) -> RuntimeSettings:
         """The runtime settings in force (read afresh from the store's memory each time)."""
         settings = getattr(self._store, "settings", None)
-        return settings if isinstance(settings, RuntimeSettings) else RuntimeSettings()
+        return settings if isinstance(settings, RuntimeSettings) else _DEFAULT_SETTINGS
 
     # -- deciding ----------------------------------------------------------------------------
 

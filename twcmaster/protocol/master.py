@@ -647,9 +647,15 @@ class BusMaster:
         """When ``poll`` may next have something to do (never later than 1 s from now)."""
         if not self._started:
             return now_s + 1.0
-        free_s = max(self._bus_free_s, self._pending.until_s if self._pending else 0.0)
+        # (max() written out: this runs at every step of the bus)
+        free_s = self._bus_free_s
+        until_s = self._pending.until_s if self._pending else 0.0
+        if until_s > free_s:
+            free_s = until_s
         if self._parser.receiving_at(now_s):
-            free_s = max(free_s, now_s + codec.FRAME_IN_FLIGHT_SILENCE_S)  # a frame is arriving
+            arriving_s = now_s + codec.FRAME_IN_FLIGHT_SILENCE_S  # a frame is arriving
+            if arriving_s > free_s:
+                free_s = arriving_s
         # The soonest of the candidates, kept as we go (this runs at every step of the bus).
         soonest = now_s + 1.0
         timeout_s = self.settings.slave_timeout_s
@@ -680,7 +686,7 @@ class BusMaster:
                 and any(self._has_query(s, free_s) or s.relay_command is not None for s in slaves)
             ):
                 soonest = free_s
-        return max(now_s, soonest)
+        return soonest if soonest > now_s else now_s
 
     def _may_transmit(self, now_s: float) -> bool:
         if self._parser.receiving_at(now_s) or now_s < self._bus_free_s:
@@ -721,9 +727,14 @@ class BusMaster:
         # Slaves that answered their last heartbeat go first (a silent one costs the reply
         # timeout, and several of them must not push the others past their second); among
         # those, the one waiting longest since its last heartbeat.
-        due = [s for s in self.slaves.values() if s.heartbeat_due_s <= now_s]
+        # (heartbeat_due_s <= now_s, inline: this runs at every poll that may transmit)
+        due = [
+            s
+            for s in self.slaves.values()
+            if s.next_heartbeat_s <= now_s and s.paused_until_s <= now_s
+        ]
         if due:
-            slave = min(due, key=_heartbeat_priority)
+            slave = due[0] if len(due) == 1 else min(due, key=_heartbeat_priority)
             return self._heartbeat(slave, now_s), slave.twcid
         if self._burst_left:
             return self._linkready(), None
@@ -743,6 +754,8 @@ class BusMaster:
     def _relay_message(self, now_s: float) -> tuple[m.Message, int] | None:
         """A queued FC B1 / FC B2, in the first free slot (before any query), only if its
         exchange ends before a heartbeat falls due."""
+        if all(s.relay_command is None for s in self.slaves.values()):
+            return None  # the usual case, the cheaper test first
         if not self._query_fits(now_s):
             return None
         for slave in self.slaves.values():
@@ -805,8 +818,11 @@ class BusMaster:
     def _has_query(self, slave: Slave, now_s: float) -> bool:
         if slave.protocol != 2 or slave.paused(now_s):
             return False  # P1 firmware predates the data queries
-        due = (slave.next_energy_poll_s, slave.next_firmware_ask_s)
-        return slave.vin_query.asking or now_s >= min(due)
+        return (
+            slave.vin_query.asking
+            or now_s >= slave.next_energy_poll_s
+            or now_s >= slave.next_firmware_ask_s
+        )
 
     def _query_fits(self, at_s: float) -> bool:
         """A query exchange started at ``at_s`` ends before any heartbeat falls due."""

@@ -26,6 +26,8 @@ DEFAULT_TRAILER = 0xFE
 #: How long a slave takes to start its reply after a request; not recorded anywhere, 20 ms is
 #: well inside the >= 100 ms reply window masters leave (§5.1, §5.2).
 DEFAULT_REPLY_DELAY_S = 0.02
+#: Frames meant for one unit only; the others ignore them.
+_ADDRESSED = (messages.MasterHeartbeat, messages.AddressedRequest)
 
 
 @dataclass
@@ -57,21 +59,30 @@ class SimulatedBus:
 
     def receive(self, data: bytes, now_s: float) -> None:
         """Bytes from the master; replies are queued ``reply_delay_s`` after each frame."""
-        self._now_s = max(self._now_s, now_s)
-        self._free_at_s = max(self._free_at_s, now_s)  # the master was talking until now
+        # (max() written out here and below: these run for every frame)
+        if now_s > self._now_s:
+            self._now_s = now_s
+        if now_s > self._free_at_s:
+            self._free_at_s = now_s  # the master was talking until now
         for event in self._parser.feed(data, now_s):
             if isinstance(event, codec.BadFrame):
                 self.stats.bad_frames += 1
                 continue
             self.stats.frames_received += 1
             message = messages.decode(event.body)
+            # A unit ignores a frame addressed to another (``SimulatedSlave.handle``): only
+            # the addressed one is asked (two of three calls per heartbeat on a 3-TWC bus).
+            receiver = message.receiver if isinstance(message, _ADDRESSED) else None
             for slave in self.slaves:
+                if receiver is not None and slave.twcid != receiver:
+                    continue
                 for reply in slave.handle(message, now_s):
                     self._enqueue(reply, now_s + self.reply_delay_s)
 
     def transmit(self, now_s: float) -> bytes:
         """The slaves' bytes due by ``now_s`` (link-readies included), in wire order."""
-        self._now_s = max(self._now_s, now_s)
+        if now_s > self._now_s:
+            self._now_s = now_s
         for slave in self.slaves:
             due_s = slave.next_event_s()
             if due_s is not None and due_s <= now_s:
@@ -116,7 +127,7 @@ class SimulatedBus:
     def _enqueue(self, message: messages.Message, wanted_s: float) -> None:
         """Half duplex: a frame starts no earlier than the end of the previous one."""
         wire = messages.encode_for_tx(message, self.trailer, messages.SLAVE_TX_CODES)
-        due_s = max(wanted_s, self._free_at_s)
+        due_s = self._free_at_s if self._free_at_s > wanted_s else wanted_s
         self._free_at_s = due_s + len(wire) * codec.BYTE_TIME_S
         self._queue.append((due_s, wire))
         self.stats.frames_sent += 1

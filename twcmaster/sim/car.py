@@ -224,16 +224,23 @@ class SimulatedCar:
         phases: int | None = None,
     ) -> float:
         """Advance to ``now_s``; ``allowed_amps`` is what the TWC allowed since the last call."""
+        # max() and min() written out: the car steps several times a second
         last_s = now_s if self._last_s is None else self._last_s
-        self._last_s = max(now_s, last_s)
-        duration_s = max(0.0, now_s - last_s)
+        self._last_s = last_s if last_s > now_s else now_s
+        duration_s = now_s - last_s
+        if not duration_s > 0.0:
+            duration_s = 0.0
         target = self._target_amps(allowed_amps, last_s)
         amp_seconds = 0.0
-        if self._ready_at_s is not None and last_s < self._ready_at_s:
-            waiting_s = min(duration_s, self._ready_at_s - last_s)
+        ready_at_s = self._ready_at_s
+        if ready_at_s is not None and last_s < ready_at_s:
+            waiting_s = ready_at_s - last_s
+            if not waiting_s < duration_s:
+                waiting_s = duration_s
             amp_seconds += self._ramp(waiting_s, 0.0)  # still waking up
             duration_s -= waiting_s
-        amp_seconds += self._ramp(duration_s, target)
+        if duration_s > 0.0:  # (_ramp of nothing: 0 amp-seconds)
+            amp_seconds += self._ramp(duration_s, target)
         if self._draw_amps >= STARTED_AMPS and self._ready_at_s is not None:
             self._started = True
         if self._draw_amps > 0.0:

@@ -318,6 +318,8 @@ class Sky:
         self.outages = tuple(sorted(outages, key=lambda o: o.start_s))
         self.sample_interval_s = sample_interval_s
         self.wrap = wrap
+        # (profile, from_s, until_s, (generation_w, consumption_w)): see site_at
+        self._row: tuple[Profile, float, float, tuple[float, float]] | None = None
 
     def _profile_time(self, t_s: float) -> float:
         if self.wrap:
@@ -327,7 +329,20 @@ class Sky:
 
     def site_at(self, t_s: float) -> tuple[float, float]:
         """``(generation_w, consumption_w)`` at ``t_s`` (consumption without the chargers)."""
-        return self.profile.at(self._profile_time(t_s))
+        t_s = self._profile_time(t_s)
+        # The simulator asks several times a second and a row holds for a minute: the row
+        # last found is kept with the times it covers.
+        row = self._row
+        if row is not None and row[0] is self.profile and row[1] <= t_s < row[2]:
+            return row[3]
+        profile = self.profile
+        i = profile.index_at(t_s)
+        times = profile.times_s
+        from_s = times[i] if i > 0 else -math.inf
+        until_s = times[i + 1] if i + 1 < len(times) else math.inf
+        values = (profile.generation_w[i], profile.consumption_w[i])
+        self._row = (profile, from_s, until_s, values)
+        return values
 
     def surplus_w(self, t_s: float) -> float:
         generation_w, consumption_w = self.site_at(t_s)

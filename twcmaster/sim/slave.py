@@ -73,6 +73,8 @@ _REPLIES: dict[tuple[int, int, int, int, int, int], messages.SlaveHeartbeat] = {
 
 #: Frames that name the one unit they are for (the others ignore them).
 _ADDRESSED = (messages.MasterHeartbeat, messages.AddressedRequest)
+#: Car phases in which a step follows the offer (see SimulatedCar._target_amps).
+_MAY_DRAW = (CarPhase.WAITING, CarPhase.STARTING, CarPhase.CHARGING)
 
 #: S0 of the slave heartbeat (§4.2); the simulator reports READY, CHARGING, ERROR,
 #: DO_NOT_CHARGE, READY_TO_CHARGE and STARTING.
@@ -298,12 +300,13 @@ class SimulatedSlave:
         """React to a frame heard on the bus; return the replies to send."""
         if self._addressed_to_another(message):
             return []  # the common case on a shared bus: nothing to do, not even the clock
+        stepped = now_s > self._now_s  # advance steps the car to now_s, just before this frame
         self.advance(now_s)
         if isinstance(message, messages.Unknown):
             self._on_unknown(message, now_s)
             return []
         if isinstance(message, messages.MasterHeartbeat):
-            return self._on_heartbeat(message, now_s)
+            return self._on_heartbeat(message, now_s, stepped)
         if self._silent(now_s):
             return []
         if isinstance(message, messages.MasterLinkReady):
@@ -355,7 +358,10 @@ class SimulatedSlave:
 
     # --- heartbeats (§3.3, §4) ----------------------------------------------------------------
 
-    def _on_heartbeat(self, heartbeat: messages.MasterHeartbeat, now_s: float) -> list[Message]:
+    def _on_heartbeat(
+        self, heartbeat: messages.MasterHeartbeat, now_s: float, stepped: bool = False
+    ) -> list[Message]:
+        """``stepped``: the car was stepped to ``now_s`` for this frame, nothing since."""
         if heartbeat.sender == self.twcid:
             return []
         self.stats.heartbeat_times_s.append(now_s)
@@ -365,9 +371,25 @@ class SimulatedSlave:
         self._last_heartbeat_s = now_s
         self._fault_applied = False
         self._next_linkready_s = now_s + self.options.master_lost_s
+        allowed_amps = self._effective_allowed_amps()
+        interruptions = self.car.interruptions if self.car is not None else 0
         self._apply_command(heartbeat.command, heartbeat.centiamps, now_s)
-        self._step_car(now_s)  # zero-length step: the car sees the new offer at once
+        if not (stepped and self._step_unchanged(allowed_amps, interruptions)):
+            self._step_car(now_s)  # zero-length step: the car sees the new offer at once
         return [self._heartbeat_reply(now_s)]
+
+    def _step_unchanged(self, allowed_amps: float, interruptions: int) -> bool:
+        """Whether a zero-length car step right after one with ``allowed_amps`` (and the car's
+        ``interruptions`` then) would change nothing: the same offer, no interruption since
+        (the only change a command makes to the car), and a car that may draw (a zero-length
+        step of a car that has just become full would still clear its wake-up)."""
+        car = self.car
+        return (
+            car is not None
+            and self._effective_allowed_amps() == allowed_amps
+            and car.interruptions == interruptions
+            and car.phase in _MAY_DRAW
+        )
 
     def _apply_command(self, command: int, centiamps: int, now_s: float) -> None:
         """M0 semantics of §4.1."""
@@ -419,7 +441,9 @@ class SimulatedSlave:
         if self._error:
             self._silent_until_s = math.inf  # this reply is the last thing it says
         allowed = self._limit_centiamps if self._car_present else 0  # CP: 0 without a car
-        actual = max(self.actual_amps, self.options.idle_offset_amps)
+        actual = self.actual_amps
+        if self.options.idle_offset_amps > actual:
+            actual = self.options.idle_offset_amps
         self.stats.replies_sent += 1
         key = (
             self.twcid,
