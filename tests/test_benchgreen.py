@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
-from twcmaster.benchgreen import Row, measured_days, table
+import pytest
+
+from twcmaster.benchgreen import Row, bench_config, main, measured_days, parse_override, table
 
 
 def test_the_days_are_the_eight_measured_ones():
@@ -33,3 +35,20 @@ def test_targets_and_table():
     assert "| d | 3 | 98.0 | 3.0 | 7 | 9 | 1.50 | 1.50 | 3.0 | missed |" in text
     assert "1/2 runs meet the targets" in text
     assert row().to_dict()["starts_max_per_car"] == 4
+
+
+def test_set_reads_json_values_and_keeps_text():
+    assert parse_override("greenEnergyHoldWh=20") == ("greenEnergyHoldWh", 20)
+    assert parse_override(" greenEnergyHoldGrowth = 1.6") == ("greenEnergyHoldGrowth", 1.6)
+    assert parse_override("a=b") == ("a", "b")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_override("greenEnergyHoldWh")
+
+
+def test_set_changes_the_config_of_every_run_and_a_bad_key_is_named(capsys):
+    assert bench_config({"greenEnergyHoldWh": 20}).green_energy_hold_wh == 20
+    assert bench_config({}).green_energy_hold_wh == 14
+    with pytest.raises(SystemExit) as stop:
+        main(["--days", "06-02", "--cars", "1", "--set", "greenEnergyHoldWhh=20"])
+    assert stop.value.code == 2
+    assert "config.greenEnergyHoldWhh: unknown key" in capsys.readouterr().err

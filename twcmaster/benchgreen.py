@@ -10,17 +10,22 @@ seconds of the run, and whether the run meets issue 12's targets (capture >= 97 
 per car, import <= 2 points above the bound).
 
     python -m twcmaster.benchgreen [--cars 1,2,3] [--days SUBSTRING ...] [--jobs 2]
-                                   [--json FILE]
+                                   [--json FILE] [--set KEY=VALUE ...]
+
+``--set greenEnergyHoldGrowth=1.6`` runs with a ``config`` key of config.json changed (the
+value read as JSON, else as text; repeatable), for sweeps over the tunable keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,14 +92,36 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def run_one(job: tuple[str, int]) -> Row:
+def bench_config(overrides: dict[str, Any]) -> Any:
+    """The built-in simulation config with ``overrides`` in its ``config`` section (checked
+    as config.json is: a ``ConfigError`` names a bad key)."""
+    from twcmaster.config import config_from_dict
+    from twcmaster.simulate import REFERENCE_CONFIG
+
+    document = copy.deepcopy(REFERENCE_CONFIG)
+    document["config"].update(overrides)
+    return config_from_dict(document, tempfile.gettempdir()).settings
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``: the value as JSON (numbers, true/false, lists), else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. greenEnergyHoldWh=20")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+def run_one(job: tuple[str, int, dict[str, Any]]) -> Row:
     """One day with ``cars`` TWCs (each with a car), timed in this process's CPU seconds."""
     from twcmaster.sim.sky import load_profile
-    from twcmaster.simulate import simulate, simulation_config
+    from twcmaster.simulate import simulate
 
-    path, cars = job
+    path, cars, overrides = job
     profile = load_profile(path)
-    config = simulation_config().settings
+    config = bench_config(overrides)
     cpu_start = time.process_time()
     result = simulate(config, profile, slaves=cars)
     cpu_s = time.process_time() - cpu_start
@@ -159,7 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="a config.json 'config' key for every run (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    from twcmaster.config import ConfigError
+
+    try:
+        overrides = dict(parse_override(text) for text in args.overrides)
+        bench_config(overrides)  # a bad key or value stops here, named
+    except (ValueError, ConfigError) as exc:
+        parser.error(str(exc))
     try:
         cars = [int(text) for text in args.cars.split(",")]
     except ValueError:
@@ -172,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if not days:
             parser.error(f"--days {' '.join(args.days)}: no measured day matches")
     # The longest runs (most cars) first, so the processes finish together.
-    jobs = sorted(((d, n) for d in days for n in cars), key=lambda job: -job[1])
+    jobs = sorted(((d, n, overrides) for d in days for n in cars), key=lambda job: -job[1])
     wall_start = time.perf_counter()
     if args.jobs > 1:
         with multiprocessing.Pool(args.jobs) as pool:
@@ -180,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = [run_one(job) for job in jobs]
     rows.sort(key=lambda row: (row.day, row.cars))
+    if overrides:
+        print("with " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()))
     print(table(rows))
     print(f"wall {time.perf_counter() - wall_start:.1f} s with {args.jobs} process(es)")
     if args.json:
