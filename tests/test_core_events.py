@@ -110,3 +110,15 @@ def test_a_priority_set_at_run_time_decides_which_car_takes_a_short_sun(tmp_path
 
     assert charging_first(None) == (first, {first: 1, second: 0})
     assert charging_first(5) == (second, {first: 1, second: 5})
+
+
+def test_the_snapshot_carries_each_cars_energy_since_it_was_plugged_in():
+    """The core integrates each TWC's draw at every reply (sessions.PlugInEnergy): after a
+    quarter of an hour of sun, the snapshot's session energy is what the simulated car took."""
+    profile = Profile.from_rows([(0, 4500, 300)], end_s=900)
+    sim = DaySimulation(simulation_config().settings, Sky(profile))
+    sim.run()
+    (slave,) = sim.core.snapshot(sim.now).slaves
+    (car,) = sim.cars
+    assert car.energy_kwh > 0.5
+    assert abs(slave.session_kwh - car.energy_kwh) <= 0.02 * car.energy_kwh

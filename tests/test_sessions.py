@@ -8,7 +8,7 @@ from datetime import datetime
 from twcmaster import events as ev
 from twcmaster.outputs.base import Publication
 from twcmaster.outputs.console import ConsoleOutput, ConsoleStatus
-from twcmaster.sessions import END_AFTER_S, ChargeSessions
+from twcmaster.sessions import END_AFTER_S, MAX_GAP_S, READY_STATE, ChargeSessions, PlugInEnergy
 
 
 def test_a_session_starts_at_one_amp_and_survives_a_short_dip():
@@ -68,3 +68,31 @@ def test_the_console_prints_twcmanagers_event_lines_word_for_word():
         "11:57:49: Charge Session updated for Slave TWC 0A1B",
         "11:57:49: Charge Session Stopped for Slave TWC 0A1B",
     ]
+
+
+def test_plug_in_energy_integrates_the_draw_and_restarts_at_plug_in():
+    energy = PlugInEnergy()
+    energy.reply(0x1234, 4, 0.0, 0.0)  # a car plugged in, not drawing yet
+    energy.reply(0x1234, 1, 3600.0, 10.0)
+    energy.reply(0x1234, 1, 3600.0, 70.0)  # the 3.6 kW of the reply at 10 s held 60 s
+    energy.reply(0x1234, 1, 0.0, 130.0)  # and 60 s more: 0.12 kWh
+    assert round(energy.kwh(0x1234), 6) == 0.12
+    energy.reply(0x1234, 1, 3600.0, 140.0)
+    energy.reply(0x1234, 1, 3600.0, 140.0 + MAX_GAP_S + 1)  # a longer gap is not counted
+    assert round(energy.kwh(0x1234), 6) == 0.12
+    energy.reply(0x1234, READY_STATE, 0.0, 400.0)  # the car left: its session stays shown
+    assert round(energy.kwh(0x1234), 6) == 0.12
+    energy.reply(0x1234, 4, 0.0, 460.0)  # another car plugged in
+    assert energy.kwh(0x1234) == 0.0 and energy.kwh(0x9999) == 0.0
+
+
+def test_another_vin_starts_another_session():
+    energy = PlugInEnergy()
+    energy.vin(0x1234, "5YJ3E1EA7KF000001")
+    energy.reply(0x1234, 1, 3600.0, 0.0)
+    energy.reply(0x1234, 1, 3600.0, 100.0)
+    energy.vin(0x1234, "5YJ3E1EA7KF000001")  # the same car again: nothing changes
+    assert round(energy.kwh(0x1234), 6) == 0.1
+    energy.vin(0x1234, "5YJ3E1EA7KF000002")
+    energy.reply(0x1234, 1, 3600.0, 110.0)
+    assert round(energy.kwh(0x1234), 6) == 0.01  # only the new car's 10 s

@@ -36,7 +36,7 @@ from twcmaster.protocol.messages import (
     SlaveState,
     set_limit_command,
 )
-from twcmaster.sessions import ChargeSessions
+from twcmaster.sessions import ChargeSessions, PlugInEnergy
 from twcmaster.settings import RuntimeSettings
 
 ALARM_REPEAT_S = 60.0  # the same alarm is raised again at most this often
@@ -90,6 +90,7 @@ class SlaveSnapshot:
     charging_allowed: bool = True  # False: switched off by hand (settings twcChargingDenied)
     car_charging: bool = False  # its car draws at least CHARGING_AMPS (TWCManager's carsCharging)
     priority: int = 0  # chargePriority in force for it (higher charges first when short)
+    session_kwh: float = 0.0  # given to its car since that car was plugged in (sessions.py)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,9 @@ class Core:
         self._allocated_s = -math.inf
         self._last_seen: dict[int, tuple[int, float, float]] = {}
         self.sessions = ChargeSessions()
+        self.plug_ins = PlugInEnergy()
         self._lifetime_kwh: dict[int, int] = {}  # each TWC's last reported counter
+        self._voltages: dict[int, tuple[int, int, int]] = {}  # and its phase voltages
         self._set_limits: dict[int, int] = {}  # twcid -> centiamps of the last set-limit sent
         self._last_internal_error = ""
         self._events: list[ev.Event] = []
@@ -367,6 +370,8 @@ class Core:
         lifetime_kwh = self._lifetime_kwh.get(event.twcid)
         for change in self.sessions.heartbeat(event.twcid, event.actual_amps, now, lifetime_kwh):
             self._emit(change)
+        watts = self._watts(event.actual_amps, self._voltages.get(event.twcid))
+        self.plug_ins.reply(event.twcid, event.state, watts, now)
 
     def _on_linked(self, event: bm.SlaveLinked, now: float) -> None:
         self._emit(ev.SlaveLinked(event.twcid, event.protocol, event.max_amps))
@@ -407,6 +412,7 @@ class Core:
 
     def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
         _remember(self._lifetime_kwh, event.twcid, event.lifetime_kwh)
+        _remember(self._voltages, event.twcid, event.voltages)
         self._emit(ev.EnergyReported(event.twcid, event.lifetime_kwh, event.voltages))
 
     def _on_vin(self, event: bm.VinReported, now: float) -> None:
@@ -415,6 +421,7 @@ class Core:
         self._emit(ev.VinReported(event.twcid, event.vin))
         for change in self.sessions.vin(event.twcid, event.vin):
             self._emit(change)
+        self.plug_ins.vin(event.twcid, event.vin)
 
     def _on_firmware(self, event: bm.FirmwareReported, now: float) -> None:
         self._emit(ev.FirmwareReported(event.twcid, event.version))
@@ -687,13 +694,13 @@ class Core:
             return ""
         return f"{command.action.value} {now - command.at_s:.0f}s ago ({command.reason})"
 
-    def _charger_load_w(self, s: bm.SlaveView) -> float:
-        """The car's draw in watts: the TWC's measured phase voltages when it reports them
-        (a phase at 0 V carries nothing), else defaultVoltage x numberOfPhases."""
-        volts = [v for v in s.voltages or () if v > 0]
+    def _watts(self, amps: float, voltages: tuple[int, int, int] | None) -> float:
+        """A car's draw in watts: the TWC's measured phase voltages when it reports them (a
+        phase at 0 V carries nothing), else defaultVoltage x numberOfPhases."""
+        volts = sum(v for v in voltages or () if v > 0)
         if not volts:
-            volts = [self.config.default_voltage_v] * self.config.number_of_phases
-        return round(s.actual_amps * sum(volts), 1)
+            volts = self.config.default_voltage_v * self.config.number_of_phases
+        return amps * volts
 
     def _slave_snapshot(self, s: bm.SlaveView, now: float, denied: frozenset[int]) -> SlaveSnapshot:
         offer = self._offers.get(s.twcid)
@@ -714,7 +721,8 @@ class Core:
             car_command=self._car_command_text(s.twcid, now),
             desired_amps=offer.desired_amps if offer is not None else 0.0,
             last_vin=self._last_vins.get(s.twcid),
-            charger_load_w=self._charger_load_w(s),
+            charger_load_w=round(self._watts(s.actual_amps, s.voltages), 1),
+            session_kwh=round(self.plug_ins.kwh(s.twcid), 3),
             charging_allowed=s.twcid not in denied,
             car_charging=s.actual_amps >= bm.CHARGING_AMPS,
             priority=self._priority(s),

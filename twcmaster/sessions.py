@@ -1,8 +1,15 @@
-"""Charge sessions per TWC, counted as TWCManager counts them (its console and logging
-modules announce them): a session starts when the TWC reports at least ``SESSION_AMPS``
-drawn, and ends once the draw has stayed below that for ``END_AFTER_S`` (a car negotiating
-its start dips to 0 A for a moment) or when the TWC is lost. Pure bookkeeping: the core feeds
-it and emits what it returns.
+"""Charge sessions per TWC, two ways, both pure bookkeeping the core feeds at each reply:
+
+``ChargeSessions``: as TWCManager counts them (its console and logging modules announce
+them): a session starts when the TWC reports at least ``SESSION_AMPS`` drawn, and ends once
+the draw has stayed below that for ``END_AFTER_S`` (a car negotiating its start dips to 0 A
+for a moment) or when the TWC is lost. The core emits what it returns.
+
+``PlugInEnergy``: the energy each TWC has given its car since that car was plugged in (the
+TWC leaving S0 "ready", or another VIN), through every stop and start of a day on the sun;
+integrated from the draw at every heartbeat reply (the TWC's own lifetime counter counts
+whole kWh); kept after the car leaves until the next one comes. The snapshot carries it
+(``SlaveSnapshot.session_kwh``), so every output shows the same figure.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from twcmaster import events as ev
 
 SESSION_AMPS = 1.0  # A drawn that make a charge session (TWCManager's threshold)
 END_AFTER_S = 5.0  # s below it before the session counts as ended (TWCManager's debounce)
+MAX_GAP_S = 120.0  # no reply for longer (the TWC lost, the daemon stopped): not integrated
+READY_STATE = 0  # a TWC's S0 "ready": no car plugged in (protocol notes §4.2)
 
 
 @dataclass
@@ -69,3 +78,41 @@ class ChargeSessions:
         return ev.ChargeSessionStopped(
             twcid, ended_s - session.started_s, delivered, session.vin, lifetime_kwh
         )
+
+
+@dataclass
+class _PlugIn:
+    energy_wh: float = 0.0
+    state: int = READY_STATE
+    vin: str | None = None
+    watts: float = 0.0  # the draw at the last reply, which holds until the next one
+    at_s: float | None = None
+
+
+class PlugInEnergy:
+    def __init__(self) -> None:
+        self._twcs: dict[int, _PlugIn] = {}
+
+    def reply(self, twcid: int, state: int, watts: float, now_s: float) -> None:
+        """A heartbeat reply: the draw since the last one counts, then this one holds."""
+        twc = self._twcs.get(twcid)
+        if twc is None:
+            twc = self._twcs[twcid] = _PlugIn()
+        if twc.state == READY_STATE and state != READY_STATE:  # a car plugged in
+            twc.energy_wh = 0.0
+        if twc.at_s is not None and 0.0 < now_s - twc.at_s <= MAX_GAP_S:
+            twc.energy_wh += twc.watts * (now_s - twc.at_s) / 3600.0
+        twc.state, twc.watts, twc.at_s = state, watts, now_s
+
+    def vin(self, twcid: int, vin: str) -> None:
+        """The car's VIN: another car than the last one starts a new session."""
+        twc = self._twcs.get(twcid)
+        if twc is None or not vin:
+            return
+        if twc.vin is not None and vin != twc.vin:
+            twc.energy_wh = 0.0
+        twc.vin = vin
+
+    def kwh(self, twcid: int) -> float:
+        twc = self._twcs.get(twcid)
+        return 0.0 if twc is None else twc.energy_wh / 1000.0

@@ -15,7 +15,6 @@ from twcmaster.outputs.web.history import (
     SAMPLE_EVERY_S,
     History,
     Point,
-    SessionMeter,
 )
 
 T0 = 1_790_000_000.0
@@ -95,29 +94,6 @@ def test_a_point_from_json_refuses_what_is_not_one():
 
 def snapshot_with(**slave):
     return moment(slaves=(charging_slave(**slave),))()
-
-
-def test_the_session_meter_integrates_the_draw_and_restarts_at_plug_in():
-    meter = SessionMeter()
-    meter.update(snapshot_with(charger_load_w=3600.0), T0)
-    meter.update(snapshot_with(charger_load_w=3600.0), T0 + 60)
-    meter.update(snapshot_with(charger_load_w=3600.0), T0 + 120)
-    assert meter.energy_kwh(["1234"]) == {"1234": 0.12}  # 3.6 kW for 2 minutes
-    meter.update(snapshot_with(charger_load_w=3600.0), T0 + 120 + 3600)  # a gap: not counted
-    assert meter.energy_kwh(["1234"]) == {"1234": 0.12}
-    meter.update(snapshot_with(state=0, charger_load_w=0.0), T0 + 3800)  # the car left
-    assert meter.energy_kwh(["1234"]) == {"1234": 0.12}  # the last session stays shown
-    meter.update(snapshot_with(state=4, charger_load_w=0.0), T0 + 3860)  # a car plugged in
-    assert meter.energy_kwh(["1234"]) == {"1234": 0.0}
-
-
-def test_another_car_starts_another_session():
-    meter = SessionMeter()
-    meter.update(snapshot_with(charger_load_w=3600.0), T0)
-    meter.update(snapshot_with(charger_load_w=3600.0), T0 + 100)
-    assert meter.energy_kwh(["1234"])["1234"] > 0
-    meter.update(snapshot_with(vin="5YJ3E1EA7KF000002", charger_load_w=3600.0), T0 + 110)
-    assert meter.energy_kwh(["1234"]) == {"1234": 0.01}  # only the new car's 10 s
 
 
 def test_a_failed_write_is_logged_and_tried_again(tmp_path):

@@ -76,6 +76,7 @@ def slave_json(slave: SlaveSnapshot) -> dict[str, Any]:
         "offer_reason": slave.offer_reason,
         "max_amps": round(slave.max_amps, 2),
         "charger_load_w": round(slave.charger_load_w),
+        "session_kwh": slave.session_kwh,
         "vin": slave.vin,
         "last_vin": slave.last_vin,
         "lifetime_kwh": slave.lifetime_kwh,

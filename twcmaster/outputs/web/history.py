@@ -1,4 +1,4 @@
-"""What the web page remembers between snapshots: today's chart and each car's session energy.
+"""What the web page remembers between snapshots: today's chart.
 
 ``History``: one point a minute of the daemon's wall clock (generation, consumption, each
 TWC's charging power), the last 24 h only, in memory (``MAX_POINTS`` bounds it whatever the
@@ -6,14 +6,8 @@ clock does) and in ``<settingsPath>/history.json`` so a restart keeps the chart.
 written atomically (``settings.write_atomically``) every ``SAVE_EVERY_S`` and at stop; a file
 that cannot be read is set aside in the log and the chart starts empty (it is only a chart).
 
-``SessionMeter``: the energy each TWC gave its car since the car was plugged in, integrated
-from the snapshot's charging power each time the page reads it (every second while a page
-is open, every minute otherwise; the TWC reports only a whole-kWh lifetime counter, too
-coarse for a session). A session starts when a TWC leaves "ready" (no car) or sees another
-VIN; it survives neither a restart nor a gap in the snapshots longer than ``MAX_GAP_S``
-(that stretch is not counted: better short than invented).
-
-Both are fed only the ``Snapshot`` and the time, like every output.
+It is fed only the ``Snapshot`` and the time, like every output. (Each car's session energy
+is the core's, in the snapshot: ``sessions.PlugInEnergy``.)
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +27,7 @@ from twcmaster.settings import write_atomically
 if TYPE_CHECKING:
     from twcmaster.core import Snapshot
 
-__all__ = ["HISTORY_FILE_NAME", "History", "Point", "SessionMeter"]
+__all__ = ["HISTORY_FILE_NAME", "History", "Point"]
 
 HISTORY_FILE_NAME = "history.json"
 HISTORY_FORMAT = 1  # bumped if a point's fields change meaning
@@ -41,8 +35,6 @@ SAMPLE_EVERY_S = 60.0  # wall-clock seconds between points: 1440 a day, ~100 KB 
 KEEP_S = 24 * 3600.0  # the chart's span
 MAX_POINTS = int(KEEP_S / SAMPLE_EVERY_S) + 60  # a clock set back cannot grow the history
 SAVE_EVERY_S = 300.0  # a crash loses at most this much of the chart
-MAX_GAP_S = 120.0  # a session's power is not integrated across a longer gap (daemon stopped)
-READY_STATE = 0  # a TWC's S0 "ready": no car plugged in (protocol notes §4.2)
 
 
 @dataclass(frozen=True)
@@ -173,40 +165,6 @@ class History:
     def _forget_after(self, newest_epoch: float) -> None:
         while self.points and self.points[-1].time_epoch > newest_epoch:
             self.points.pop()
-
-
-@dataclass
-class _Session:
-    energy_wh: float = 0.0
-    vin: str | None = None
-    state: int = READY_STATE
-    at_epoch: float | None = None
-
-
-class SessionMeter:
-    """Each TWC's energy to its car this session (see the module's doc)."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, _Session] = {}
-
-    def update(self, snapshot: Snapshot, now_epoch: float) -> None:
-        for slave in snapshot.slaves:
-            session = self._sessions.setdefault(slave.twcid, _Session())
-            vin = slave.vin or slave.last_vin
-            plugged_in = session.state == READY_STATE and slave.state != READY_STATE
-            new_car = vin is not None and session.vin is not None and vin != session.vin
-            if plugged_in or new_car:
-                session.energy_wh = 0.0
-            if session.at_epoch is not None and 0 < now_epoch - session.at_epoch <= MAX_GAP_S:
-                session.energy_wh += slave.charger_load_w * (now_epoch - session.at_epoch) / 3600
-            session.vin = vin or session.vin
-            session.state = slave.state
-            session.at_epoch = now_epoch
-
-    def energy_kwh(self, twcids: Iterable[str]) -> dict[str, float]:
-        return {
-            t: round(self._sessions[t].energy_wh / 1000, 3) for t in twcids if t in self._sessions
-        }
 
 
 def _watts(value: Any) -> float | None:

@@ -8,8 +8,8 @@ from a script or MQTT (``RemoteControl``).
 * ``GET /``: the page (``static/index.html``); its script fills it from the feed.
 * ``GET /events``: Server-Sent Events, one ``snapshot`` message every ``UPDATE_EVERY_S``
   (the one ``Snapshot`` as ``views.snapshot_json`` plus what the page adds: plain-words
-  alarms, each TWC's session kWh, the chart's newest point). One ticker builds
-  each message once for every open page; a page that stops hearing from it says so. With
+  alarms, each TWC's session kWh from the snapshot, the chart's newest point). One ticker
+  builds each message once for every open page; a page that stops hearing from it says so. With
   no page open the ticker reads the snapshot only for the chart's point once a minute.
 * ``GET /api/v1/history``: the chart's last 24 h (``history.History``).
 * ``GET /static/<file>``: the page's CSS and script, from the package (no CDN, no build).
@@ -39,7 +39,6 @@ from twcmaster.outputs.web.history import (
     HISTORY_FILE_NAME,
     SAVE_EVERY_S,
     History,
-    SessionMeter,
 )
 
 if TYPE_CHECKING:
@@ -127,7 +126,6 @@ class WebPage:
         self.update_every_s = update_every_s
         path = None if history_folder is None else Path(history_folder) / HISTORY_FILE_NAME
         self.history = History(path, log=self.log)
-        self.sessions = SessionMeter()
         self._latest = ""  # the newest feed message, built once per tick for every page
         self._tick = asyncio.Event()
         self._closing = asyncio.Event()
@@ -190,7 +188,6 @@ class WebPage:
     def _update(self) -> None:
         snapshot = self.snapshot()
         now_epoch = self.wallclock()
-        self.sessions.update(snapshot, now_epoch)
         self.history.sample(snapshot, now_epoch)
         self._latest = json.dumps(self.page_json(snapshot, now_epoch), allow_nan=False)
         self._wake_pages()
@@ -201,12 +198,11 @@ class WebPage:
 
     def page_json(self, snapshot: Snapshot, now_epoch: float) -> dict[str, Any]:
         """The snapshot as every JSON output has it, plus what the page shows besides."""
-        twcids = [s.twcid for s in snapshot.slaves]
         newest = self.history.points[-1] if self.history.points else None
         return {
             "snapshot": snapshot_json(snapshot, time_epoch=now_epoch),
             "alarms": alarm_sentences(snapshot),
-            "session_kwh": self.sessions.energy_kwh(twcids),
+            "session_kwh": {s.twcid: s.session_kwh for s in snapshot.slaves},
             "login_required": self.token is not None,
             "wiring_max_amps": self.app.wiring.max_amps_all_twcs,
             "update_every_s": self.update_every_s,
