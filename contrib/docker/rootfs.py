@@ -29,6 +29,7 @@ from pathlib import Path
 STDLIB_SKIP = {
     "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
     "venv", "sqlite3", "dbm", "curses",
+    "site-packages",  # the base interpreter's pip and setuptools (official images): not used
 }  # fmt: skip
 STDLIB_SKIP_PREFIXES = ("config-3",)  # the static library and Makefile for building C modules
 DYNLOAD_SKIP_PREFIXES = (
