@@ -325,3 +325,24 @@ print(",".join(loaded))
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+class _Held:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_close_ends_what_a_source_reads_through_once():
+    """Every source's HTTP session and Modbus connection are ended by Source.close (none of
+    them keeps a close of its own for that)."""
+    source = FroniusSource(VALID["Fronius"], source_timing(VALID["Fronius"], 5.0))
+    http, modbus = _Held(), _Held()
+    source.http, source.modbus = http, modbus
+    source.close()
+    assert (http.closed, modbus.closed) == (1, 1)
+    bare = FroniusSource(VALID["Fronius"], source_timing(VALID["Fronius"], 5.0))
+    bare.http = None
+    bare.close()  # nothing held: nothing to end

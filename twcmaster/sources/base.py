@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twcmaster.sources.http import HttpClient
+    from twcmaster.sources.modbus import ModbusReader
 
 DEFAULT_INTERVAL_S = 10.0  # TWCManager caches most sources for 10 s
 DEFAULT_TIMEOUT_S = 5.0
@@ -60,6 +64,9 @@ class Source:
     #: error).
     unused_keys: Mapping[str, str] = {}
     default_interval_s: float = DEFAULT_INTERVAL_S  # when the section gives no ``interval``
+    # What it reads through, if anything; a source sets the ones it uses, ``close`` ends them.
+    http: HttpClient | None = None
+    modbus: ModbusReader | None = None
 
     def __init__(self, config: Mapping[str, Any], timing: SourceTiming) -> None:
         self.config = config
@@ -96,7 +103,11 @@ class Source:
         pass
 
     def close(self) -> None:
-        """Release what it holds (HTTP sessions); called once when the daemon stops."""
+        """Release what it holds (its HTTP session, its Modbus connection); called once when
+        the daemon stops."""
+        for held in (self.http, self.modbus):
+            if held is not None:
+                held.close()
 
     def describe(self) -> str:
         """Where it reads from, for logs (never a password or token)."""

@@ -49,9 +49,6 @@ class EfergySource(Source):
     def describe(self) -> str:
         return f"Efergy Engage at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         return self.http.get_json(
             self.url, secret_params={"token": self.token}, parse=_parse_summary

@@ -79,9 +79,6 @@ class EmonCmsSource(Source):
         feeds = ", ".join(f"{field} feed {feed}" for field, feed in self.feeds.items())
         return f"EmonCMS at {self.url}: {feeds}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         ids = ",".join(self.feeds.values())
         return self.http.get_json(self.url, params={"ids": ids}, parse=self._parse)

@@ -135,9 +135,6 @@ class EnphaseSource(Source):
         auth = " with token" if self.token else ""
         return f"Enphase gateway at {self.url}{auth}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         if self.cloud:
             return self.http.get_json(

@@ -56,9 +56,6 @@ class FroniusSource(Source):
     def describe(self) -> str:
         return f"Fronius Solar API at {', '.join(self.base_urls)}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         flows = [
             self.http.get_json(

@@ -109,9 +109,6 @@ class GrowattSource(Source):
     def describe(self) -> str:
         return f"Growatt cloud at {self.api_url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         try:
             if self.device_sn is None:

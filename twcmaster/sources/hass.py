@@ -121,9 +121,6 @@ class HassSource(Source):
         parts = ", ".join(f"{field} {entity}" for field, entity in self.entities.items())
         return f"Home Assistant at {self.base_url}: {parts}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         values = {f"{field}_w": self._entity_w(entity) for field, entity in self.entities.items()}
         return Reading(**values)

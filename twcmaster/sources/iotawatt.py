@@ -64,9 +64,6 @@ class IotaWattSource(Source):
         names = ", ".join(f"{field} {name!r}" for field, name in self.outputs.items())
         return f"IotaWatt at {self.url}: {names}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         # "?outputs" is a bare flag, not key=value: part of the URL, not a parameter.
         return self.http.get_json(self.url + "?outputs", parse=self._parse)

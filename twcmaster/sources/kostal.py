@@ -60,9 +60,6 @@ class KostalSource(Source):
     def describe(self) -> str:
         return f"Kostal inverter over Modbus TCP at {self.modbus.describe()} unit {self.unit}"
 
-    def close(self) -> None:
-        self.modbus.close()
-
     def fetch(self) -> Reading:
         try:
             if self.big_endian is None:

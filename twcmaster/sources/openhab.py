@@ -80,9 +80,6 @@ class OpenHabSource(Source):
         parts = ", ".join(f"{field} {item}" for field, item in self.items.items())
         return f"openHAB at {self.base_url}: {parts}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         return Reading(**{f"{field}_w": self._item_w(item) for field, item in self.items.items()})
 

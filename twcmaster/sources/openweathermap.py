@@ -100,9 +100,6 @@ class OpenWeatherMapSource(Source):
     def describe(self) -> str:
         return f"OpenWeatherMap estimate at {self.latitude:g}, {self.longitude:g}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         params = {
             "lat": f"{self.latitude:g}",

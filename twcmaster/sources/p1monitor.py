@@ -68,9 +68,6 @@ class P1MonitorSource(Source):
     def describe(self) -> str:
         return f"P1 Monitor at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         params = {"limit": str(self.samples), "json": "object", "round": "on"}
         return self.http.get_json(self.url, params=params, parse=self._parse)

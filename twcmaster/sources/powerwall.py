@@ -103,9 +103,6 @@ class PowerwallSource(Source):
         gate = f", generation held below {self.min_battery_pct:g} %" if self.min_battery_pct else ""
         return f"Powerwall gateway at {self.base_url}{gate}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         reading = self._get(AGGREGATES_PATH, _parse_aggregates)
         if self.min_battery_pct > 0 or "batteryLevel" in self.extras_wanted:

@@ -64,9 +64,6 @@ class SmartMeSource(Source):
     def describe(self) -> str:
         return f"smart-me meter {self.serial} at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         return self.http.get_json(self.url, params={"serial": self.serial}, parse=_parse)
 

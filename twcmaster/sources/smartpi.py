@@ -53,9 +53,6 @@ class SmartPiSource(Source):
     def describe(self) -> str:
         return f"SmartPi at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         generation, consumption = self.http.get_json(self.url, parse=_parse)
         return Reading(

@@ -126,11 +126,6 @@ class SolarEdgeSource(Source):
             return f"SolarEdge inverter over Modbus TCP at {self.modbus.describe()}"
         return f"SolarEdge monitoring API, site {self.site_id}"
 
-    def close(self) -> None:
-        self.http.close()
-        if self.modbus is not None:
-            self.modbus.close()
-
     def fetch(self) -> Reading:
         if self.modbus is not None:
             try:

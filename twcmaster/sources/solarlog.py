@@ -68,9 +68,6 @@ class SolarLogSource(Source):
     def describe(self) -> str:
         return f"Solar-Log at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         generation, consumption, active = self.http.post_json(
             self.url, LIVE_QUERY, parse=self._parse_live

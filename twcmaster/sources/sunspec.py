@@ -249,9 +249,6 @@ class SunSpecSource(Source):
         units = ", ".join(str(u) for u in self.units)
         return f"SunSpec Modbus TCP at {self.modbus.describe()} unit {units}"
 
-    def close(self) -> None:
-        self.modbus.close()
-
     def fetch(self) -> Reading:
         deadline_s = time.monotonic() + self.timing.timeout_s
         try:

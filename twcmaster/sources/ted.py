@@ -43,9 +43,6 @@ class TedSource(Source):
     def describe(self) -> str:
         return f"TED at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         text = self.http.get_text(self.url, params=PARAMS)
         match = SOLAR_LINE.search(text)

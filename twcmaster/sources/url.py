@@ -205,9 +205,6 @@ class UrlSource(Source):
             parts.append(f"{field} from {target}" + (f" at {path}" if path else ""))
         return f"URL: {'; '.join(parts)} (bare numbers in {self.unit})"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         bodies: dict[str, str] = {}
         values: dict[str, float] = {}

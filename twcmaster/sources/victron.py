@@ -74,9 +74,6 @@ class VictronSource(Source):
     def describe(self) -> str:
         return f"Victron GX over Modbus TCP at {self.modbus.describe()}"
 
-    def close(self) -> None:
-        self.modbus.close()
-
     def fetch(self) -> Reading:
         totals = {}
         for field, registers in self.registers.items():

@@ -60,9 +60,6 @@ class VolkszahlerSource(Source):
     def describe(self) -> str:
         return f"Volkszähler at {self.url}"
 
-    def close(self) -> None:
-        self.http.close()
-
     def fetch(self) -> Reading:
         grid = self._channel(self.uuid_grid)
         if self.uuid_pv is None:
