@@ -21,6 +21,16 @@ def fetch_error(source: Source) -> str:
     return str(caught.value)
 
 
+def assert_unexpected_answer(
+    server, path: str, make: MakeSource, document: object, expected: str
+) -> None:
+    """``document`` answered as JSON at ``path``: an "unexpected answer" saying ``expected``."""
+    server.route(path, Canned.json(document))
+    message = fetch_error(make(server))
+    assert "unexpected answer" in message, message
+    assert expected in message, message
+
+
 def assert_http_failures(
     server, path: str, make: MakeSource, *, method: str = "GET", garbage: bytes = b'{"x": '
 ):

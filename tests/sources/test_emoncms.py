@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.sources.conftest import Canned
-from tests.sources.http_cases import assert_http_failures, assert_refused, fetch_error
+from tests.sources.http_cases import (
+    assert_http_failures,
+    assert_refused,
+    assert_unexpected_answer,
+    fetch_error,
+)
 from twcmaster.sources.base import Reading, SourceTiming
 from twcmaster.sources.emoncms import EmonCmsSource
 
@@ -74,12 +79,7 @@ def test_401_hint_and_no_key_in_messages(http_server):
     ],
 )
 def test_wrong_shape(http_server, document, expected):
-    http_server.route(PATH, Canned.json(document))
-
-    message = fetch_error(source_for(http_server))
-
-    assert "unexpected answer" in message
-    assert expected in message
+    assert_unexpected_answer(http_server, PATH, source_for, document, expected)
 
 
 def test_http_failures(http_server, refused_url):

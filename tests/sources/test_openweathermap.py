@@ -8,7 +8,12 @@ import calendar
 import pytest
 
 from tests.sources.conftest import Canned
-from tests.sources.http_cases import assert_http_failures, assert_refused, fetch_error
+from tests.sources.http_cases import (
+    assert_http_failures,
+    assert_refused,
+    assert_unexpected_answer,
+    fetch_error,
+)
 from twcmaster.sources.base import Reading, SourceTiming
 from twcmaster.sources.openweathermap import OpenWeatherMapSource
 
@@ -139,12 +144,7 @@ def test_wrong_key_hint_without_the_key(http_server):
     ],
 )
 def test_wrong_shape(http_server, document, expected):
-    http_server.route(PATH, Canned.json(document))
-
-    message = fetch_error(source_for(http_server))
-
-    assert "unexpected answer" in message
-    assert expected in message
+    assert_unexpected_answer(http_server, PATH, source_for, document, expected)
 
 
 def test_http_failures(http_server, refused_url):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.sources.conftest import Canned
-from tests.sources.http_cases import assert_http_failures, assert_refused, fetch_error
+from tests.sources.http_cases import (
+    assert_http_failures,
+    assert_refused,
+    assert_unexpected_answer,
+)
 from twcmaster.sources.base import Reading, SourceTiming
 from twcmaster.sources.smartpi import PATH, SmartPiSource
 
@@ -65,12 +69,7 @@ def test_drawing_on_every_phase(http_server):
     ],
 )
 def test_wrong_shape(http_server, document, expected):
-    http_server.route(PATH, Canned.json(document))
-
-    message = fetch_error(source_for(http_server))
-
-    assert "unexpected answer" in message
-    assert expected in message
+    assert_unexpected_answer(http_server, PATH, source_for, document, expected)
 
 
 def test_http_failures(http_server, refused_url):
