@@ -213,7 +213,7 @@ class Core:
         self.sessions = ChargeSessions()
         self.plug_ins = PlugInEnergy()
         self._lifetime_kwh: dict[int, int] = {}  # each TWC's last reported counter
-        self._voltages: dict[int, tuple[int, int, int]] = {}  # and its phase voltages
+        self._volts: dict[int, float] = {}  # and its volts x phases (_line_volts)
         self._set_limits: dict[int, int] = {}  # twcid -> centiamps of the last set-limit sent
         self._last_internal_error = ""
         self._events: list[ev.Event] = []
@@ -370,8 +370,8 @@ class Core:
         lifetime_kwh = self._lifetime_kwh.get(event.twcid)
         for change in self.sessions.heartbeat(event.twcid, event.actual_amps, now, lifetime_kwh):
             self._emit(change)
-        watts = self._watts(event.actual_amps, self._voltages.get(event.twcid))
-        self.plug_ins.reply(event.twcid, event.state, watts, now)
+        volts = self._volts.get(event.twcid) or self._line_volts(None)
+        self.plug_ins.reply(event.twcid, event.state, event.actual_amps * volts, now)
 
     def _on_linked(self, event: bm.SlaveLinked, now: float) -> None:
         self._emit(ev.SlaveLinked(event.twcid, event.protocol, event.max_amps))
@@ -412,7 +412,7 @@ class Core:
 
     def _on_energy(self, event: bm.EnergyReported, now: float) -> None:
         _remember(self._lifetime_kwh, event.twcid, event.lifetime_kwh)
-        _remember(self._voltages, event.twcid, event.voltages)
+        _remember(self._volts, event.twcid, self._line_volts(event.voltages))
         self._emit(ev.EnergyReported(event.twcid, event.lifetime_kwh, event.voltages))
 
     def _on_vin(self, event: bm.VinReported, now: float) -> None:
@@ -694,13 +694,11 @@ class Core:
             return ""
         return f"{command.action.value} {now - command.at_s:.0f}s ago ({command.reason})"
 
-    def _watts(self, amps: float, voltages: tuple[int, int, int] | None) -> float:
-        """A car's draw in watts: the TWC's measured phase voltages when it reports them (a
-        phase at 0 V carries nothing), else defaultVoltage x numberOfPhases."""
+    def _line_volts(self, voltages: tuple[int, int, int] | None) -> float:
+        """Watts per amp a car draws: the TWC's measured phase voltages summed when it
+        reports them (a phase at 0 V carries nothing), else defaultVoltage x numberOfPhases."""
         volts = sum(v for v in voltages or () if v > 0)
-        if not volts:
-            volts = self.config.default_voltage_v * self.config.number_of_phases
-        return amps * volts
+        return volts or self.config.default_voltage_v * self.config.number_of_phases
 
     def _slave_snapshot(self, s: bm.SlaveView, now: float, denied: frozenset[int]) -> SlaveSnapshot:
         offer = self._offers.get(s.twcid)
@@ -721,7 +719,7 @@ class Core:
             car_command=self._car_command_text(s.twcid, now),
             desired_amps=offer.desired_amps if offer is not None else 0.0,
             last_vin=self._last_vins.get(s.twcid),
-            charger_load_w=round(self._watts(s.actual_amps, s.voltages), 1),
+            charger_load_w=round(s.actual_amps * self._line_volts(s.voltages), 1),
             session_kwh=round(self.plug_ins.kwh(s.twcid), 3),
             charging_allowed=s.twcid not in denied,
             car_charging=s.actual_amps >= bm.CHARGING_AMPS,
