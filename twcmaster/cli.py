@@ -183,14 +183,21 @@ def _print_warnings(warnings) -> None:
 # -- commands
 
 
-def _cmd_check_config(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
+def check_config(path: str) -> LoadedConfig | None:
+    """``twcmaster check-config``'s report (the errors and warnings, else OK and the serial
+    port and interfaces in use); the config, or None when it cannot be used. The container's
+    entrypoint calls it too."""
+    loaded = _load_or_report(path)
     if loaded is not None:
-        print(f"{args.config}: OK ({len(loaded.warnings)} warning(s))")
-        # The container's entrypoint reads the port from this line (one process fewer).
+        print(f"{path}: OK ({len(loaded.warnings)} warning(s))")
         print(f"  Serial port: {loaded.settings.rs485.port}")
         for line in _interfaces_summary(loaded.settings):
             print(f"  {line}")
+    return loaded
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = check_config(args.config)
     if args.twcmanager_diff:
         _print_twcmanager_diff(args.config)
     return 0 if loaded is not None else EXIT_CONFIG_ERROR

@@ -24,7 +24,6 @@ import os
 import pwd
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -32,7 +31,6 @@ from typing import NoReturn
 RUN_AS = "twcmaster"
 EXIT_CANNOT_START = 1
 EXIT_INVALID_CONFIG = 2
-SERIAL_PORT_LINE = "  Serial port: "  # check-config's report line naming the device
 
 
 def say(message: str) -> None:
@@ -121,32 +119,23 @@ def first_start(config_dir: Path, config: Path) -> None:
 
 
 def check_config(config: Path) -> str:
-    """``twcmaster check-config``'s report; exit 2 with it when the config is invalid."""
-    done = subprocess.run(
-        ["twcmaster", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    report = done.stdout + done.stderr
-    if done.returncode != 0:
-        print(report, end="", file=sys.stderr)
+    """``twcmaster check-config``'s report, printed; the serial port it names. Exit 2 when
+    the config is invalid."""
+    from twcmaster.cli import check_config as report
+
+    loaded = report(str(config))
+    if loaded is None:
         print(
             f"twcmaster-entrypoint: the config is invalid: fix {config} and start again",
             file=sys.stderr,
             flush=True,
         )
         sys.exit(EXIT_INVALID_CONFIG)
-    print(report, end="", flush=True)
-    return report
+    sys.stdout.flush()
+    return loaded.settings.rs485.port
 
 
-def check_serial_device(report: str) -> None:
-    port = next(
-        (line[len(SERIAL_PORT_LINE) :].strip() for line in report.splitlines()
-         if line.startswith(SERIAL_PORT_LINE)),
-        "",
-    )  # fmt: skip
+def check_serial_device(port: str) -> None:
     if not port.startswith("/"):
         return  # a network bridge (socket://, rfc2217://): nothing to check here
     if not os.path.exists(port):
