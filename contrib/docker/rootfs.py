@@ -124,7 +124,8 @@ def shared_libraries(binary: Path) -> set[str]:
     return found
 
 
-def stdlib_ignore(folder: str, names: list[str]) -> set[str]:
+def leave_out(folder: str, names: list[str]) -> set[str]:
+    """What ``shutil.copytree`` skips in the standard library and the time zones."""
     skipped = {
         name
         for name in names
@@ -171,14 +172,14 @@ def main(root: str, venv: str, uid: str) -> None:
     tree.add(os.path.join(venv, "bin", "python3"))  # the interpreter, through its links
     paths = sysconfig.get_paths()
     for folder in sorted({paths["stdlib"], paths["platstdlib"]}):  # one folder on Debian
-        tree.add(folder, ignore=stdlib_ignore)
+        tree.add(folder, ignore=leave_out)
     libraries: set[str] = set()
     for binary in list(tree.elf_files()):
         libraries |= shared_libraries(binary)
     for library in sorted(libraries):
         tree.add(library)
     for path in (CA_BUNDLE, "/usr/share/zoneinfo", *ETC_FILES):
-        tree.add(path, ignore=stdlib_ignore)
+        tree.add(path, ignore=leave_out)
     tree.drop_dangling_links()
     write_accounts(tree, int(uid))
     make_dirs(tree, int(uid))
