@@ -73,8 +73,6 @@ _REPLIES: dict[tuple[int, int, int, int, int, int], messages.SlaveHeartbeat] = {
 
 #: Frames that name the one unit they are for (the others ignore them).
 _ADDRESSED = (messages.MasterHeartbeat, messages.AddressedRequest)
-#: Car phases in which a step follows the offer (see SimulatedCar._target_amps).
-_MAY_DRAW = (CarPhase.WAITING, CarPhase.STARTING, CarPhase.CHARGING)
 
 #: S0 of the slave heartbeat (§4.2); the simulator reports READY, CHARGING, ERROR,
 #: DO_NOT_CHARGE, READY_TO_CHARGE and STARTING.
@@ -300,13 +298,12 @@ class SimulatedSlave:
         """React to a frame heard on the bus; return the replies to send."""
         if self._addressed_to_another(message):
             return []  # the common case on a shared bus: nothing to do, not even the clock
-        stepped = now_s > self._now_s  # advance steps the car to now_s, just before this frame
         self.advance(now_s)
         if isinstance(message, messages.Unknown):
             self._on_unknown(message, now_s)
             return []
         if isinstance(message, messages.MasterHeartbeat):
-            return self._on_heartbeat(message, now_s, stepped)
+            return self._on_heartbeat(message, now_s)
         if self._silent(now_s):
             return []
         if isinstance(message, messages.MasterLinkReady):
@@ -358,10 +355,7 @@ class SimulatedSlave:
 
     # --- heartbeats (§3.3, §4) ----------------------------------------------------------------
 
-    def _on_heartbeat(
-        self, heartbeat: messages.MasterHeartbeat, now_s: float, stepped: bool = False
-    ) -> list[Message]:
-        """``stepped``: the car was stepped to ``now_s`` for this frame, nothing since."""
+    def _on_heartbeat(self, heartbeat: messages.MasterHeartbeat, now_s: float) -> list[Message]:
         if heartbeat.sender == self.twcid:
             return []
         self.stats.heartbeat_times_s.append(now_s)
@@ -371,25 +365,9 @@ class SimulatedSlave:
         self._last_heartbeat_s = now_s
         self._fault_applied = False
         self._next_linkready_s = now_s + self.options.master_lost_s
-        allowed_amps = self._effective_allowed_amps()
-        interruptions = self.car.interruptions if self.car is not None else 0
         self._apply_command(heartbeat.command, heartbeat.centiamps, now_s)
-        if not (stepped and self._step_unchanged(allowed_amps, interruptions)):
-            self._step_car(now_s)  # zero-length step: the car sees the new offer at once
+        self._step_car(now_s)  # zero-length step: the car sees the new offer at once
         return [self._heartbeat_reply(now_s)]
-
-    def _step_unchanged(self, allowed_amps: float, interruptions: int) -> bool:
-        """Whether a zero-length car step right after one with ``allowed_amps`` (and the car's
-        ``interruptions`` then) would change nothing: the same offer, no interruption since
-        (the only change a command makes to the car), and a car that may draw (a zero-length
-        step of a car that has just become full would still clear its wake-up)."""
-        car = self.car
-        return (
-            car is not None
-            and self._effective_allowed_amps() == allowed_amps
-            and car.interruptions == interruptions
-            and car.phase in _MAY_DRAW
-        )
 
     def _apply_command(self, command: int, centiamps: int, now_s: float) -> None:
         """M0 semantics of §4.1."""
