@@ -462,6 +462,9 @@ class PolicyEngine:
         self._held: _Held | None = None
         self._failing: set[str] = set()  # rules whose failure is told (until they recover)
         self._new_failures: list[tuple[str, str]] = []  # for this decision's budget
+        # _green_settings' last result and the (config, offsets) it was made of
+        self._green_settings_made: tuple[PolicyConfig, tuple[Any, ...], GreenSettings] | None
+        self._green_settings_made = None
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -909,10 +912,20 @@ class PolicyEngine:
         return limit_cars(budget, admitted, cars)
 
     def _green_settings(self) -> GreenSettings:
+        """The green computation's settings, made again only when the config or the
+        consumption offsets are other objects (both immutable: the result is the same)."""
         c = self._config
-        offsets = tuple(
-            ConsumptionOffset(o.name, o.value, o.unit) for o in self.settings.consumption_offsets
-        )
+        offset_settings = self.settings.consumption_offsets
+        made = self._green_settings_made
+        if made is not None and made[0] is c and made[1] is offset_settings:
+            return made[2]
+        settings = self._make_green_settings(c, offset_settings)
+        self._green_settings_made = (c, offset_settings, settings)
+        return settings
+
+    @staticmethod
+    def _make_green_settings(c: PolicyConfig, offset_settings: tuple[Any, ...]) -> GreenSettings:
+        offsets = tuple(ConsumptionOffset(o.name, o.value, o.unit) for o in offset_settings)
         return GreenSettings(
             wiring_max_amps_all_twcs=c.wiring_max_amps_all_twcs,
             min_amps_per_twc=c.floor_amps,

@@ -335,9 +335,10 @@ class BusMaster:
         self._stopping_s: float | None = None  # set by stop(): only 0 A from then on
         # Dropped slaves still counted by the amps gate: twcid -> (until_s, centiamps).
         self._departed: dict[int, tuple[float, int]] = {}
-        # Messages sent lately -> (wire bytes, payload): the same heartbeats go out every
-        # second, encoded once (bounded: TX_MEMO_MAX).
-        self._tx_memo: dict[m.Message, tuple[bytes, bytes]] = {}
+        # Messages sent lately -> (wire bytes, payload, its Sent event): the same heartbeats
+        # go out every second, encoded once (bounded: TX_MEMO_MAX). All three are immutable,
+        # so one Sent serves every time the message goes out.
+        self._tx_memo: dict[m.Message, tuple[bytes, bytes, Sent]] = {}
         self._expired_s = -math.inf  # when poll last expired timeouts
 
     # -- reading
@@ -628,11 +629,12 @@ class BusMaster:
             return None, events
         encoded = self._tx_memo.get(message)
         if encoded is None:  # a message not sent lately (a heartbeat repeats every second)
-            encoded = (m.encode_for_tx(message, self.settings.trailer_byte), message.to_payload())
+            wire = m.encode_for_tx(message, self.settings.trailer_byte)
+            encoded = (wire, message.to_payload(), Sent(message, wire))
             if len(self._tx_memo) >= TX_MEMO_MAX:
                 self._tx_memo.clear()
             self._tx_memo[message] = encoded
-        wire, payload = encoded
+        wire, payload, sent = encoded
         self._recent_tx.append((now_s, payload))
         tx_end_s = now_s + len(wire) * codec.BYTE_TIME_S
         if expects_reply_from is None:
@@ -641,7 +643,9 @@ class BusMaster:
             self._window_end_s = max(tx_end_s, now_s + self.settings.reply_window_s)
             self._bus_free_s = self._window_end_s
             self._pending = _Pending(expects_reply_from, tx_end_s + self.settings.reply_timeout_s)
-        return wire, events + self._resumed(message) + [Sent(message, wire)]
+        events += self._resumed(message)
+        events.append(sent)
+        return wire, events
 
     def next_wakeup_s(self, now_s: float) -> float:
         """When ``poll`` may next have something to do (never later than 1 s from now)."""
