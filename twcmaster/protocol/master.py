@@ -800,7 +800,13 @@ class BusMaster:
 
     def _gated_amps(self, slave: Slave) -> int:
         """The amps this slave's heartbeat carries: through the gate, the only way."""
-        others = [o.committed_centiamps for o in self.slaves.values() if o is not slave]
+        # The others' Slave.committed_centiamps, inline (this runs for every heartbeat):
+        # gate.committed_centiamps of the highest limit sent, which is a max.
+        others = [
+            max(o.sent_centiamps, o.unacked_centiamps, o.allowed_centiamps)
+            for o in self.slaves.values()
+            if o is not slave
+        ]
         if self._departed:
             others += [centiamps for _, centiamps in self._departed.values()]
         request = slave.gate_input  # rebuilt only when the offer changed (its other fields
