@@ -558,7 +558,8 @@ class Core:
         # A slave whose heartbeats are paused hears no offer: it is left out, and the
         # controller keeps counting its last committed amps until it reports again.
         paused = {s.twcid for s in slaves if s.paused_until_s > now}
-        readings = [self._reading(s) for s in slaves if s.twcid not in denied | paused]
+        left_out = denied | paused
+        readings = [self._reading(s) for s in slaves if s.twcid not in left_out]
         max_cars = getattr(self.budget, "max_cars", None)
         try:
             self._offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)

@@ -315,7 +315,9 @@ class Controller:
 
     def _observe(self, reading: SlaveReading, now: float) -> _Work:
         s = self._settings
-        track = self._tracks.setdefault(reading.twcid, _Track())
+        track = self._tracks.get(reading.twcid)
+        if track is None:  # (not setdefault: that would build a _Track at every call)
+            track = self._tracks[reading.twcid] = _Track()
         actual = non_negative(reading.actual_amps)
         if track.last_seen_s is not None and 0 < now - track.last_seen_s <= MAX_ENERGY_STEP_S:
             track.amp_s_today += actual * (now - track.last_seen_s)

@@ -126,7 +126,9 @@ class CarCommander:
         self._start_delay_s = start_delay_s
         commands, notices = [], []
         for car in cars:
-            track = self._tracks.setdefault(car.twcid, _CarTrack())
+            track = self._tracks.get(car.twcid)
+            if track is None:  # (not setdefault: that would build a _CarTrack every time)
+                track = self._tracks[car.twcid] = _CarTrack()
             drawing = self._observe(now_s, car, track)
             outcome = self._request(now_s, car, track, drawing)
             if isinstance(outcome, CarCommand):
