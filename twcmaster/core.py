@@ -37,6 +37,7 @@ from twcmaster.protocol.messages import (
     SlaveState,
     set_limit_command,
 )
+from twcmaster.quickinit import quick_init
 from twcmaster.sessions import ChargeSessions, PlugInEnergy
 from twcmaster.settings import RuntimeSettings
 
@@ -121,6 +122,7 @@ class Snapshot:
         return sum(s.offer_amps for s in self.slaves)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Step:
     """What one ``Core.service`` call returns."""

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from twcmaster.protocol.master import CHARGING_AMPS  # a car drawing less does not charge
+from twcmaster.quickinit import quick_init
 
 
 class CarAction(enum.Enum):
@@ -59,6 +60,7 @@ class CarCommandSettings:
     start_after_s: float = 10.0  # offered enough this long without drawing before a start
 
 
+@quick_init
 @dataclass(frozen=True)
 class CarSeen:
     """What the bus and the controller say about one slave's car right now."""

@@ -159,6 +159,7 @@ from twcmaster.policies import (
     POLICY_SCHEDULED,
 )
 from twcmaster.protocol.gate import MIN_AMPS_P2
+from twcmaster.quickinit import quick_init
 from twcmaster.settings import DEFAULTS as SETTINGS_DEFAULTS
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
@@ -190,6 +191,7 @@ __all__ = [
 # The anti-flap defaults are config/defaults.py's DEFAULTS (reasons in the module docstring).
 
 
+@quick_init
 @dataclass(frozen=True)
 class Budget:
     amps: float  # total amps the controller may share among the slaves

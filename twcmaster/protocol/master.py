@@ -31,6 +31,7 @@ from twcmaster.protocol.vinquery import (
     PartVerdict,
     VinQuery,
 )
+from twcmaster.quickinit import quick_init
 
 LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
 ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's echo
@@ -104,6 +105,7 @@ class SlaveLost(Event):
     silent_s: float
 
 
+@quick_init
 @dataclass(frozen=True)
 class HeartbeatExchanged(Event):
     """A slave answered its heartbeat: what the console prints and the controller needs."""
@@ -267,6 +269,7 @@ class Slave:
         return self.allowed_centiamps / CENTIAMPS_PER_AMP
 
 
+@quick_init
 @dataclass(frozen=True)
 class SlaveView:
     """A slave as the layers above the bus master may see it: a frozen copy, so nothing
