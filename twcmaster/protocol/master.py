@@ -546,23 +546,15 @@ class BusMaster:
         slave = self._mark_rx(msg.sender, now_s)
         if slave is None:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]
-        state, allowed, actual = msg.state, msg.allowed_centiamps, msg.actual_centiamps
+        exchanged, allowed, actual = _exchanged(slave.twcid, msg, slave.master_data)
+        state = exchanged.state
         slave.state = state
         slave.allowed_centiamps = allowed
         slave.unacked_centiamps = 0  # its limit now is what it reports (plus sent_centiamps)
         slave.actual_centiamps = actual
         slave.slave_data = msg.data
         self._track_charging(slave, now_s)
-        events: list[Event] = [
-            HeartbeatExchanged(
-                slave.twcid,
-                msg.data,
-                slave.master_data,
-                state,
-                allowed / CENTIAMPS_PER_AMP,
-                actual / CENTIAMPS_PER_AMP,
-            )
-        ]
+        events: list[Event] = [exchanged]
         if state == m.SlaveState.ERROR:
             text = f"slave {slave.twcid:04X} reports an error state"
             events.append(Alarm("slave_error", text, slave.twcid))
@@ -882,6 +874,35 @@ def _vin_part_events(msg: m.VinPart, answer: PartAnswer) -> list[Event]:
             return [VinReported(msg.sender, answer.vin)]
         case PartVerdict.BAD_CHECK_DIGIT:
             return [Ignored(msg, f"VIN {answer.vin!r} fails its check digit: will ask again")]
+
+
+def _exchanged(
+    twcid: int, reply: m.SlaveHeartbeat, master_data: bytes
+) -> tuple[HeartbeatExchanged, int, int]:
+    """The event of ``reply`` answering the heartbeat that carried ``master_data``, and the
+    reply's allowed and actual centiamps."""
+    key = (twcid, reply.data, master_data)
+    found = _EXCHANGES.get(key)
+    if found is None:  # a steady exchange repeats every second: each is decoded once
+        allowed, actual = reply.allowed_centiamps, reply.actual_centiamps
+        event = HeartbeatExchanged(
+            twcid,
+            reply.data,
+            master_data,
+            reply.state,
+            allowed / CENTIAMPS_PER_AMP,
+            actual / CENTIAMPS_PER_AMP,
+        )
+        found = (event, allowed, actual)
+        if len(_EXCHANGES) >= TX_MEMO_MAX:
+            _EXCHANGES.clear()
+        _EXCHANGES[key] = found
+    return found
+
+
+#: (twcid, reply data, heartbeat data) -> (event, allowed, actual centiamps): a pure function
+#: of immutable values, kept for the same few exchanges that repeat every second.
+_EXCHANGES: dict[tuple[int, bytes, bytes], tuple[HeartbeatExchanged, int, int]] = {}
 
 
 def _heartbeat_priority(slave: Slave) -> tuple[bool, float, float]:
