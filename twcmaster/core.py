@@ -15,6 +15,7 @@ offers -> bus master -> serial bytes; readings -> policy -> budget; core -> even
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ from twcmaster.protocol.messages import (
     SlaveState,
     set_limit_command,
 )
+from twcmaster.quickinit import quick_init
 from twcmaster.sessions import ChargeSessions, PlugInEnergy
 from twcmaster.settings import RuntimeSettings
 
@@ -120,6 +122,7 @@ class Snapshot:
         return sum(s.offer_amps for s in self.slaves)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Step:
     """What one ``Core.service`` call returns."""
@@ -197,7 +200,8 @@ class Core:
         )
         self._site: SiteReading | None = None  # the energy sources' latest combined reading
         self._cars_view: CarsView | None = None  # the car module's, with each step
-        self._local_time: datetime | None = None  # the wall clock, for schedules
+        # The wall clock, for schedules: as given with the step (see ``service``).
+        self._local_time_given: datetime | Callable[[], datetime] | None = None
         stop_mode = StopMode(config.charge_stop_mode)
         self.car_commander = CarCommander() if car_api and stop_mode is StopMode.CAR_API else None
         self.bus_stopper = (
@@ -255,19 +259,21 @@ class Core:
         data: bytes = b"",
         *,
         site: SiteReading | None = None,
-        local_time: datetime | None = None,
+        local_time: datetime | Callable[[], datetime] | None = None,
         cars: CarsView | None = None,
     ) -> Step:
         """The one step: take ``data`` (bytes that arrived), the energy sources' reading
         (None: none), the local time and the car module's view (None: none, or a car API
         that is always there), send what is due, say when to wake and what happened.
+        ``local_time`` may be a function giving it, called only if the step reads the clock
+        (a decision): the day simulator's clock costs more than most steps use it.
         Whatever part of it raises, the error is counted and the step still returns (the
         caller re-arms its timer either way)."""
         if site is not None and site is not self._site and self._site_moved(site):
             # React as fast as the sources report: a fall of the surplus left until the next
             # allocation (up to ALLOCATE_EVERY_S) is drawn from the grid meanwhile.
             self._decide_now = True
-        self._site, self._local_time = site, local_time  # what the policy decides on
+        self._site, self._local_time_given = site, local_time  # what the policy decides on
         if cars is not self._cars_view:  # the module builds a new view only on a change
             self._cars_view = cars
             if cars is not None:
@@ -288,6 +294,15 @@ class Core:
         if read_after_s is not None and now >= read_after_s:
             read_after_s = None
         return Step(tuple(frames), self.take_events(), wake_s, read_after_s)
+
+    @property
+    def _local_time(self) -> datetime | None:
+        """This step's local time (a function given for it is called once, on first use)."""
+        given = self._local_time_given
+        if given is None or isinstance(given, datetime):
+            return given
+        self._local_time_given = local_time = given()
+        return local_time
 
     def _site_moved(self, site: SiteReading) -> bool:
         """Whether the energy reading says something new (not only a newer timestamp)."""
@@ -535,8 +550,9 @@ class Core:
 
     def _allocate(self, now: float) -> None:
         self._allocated_s = now
-        if self._local_time is not None and self._local_time.date() != self._day:
-            self._day = self._local_time.date()
+        local_time = self._local_time
+        if local_time is not None and local_time.date() != self._day:
+            self._day = local_time.date()
             self.controller.new_day()
         slaves = self.master.slave_views()  # as they are before this allocation's offers
         self._set_budget(self._decide(now, slaves))
@@ -544,7 +560,8 @@ class Core:
         # A slave whose heartbeats are paused hears no offer: it is left out, and the
         # controller keeps counting its last committed amps until it reports again.
         paused = {s.twcid for s in slaves if s.paused_until_s > now}
-        readings = [self._reading(s) for s in slaves if s.twcid not in denied | paused]
+        left_out = denied | paused
+        readings = [self._reading(s) for s in slaves if s.twcid not in left_out]
         max_cars = getattr(self.budget, "max_cars", None)
         try:
             self._offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)

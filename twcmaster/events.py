@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 # The car commands' give-ups are events as they are (twcid, message): one class, not two.
 from twcmaster.control.carcommands import CarNotice
+from twcmaster.quickinit import quick_init
 
 if TYPE_CHECKING:
     from twcmaster.carview import CarsView
@@ -49,6 +50,7 @@ class SlaveLost:
     silent_s: float
 
 
+@quick_init
 @dataclass(frozen=True)
 class HeartbeatExchanged:
     """A slave answered a heartbeat (the console's SHB line)."""

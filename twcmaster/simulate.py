@@ -352,8 +352,11 @@ class DaySimulation:
     def _service(self, now: float) -> None:
         """The daemon's step with the virtual clock: read, send, decide when to wake."""
         cars = self.tesla.cars.view() if self.tesla is not None else None
+        # The local time as the function giving it (self.now is ``now`` during the step): the
+        # core reads it only when it decides (one step in eight), and building a datetime is
+        # one of the costlier parts of a step.
         step = self.core.service(
-            now, bytes(self._unread), site=self._site(now), local_time=self._wallclock(),
+            now, bytes(self._unread), site=self._site(now), local_time=self._wallclock,
             cars=cars,
         )  # fmt: skip
         self._unread.clear()

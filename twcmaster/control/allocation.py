@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 from twcmaster.numbers import finite_or, non_negative
 from twcmaster.protocol.gate import protocol_min_amps
+from twcmaster.quickinit import quick_init
 
 # --- protocol facts -----------------------------------------------------------------------------
 STATE_READY = 0  # S0 ready / idle: car may or may not be plugged in (§4.2)
@@ -146,6 +147,7 @@ class AllocationSettings:
             raise ValueError(f"charging_threshold_amps: expected amps > 0, got {threshold!r}")
 
 
+@quick_init
 @dataclass(frozen=True)
 class SlaveReading:
     """What the bus master knows of one linked slave."""
@@ -164,6 +166,7 @@ class SlaveReading:
     priority: int = 0
 
 
+@quick_init
 @dataclass(frozen=True)
 class Offer:
     twcid: int
@@ -315,7 +318,9 @@ class Controller:
 
     def _observe(self, reading: SlaveReading, now: float) -> _Work:
         s = self._settings
-        track = self._tracks.setdefault(reading.twcid, _Track())
+        track = self._tracks.get(reading.twcid)
+        if track is None:  # (not setdefault: that would build a _Track at every call)
+            track = self._tracks[reading.twcid] = _Track()
         actual = non_negative(reading.actual_amps)
         if track.last_seen_s is not None and 0 < now - track.last_seen_s <= MAX_ENERGY_STEP_S:
             track.amp_s_today += actual * (now - track.last_seen_s)

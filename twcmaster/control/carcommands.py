@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from twcmaster.protocol.master import CHARGING_AMPS  # a car drawing less does not charge
+from twcmaster.quickinit import quick_init
 
 
 class CarAction(enum.Enum):
@@ -59,6 +60,7 @@ class CarCommandSettings:
     start_after_s: float = 10.0  # offered enough this long without drawing before a start
 
 
+@quick_init
 @dataclass(frozen=True)
 class CarSeen:
     """What the bus and the controller say about one slave's car right now."""
@@ -126,7 +128,9 @@ class CarCommander:
         self._start_delay_s = start_delay_s
         commands, notices = [], []
         for car in cars:
-            track = self._tracks.setdefault(car.twcid, _CarTrack())
+            track = self._tracks.get(car.twcid)
+            if track is None:  # (not setdefault: that would build a _CarTrack every time)
+                track = self._tracks[car.twcid] = _CarTrack()
             drawing = self._observe(now_s, car, track)
             outcome = self._request(now_s, car, track, drawing)
             if isinstance(outcome, CarCommand):

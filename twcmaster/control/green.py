@@ -86,6 +86,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from twcmaster.numbers import finite_number, finite_or, non_negative, whole_count
+from twcmaster.quickinit import quick_init
 
 __all__ = [
     "NO_CHARGERS",
@@ -117,6 +118,7 @@ COMPENSATION_DEADBAND_UNUSED_AMPS = 0.75  # A; and this far below it
 # The two bands add up to the controller's 1 A offer step.
 
 
+@quick_init
 @dataclass(frozen=True)
 class SiteReading:
     """The site's energy as the policy sees it, from every enabled source combined (the
@@ -132,6 +134,7 @@ class SiteReading:
     sources: tuple[str, ...]  # the sources that contributed
 
 
+@quick_init
 @dataclass(frozen=True)
 class ChargerView:
     """What the chargers do now (the daemon fills it from the bus)."""
@@ -171,6 +174,7 @@ class GreenSettings:
     start_margin_amps: float = 0.0  # greenEnergyStartMarginAmps; only shown in the console line
 
 
+@quick_init
 @dataclass(frozen=True)
 class GreenBudget:
     """One green-energy computation. Amps are multiples of 0.01 A (but ``compensation_amps``)."""

@@ -159,6 +159,7 @@ from twcmaster.policies import (
     POLICY_SCHEDULED,
 )
 from twcmaster.protocol.gate import MIN_AMPS_P2
+from twcmaster.quickinit import quick_init
 from twcmaster.settings import DEFAULTS as SETTINGS_DEFAULTS
 from twcmaster.settings import (
     NON_SCHEDULED_DO_NOT_CHARGE,
@@ -190,6 +191,7 @@ __all__ = [
 # The anti-flap defaults are config/defaults.py's DEFAULTS (reasons in the module docstring).
 
 
+@quick_init
 @dataclass(frozen=True)
 class Budget:
     amps: float  # total amps the controller may share among the slaves
@@ -462,6 +464,9 @@ class PolicyEngine:
         self._held: _Held | None = None
         self._failing: set[str] = set()  # rules whose failure is told (until they recover)
         self._new_failures: list[tuple[str, str]] = []  # for this decision's budget
+        # _green_settings' last result and the (config, offsets) it was made of
+        self._green_settings_made: tuple[PolicyConfig, tuple[Any, ...], GreenSettings] | None
+        self._green_settings_made = None
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -909,10 +914,20 @@ class PolicyEngine:
         return limit_cars(budget, admitted, cars)
 
     def _green_settings(self) -> GreenSettings:
+        """The green computation's settings, made again only when the config or the
+        consumption offsets are other objects (both immutable: the result is the same)."""
         c = self._config
-        offsets = tuple(
-            ConsumptionOffset(o.name, o.value, o.unit) for o in self.settings.consumption_offsets
-        )
+        offset_settings = self.settings.consumption_offsets
+        made = self._green_settings_made
+        if made is not None and made[0] is c and made[1] is offset_settings:
+            return made[2]
+        settings = self._make_green_settings(c, offset_settings)
+        self._green_settings_made = (c, offset_settings, settings)
+        return settings
+
+    @staticmethod
+    def _make_green_settings(c: PolicyConfig, offset_settings: tuple[Any, ...]) -> GreenSettings:
+        offsets = tuple(ConsumptionOffset(o.name, o.value, o.unit) for o in offset_settings)
         return GreenSettings(
             wiring_max_amps_all_twcs=c.wiring_max_amps_all_twcs,
             min_amps_per_twc=c.floor_amps,

@@ -55,6 +55,7 @@ from twcmaster.control.green import (
     reading_problem,
 )
 from twcmaster.numbers import finite_number, whole_count
+from twcmaster.quickinit import quick_init
 
 if TYPE_CHECKING:
     from twcmaster.control.policy import PolicyConfig
@@ -120,6 +121,7 @@ class GreenRule(enum.Enum):
     SHED = enum.auto()  # SHEDDING
 
 
+@quick_init
 @dataclass(frozen=True)
 class GreenFigures:
     """One reading through the green maths: the amps the rules weigh."""
@@ -134,6 +136,7 @@ class GreenFigures:
     capacity_amps: float | None = None  # what the charging cars could draw (ChargerView)
 
 
+@quick_init
 @dataclass(frozen=True)
 class GreenDecision:
     """One green decision: the phase it leads to, the budget, and why (as facts)."""

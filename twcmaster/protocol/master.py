@@ -31,6 +31,7 @@ from twcmaster.protocol.vinquery import (
     PartVerdict,
     VinQuery,
 )
+from twcmaster.quickinit import quick_init
 
 LINKREADY_COPIES = 5  # 5 x FC E1 then 5 x FB E2 (§3.2, §8 Q15)
 ECHO_WINDOW_S = 1.0  # a frame we sent coming back this soon is the adapter's echo
@@ -104,6 +105,7 @@ class SlaveLost(Event):
     silent_s: float
 
 
+@quick_init
 @dataclass(frozen=True)
 class HeartbeatExchanged(Event):
     """A slave answered its heartbeat: what the console prints and the controller needs."""
@@ -267,6 +269,7 @@ class Slave:
         return self.allowed_centiamps / CENTIAMPS_PER_AMP
 
 
+@quick_init
 @dataclass(frozen=True)
 class SlaveView:
     """A slave as the layers above the bus master may see it: a frozen copy, so nothing
@@ -335,9 +338,10 @@ class BusMaster:
         self._stopping_s: float | None = None  # set by stop(): only 0 A from then on
         # Dropped slaves still counted by the amps gate: twcid -> (until_s, centiamps).
         self._departed: dict[int, tuple[float, int]] = {}
-        # Messages sent lately -> (wire bytes, payload): the same heartbeats go out every
-        # second, encoded once (bounded: TX_MEMO_MAX).
-        self._tx_memo: dict[m.Message, tuple[bytes, bytes]] = {}
+        # Messages sent lately -> (wire bytes, payload, its Sent event): the same heartbeats
+        # go out every second, encoded once (bounded: TX_MEMO_MAX). All three are immutable,
+        # so one Sent serves every time the message goes out.
+        self._tx_memo: dict[m.Message, tuple[bytes, bytes, Sent]] = {}
         self._expired_s = -math.inf  # when poll last expired timeouts
 
     # -- reading
@@ -542,23 +546,15 @@ class BusMaster:
         slave = self._mark_rx(msg.sender, now_s)
         if slave is None:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]
-        state, allowed, actual = msg.state, msg.allowed_centiamps, msg.actual_centiamps
+        exchanged, allowed, actual = _exchanged(slave.twcid, msg, slave.master_data)
+        state = exchanged.state
         slave.state = state
         slave.allowed_centiamps = allowed
         slave.unacked_centiamps = 0  # its limit now is what it reports (plus sent_centiamps)
         slave.actual_centiamps = actual
         slave.slave_data = msg.data
         self._track_charging(slave, now_s)
-        events: list[Event] = [
-            HeartbeatExchanged(
-                slave.twcid,
-                msg.data,
-                slave.master_data,
-                state,
-                allowed / CENTIAMPS_PER_AMP,
-                actual / CENTIAMPS_PER_AMP,
-            )
-        ]
+        events: list[Event] = [exchanged]
         if state == m.SlaveState.ERROR:
             text = f"slave {slave.twcid:04X} reports an error state"
             events.append(Alarm("slave_error", text, slave.twcid))
@@ -628,11 +624,12 @@ class BusMaster:
             return None, events
         encoded = self._tx_memo.get(message)
         if encoded is None:  # a message not sent lately (a heartbeat repeats every second)
-            encoded = (m.encode_for_tx(message, self.settings.trailer_byte), message.to_payload())
+            wire = m.encode_for_tx(message, self.settings.trailer_byte)
+            encoded = (wire, message.to_payload(), Sent(message, wire))
             if len(self._tx_memo) >= TX_MEMO_MAX:
                 self._tx_memo.clear()
             self._tx_memo[message] = encoded
-        wire, payload = encoded
+        wire, payload, sent = encoded
         self._recent_tx.append((now_s, payload))
         tx_end_s = now_s + len(wire) * codec.BYTE_TIME_S
         if expects_reply_from is None:
@@ -641,7 +638,9 @@ class BusMaster:
             self._window_end_s = max(tx_end_s, now_s + self.settings.reply_window_s)
             self._bus_free_s = self._window_end_s
             self._pending = _Pending(expects_reply_from, tx_end_s + self.settings.reply_timeout_s)
-        return wire, events + self._resumed(message) + [Sent(message, wire)]
+        events += self._resumed(message)
+        events.append(sent)
+        return wire, events
 
     def next_wakeup_s(self, now_s: float) -> float:
         """When ``poll`` may next have something to do (never later than 1 s from now)."""
@@ -796,7 +795,13 @@ class BusMaster:
 
     def _gated_amps(self, slave: Slave) -> int:
         """The amps this slave's heartbeat carries: through the gate, the only way."""
-        others = [o.committed_centiamps for o in self.slaves.values() if o is not slave]
+        # The others' Slave.committed_centiamps, inline (this runs for every heartbeat):
+        # gate.committed_centiamps of the highest limit sent, which is a max.
+        others = [
+            max(o.sent_centiamps, o.unacked_centiamps, o.allowed_centiamps)
+            for o in self.slaves.values()
+            if o is not slave
+        ]
         if self._departed:
             others += [centiamps for _, centiamps in self._departed.values()]
         request = slave.gate_input  # rebuilt only when the offer changed (its other fields
@@ -869,6 +874,35 @@ def _vin_part_events(msg: m.VinPart, answer: PartAnswer) -> list[Event]:
             return [VinReported(msg.sender, answer.vin)]
         case PartVerdict.BAD_CHECK_DIGIT:
             return [Ignored(msg, f"VIN {answer.vin!r} fails its check digit: will ask again")]
+
+
+def _exchanged(
+    twcid: int, reply: m.SlaveHeartbeat, master_data: bytes
+) -> tuple[HeartbeatExchanged, int, int]:
+    """The event of ``reply`` answering the heartbeat that carried ``master_data``, and the
+    reply's allowed and actual centiamps."""
+    key = (twcid, reply.data, master_data)
+    found = _EXCHANGES.get(key)
+    if found is None:  # a steady exchange repeats every second: each is decoded once
+        allowed, actual = reply.allowed_centiamps, reply.actual_centiamps
+        event = HeartbeatExchanged(
+            twcid,
+            reply.data,
+            master_data,
+            reply.state,
+            allowed / CENTIAMPS_PER_AMP,
+            actual / CENTIAMPS_PER_AMP,
+        )
+        found = (event, allowed, actual)
+        if len(_EXCHANGES) >= TX_MEMO_MAX:
+            _EXCHANGES.clear()
+        _EXCHANGES[key] = found
+    return found
+
+
+#: (twcid, reply data, heartbeat data) -> (event, allowed, actual centiamps): a pure function
+#: of immutable values, kept for the same few exchanges that repeat every second.
+_EXCHANGES: dict[tuple[int, bytes, bytes], tuple[HeartbeatExchanged, int, int]] = {}
 
 
 def _heartbeat_priority(slave: Slave) -> tuple[bool, float, float]:

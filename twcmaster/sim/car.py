@@ -251,7 +251,14 @@ class SimulatedCar:
         return self._draw_amps
 
     def _target_amps(self, allowed_amps: float, since_s: float) -> float:
-        if self.phase in (CarPhase.UNPLUGGED, CarPhase.REFUSING, CarPhase.FULL, CarPhase.STOPPED):
+        # ``phase`` is UNPLUGGED, REFUSING, FULL or STOPPED: its first four tests, inline (the
+        # car steps several times a second)
+        if (
+            not self._plugged
+            or self._interruptions > self.config.max_interruptions
+            or self._full
+            or not self._charge_enabled
+        ):
             self._ready_at_s = None
             if not self._plugged:
                 self._draw_amps = 0.0

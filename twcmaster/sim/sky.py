@@ -35,6 +35,7 @@ from twcmaster.control.green import SiteReading
 PROFILE_COLUMNS = ("timestamp_s", "generation_w", "consumption_w")
 SECONDS_PER_DAY = 86_400
 SOURCE_NAME = "sky"  # what a reading names as its source
+_SKY_SOURCES = (SOURCE_NAME,)
 
 
 # --- profiles ----------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ class Sky:
 
     def reading(self, t_s: float) -> SiteReading:
         """What the policy sees at ``t_s``."""
-        outage = self.outage_at(t_s)
+        outage = self.outage_at(t_s) if self.outages else None
         if outage is not None:
             silent_s = t_s - outage.start_s
             reason = f"{SOURCE_NAME}: simulated outage, no reading for {silent_s:.0f} s"
@@ -365,15 +366,10 @@ class Sky:
         if self.sample_interval_s > 0:
             at_s = math.floor(t_s / self.sample_interval_s) * self.sample_interval_s
         generation_w, consumption_w = self.site_at(at_s)
+        # generation, consumption, no grid meter, voltage, at_s, fresh, no reason, sources
+        # (positional: this runs at every step of the simulated daemon)
         return SiteReading(
-            generation_w=generation_w,
-            consumption_w=consumption_w,
-            grid_w=None,
-            voltage_v=self.voltage_v,
-            at_s=at_s,
-            stale=False,
-            reason="",
-            sources=(SOURCE_NAME,),
+            generation_w, consumption_w, None, self.voltage_v, at_s, False, "", _SKY_SOURCES
         )
 
     def clocked(
