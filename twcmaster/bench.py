@@ -165,15 +165,20 @@ async def _measure(count: int, seconds: float, protocol: int, interfaces: dict[s
                 stderr=subprocess.STDOUT,
             )
             started = loop.time()
-            # Steady state: CPU from the end of start-up (imports, link-up) to the end.
-            await asyncio.sleep(CPU_SETTLE_S)
-            cpu_at_settle_s = _cpu_s(child.pid)
-            await asyncio.sleep(seconds - CPU_SETTLE_S)
-            cpu_at_end_s = _cpu_s(child.pid)
-            peak_rss_kib = _peak_rss_kib(child.pid)
-            child.send_signal(signal.SIGTERM)
-            _, status, usage = await asyncio.to_thread(os.wait4, child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
+            try:
+                # Steady state: CPU from the end of start-up (imports, link-up) to the end.
+                await asyncio.sleep(CPU_SETTLE_S)
+                cpu_at_settle_s = _cpu_s(child.pid)
+                await asyncio.sleep(seconds - CPU_SETTLE_S)
+                cpu_at_end_s = _cpu_s(child.pid)
+                peak_rss_kib = _peak_rss_kib(child.pid)
+                child.send_signal(signal.SIGTERM)
+                _, status, usage = await asyncio.to_thread(os.wait4, child.pid, 0)
+                child.returncode = os.waitstatus_to_exitcode(status)
+            finally:
+                if child.returncode is None:  # interrupted: the daemon must not outlive us
+                    child.kill()
+                    child.wait()
     await sim.close()
     intervals = {}
     for slave in bus.slaves:

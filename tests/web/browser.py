@@ -97,7 +97,11 @@ class DemoProcess:
             )  # fmt: skip
         host = f"[{listen_ip}]" if ":" in listen_ip else listen_ip
         demo = cls(process, folder, f"http://{host}:{port}", token)
-        demo.wait_for_twcs(slaves)
+        try:
+            demo.wait_for_twcs(slaves)
+        except BaseException:
+            demo.stop()  # a demo that never linked must not outlive the test
+            raise
         return demo
 
     def __enter__(self) -> DemoProcess:
