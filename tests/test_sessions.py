@@ -8,7 +8,8 @@ from datetime import datetime
 from twcmaster import events as ev
 from twcmaster.outputs.base import Publication
 from twcmaster.outputs.console import ConsoleOutput, ConsoleStatus
-from twcmaster.sessions import END_AFTER_S, MAX_GAP_S, READY_STATE, ChargeSessions, PlugInEnergy
+from twcmaster.protocol.messages import SlaveState
+from twcmaster.sessions import END_AFTER_S, MAX_GAP_S, ChargeSessions, PlugInEnergy
 
 
 def test_a_session_starts_at_one_amp_and_survives_a_short_dip():
@@ -80,7 +81,7 @@ def test_plug_in_energy_integrates_the_draw_and_restarts_at_plug_in():
     energy.reply(0x1234, 1, 3600.0, 140.0)
     energy.reply(0x1234, 1, 3600.0, 140.0 + MAX_GAP_S + 1)  # a longer gap is not counted
     assert round(energy.kwh(0x1234), 6) == 0.12
-    energy.reply(0x1234, READY_STATE, 0.0, 400.0)  # the car left: its session stays shown
+    energy.reply(0x1234, SlaveState.READY, 0.0, 400.0)  # the car left: its session stays shown
     assert round(energy.kwh(0x1234), 6) == 0.12
     energy.reply(0x1234, 4, 0.0, 460.0)  # another car plugged in
     assert energy.kwh(0x1234) == 0.0 and energy.kwh(0x9999) == 0.0

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twcmaster import events as ev
+from twcmaster.protocol.messages import SlaveState  # S0 READY: no car plugged in (§4.2)
 
 SESSION_AMPS = 1.0  # A drawn that make a charge session (TWCManager's threshold)
 END_AFTER_S = 5.0  # s below it before the session counts as ended (TWCManager's debounce)
 MAX_GAP_S = 120.0  # no reply for longer (the TWC lost, the daemon stopped): not integrated
-READY_STATE = 0  # a TWC's S0 "ready": no car plugged in (protocol notes §4.2)
 
 
 @dataclass
@@ -83,7 +83,7 @@ class ChargeSessions:
 @dataclass
 class _PlugIn:
     energy_wh: float = 0.0
-    state: int = READY_STATE
+    state: int = SlaveState.READY
     vin: str | None = None
     watts: float = 0.0  # the draw at the last reply, which holds until the next one
     at_s: float | None = None
@@ -98,7 +98,7 @@ class PlugInEnergy:
         twc = self._twcs.get(twcid)
         if twc is None:
             twc = self._twcs[twcid] = _PlugIn()
-        if twc.state == READY_STATE and state != READY_STATE:  # a car plugged in
+        if twc.state == SlaveState.READY and state != SlaveState.READY:  # a car plugged in
             twc.energy_wh = 0.0
         if twc.at_s is not None and 0.0 < now_s - twc.at_s <= MAX_GAP_S:
             twc.energy_wh += twc.watts * (now_s - twc.at_s) / 3600.0

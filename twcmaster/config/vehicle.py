@@ -94,11 +94,10 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
     client_id = _text(part, "clientID") or _text(legacy, "teslaApiClientID")
     refresh_token = _text(part, "refreshToken")
     token_file = _text(part, "tokenFile") or TOKEN_FILE
-    private_key = _text(part, "privateKeyFile")
-    proxy_cert = _text(part, "proxyCert") or _text(legacy, "teslaProxyCert")
-    _check_file(part, "privateKeyFile", private_key)
-    cert_at = (part, "proxyCert") if _text(part, "proxyCert") else (legacy, "teslaProxyCert")
-    _check_file(*cert_at, proxy_cert)
+    private_key = _loaded_file(part, "privateKeyFile", "key")
+    proxy_cert = _loaded_file(part, "proxyCert", "cert") or _loaded_file(
+        legacy, "teslaProxyCert", "cert"
+    )
     lat = part.number("homeLatitude", None, "a latitude from -90 to 90", lambda x: -90 <= x <= 90)
     lon = part.number(
         "homeLongitude", None, "a longitude from -180 to 180", lambda x: -180 <= x <= 180
@@ -131,8 +130,8 @@ def parse_tesla_api(data: Mapping[str, Any], report: Report) -> TeslaApiConfig |
         client_id=client_id,
         refresh_token=refresh_token,
         token_file=token_file,
-        private_key_file=os.path.expanduser(private_key) if private_key else None,
-        proxy_cert=os.path.expanduser(proxy_cert) if proxy_cert else None,
+        private_key_file=private_key,
+        proxy_cert=proxy_cert,
         home_latitude=lat,
         home_longitude=lon,
         home_radius_m=radius,
@@ -149,19 +148,21 @@ NO_HOME_WARNING = (
 )
 
 
-def _check_file(part: Section, key: str, path: str | None) -> None:
-    """A key or certificate file the module will load: loaded now, the module's own way
-    (``vehicles/tesla/keys.py``), so check-config names a missing, unreadable or wrong file
-    by its key path instead of ``run`` failing later."""
-    if path is None:
-        return
+def _loaded_file(part: Section, key: str, kind: str) -> str | None:
+    """The path under ``key`` (``~`` expanded), with the file loaded now the module's own way
+    (``vehicles/tesla/keys.py``: ``kind`` "key" or "cert"), so check-config names a missing,
+    unreadable or wrong file by its key path instead of ``run`` failing later."""
+    text = _text(part, key)
+    if text is None:
+        return None
     from twcmaster.vehicles.tesla.keys import ClientSetupError, load_private_key, pinned_context
 
-    load = pinned_context if key.endswith("roxyCert") else load_private_key
+    path = os.path.expanduser(text)
     try:
-        load(os.path.expanduser(path))
+        (load_private_key if kind == "key" else pinned_context)(path)
     except ClientSetupError as error:
         part.report.error(part.key_path(key), str(error))
+    return path
 
 
 def _text(part: Section, key: str) -> str | None:
@@ -217,7 +218,7 @@ ADAPTER_PATTERN = re.compile(r"hci[0-9]{1,2}")
 class TeslaBleConfig:
     """``vehicle.teslaBLE``: the same commands over Bluetooth LE to a car in range."""
 
-    private_key_file: str  # the key paired with the car as a BLE key
+    private_key_file: str  # the key paired with the car as a BLE key (``~`` expanded)
     vins: tuple[str, ...]  # empty: the VINs the Fleet API account lists
     adapter: str | None  # None: BlueZ's default adapter
     scan_timeout_s: float
@@ -231,13 +232,12 @@ def parse_tesla_ble(data: Mapping[str, Any], report: Report) -> TeslaBleConfig |
     if not enabled:  # a section kept for later, switched off: nothing to say
         return None
     errors_before = len(report.errors)
-    key_file = _text(part, "privateKeyFile")
+    key_file = _loaded_file(part, "privateKeyFile", "key")
     if key_file is None and len(report.errors) == errors_before:  # absent, null or ""
         report.error(
             part.key_path("privateKeyFile"),
             "missing; the private key file paired with the car as a BLE key",
         )
-    _check_file(part, "privateKeyFile", key_file)
     vins = _vins(part)
     adapter = _text(part, "adapter")
     if adapter is not None and not ADAPTER_PATTERN.fullmatch(adapter):

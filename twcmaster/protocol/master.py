@@ -10,6 +10,7 @@ or policy: offers come in through ``set_offer``. Section numbers refer to
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -726,12 +727,7 @@ class BusMaster:
         # Slaves that answered their last heartbeat go first (a silent one costs the reply
         # timeout, and several of them must not push the others past their second); among
         # those, the one waiting longest since its last heartbeat.
-        # (heartbeat_due_s <= now_s, inline: this runs at every poll that may transmit)
-        due = [
-            s
-            for s in self.slaves.values()
-            if s.next_heartbeat_s <= now_s and s.paused_until_s <= now_s
-        ]
+        due = [s for s in self.slaves.values() if s.heartbeat_due_s <= now_s]
         if due:
             slave = due[0] if len(due) == 1 else min(due, key=_heartbeat_priority)
             return self._heartbeat(slave, now_s), slave.twcid
@@ -795,13 +791,7 @@ class BusMaster:
 
     def _gated_amps(self, slave: Slave) -> int:
         """The amps this slave's heartbeat carries: through the gate, the only way."""
-        # The others' Slave.committed_centiamps, inline (this runs for every heartbeat):
-        # gate.committed_centiamps of the highest limit sent, which is a max.
-        others = [
-            max(o.sent_centiamps, o.unacked_centiamps, o.allowed_centiamps)
-            for o in self.slaves.values()
-            if o is not slave
-        ]
+        others = [o.committed_centiamps for o in self.slaves.values() if o is not slave]
         if self._departed:
             others += [centiamps for _, centiamps in self._departed.values()]
         request = slave.gate_input  # rebuilt only when the offer changed (its other fields
@@ -876,33 +866,23 @@ def _vin_part_events(msg: m.VinPart, answer: PartAnswer) -> list[Event]:
             return [Ignored(msg, f"VIN {answer.vin!r} fails its check digit: will ask again")]
 
 
+@functools.lru_cache(maxsize=TX_MEMO_MAX)  # a steady exchange repeats every second
 def _exchanged(
     twcid: int, reply: m.SlaveHeartbeat, master_data: bytes
 ) -> tuple[HeartbeatExchanged, int, int]:
     """The event of ``reply`` answering the heartbeat that carried ``master_data``, and the
-    reply's allowed and actual centiamps."""
-    key = (twcid, reply.data, master_data)
-    found = _EXCHANGES.get(key)
-    if found is None:  # a steady exchange repeats every second: each is decoded once
-        allowed, actual = reply.allowed_centiamps, reply.actual_centiamps
-        event = HeartbeatExchanged(
-            twcid,
-            reply.data,
-            master_data,
-            reply.state,
-            allowed / CENTIAMPS_PER_AMP,
-            actual / CENTIAMPS_PER_AMP,
-        )
-        found = (event, allowed, actual)
-        if len(_EXCHANGES) >= TX_MEMO_MAX:
-            _EXCHANGES.clear()
-        _EXCHANGES[key] = found
-    return found
-
-
-#: (twcid, reply data, heartbeat data) -> (event, allowed, actual centiamps): a pure function
-#: of immutable values, kept for the same few exchanges that repeat every second.
-_EXCHANGES: dict[tuple[int, bytes, bytes], tuple[HeartbeatExchanged, int, int]] = {}
+    reply's allowed and actual centiamps (a pure function of immutable values: each distinct
+    exchange is decoded once)."""
+    allowed, actual = reply.allowed_centiamps, reply.actual_centiamps
+    event = HeartbeatExchanged(
+        twcid,
+        reply.data,
+        master_data,
+        reply.state,
+        allowed / CENTIAMPS_PER_AMP,
+        actual / CENTIAMPS_PER_AMP,
+    )
+    return event, allowed, actual
 
 
 def _heartbeat_priority(slave: Slave) -> tuple[bool, float, float]:

@@ -26,8 +26,6 @@ DEFAULT_TRAILER = 0xFE
 #: How long a slave takes to start its reply after a request; not recorded anywhere, 20 ms is
 #: well inside the >= 100 ms reply window masters leave (§5.1, §5.2).
 DEFAULT_REPLY_DELAY_S = 0.02
-#: Frames meant for one unit only; the others ignore them.
-_ADDRESSED = (messages.MasterHeartbeat, messages.AddressedRequest)
 
 
 @dataclass
@@ -70,12 +68,7 @@ class SimulatedBus:
                 continue
             self.stats.frames_received += 1
             message = messages.decode(event.body)
-            # A unit ignores a frame addressed to another (``SimulatedSlave.handle``): only
-            # the addressed one is asked (two of three calls per heartbeat on a 3-TWC bus).
-            receiver = message.receiver if isinstance(message, _ADDRESSED) else None
-            for slave in self.slaves:
-                if receiver is not None and slave.twcid != receiver:
-                    continue
+            for slave in self.slaves:  # each ignores a frame addressed to another
                 for reply in slave.handle(message, now_s):
                     self._enqueue(reply, now_s + self.reply_delay_s)
 

@@ -64,6 +64,10 @@ class CarPhase(enum.Enum):
     REFUSING = "refusing"  # interrupted too often: wants to be re-plugged (§6.7, §3.5)
 
 
+#: Phases in which the car draws nothing, whatever the TWC allows.
+_HELD_OFF = frozenset({CarPhase.UNPLUGGED, CarPhase.REFUSING, CarPhase.FULL, CarPhase.STOPPED})
+
+
 @dataclass(frozen=True, slots=True)
 class CarConfig:
     """How a simulated car behaves. Defaults: a Tesla that never gets full."""
@@ -251,14 +255,7 @@ class SimulatedCar:
         return self._draw_amps
 
     def _target_amps(self, allowed_amps: float, since_s: float) -> float:
-        # ``phase`` is UNPLUGGED, REFUSING, FULL or STOPPED: its first four tests, inline (the
-        # car steps several times a second)
-        if (
-            not self._plugged
-            or self._interruptions > self.config.max_interruptions
-            or self._full
-            or not self._charge_enabled
-        ):
+        if self.phase in _HELD_OFF:
             self._ready_at_s = None
             if not self._plugged:
                 self._draw_amps = 0.0

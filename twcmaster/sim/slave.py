@@ -619,14 +619,6 @@ class SimulatedSlave:
         if car is None:
             return
         before_kwh = car.energy_kwh
-        # _supply and _effective_allowed_amps, inline: the car steps several times a second
-        if self.voltage_v is self._supply_of:
-            volts, phases = self._supply_cached
-        else:
-            volts, phases = self._supply()
-        if self._stopped or self._relay_open or self._error:
-            allowed_amps = 0.0
-        else:
-            allowed_amps = self._limit_centiamps / CENTIAMPS_PER_AMP
-        car.step(now_s, allowed_amps, voltage_v=volts, phases=phases)
+        volts, phases = self._supply()
+        car.step(now_s, self._effective_allowed_amps(), voltage_v=volts, phases=phases)
         self._lifetime_kwh += car.energy_kwh - before_kwh

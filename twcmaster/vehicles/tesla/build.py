@@ -116,7 +116,7 @@ def _ble(config: AppConfig, log: Any) -> TeslaBle | None:
     if ble is None:
         return None
     return TeslaBle(
-        load_private_key(os.path.expanduser(ble.private_key_file)),  # as teslaAPI's key file
+        load_private_key(ble.private_key_file),
         ble.vins,
         adapter=ble.adapter,
         scan_timeout_s=ble.scan_timeout_s,
