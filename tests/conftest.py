@@ -25,8 +25,14 @@ _GROUPS_FOLDER = parallel.Folder()
 SERIAL_GROUPS = {"container": "container"}
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _readable_logs():
+    """Logs at info level to the stderr of the moment, set again before every test: a test that
+    runs a ``main`` (bench, soak, the CLI) configures logging to its own ``capsys`` stream, which
+    pytest closes when that test ends; a later test in the worker (or a module fixture set up
+    before it) must not log into it. Set again after the test too, once that stream is gone."""
+    configure_logging(20, "console")
+    yield
     configure_logging(20, "console")
 
 
