@@ -194,13 +194,28 @@ centiamps = st.integers(0, 0xFFFF)
 protocols = st.sampled_from([1, 2])
 
 
+def padding(size: int):
+    """A link-ready's padding: the documented zeros (None) or bytes that are not all zero."""
+    return st.none() | st.binary(min_size=size, max_size=size).filter(any)
+
+
 @st.composite
 def any_message(draw) -> messages.Message:
     kind = draw(st.integers(0, 7))
     if kind == 0:
-        return messages.MasterLinkReady(draw(st.sampled_from([1, 2])), draw(ids), draw(byte))
+        extra = draw(st.none() | st.binary(min_size=2, max_size=2))
+        return messages.MasterLinkReady(
+            draw(st.sampled_from([1, 2])), draw(ids), draw(byte), extra, padding=draw(padding(8))
+        )
     if kind == 1:
-        return messages.SlaveLinkReady(draw(ids), draw(byte), draw(centiamps), draw(protocols))
+        protocol = draw(protocols)
+        return messages.SlaveLinkReady(
+            draw(ids),
+            draw(byte),
+            draw(centiamps),
+            protocol,
+            padding=draw(padding(protocol * 2 + 4)),
+        )
     if kind == 2:
         return messages.MasterHeartbeat.build(
             draw(ids), draw(ids), draw(st.sampled_from([0, 5, 8, 9])), draw(centiamps), 2
@@ -322,3 +337,21 @@ def test_a_partial_frame_open_longer_than_any_frame_is_no_frame_in_flight():
     assert not parser.receiving_at(now)
     parser.feed(b"\xc0", now)  # a C0 that closes nothing opens the next candidate
     assert parser.receiving_at(now + 0.01)
+
+
+def test_link_ready_padding_that_is_not_zero_is_kept_not_refused():
+    """Documented as zeros, but TWCManager (which links real slaves) checks only the first 6
+    and a capture shows slaves with data there (§3.2, §8 Q10): such a frame is still a slave's
+    or another master's link-ready, and re-encodes byte for byte."""
+    slave = bytes.fromhex("FDE2 032E 55 0C80 000000000000 1234".replace(" ", ""))
+    message = messages.decode(slave + b"\x00")
+    assert message == messages.SlaveLinkReady(
+        0x032E, 0x55, 3200, 2, padding=bytes.fromhex("0000000000001234")
+    )
+    assert message.to_payload() == slave
+    assert message.fields()["padding"] == "00 00 00 00 00 00 12 34"
+    master = bytes.fromhex("FBE2 1234 66 800C 0000000000000001".replace(" ", ""))
+    message = messages.decode(master + b"\x00")
+    assert isinstance(message, messages.MasterLinkReady) and message.sender == 0x1234
+    assert message.to_payload() == master
+    assert messages.decode(bytes.fromhex("FDE2032E550C80") + bytes(9)).padding is None

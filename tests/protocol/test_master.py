@@ -497,3 +497,56 @@ def test_link_ready_bursts_from_known_slaves_do_not_starve_one_of_them():
     for twcid in (0x1234, 0x2345):
         times = [t for t, _ in bus.heartbeats_to(twcid) if t >= start - 1.0]
         assert max(b - a for a, b in pairwise(times)) < 1.2, hex(twcid)
+
+
+def test_slave_link_ready_with_data_in_its_padding_links():
+    bus = Bus()
+    events = bus.feed(m.SlaveLinkReady(0x032E, 0x55, 3200, 2, padding=bytes(6) + b"\x12\x34"))
+    assert any(isinstance(e, bm.SlaveLinked) and e.twcid == 0x032E for e in events)
+    assert 0x032E in bus.master.slaves
+
+
+def test_another_masters_link_ready_alarms_whatever_its_padding():
+    bus = Bus()
+    foreign = m.MasterLinkReady(2, 0x4242, 0x66, b"\x80\x0c", padding=bytes(7) + b"\x01")
+    events = bus.master.receive(codec.frame(foreign.to_payload()), 0.5)
+    assert any(isinstance(e, bm.Alarm) and e.kind == "foreign_master" for e in events)
+
+
+def test_a_heartbeat_addressed_to_another_master_is_ignored_with_an_alarm():
+    bus = Bus()
+    link(bus, 0x1234)
+    events = bus.feed(m.SlaveHeartbeat.build(0x1234, 0x4242, 1, 600, 550, 2))
+    alarms = [e for e in events if isinstance(e, bm.Alarm)]
+    assert [a.kind for a in alarms] == ["other_master_addressed"] and alarms[0].twcid == 0x1234
+    assert "4242" in alarms[0].message
+    assert bus.master.slaves[0x1234].actual_centiamps == 0  # its data is not taken
+
+
+def test_a_slave_whose_maximum_is_below_the_wiring_limit_raises_an_alarm():
+    bus = Bus(limits=WiringLimits(max_amps_per_twc=40))
+    events = bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))
+    alarms = [e for e in events if isinstance(e, bm.Alarm)]
+    assert [a.kind for a in alarms] == ["slave_max_below_wiring"], events
+    assert "32 A" in alarms[0].message and "40 A" in alarms[0].message
+    events = bus.feed(m.SlaveLinkReady(0x2345, 0x55, 8000, 2))
+    assert not [e for e in events if isinstance(e, bm.Alarm)]
+
+
+def test_after_a_late_reply_the_master_waits_for_its_trailer_byte():
+    """A reply that comes after the reply window: the next frame waits at least three byte
+    times after its closing C0, so it does not start on top of the trailer (§2.1, §5.2)."""
+    bus = Bus()
+    bus.run(1.5)  # the start-up burst is over
+    link(bus, 0x1234)
+    bus.repliers.pop(0x1234)  # it answers by hand, late
+    link(bus, 0x2345)  # also due at once: the line's next frame is for it
+    sent_s = bus.now + 0.05  # past the quiet time after the link-ready frames
+    wire, _ = bus.master.poll(sent_s)
+    assert wire is not None and decode_wire(wire).receiver == 0x1234
+    late_s = sent_s + 0.15  # after the 0.1 s window, before the 0.25 s timeout
+    reply = m.SlaveHeartbeat.build(0x1234, ME, 1, 0, 0, 2)
+    bus.master.receive(slave_wire(reply)[:-1], late_s)  # up to the closing C0, no trailer yet
+    assert bus.master.poll(late_s)[0] is None
+    assert bus.master.poll(late_s + 0.001)[0] is None
+    assert bus.master.poll(late_s + 3 * codec.BYTE_TIME_S)[0] is not None

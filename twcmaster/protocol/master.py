@@ -72,9 +72,10 @@ class MasterSettings:
     reply_window_s: float = 0.1
     reply_timeout_s: float = 0.25
     gap_after_rx_s: float = 0.02  # quiet time after an unsolicited frame before we talk
-    # After the reply we waited for (and the reply window), the line is ours again: the
-    # reply's trailer byte came with it.
-    gap_after_reply_s: float = 0.0
+    # After the reply we waited for (and the reply window), the line is ours once the reply's
+    # trailer byte is through: real TWCs send one after the closing C0 (§2.1), and a frame
+    # started on top of it collides (§5.2). Three byte times at 9600 baud.
+    gap_after_reply_s: float = 0.003
     energy_poll_interval_s: float = 60.0  # FB EB per slave at most this often (§5.1)
     vin_retry_s: float = VIN_RETRY_S  # start the VIN sequence over after this (§5.4)
     vin_max_attempts: int = VIN_MAX_ATTEMPTS  # first try + 5 retries (§5.4)
@@ -536,14 +537,33 @@ class BusMaster:
         if self.settings.ask_firmware and msg.protocol == 2:
             self.slaves[msg.sender].next_firmware_ask_s = now_s + FIRST_FIRMWARE_ASK_S
         events = [SlaveLinked(msg.sender, msg.protocol, msg.max_centiamps / CENTIAMPS_PER_AMP)]
+        events += self._below_wiring_alarm(msg)
         if len(self.slaves) > 3:
             text = f"{len(self.slaves)} slaves: real TWC masters support at most 3"
             events.append(Alarm("many_slaves", text))
         return events
 
+    def _below_wiring_alarm(self, msg: m.SlaveLinkReady) -> list[Event]:
+        """A slave whose own maximum is below wiringMaxAmpsPerTWC: the amps gate caps it at its
+        maximum, and the user learns the config expects more than the unit can give (A.7)."""
+        wiring_amps = self.settings.limits.max_amps_per_twc
+        slave_amps = msg.max_centiamps / CENTIAMPS_PER_AMP
+        if wiring_amps is None or slave_amps >= wiring_amps:
+            return []
+        text = (
+            f"slave {msg.sender:04X} can take at most {slave_amps:g} A (its link-ready), less "
+            f"than wiringMaxAmpsPerTWC {wiring_amps:g} A: it is offered at most {slave_amps:g} A"
+        )
+        return [Alarm("slave_max_below_wiring", text, msg.sender)]
+
     def _on_slave_heartbeat(self, msg: m.SlaveHeartbeat, now_s: float) -> list[Event]:
         if msg.receiver != self.settings.master_twcid:
-            return [Ignored(msg, f"addressed to master {msg.receiver:04X}, not us")]
+            text = (
+                f"slave {msg.sender:04X} answers master {msg.receiver:04X}, not us "
+                f"({self.settings.master_twcid:04X}): another master is on the bus"
+            )
+            ignored = Ignored(msg, f"addressed to master {msg.receiver:04X}, not us")
+            return [ignored, Alarm("other_master_addressed", text, msg.sender)]  # §5.4, A.7
         slave = self._mark_rx(msg.sender, now_s)
         if slave is None:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]

@@ -246,6 +246,9 @@ class MasterLinkReady(Message):
     # The 16-byte form (ESP32 masters) carries a 2-byte field before the zeros (§3.2, §8 Q4).
     extra: bytes | None = None
     receiver: None = None
+    # The 8 bytes that follow, as received when they are not all zero: what a real master puts
+    # there is not recorded (§8 Q4, Q10), and another master must be recognised whatever it is.
+    padding: bytes | None = None
 
     name: ClassVar[str] = "master link-ready"
 
@@ -255,10 +258,10 @@ class MasterLinkReady(Message):
 
     def to_payload(self) -> bytes:
         head = _code_bytes(self.code) + _u16(self.sender) + bytes([self.sign])
-        return head + (self.extra or b"") + _zeros(8)
+        return head + (self.extra or b"") + _padding(self.padding, 8)
 
     def fields(self) -> dict[str, Any]:
-        return {"which": self.which, "sign": f"{self.sign:02X}"}
+        return {"which": self.which, "sign": f"{self.sign:02X}", **_padding_field(self.padding)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,20 +273,44 @@ class SlaveLinkReady(Message):
     max_centiamps: int
     protocol: int = 2  # 14-byte body = protocol 1, 16 = protocol 2 (§2.6)
     receiver: None = None
+    # The bytes after max amps, as received when they are not all zero. Documented as zero, but
+    # one source reports slaves carrying data there (§8 Q10) and TWCManager, which links real
+    # slaves, checks only the first 6: a slave is linked whatever they hold.
+    padding: bytes | None = None
 
     name: ClassVar[str] = "slave link-ready"
     code: ClassVar[Code] = Code.SLAVE_LINKREADY
 
     def to_payload(self) -> bytes:
         head = _code_bytes(self.code) + _u16(self.sender) + bytes([self.sign])
-        return head + _u16(self.max_centiamps) + _zeros(6 if self.protocol == 1 else 8)
+        zeros = 6 if self.protocol == 1 else 8
+        return head + _u16(self.max_centiamps) + _padding(self.padding, zeros)
 
     def fields(self) -> dict[str, Any]:
         return {
             "sign": f"{self.sign:02X}",
             "max_amps": self.max_centiamps / CENTIAMPS_PER_AMP,
             "protocol": self.protocol,
+            **_padding_field(self.padding),
         }
+
+
+def _padding(padding: bytes | None, zeros: int) -> bytes:
+    """A link-ready's padding: as received, or the documented zeros."""
+    if padding is None:
+        return _zeros(zeros)
+    if len(padding) != zeros:
+        raise ValueError(f"link-ready padding of {len(padding)} bytes, expected {zeros}")
+    return padding
+
+
+def _padding_field(padding: bytes | None) -> dict[str, str]:
+    return {} if padding is None else {"padding": padding.hex(" ").upper()}
+
+
+def _received_padding(tail: bytes) -> bytes | None:
+    """None for the documented all-zero padding, else the bytes as received."""
+    return None if not any(tail) else tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,9 +642,12 @@ def _decode_fields(code: int, p: bytes) -> Message | None:
     u16 = lambda off: int.from_bytes(p[off : off + 2], "big")  # noqa: E731
     if code in (Code.MASTER_LINKREADY1, Code.MASTER_LINKREADY2) and n in (14, 16):
         which = 1 if code == Code.MASTER_LINKREADY1 else 2
-        return MasterLinkReady(which, u16(2), p[4], p[5:7] if n == 16 else None)
+        extra = p[5:7] if n == 16 else None
+        padding = _received_padding(p[7:] if n == 16 else p[5:])
+        return MasterLinkReady(which, u16(2), p[4], extra, padding=padding)
     if code == Code.SLAVE_LINKREADY and n in (14, 16):
-        return SlaveLinkReady(u16(2), p[4], u16(5), protocol_of_length(n))
+        padding = _received_padding(p[7:])
+        return SlaveLinkReady(u16(2), p[4], u16(5), protocol_of_length(n), padding=padding)
     if code == Code.MASTER_HEARTBEAT and n in (14, 16):
         return MasterHeartbeat(u16(2), u16(4), p[6:])
     if code == Code.SLAVE_HEARTBEAT and n in (14, 16):
