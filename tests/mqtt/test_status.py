@@ -75,7 +75,9 @@ def test_every_topic_retained_with_twcmanagers_payloads(mosquitto, subscribers):
     run(main())
     held = retained(mosquitto, "TWC/#")
     snapshot_text = held.pop("TWC/all/snapshot")
-    assert held == expected(snap) | {"TWC/availability": "offline"}  # offline: stopped
+    # Stopped: offline, the whole daemon and each TWC.
+    gone = {"TWC/availability": "offline", "TWC/2118/availability": "offline"}
+    assert held == expected(snap) | gone | {"TWC/3C4D/availability": "offline"}
     assert held["TWC/2118/ampsInUse"] == "15.94" and held["TWC/3C4D/ampsInUse"] == "0.0"
     assert held["TWC/all/totalAmpsInUse"] == "15.94"
     assert json.loads(snapshot_text) == snapshot_json(snap, time_epoch=wall_s)
@@ -136,6 +138,28 @@ def test_rate_limit_numbers_by_threshold_discrete_at_once(mosquitto, subscribers
     run(main())
 
 
+def test_at_stop_held_back_numbers_go_out_and_each_twc_is_offline(mosquitto, subscribers):
+    """Retained values outlive the daemon: the last ones are left, not older ones the rate
+    limit held back, and each TWC's availability says they are no longer live."""
+    clock = Clock()
+
+    async def main():
+        status = MqttStatus(
+            status_config(mosquitto, ha_discovery=False, ratelimit_s=60), app_config(), clock=clock
+        )
+        async with started(status):
+            status.publish(publication(snapshot(slave())))
+            await eventually(lambda: retained(mosquitto, "TWC/2118/ampsInUse"))
+            status.publish(publication(snapshot(slave(actual_amps=15.5))))  # held back
+            await settle(0.2)
+            assert retained(mosquitto, "TWC/2118/ampsInUse") == {"TWC/2118/ampsInUse": "15.94"}
+
+    run(main())
+    held = retained(mosquitto, "TWC/#")
+    assert held["TWC/2118/ampsInUse"] == "15.5"
+    assert held["TWC/2118/availability"] == "offline" and held["TWC/availability"] == "offline"
+
+
 def test_a_new_text_for_the_same_number_goes_at_once(mosquitto, subscribers):
     sub = subscribers(mosquitto, "TWC/all/totalAmpsInUse")
     idle = slave(actual_amps=0.0, car_charging=False)
@@ -185,7 +209,8 @@ def test_broker_down_at_start_then_up(mosquitto, subscribers):
             await eventually(lambda: "TWC/2118/ampsInUse" in retained(mosquitto, "TWC/2118/#"))
 
     run(main())
-    assert retained(mosquitto, "TWC/#").items() >= expected(snap).items()
+    stopped = expected(snap) | {"TWC/2118/availability": "offline"}
+    assert retained(mosquitto, "TWC/#").items() >= stopped.items()
 
 
 def test_broker_restart_gets_the_whole_state_again(mosquitto, subscribers):

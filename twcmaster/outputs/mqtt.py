@@ -146,12 +146,24 @@ class MqttStatus:
         self._arm_flush()
 
     async def stop(self) -> None:
-        """``offline`` on the availability topic, then a clean disconnect (the broker drops
-        the last will). Off the loop: the goodbye may wait up to a second for the broker."""
+        """The last values, each TWC ``offline``, ``offline`` on the availability topic, then
+        a clean disconnect (the broker drops the last will). Off the loop: the goodbye may
+        wait up to a second for the broker, and paho sends what was queued before it."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._say_goodbye()
         await asyncio.to_thread(self.link.stop, (self.availability_topic, OFFLINE))
+
+    def _say_goodbye(self) -> None:
+        """Retained values outlive us: held-back numbers go out now (not an older value left
+        standing), and each TWC is marked offline, so a reader of its topics (not only Home
+        Assistant, which follows the availability topics) knows they are no longer live."""
+        for twcid, twc in self._twcs.items():
+            if twc.linked:
+                twc.linked = False
+                self._current[f"{twcid}/{AVAILABILITY}"] = Value(OFFLINE, None, AT_ONCE)
+        self._send_due(self.clock(), forced=self._current)
 
     # -- output ----------------------------------------------------------------------------
 
