@@ -7,6 +7,7 @@ real controller and car model: in steady state the site's import stays under the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from tests.control.sites import V, make_site, policy_config
 from twcmaster.config import config_from_dict
 from twcmaster.control.allocation import AllocationSettings, Controller, SlaveReading
-from twcmaster.control.green import ChargerView
+from twcmaster.control.green import ChargerView, SiteReading
 from twcmaster.control.policy import (
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
@@ -37,6 +38,9 @@ NOON = datetime(2024, 6, 3, 12)
 class Store:
     def __init__(self, **fields):
         self.settings = RuntimeSettings(**fields)
+
+
+_SITE_FIELDS = [f.name for f in dataclasses.fields(SiteReading) if f.name != "house_measured"]
 
 
 def charge_now(cap: float | None, amps: float = 32.0, **changes) -> PolicyEngine:
@@ -113,6 +117,18 @@ def test_an_unusable_reading_gives_the_safe_value_in_every_policy(site):
     assert charge_now(20, green_energy_safe_amps=8).decide(0.0, NOON, site, idle()).amps == 8.0
     # Without the cap a fixed policy does not read the meter at all.
     assert charge_now(None).decide(0.0, NOON, site, idle()).amps == 32.0
+
+
+def test_a_house_no_source_measures_gives_the_safe_value():
+    """Generation alone would take the house as 0 W, and the cap as room it is not: fail
+    safe, as with a stale reading (an auditor's repro: a 16 A cap, a 16 A house, Charge Now
+    offered 16 A more)."""
+    site = make_site(0.0, 0.0)
+    unmeasured = SiteReading(*(getattr(site, f) for f in _SITE_FIELDS), house_measured=False)
+    budget = charge_now(16).decide(0.0, NOON, unmeasured, idle())
+    assert budget.amps == 0.0 and budget.stale
+    assert "No fresh energy source measures the house's consumption" in budget.reason
+    assert charge_now(16).decide(0.0, NOON, site, idle()).amps == 16.0  # measured: 0 W house
 
 
 def test_the_cap_wins_over_the_min_green_floor_and_over_green_flex():

@@ -305,6 +305,19 @@ def test_standby_draw_at_night_counts_as_no_generation():
     assert site.generation_w == 0.0 and site.consumption_w == 300.0
 
 
+def test_a_site_whose_house_no_source_measures_says_so():
+    """Generation alone (an inverter's own figure) is a usable reading for green tracking, but
+    its house is not measured: the combined reading says so (the grid cap needs the house)."""
+    now = [100.0]
+    runner = SourceRunner([_Idle("Inverter"), _Idle("Meter")], clock=lambda: now[0])
+    runner.push("Inverter", Reading(generation_w=3000.0))
+    runner.push("Meter", Reading(grid_w=-2000.0))
+    site = runner.combined()
+    assert not site.stale and site.consumption_w == 0.0 and not site.house_measured
+    runner.push("Meter", Reading(consumption_w=0.0, grid_w=-3000.0))  # a house at 0 W, measured
+    assert runner.combined().house_measured
+
+
 @pytest.mark.parametrize(
     "reading",
     [

@@ -47,9 +47,14 @@ def test_night_importing(http_server):
 
 
 def test_grid_only(http_server):
+    """At the grid meter, like the other grid-meter sources: import is the house's load and
+    export the generation. (A bare grid figure left the house at 0 W: green tracking never
+    started and the grid cap took the house as empty.)"""
     http_server.route(PATH, by_uuid({GRID: "450 W"}))
-
-    assert source_for(http_server, uuidPhotovoltaikW=None).fetch() == Reading(grid_w=450.0)
+    only_grid = source_for(http_server, uuidPhotovoltaikW=None)
+    assert only_grid.fetch() == Reading(generation_w=0.0, consumption_w=450.0, grid_w=450.0)
+    http_server.route(PATH, by_uuid({GRID: "-1200 W"}))
+    assert only_grid.fetch() == Reading(generation_w=1200.0, consumption_w=0.0, grid_w=-1200.0)
 
 
 def test_unexpected_text(http_server):

@@ -20,7 +20,8 @@ their offers), and no compensation is added here: the cap leans towards importin
 * **Fresh reading**: the budget is at most the headroom (0 when the house alone takes the cap).
 * **Stale or missing reading**: the cap cannot be checked, so the budget is at most
   ``greenEnergySafeAmps`` (0 by default): fail safe, never fail open. With the cap set and no
-  energy source enabled, the loader warns that this is every decision.
+  energy source enabled, the loader warns that this is every decision. The same when no fresh
+  source measures the house (generation alone: the house would count as 0 W).
 * **Never above the wiring**: the policy's budget already is not, and the cap only lowers it.
 
 What it does not bound: the controller's transients beyond the budget (a proactive spike held
@@ -108,6 +109,8 @@ def cap_budget(
     """``budget`` under the grid cap (see the module docstring), with a ``GridCap`` saying how
     it bore on it and, when it lowered it, a sentence more in the reason."""
     problem = reading_problem(site)
+    if problem is None and site is not None and not site.house_measured:
+        problem = "no fresh energy source measures the house's consumption"
     if problem is not None:
         safe = max(finite_number(safe_amps) or 0.0, 0.0)
         capped = budget.amps > safe + _EPS

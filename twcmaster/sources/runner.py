@@ -209,6 +209,7 @@ class SourceRunner:
         grid_w: float | None = None
         voltage_v: float | None = None
         oldest_s: float | None = None
+        house_measured = False
         used: list[str] = []
         problems: list[str] = []
         for name, state in self._states.items():
@@ -221,6 +222,7 @@ class SourceRunner:
                 generation_w += reading.generation_w
             if reading.consumption_w is not None:
                 consumption_w += reading.consumption_w
+                house_measured = True
             if reading.grid_w is not None:
                 grid_w = (grid_w or 0.0) + reading.grid_w
             if voltage_v is None and reading.voltage_v:
@@ -236,6 +238,7 @@ class SourceRunner:
             stale=bool(problems),
             reason="; ".join(problems),
             sources=tuple(used),
+            house_measured=house_measured,
         )
 
     def status(self, now_s: float | None = None) -> tuple[SourceStatus, ...]:
