@@ -523,14 +523,20 @@ def test_a_heartbeat_addressed_to_another_master_is_ignored_with_an_alarm():
     assert bus.master.slaves[0x1234].actual_centiamps == 0  # its data is not taken
 
 
-def test_a_slave_whose_maximum_is_below_the_wiring_limit_raises_an_alarm():
-    bus = Bus(limits=WiringLimits(max_amps_per_twc=40))
-    events = bus.feed(m.SlaveLinkReady(0x1234, 0x55, 3200, 2))
-    alarms = [e for e in events if isinstance(e, bm.Alarm)]
-    assert [a.kind for a in alarms] == ["slave_max_below_wiring"], events
-    assert "32 A" in alarms[0].message and "40 A" in alarms[0].message
-    events = bus.feed(m.SlaveLinkReady(0x2345, 0x55, 8000, 2))
-    assert not [e for e in events if isinstance(e, bm.Alarm)]
+def test_a_slave_that_comes_back_with_a_lower_maximum_is_capped_at_it():
+    """A unit restarted with another maximum (its own setting changed): the gate must not
+    go on offering the maximum it had."""
+    bus = Bus()
+    link(bus, 0x1234, max_centiamps=3200)
+    bus.master.slaves[0x1234].offer_amps = 32
+    events = bus.feed(m.SlaveLinkReady(0x1234, 0x55, 1600, 2))
+    assert [(e.twcid, e.max_amps) for e in events if isinstance(e, bm.SlaveLinked)] == [
+        (0x1234, 16.0)
+    ]
+    bus.run(2.0)
+    offers = [msg.centiamps for _, msg in bus.heartbeats_to(0x1234) if msg.command == 0x09]
+    assert offers and max(offers) == 1600
+    assert not [e for e in bus.feed(m.SlaveLinkReady(0x1234, 0x55, 1600, 2)) if e]  # same: quiet
 
 
 def test_after_a_late_reply_the_master_waits_for_its_trailer_byte():

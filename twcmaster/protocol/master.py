@@ -510,6 +510,12 @@ class BusMaster:
                 text = f"two slaves seem to use ID {msg.sender:04X} (signs differ)"
                 events.append(Alarm("slave_id_clash", text, msg.sender))
                 slave.sign = msg.sign
+            if slave.max_centiamps != msg.max_centiamps:
+                # Restarted with another maximum: the gate caps at what it says now, and the
+                # core hears of it as of a new link (its log, its per-TWC cap).
+                slave.max_centiamps = msg.max_centiamps
+                max_amps = msg.max_centiamps / CENTIAMPS_PER_AMP
+                events.append(SlaveLinked(msg.sender, slave.protocol, max_amps))
             # A known slave announcing itself lost us: heartbeat it right away, but never
             # later than it was due (min): during link-ready bursts from several slaves,
             # resetting to "now" let the first one starve the others.
@@ -537,24 +543,10 @@ class BusMaster:
         if self.settings.ask_firmware and msg.protocol == 2:
             self.slaves[msg.sender].next_firmware_ask_s = now_s + FIRST_FIRMWARE_ASK_S
         events = [SlaveLinked(msg.sender, msg.protocol, msg.max_centiamps / CENTIAMPS_PER_AMP)]
-        events += self._below_wiring_alarm(msg)
         if len(self.slaves) > 3:
             text = f"{len(self.slaves)} slaves: real TWC masters support at most 3"
             events.append(Alarm("many_slaves", text))
         return events
-
-    def _below_wiring_alarm(self, msg: m.SlaveLinkReady) -> list[Event]:
-        """A slave whose own maximum is below wiringMaxAmpsPerTWC: the amps gate caps it at its
-        maximum, and the user learns the config expects more than the unit can give (A.7)."""
-        wiring_amps = self.settings.limits.max_amps_per_twc
-        slave_amps = msg.max_centiamps / CENTIAMPS_PER_AMP
-        if wiring_amps is None or slave_amps >= wiring_amps:
-            return []
-        text = (
-            f"slave {msg.sender:04X} can take at most {slave_amps:g} A (its link-ready), less "
-            f"than wiringMaxAmpsPerTWC {wiring_amps:g} A: it is offered at most {slave_amps:g} A"
-        )
-        return [Alarm("slave_max_below_wiring", text, msg.sender)]
 
     def _on_slave_heartbeat(self, msg: m.SlaveHeartbeat, now_s: float) -> list[Event]:
         if msg.receiver != self.settings.master_twcid:
