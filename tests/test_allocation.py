@@ -392,6 +392,19 @@ def test_proactive_spike_on_a_raise_below_the_spike_value():
     assert ctrl.allocate(30, [slave(A, reported=14, actual=13.5)], 60.0)[A].offer_amps == 30
 
 
+def test_no_spike_above_a_fail_safe_budget():
+    """While the energy reading is stale the budget is the safe value: a raise to it is not
+    spiked above it (proactively or for a stuck car), the car gets the raise at once."""
+    ctrl = Controller(cfg(spike_amps_proactively=True, spike_amps_reactively=True))
+    assert ctrl.allocate(6, [slave(A, link=32, actual=5.2)], 0.0, spikes=False)[A].offer_amps == 6
+    out = ctrl.allocate(8, [slave(A, link=32, reported=6, actual=5.2)], 20.0, spikes=False)
+    assert out[A].offer_amps == 8 and "spike" not in out[A].reason
+    stuck = slave(A, link=32, reported=8, actual=5.2)
+    for now in (31.0, 42.0, 53.0):  # stuck at the 6 A setting: still no spike while stale
+        assert ctrl.allocate(8, [stuck], now, spikes=False)[A].offer_amps == 8
+    assert ctrl.allocate(8, [stuck], 64.0)[A].offer_amps == 16  # a fresh reading: it may
+
+
 def test_lagging_reported_amps_do_not_turn_a_decrease_into_a_spike():
     ctrl = Controller(cfg(spike_amps_proactively=True))
     assert ctrl.allocate(30, [slave(A, actual=20)], 0.0)[A].offer_amps == 30  # >= 21: no spike

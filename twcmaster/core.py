@@ -563,8 +563,11 @@ class Core:
         left_out = denied | paused
         readings = [self._reading(s) for s in slaves if s.twcid not in left_out]
         max_cars = getattr(self.budget, "max_cars", None)
+        spikes = not getattr(self.budget, "stale", False)  # no spike above a fail-safe value
         try:
-            self._offers = self.controller.allocate(self.budget.amps, readings, now, max_cars)
+            self._offers = self.controller.allocate(
+                self.budget.amps, readings, now, max_cars, spikes=spikes
+            )
         except Exception as error:
             self.record_error("allocation", error, now)
             self._offer_nothing(slaves)

@@ -287,9 +287,13 @@ class Controller:
         slaves: Sequence[SlaveReading],
         now_s: float,
         max_cars: int | None = None,
+        spikes: bool = True,
     ) -> dict[int, Offer]:
         """One offer per slave in ``slaves``. ``now_s``: monotonic seconds. ``max_cars``: serve
         at most this many cars within the budget (the green start rules; None: no limit).
+        ``spikes``: False while the budget is a fail-safe value (the energy reading is stale):
+        the 6 A spike workaround (§6.4) offers more than the budget for a few seconds, and
+        with no reading there is no telling what that costs. A car may then stay at 6 A.
 
         A remembered slave missing from ``slaves`` (not forgotten) gets no offer, but its
         committed amps still count against the others' raises.
@@ -309,7 +313,7 @@ class Controller:
         order = sorted(work, key=lambda w: w.key)
         self._plan(order, budget, now, max_cars)
         for w in order:
-            self._shape(w, now)
+            self._shape(w, now, spikes)
         self._gate(order, set(ids))
         self._check(order)
         return {w.reading.twcid: self._record(w, now) for w in work}
@@ -584,13 +588,13 @@ class Controller:
 
     # -- step 2: spike and lower hold --------------------------------------------------------------
 
-    def _shape(self, w: _Work, now: float) -> None:
+    def _shape(self, w: _Work, now: float, spikes: bool = True) -> None:
         s = self._settings
         w.cand, w.cand_reason = w.target, w.reason
         track = w.track
         since = math.inf if track.last_change_s is None else now - track.last_change_s
 
-        spike = self._spike_amps(w)
+        spike = self._spike_amps(w) if spikes else None
         proactive, reactive = self._spike_triggers(w, spike, now)
         # No spike for a car held at its minimum beyond the budget: it is on its way out.
         if w.target > 0 and spike is not None and (proactive or reactive) and not w.stop_held:
