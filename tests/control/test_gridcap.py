@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.control.sites import V, make_site, policy_config
 from twcmaster.config import config_from_dict
 from twcmaster.control.allocation import AllocationSettings, Controller, SlaveReading
-from twcmaster.control.green import ChargerView, SiteReading
+from twcmaster.control.green import ChargerView
 from twcmaster.control.policy import (
     POLICY_CHARGE_NOW,
     POLICY_GREEN,
@@ -38,9 +38,6 @@ NOON = datetime(2024, 6, 3, 12)
 class Store:
     def __init__(self, **fields):
         self.settings = RuntimeSettings(**fields)
-
-
-_SITE_FIELDS = [f.name for f in dataclasses.fields(SiteReading) if f.name != "house_measured"]
 
 
 def charge_now(cap: float | None, amps: float = 32.0, **changes) -> PolicyEngine:
@@ -124,7 +121,7 @@ def test_a_house_no_source_measures_gives_the_safe_value():
     safe, as with a stale reading (an auditor's repro: a 16 A cap, a 16 A house, Charge Now
     offered 16 A more)."""
     site = make_site(0.0, 0.0)
-    unmeasured = SiteReading(*(getattr(site, f) for f in _SITE_FIELDS), house_measured=False)
+    unmeasured = dataclasses.replace(site, house_measured=False)
     budget = charge_now(16).decide(0.0, NOON, unmeasured, idle())
     assert budget.amps == 0.0 and budget.stale
     assert "No fresh energy source measures the house's consumption" in budget.reason

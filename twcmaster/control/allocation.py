@@ -588,7 +588,7 @@ class Controller:
 
     # -- step 2: spike and lower hold --------------------------------------------------------------
 
-    def _shape(self, w: _Work, now: float, spikes: bool = True) -> None:
+    def _shape(self, w: _Work, now: float, spikes: bool) -> None:
         s = self._settings
         w.cand, w.cand_reason = w.target, w.reason
         track = w.track

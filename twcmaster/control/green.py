@@ -132,9 +132,9 @@ class SiteReading:
     stale: bool  # True when any enabled source has no reading younger than its maxAge
     reason: str  # "" or why it is stale, per source, "; "-separated
     sources: tuple[str, ...]  # the sources that contributed
-    # Whether a fresh source measured the house's consumption (or the grid, from which it
-    # follows). Green tracking works without it (generation alone, as TWCManager); the grid
-    # cap does not: a house taken as 0 W would let the site import far more than the cap.
+    # Whether a fresh source measured the house's consumption. Green tracking works without it
+    # (generation alone, as TWCManager); the grid cap does not: a house taken as 0 W would
+    # let the site import far more than the cap.
     house_measured: bool = True
 
 

@@ -159,10 +159,7 @@ class MqttStatus:
         """Retained values outlive us: held-back numbers go out now (not an older value left
         standing), and each TWC is marked offline, so a reader of its topics (not only Home
         Assistant, which follows the availability topics) knows they are no longer live."""
-        for twcid, twc in self._twcs.items():
-            if twc.linked:
-                twc.linked = False
-                self._current[f"{twcid}/{AVAILABILITY}"] = Value(OFFLINE, None, AT_ONCE)
+        self._mark_unlinked(set(), self._current)  # none is linked any more
         self._send_due(self.clock(), forced=self._current)
 
     # -- output ----------------------------------------------------------------------------
@@ -201,6 +198,10 @@ class MqttStatus:
                 self._to_clear.difference_update(self._twc_topics(twcid))
                 self._publish_discovery(self._twc_discovery(twcid))
             self._twcs[twcid].last_seen_s = now
+        self._mark_unlinked(linked, values)
+
+    def _mark_unlinked(self, linked: set[str], values: dict[str, Value]) -> None:
+        """TWCs we had as linked and ``linked`` does not name: ``offline`` into ``values``."""
         for twcid, twc in self._twcs.items():
             if twc.linked and twcid not in linked:
                 twc.linked = False

@@ -310,7 +310,7 @@ def _padding_field(padding: bytes | None) -> dict[str, str]:
 
 def _received_padding(tail: bytes) -> bytes | None:
     """None for the documented all-zero padding, else the bytes as received."""
-    return None if not any(tail) else tail
+    return tail if any(tail) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,12 @@ class Reading:
     # the Powerwall's gridStatus: (name, value) pairs, read only when a rule asks.
     extras: tuple[tuple[str, Any], ...] = ()
 
+    @classmethod
+    def at_grid_meter(cls, grid_w: float, voltage_v: float | None = None) -> Reading:
+        """A meter at the grid connection (+ import / - export): what is fed in counts as the
+        generation and what is drawn as the house's load, as TWCManager reads such meters."""
+        return cls(max(0.0, -grid_w), max(0.0, grid_w), grid_w, voltage_v)
+
 
 @dataclass(frozen=True)
 class SourceTiming:

@@ -73,9 +73,5 @@ def _parse(doc: Any) -> Reading:
     if doc.get("ActivePowerUnit") == "kW":
         power *= 1000.0
     voltage = doc.get("Voltage")
-    return Reading(
-        generation_w=max(0.0, -power),
-        consumption_w=max(0.0, power),
-        grid_w=power,
-        voltage_v=as_number(voltage, "Voltage") or None if voltage is not None else None,
-    )
+    volts = as_number(voltage, "Voltage") or None if voltage is not None else None
+    return Reading.at_grid_meter(power, volts)

@@ -62,8 +62,8 @@ class VolkszahlerSource(Source):
 
     def fetch(self) -> Reading:
         grid = self._channel(self.uuid_grid)
-        if self.uuid_pv is None:  # at the grid meter, read as the other grid-meter sources
-            return Reading(generation_w=max(0.0, -grid), consumption_w=max(0.0, grid), grid_w=grid)
+        if self.uuid_pv is None:
+            return Reading.at_grid_meter(grid)
         pv = self._channel(self.uuid_pv)
         return Reading(generation_w=max(0.0, pv), consumption_w=max(0.0, pv + grid), grid_w=grid)
 
