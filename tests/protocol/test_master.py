@@ -518,8 +518,9 @@ def test_a_heartbeat_addressed_to_another_master_is_ignored_with_an_alarm():
     link(bus, 0x1234)
     events = bus.feed(m.SlaveHeartbeat.build(0x1234, 0x4242, 1, 600, 550, 2))
     alarms = [e for e in events if isinstance(e, bm.Alarm)]
-    assert [a.kind for a in alarms] == ["other_master_addressed"] and alarms[0].twcid == 0x1234
-    assert "4242" in alarms[0].message
+    # The same alarm as another master's own frames: it names that master.
+    assert [a.kind for a in alarms] == ["foreign_master"] and alarms[0].twcid == 0x4242
+    assert "4242" in alarms[0].message and bus.master.foreign_master_seen_s == bus.now
     assert bus.master.slaves[0x1234].actual_centiamps == 0  # its data is not taken
 
 

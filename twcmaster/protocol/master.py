@@ -550,12 +550,9 @@ class BusMaster:
 
     def _on_slave_heartbeat(self, msg: m.SlaveHeartbeat, now_s: float) -> list[Event]:
         if msg.receiver != self.settings.master_twcid:
-            text = (
-                f"slave {msg.sender:04X} answers master {msg.receiver:04X}, not us "
-                f"({self.settings.master_twcid:04X}): another master is on the bus"
-            )
+            # A slave answering another master's heartbeat: that master is on the bus (§5.4).
             ignored = Ignored(msg, f"addressed to master {msg.receiver:04X}, not us")
-            return [ignored, Alarm("other_master_addressed", text, msg.sender)]  # §5.4, A.7
+            return [ignored, self._foreign_master(msg.receiver, now_s)]
         slave = self._mark_rx(msg.sender, now_s)
         if slave is None:
             return [Ignored(msg, "unknown slave: waiting for its link-ready")]
@@ -615,12 +612,17 @@ class BusMaster:
 
     def _on_foreign_master(self, msg: m.Message, payload: bytes, now_s: float) -> list:
         sender = int.from_bytes(payload[2:4], "big") if len(payload) >= 4 else None
+        return [self._foreign_master(sender, now_s)]
+
+    def _foreign_master(self, twcid: int | None, now_s: float) -> Alarm:
+        """Another master is on the bus: heard itself, or through a slave answering it."""
         self.foreign_master_seen_s = now_s
+        named = "" if twcid is None else f" ({twcid:04X})"
         text = (
-            f"another master ({sender:04X}) is on the bus: set every TWC's rotary switch to F "
+            f"another master{named} is on the bus: set every TWC's rotary switch to F "
             "and run only one master"
         )
-        return [Alarm("foreign_master", text, sender)]
+        return Alarm("foreign_master", text, twcid)
 
     # -- transmitting
 
